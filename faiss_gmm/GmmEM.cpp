@@ -1,0 +1,1 @@
+#include <faiss_gmm/GmmEM.h>

@@ -1,1 +1,596 @@
 #include <faiss_gmm/GaussianMixture.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include <omp.h>
+
+#include <faiss/impl/FaissAssert.h>
+
+#include <faiss_gmm/GmmEM.h>
+#include <faiss_gmm/impl/GmmScoring.h>
+
+extern "C" {
+// Fortran BLAS, as FAISS declares it (LP64 integers).
+int sgemm_(
+    const char* transa,
+    const char* transb,
+    const int* m,
+    const int* n,
+    const int* k,
+    const float* alpha,
+    const float* a,
+    const int* lda,
+    const float* b,
+    const int* ldb,
+    const float* beta,
+    float* c,
+    const int* ldc);
+int dgemm_(
+    const char* transa,
+    const char* transb,
+    const int* m,
+    const int* n,
+    const int* k,
+    const double* alpha,
+    const double* a,
+    const int* lda,
+    const double* b,
+    const int* ldb,
+    const double* beta,
+    double* c,
+    const int* ldc);
+}
+
+namespace faiss_gmm {
+
+namespace {
+
+constexpr double kLog2Pi = 1.8378770664093453; // log(2 pi)
+
+int to_blas_int(idx_t v, const char* what) {
+    FAISS_THROW_IF_NOT_FMT(
+        v <= std::numeric_limits<int>::max(),
+        "%s = %" PRId64 " exceeds the BLAS integer range",
+        what,
+        int64_t(v));
+    return int(v);
+}
+
+/// sum_k pi_k mu_k: the mixture's mean.
+std::vector<float> mixture_mean(const GaussianMixture& model) {
+    impl::check_model_shape(model);
+    std::vector<double> mean(model.d, 0.0);
+    for (int j = 0; j < model.k; j++) {
+        const float* mu = model.means.data() + size_t(j) * model.d;
+        for (int l = 0; l < model.d; l++) {
+            mean[l] += double(model.weights[j]) * mu[l];
+        }
+    }
+    return std::vector<float>(mean.begin(), mean.end());
+}
+
+/**
+ * Log-joint values of the model, block by block: owns the component terms
+ * and the operand buffers, so a scan over many points allocates once.
+ * Points and means are shifted by the mixture's mean inside the products,
+ * so that data far from the origin does not lose the distances' digits in
+ * the fp32 expansion.
+ */
+struct LogJointBlocks {
+    explicit LogJointBlocks(const GaussianMixture& model)
+        : center(mixture_mean(model)),
+          terms(model, center.data()),
+          block_rows(impl::scoring_block_rows(model.k)),
+          operand(size_t(block_rows) * terms.gemm_dim),
+          row_norms(block_rows) {}
+
+    /// logits (nb x k) = log pi_j + log N(x_i | j), nb <= block_rows.
+    void compute(idx_t nb, const float* x, float* logits) {
+        impl::prepare_operand(
+            terms, nb, x, center.data(), operand.data(), row_norms.data());
+        impl::block_products(terms, nb, operand.data(), logits);
+        const int k = terms.k;
+#pragma omp parallel for schedule(static) if (impl::worth_parallel(nb, k))
+        for (idx_t i = 0; i < nb; i++) {
+            float* row = logits + size_t(i) * k;
+            impl::products_to_distances(terms, row_norms[i], row);
+            impl::distances_to_log_joint(terms, row, row);
+        }
+    }
+
+    const std::vector<float> center;  ///< mixture mean, d
+    const impl::ComponentTerms terms; ///< the model in GEMM form
+    const idx_t block_rows;           ///< rows per block
+    std::vector<float> operand;       ///< block_rows x gemm_dim
+    std::vector<float> row_norms;     ///< block_rows
+};
+
+/// Calls per_block(i0, nb, logits) for consecutive blocks of the n points.
+template <class PerBlock>
+void scan_log_joint(
+    const GaussianMixture& model,
+    idx_t n,
+    const float* x,
+    PerBlock&& per_block) {
+    impl::check_model_shape(model);
+    FAISS_THROW_IF_NOT_FMT(n >= 0, "n = %" PRId64 " < 0", int64_t(n));
+    if (n == 0) {
+        return;
+    }
+    FAISS_THROW_IF_NOT_MSG(x, "x is null");
+    LogJointBlocks blocks(model);
+    std::vector<float> logits(size_t(blocks.block_rows) * model.k);
+    for (idx_t i0 = 0; i0 < n; i0 += blocks.block_rows) {
+        idx_t nb = std::min(blocks.block_rows, n - i0);
+        blocks.compute(nb, x + size_t(i0) * model.d, logits.data());
+        per_block(i0, nb, logits.data());
+    }
+}
+
+} // namespace
+
+/*********************************************************************
+ * impl: the blocked BLAS form shared with the CPU E-step
+ *********************************************************************/
+
+namespace impl {
+
+ComponentTerms::ComponentTerms(
+    const GaussianMixture& model, const float* center)
+    : d(model.d), k(model.k), covariance(model.covariance) {
+    check_model_shape(model);
+    const bool spherical = covariance == CovarianceType::Spherical;
+    gemm_dim = spherical ? d : 2 * d;
+    gemm_alpha = spherical ? -2.0f : 1.0f;
+    gemm_rows.resize(size_t(k) * gemm_dim);
+    offset.resize(k);
+    log_norm.resize(k);
+    half_inv_var.resize(k);
+    for (int j = 0; j < k; j++) {
+        const float* mu = model.means.data() + size_t(j) * d;
+        float* row = gemm_rows.data() + size_t(j) * gemm_dim;
+        double off = 0, log_det = 0;
+        if (spherical) {
+            double var = model.variances[j];
+            for (int l = 0; l < d; l++) {
+                float m = center ? mu[l] - center[l] : mu[l];
+                row[l] = m;
+                off += double(m) * m;
+            }
+            log_det = d * std::log(var);
+            half_inv_var[j] = float(0.5 / var);
+        } else {
+            const float* var = model.variances.data() + size_t(j) * d;
+            for (int l = 0; l < d; l++) {
+                float m = center ? mu[l] - center[l] : mu[l];
+                double inv = 1.0 / var[l];
+                row[l] = float(-2.0 * m * inv);
+                row[d + l] = float(inv);
+                off += double(m) * m * inv;
+                log_det += std::log(double(var[l]));
+            }
+            half_inv_var[j] = 0.5f;
+        }
+        offset[j] = float(off);
+        log_norm[j] = float(
+            std::log(double(model.weights[j])) - 0.5 * (d * kLog2Pi + log_det));
+    }
+}
+
+void prepare_operand(
+    const ComponentTerms& terms,
+    idx_t nb,
+    const float* x,
+    const float* center,
+    float* operand,
+    float* row_norms) {
+    const int d = terms.d;
+    const int gd = terms.gemm_dim;
+    const bool spherical = terms.covariance == CovarianceType::Spherical;
+#pragma omp parallel for schedule(static) if (worth_parallel(nb, gd))
+    for (idx_t i = 0; i < nb; i++) {
+        const float* xi = x + size_t(i) * d;
+        float* op = operand + size_t(i) * gd;
+        float norm = 0;
+        for (int l = 0; l < d; l++) {
+            float v = center ? xi[l] - center[l] : xi[l];
+            op[l] = v;
+            norm += v * v;
+        }
+        if (spherical) {
+            row_norms[i] = norm;
+        } else {
+            for (int l = 0; l < d; l++) {
+                op[d + l] = op[l] * op[l];
+            }
+            row_norms[i] = 0;
+        }
+    }
+}
+
+void block_products(
+    const ComponentTerms& terms,
+    idx_t nb,
+    const float* operand,
+    float* products) {
+    gemm_abt(
+        nb,
+        terms.k,
+        terms.gemm_dim,
+        1.0f,
+        operand,
+        terms.gemm_rows.data(),
+        products);
+}
+
+float softmax_row(int k, float* values) {
+    float max_value = -std::numeric_limits<float>::infinity();
+    for (int j = 0; j < k; j++) {
+        max_value = std::max(max_value, values[j]);
+    }
+    if (!(max_value > -std::numeric_limits<float>::infinity())) {
+        std::fill(values, values + k, 0.0f);
+        return -std::numeric_limits<float>::infinity();
+    }
+    double sum = 0;
+    for (int j = 0; j < k; j++) {
+        float t = values[j] - max_value;
+        float e = t < impl::kSoftmaxLogCut ? 0.0f : std::exp(t);
+        values[j] = e;
+        sum += e;
+    }
+    float inv = float(1.0 / sum);
+    for (int j = 0; j < k; j++) {
+        values[j] *= inv;
+    }
+    return max_value + float(std::log(sum));
+}
+
+void gemm_abt(
+    idx_t m,
+    idx_t n,
+    idx_t p,
+    float alpha,
+    const float* a,
+    const float* b,
+    float* c) {
+    if (m == 0 || n == 0) {
+        return;
+    }
+    // Column-major view: C^T (n x m) = B (n x p) . A^T.
+    int mi = to_blas_int(m, "gemm rows");
+    int ni = to_blas_int(n, "gemm columns");
+    int pi = to_blas_int(p, "gemm inner dimension");
+    float beta = 0;
+    sgemm_(
+        "Transposed",
+        "Not transposed",
+        &ni,
+        &mi,
+        &pi,
+        &alpha,
+        b,
+        &pi,
+        a,
+        &pi,
+        &beta,
+        c,
+        &ni);
+}
+
+void dgemm_atb_accumulate(
+    idx_t m, idx_t n, idx_t p, const double* a, const double* b, double* c) {
+    if (m == 0 || n == 0 || p == 0) {
+        return;
+    }
+    // Column-major view: C^T (p x n) += B^T (p x m) . A (m x n).
+    int mi = to_blas_int(m, "gemm inner dimension");
+    int ni = to_blas_int(n, "gemm rows");
+    int pi = to_blas_int(p, "gemm columns");
+    double alpha = 1, beta = 1;
+    dgemm_(
+        "Not transposed",
+        "Transposed",
+        &pi,
+        &ni,
+        &mi,
+        &alpha,
+        b,
+        &pi,
+        a,
+        &ni,
+        &beta,
+        c,
+        &pi);
+}
+
+void check_model_shape(const GaussianMixture& model) {
+    FAISS_THROW_IF_NOT_FMT(model.d >= 1, "GMM dimension d = %d < 1", model.d);
+    FAISS_THROW_IF_NOT_FMT(
+        model.k >= 1, "GMM component count k = %d < 1", model.k);
+    size_t k = model.k, d = model.d;
+    size_t nvar = k * model.variances_per_component();
+    FAISS_THROW_IF_NOT_FMT(
+        model.weights.size() == k,
+        "GMM weights has %zd values, expected k = %zd",
+        model.weights.size(),
+        k);
+    FAISS_THROW_IF_NOT_FMT(
+        model.means.size() == k * d,
+        "GMM means has %zd values, expected k * d = %zd",
+        model.means.size(),
+        k * d);
+    FAISS_THROW_IF_NOT_FMT(
+        model.variances.size() == nvar,
+        "GMM variances has %zd values, expected %zd for %s covariance",
+        model.variances.size(),
+        nvar,
+        covariance_type_name(model.covariance));
+}
+
+void check_finite(idx_t n, int d, const float* x, const char* what) {
+    const idx_t none = std::numeric_limits<idx_t>::max();
+    idx_t first_bad = none; // flat index i * d + j
+#pragma omp parallel for schedule(static) if (worth_parallel(n, d))            \
+    reduction(min                                                              \
+              : first_bad)
+    for (idx_t i = 0; i < n; i++) {
+        const float* xi = x + size_t(i) * d;
+        for (int j = 0; j < d; j++) {
+            if (!std::isfinite(xi[j])) {
+                first_bad = std::min(first_bad, i * d + j);
+                break;
+            }
+        }
+    }
+    if (first_bad != none) {
+        FAISS_THROW_FMT(
+            "%s: non-finite value %g at row %" PRId64 ", column %d",
+            what,
+            x[first_bad],
+            int64_t(first_bad / d),
+            int(first_bad % d));
+    }
+}
+
+idx_t scoring_block_rows(int k) {
+    const idx_t max_floats = idx_t(1) << 24;
+    return std::max<idx_t>(1, std::min<idx_t>(4096, max_floats / k));
+}
+
+} // namespace impl
+
+/*********************************************************************
+ * names
+ *********************************************************************/
+
+const char* covariance_type_name(CovarianceType type) {
+    switch (type) {
+    case CovarianceType::Spherical:
+        return "spherical";
+    case CovarianceType::Diagonal:
+        return "diagonal";
+    }
+    FAISS_THROW_FMT("unknown CovarianceType value %d", int(type));
+}
+
+CovarianceType covariance_type_from_name(const std::string& name) {
+    if (name == "spherical" || name == "sph") {
+        return CovarianceType::Spherical;
+    }
+    if (name == "diagonal" || name == "diag") {
+        return CovarianceType::Diagonal;
+    }
+    FAISS_THROW_FMT(
+        "unknown covariance type \"%s\" (expected spherical, sph, "
+        "diagonal or diag)",
+        name.c_str());
+}
+
+const char* gmm_init_name(GmmInit init) {
+    switch (init) {
+    case GmmInit::KMeans:
+        return "kmeans";
+    case GmmInit::KMeansPlusPlus:
+        return "kmeans++";
+    case GmmInit::Random:
+        return "random";
+    }
+    FAISS_THROW_FMT("unknown GmmInit value %d", int(init));
+}
+
+GmmInit gmm_init_from_name(const std::string& name) {
+    if (name == "kmeans") {
+        return GmmInit::KMeans;
+    }
+    if (name == "kmeans++") {
+        return GmmInit::KMeansPlusPlus;
+    }
+    if (name == "random") {
+        return GmmInit::Random;
+    }
+    FAISS_THROW_FMT(
+        "unknown GMM initialisation \"%s\" (expected kmeans, kmeans++ "
+        "or random)",
+        name.c_str());
+}
+
+/*********************************************************************
+ * GaussianMixture
+ *********************************************************************/
+
+GaussianMixture::GaussianMixture(int d, int k, CovarianceType covariance)
+    : d(d), k(k), covariance(covariance) {
+    FAISS_THROW_IF_NOT_FMT(d >= 1, "GMM dimension d = %d < 1", d);
+    FAISS_THROW_IF_NOT_FMT(k >= 1, "GMM component count k = %d < 1", k);
+    weights.assign(k, 1.0f / k);
+    means.assign(size_t(k) * d, 0.0f);
+    variances.assign(size_t(k) * variances_per_component(), 1.0f);
+}
+
+void GaussianMixture::train(
+    idx_t n, const float* x, const GmmParameters& params) {
+    FAISS_THROW_IF_NOT_FMT(d >= 1, "GMM dimension d = %d < 1", d);
+    FAISS_THROW_IF_NOT_FMT(k >= 1, "GMM component count k = %d < 1", k);
+    FAISS_THROW_IF_NOT_FMT(
+        n >= k,
+        "GMM training needs n >= k points: n = %" PRId64 ", k = %d",
+        int64_t(n),
+        k);
+    FAISS_THROW_IF_NOT_MSG(x, "GMM training: x is null");
+    impl::check_finite(n, d, x, "GMM training data");
+
+    std::vector<float> sample;
+    idx_t n_train = subsample_training_set(d, k, n, x, params, &sample);
+    const float* x_train = sample.empty() ? x : sample.data();
+    initialize_gmm(this, n_train, x_train, params);
+    CpuEStep estep(n_train, x_train, d, params.block_size);
+    run_em(this, &estep, params);
+}
+
+void GaussianMixture::log_joint(idx_t n, const float* x, float* out) const {
+    scan_log_joint(*this, n, x, [&](idx_t i0, idx_t nb, const float* logits) {
+        std::copy(logits, logits + size_t(nb) * k, out + size_t(i0) * k);
+    });
+}
+
+void GaussianMixture::log_density(idx_t n, const float* x, float* out) const {
+    const int kk = k;
+    scan_log_joint(*this, n, x, [&](idx_t i0, idx_t nb, float* logits) {
+#pragma omp parallel for schedule(static) if (impl::worth_parallel(nb, kk))
+        for (idx_t i = 0; i < nb; i++) {
+            out[i0 + i] = impl::softmax_row(kk, logits + size_t(i) * kk);
+        }
+    });
+}
+
+double GaussianMixture::mean_log_likelihood(idx_t n, const float* x) const {
+    FAISS_THROW_IF_NOT_FMT(
+        n > 0, "mean log-likelihood of n = %" PRId64 " points", int64_t(n));
+    const int kk = k;
+    double total = 0;
+    std::vector<double> thread_total(omp_get_max_threads());
+    scan_log_joint(*this, n, x, [&](idx_t, idx_t nb, float* logits) {
+        // Per-thread sums added in thread order: deterministic for a given
+        // thread count (an OpenMP reduction is not).
+        std::fill(thread_total.begin(), thread_total.end(), 0.0);
+#pragma omp parallel if (impl::worth_parallel(nb, kk))
+        {
+            double t_total = 0;
+#pragma omp for schedule(static) nowait
+            for (idx_t i = 0; i < nb; i++) {
+                t_total += impl::softmax_row(kk, logits + size_t(i) * kk);
+            }
+            thread_total[omp_get_thread_num()] = t_total;
+        }
+        for (double t_total : thread_total) {
+            total += t_total;
+        }
+    });
+    return total / n;
+}
+
+void GaussianMixture::top_posteriors(
+    idx_t n,
+    const float* x,
+    int m,
+    float* posteriors,
+    idx_t* components,
+    float temperature) const {
+    FAISS_THROW_IF_NOT_FMT(
+        m >= 1 && m <= k, "top_posteriors: m = %d not in [1, k = %d]", m, k);
+    FAISS_THROW_IF_NOT_FMT(
+        temperature > 0 && std::isfinite(temperature),
+        "top_posteriors: temperature = %g must be > 0 and finite",
+        temperature);
+    const int kk = k;
+    const float inv_t = 1.0f / temperature;
+    scan_log_joint(*this, n, x, [&](idx_t i0, idx_t nb, float* logits) {
+#pragma omp parallel if (impl::worth_parallel(nb, kk))
+        {
+            std::vector<int> order(kk);
+#pragma omp for schedule(static)
+            for (idx_t i = 0; i < nb; i++) {
+                float* row = logits + size_t(i) * kk;
+                std::iota(order.begin(), order.end(), 0);
+                // Highest first; ties by component index, so results do not
+                // depend on the sort implementation.
+                std::partial_sort(
+                    order.begin(),
+                    order.begin() + m,
+                    order.end(),
+                    [row](int a, int b) {
+                        return row[a] > row[b] || (row[a] == row[b] && a < b);
+                    });
+                if (inv_t != 1.0f) {
+                    for (int j = 0; j < kk; j++) {
+                        row[j] *= inv_t;
+                    }
+                }
+                impl::softmax_row(kk, row);
+                size_t out = size_t(i0 + i) * m;
+                for (int r = 0; r < m; r++) {
+                    posteriors[out + r] = row[order[r]];
+                    components[out + r] = order[r];
+                }
+            }
+        }
+    });
+}
+
+size_t GaussianMixture::n_parameters() const {
+    size_t kk = k, dd = d;
+    return (kk - 1) + kk * dd + kk * size_t(variances_per_component());
+}
+
+double GaussianMixture::bic(idx_t n, const float* x) const {
+    double ll = mean_log_likelihood(n, x) * n;
+    return -2 * ll + double(n_parameters()) * std::log(double(n));
+}
+
+double GaussianMixture::aic(idx_t n, const float* x) const {
+    double ll = mean_log_likelihood(n, x) * n;
+    return -2 * ll + 2 * double(n_parameters());
+}
+
+void GaussianMixture::check_consistency() const {
+    impl::check_model_shape(*this);
+    double weight_sum = 0;
+    for (int j = 0; j < k; j++) {
+        float w = weights[j];
+        FAISS_THROW_IF_NOT_FMT(
+            std::isfinite(w) && w >= 0,
+            "GMM weight %d = %g is not a finite value >= 0",
+            j,
+            w);
+        weight_sum += w;
+    }
+    FAISS_THROW_IF_NOT_FMT(
+        std::abs(weight_sum - 1) <= 1e-3,
+        "GMM weights sum to %g, not 1",
+        weight_sum);
+    for (size_t i = 0; i < means.size(); i++) {
+        FAISS_THROW_IF_NOT_FMT(
+            std::isfinite(means[i]),
+            "GMM mean of component %zd, dimension %zd is %g",
+            i / d,
+            i % d,
+            means[i]);
+    }
+    const size_t vpc = variances_per_component();
+    for (size_t i = 0; i < variances.size(); i++) {
+        FAISS_THROW_IF_NOT_FMT(
+            std::isfinite(variances[i]) && variances[i] > 0,
+            "GMM variance of component %zd, dimension %zd is %g (must be "
+            "finite and > 0)",
+            i / vpc,
+            i % vpc,
+            variances[i]);
+    }
+}
+
+} // namespace faiss_gmm

@@ -8,6 +8,9 @@
 
 #pragma once
 
+#include <cstdint>
+#include <vector>
+
 #include <faiss_gmm/GaussianMixture.h>
 #include <faiss_gmm/GmmSufficientStats.h>
 
@@ -17,10 +20,51 @@ namespace faiss_gmm {
 struct GmmEStep {
     /// Fill stats (already shaped for model and reset) for the data set the
     /// E-step was built on.
-    virtual void compute(
-            const GaussianMixture& model,
-            GmmSufficientStats* stats) = 0;
+    virtual void
+    compute(const GaussianMixture& model, GmmSufficientStats* stats) = 0;
     virtual ~GmmEStep() = default;
+};
+
+/**
+ * The E-step on the CPU, over a data set it does not own (x must outlive it).
+ *
+ * Points are processed in blocks of block_size rows. One sgemm gives the
+ * cross terms of every distance in the block (from the |x|^2 - 2 x.mu +
+ * |mu|^2 expansion, clamped at 0); the responsibilities live only in the
+ * block's n_block x k buffer. The statistics come from R^T [x | q | 1] with
+ * q = |x|^2 (spherical) or x^2 per dimension (diagonal): sum_i r_ik x_i, the
+ * second moments and N_k, formed in double, then moved to the old means in
+ * double. (Sums in fp32 followed by the subtraction of mu^2 lose about
+ * log10(|mu|^2 / var) digits; in double they are exact to ~1e-12 for any
+ * data offset.) A block whose responsibilities are mostly exact zeros (far
+ * components underflow, typical of high-dimensional data) adds only its
+ * non-zero r_ik; a denser block uses one dgemm. The data is also shifted by
+ * its mean before the products, which shrinks the fp32 logits' rounding.
+ * Memory O(block_size * (k + d) + k * d) (per thread: k * (2 d + 2)
+ * doubles).
+ *
+ * BLAS runs its own threads on the products; the per-row work (log-sum-exp)
+ * is split over OpenMP threads, and every sum is formed in a fixed order, so
+ * the result is deterministic for a given thread count.
+ */
+struct CpuEStep : GmmEStep {
+    idx_t n;            ///< number of points
+    const float* x;     ///< n x d points, row-major, not owned
+    int d;              ///< dimension
+    int64_t block_size; ///< rows per block
+    /// the data mean, subtracted from points and means inside the products
+    std::vector<float> center;
+
+    /**
+     * @param n          number of points
+     * @param x          n x d points (must outlive this object)
+     * @param d          dimension
+     * @param block_size points per block (default as GmmParameters)
+     */
+    CpuEStep(idx_t n, const float* x, int d, int64_t block_size = 4096);
+
+    void
+    compute(const GaussianMixture& model, GmmSufficientStats* stats) override;
 };
 
 /**
@@ -30,12 +74,12 @@ struct GmmEStep {
  * sample stays empty when all points are used.
  */
 idx_t subsample_training_set(
-        int d,
-        int k,
-        idx_t n,
-        const float* x,
-        const GmmParameters& params,
-        std::vector<float>* sample);
+    int d,
+    int k,
+    idx_t n,
+    const float* x,
+    const GmmParameters& params,
+    std::vector<float>* sample);
 
 /**
  * Initialise model (means by params.init, equal weights, variances from the
@@ -44,10 +88,10 @@ idx_t subsample_training_set(
  * and on non-finite input.
  */
 void initialize_gmm(
-        GaussianMixture* model,
-        idx_t n,
-        const float* x,
-        const GmmParameters& params);
+    GaussianMixture* model,
+    idx_t n,
+    const float* x,
+    const GmmParameters& params);
 
 /**
  * One M-step: new weights, means and variances from stats (taken about the
@@ -56,16 +100,17 @@ void initialize_gmm(
  * component. Returns the number of re-seeded components.
  */
 int gmm_m_step(
-        GaussianMixture* model,
-        const GmmSufficientStats& stats,
-        const GmmParameters& params,
-        int iteration);
+    GaussianMixture* model,
+    const GmmSufficientStats& stats,
+    const GmmParameters& params,
+    int iteration);
 
 /**
  * Run EM iterations on an initialised model with the given E-step until
  * params.niter or the tolerance; fills model->iteration_stats and prints one
  * line per iteration when params.verbose.
  */
-void run_em(GaussianMixture* model, GmmEStep* estep, const GmmParameters& params);
+void run_em(
+    GaussianMixture* model, GmmEStep* estep, const GmmParameters& params);
 
 } // namespace faiss_gmm

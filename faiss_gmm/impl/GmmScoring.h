@@ -1,0 +1,149 @@
+/**
+ * Internal (not installed): the blocked BLAS form of log pi_k + log N(x | k)
+ * shared by the scoring methods of GaussianMixture and by the CPU E-step.
+ * Defined in GaussianMixture.cpp.
+ *
+ * Every distance is taken from the expansion
+ *   ||x - mu||^2 = |x|^2 - 2 x.mu + |mu|^2          (spherical)
+ *   sum_j (x_j - mu_j)^2 / v_j
+ *       = sum_j x_j^2 / v_j - 2 x_j mu_j / v_j + mu_j^2 / v_j   (diagonal)
+ * so that one sgemm per block gives all cross terms, and clamped at 0,
+ * because rounding can make the expansion slightly negative.
+ */
+
+#pragma once
+
+#include <vector>
+
+#include <faiss_gmm/GaussianMixture.h>
+
+namespace faiss_gmm {
+namespace impl {
+
+/**
+ * The per-component terms of the model, for points shifted by an optional
+ * center c (the E-step subtracts the data mean, scoring the mixture mean:
+ * smaller magnitudes in the fp32 products, so the expansion loses fewer
+ * digits). With x' = x - c and mu' = mu - c:
+ *   dist_ij = max(0, gemm_alpha * (operand_i . gemm_rows_j)
+ *                    + row_norm_i + offset_j)
+ *   log pi_j + log N(x_i | j) = log_norm_j - half_inv_var_j * dist_ij
+ * operand_i is x'_i (spherical, row_norm = |x'_i|^2) or [x'_i | x'_i^2]
+ * (diagonal, row_norm = 0).
+ */
+struct ComponentTerms {
+    int d = 0; ///< dimension
+    int k = 0; ///< number of components
+    CovarianceType covariance = CovarianceType::Spherical;
+    /// columns of the GEMM operands: d (spherical) or 2 d (diagonal)
+    int gemm_dim = 0;
+    /// -2 (spherical) or 1 (diagonal)
+    float gemm_alpha = 0;
+    /// k x gemm_dim: mu'_j (spherical) or [-2 mu'_j / v_j | 1 / v_j] (diag.)
+    std::vector<float> gemm_rows;
+    /// |mu'_j|^2 (spherical) or sum_l mu'_jl^2 / v_jl (diagonal), size k
+    std::vector<float> offset;
+    /// log pi_j - 0.5 sum_l log(2 pi v_jl), size k
+    std::vector<float> log_norm;
+    /// 0.5 / v_j (spherical) or 0.5 (diagonal), size k
+    std::vector<float> half_inv_var;
+
+    /// center: d floats subtracted from every point, or nullptr for none.
+    ComponentTerms(const GaussianMixture& model, const float* center);
+};
+
+/**
+ * Fill the row-major operand (nb x gemm_dim) and row_norms (nb) of a block
+ * of nb points (OpenMP over rows). center may be nullptr.
+ */
+void prepare_operand(
+    const ComponentTerms& terms,
+    idx_t nb,
+    const float* x,
+    const float* center,
+    float* operand,
+    float* row_norms);
+
+/// products[i * k + j] = operand_i . gemm_rows_j for a prepared block (sgemm).
+void block_products(
+    const ComponentTerms& terms,
+    idx_t nb,
+    const float* operand,
+    float* products);
+
+/// In place over one row of k products: the clamped distances dist_ij.
+inline void
+products_to_distances(const ComponentTerms& terms, float row_norm, float* row) {
+    const float alpha = terms.gemm_alpha;
+    const float* offset = terms.offset.data();
+    for (int j = 0; j < terms.k; j++) {
+        float dist = alpha * row[j] + row_norm + offset[j];
+        row[j] = dist > 0 ? dist : 0;
+    }
+}
+
+/// out[j] = log pi_j + log N(x | j) from one row of distances (out may be
+/// dist).
+inline void distances_to_log_joint(
+    const ComponentTerms& terms, const float* dist, float* out) {
+    const float* log_norm = terms.log_norm.data();
+    const float* half_inv_var = terms.half_inv_var.data();
+    for (int j = 0; j < terms.k; j++) {
+        out[j] = log_norm[j] - half_inv_var[j] * dist[j];
+    }
+}
+
+/**
+ * Terms below exp(kSoftmaxLogCut) ~ 9.4e-14 relative to a row's largest are
+ * set to exactly 0. Together they weigh less than k * 9.4e-14, under fp32's
+ * resolution of the row's normaliser (2^-24 ~ 6e-8) for any k < 6e5, so
+ * the posteriors and log-densities are those of the full sum to fp32
+ * precision; a component's N_k changes by less than 1e-13 per point, far
+ * below min_component_count. The zeros skip exp() and make the
+ * responsibilities of high-dimensional data sparse (a few non-zeros per row
+ * on SIFT), which the CPU E-step exploits.
+ */
+constexpr float kSoftmaxLogCut = -30.0f;
+
+/**
+ * In place over one row of k log-joint values: the posteriors
+ * exp(v_j - logsumexp(v)), with the terms under kSoftmaxLogCut set to 0.
+ * Returns logsumexp(v), or -inf (and all zeros) when every value is -inf.
+ */
+float softmax_row(int k, float* values);
+
+/// C (m x n) = A (m x p) B (n x p)^T, all row-major (sgemm).
+void gemm_abt(
+    idx_t m,
+    idx_t n,
+    idx_t p,
+    float alpha,
+    const float* a,
+    const float* b,
+    float* c);
+
+/// C (n x p) += A (m x n)^T B (m x p), all row-major, in double (dgemm).
+void dgemm_atb_accumulate(
+    idx_t m, idx_t n, idx_t p, const double* a, const double* b, double* c);
+
+/// Sizes of the arrays of model against (d, k, covariance); throws naming
+/// the mismatch.
+void check_model_shape(const GaussianMixture& model);
+
+/// Throws naming the first row and column of x (n x d) that is NaN or Inf.
+void check_finite(idx_t n, int d, const float* x, const char* what);
+
+/**
+ * Whether rows x cols elements of work are worth an OpenMP team: a parallel
+ * region costs a few microseconds on an idle machine and a scheduler time
+ * slice on a loaded one, so small blocks stay on the calling thread.
+ */
+inline bool worth_parallel(idx_t rows, idx_t cols) {
+    return rows > 1 && rows * cols >= (idx_t(1) << 16);
+}
+
+/// Rows per scoring block: at most 4096 and about 16 M floats of buffer.
+idx_t scoring_block_rows(int k);
+
+} // namespace impl
+} // namespace faiss_gmm

@@ -1,0 +1,917 @@
+/**
+ * GaussianMixture, the CPU E-step and the shared EM driver, against a dense
+ * float64 reference EM written here, plus scoring, errors and real SIFT.
+ */
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <faiss/impl/FaissException.h>
+
+#include <faiss_gmm/GaussianMixture.h>
+#include <faiss_gmm/GmmEM.h>
+#include <faiss_gmm/GmmSufficientStats.h>
+
+using namespace faiss_gmm;
+
+namespace {
+
+/// n points around k_true random centers; cluster c has its own scale and,
+/// per dimension, a different spread (so diagonal models have work to do).
+std::vector<float> make_blobs(idx_t n, int d, int k_true, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::uniform_real_distribution<float> center_dist(-10, 10);
+    std::uniform_real_distribution<float> scale_dist(0.3f, 1.5f);
+    std::normal_distribution<float> normal(0, 1);
+    std::vector<float> centers(size_t(k_true) * d), scales(size_t(k_true) * d);
+    for (auto& c : centers) {
+        c = center_dist(rng);
+    }
+    for (auto& s : scales) {
+        s = scale_dist(rng);
+    }
+    std::vector<float> x(size_t(n) * d);
+    for (idx_t i = 0; i < n; i++) {
+        int c = int(i % k_true);
+        for (int l = 0; l < d; l++) {
+            x[i * d + l] = centers[c * d + l] + scales[c * d + l] * normal(rng);
+        }
+    }
+    return x;
+}
+
+/// A dense float64 EM: full n x k responsibilities, direct (x - mu)^2.
+struct ReferenceEM {
+    int d, k;
+    bool spherical;
+    std::vector<double> w, mu, var;
+    double floor;
+
+    explicit ReferenceEM(const GaussianMixture& m)
+        : d(m.d),
+          k(m.k),
+          spherical(m.covariance == CovarianceType::Spherical),
+          w(m.weights.begin(), m.weights.end()),
+          mu(m.means.begin(), m.means.end()),
+          var(m.variances.begin(), m.variances.end()),
+          floor(m.variance_floor) {}
+
+    double log_joint(const float* x, int j) const {
+        double lj = std::log(w[j]);
+        for (int l = 0; l < d; l++) {
+            double v = spherical ? var[j] : var[j * d + l];
+            double diff = x[l] - mu[j * d + l];
+            lj -= 0.5 * (std::log(2 * M_PI * v) + diff * diff / v);
+        }
+        return lj;
+    }
+
+    /// Returns the mean log-likelihood; fills r (n x k).
+    double e_step(idx_t n, const float* x, std::vector<double>* r) const {
+        r->resize(size_t(n) * k);
+        double ll = 0;
+        for (idx_t i = 0; i < n; i++) {
+            double* ri = r->data() + i * k;
+            double mx = -INFINITY;
+            for (int j = 0; j < k; j++) {
+                ri[j] = log_joint(x + i * d, j);
+                mx = std::max(mx, ri[j]);
+            }
+            double s = 0;
+            for (int j = 0; j < k; j++) {
+                s += std::exp(ri[j] - mx);
+            }
+            double lz = mx + std::log(s);
+            for (int j = 0; j < k; j++) {
+                ri[j] = std::exp(ri[j] - lz);
+            }
+            ll += lz;
+        }
+        return ll / n;
+    }
+
+    void m_step(idx_t n, const float* x, const std::vector<double>& r) {
+        for (int j = 0; j < k; j++) {
+            double nk = 0;
+            std::vector<double> m(d, 0.0);
+            for (idx_t i = 0; i < n; i++) {
+                nk += r[i * k + j];
+                for (int l = 0; l < d; l++) {
+                    m[l] += r[i * k + j] * x[i * d + l];
+                }
+            }
+            for (int l = 0; l < d; l++) {
+                m[l] /= nk;
+            }
+            std::vector<double> sq(d, 0.0);
+            for (idx_t i = 0; i < n; i++) {
+                for (int l = 0; l < d; l++) {
+                    double diff = x[i * d + l] - m[l];
+                    sq[l] += r[i * k + j] * diff * diff;
+                }
+            }
+            w[j] = nk / n;
+            for (int l = 0; l < d; l++) {
+                mu[j * d + l] = m[l];
+            }
+            if (spherical) {
+                double s = 0;
+                for (int l = 0; l < d; l++) {
+                    s += sq[l];
+                }
+                var[j] = std::max(s / (nk * d), floor);
+            } else {
+                for (int l = 0; l < d; l++) {
+                    var[j * d + l] = std::max(sq[l] / nk, floor);
+                }
+            }
+        }
+    }
+};
+
+/// Runs f and returns the message of the faiss::FaissException it throws.
+template <class F>
+std::string exception_message(F&& f) {
+    try {
+        f();
+    } catch (const faiss::FaissException& e) {
+        return e.what();
+    }
+    ADD_FAILURE() << "no faiss::FaissException thrown";
+    return "";
+}
+
+bool model_is_finite(const GaussianMixture& m) {
+    for (float v : m.weights) {
+        if (!std::isfinite(v)) {
+            return false;
+        }
+    }
+    for (float v : m.means) {
+        if (!std::isfinite(v)) {
+            return false;
+        }
+    }
+    for (float v : m.variances) {
+        if (!std::isfinite(v)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void compare_with_reference(CovarianceType cov) {
+    const int d = 8, k = 5;
+    const idx_t n = 2000;
+    std::vector<float> x = make_blobs(n, d, 4, 7);
+    GmmParameters params;
+    params.covariance = cov;
+    params.init = GmmInit::Random;
+    params.seed = 11;
+    params.niter = 6;
+    params.tol = 0;
+    params.min_component_count = 1e-6; // no re-seeding in this comparison
+    GaussianMixture model(d, k, cov);
+    initialize_gmm(&model, n, x.data(), params);
+    ReferenceEM ref(model);
+    // Several blocks, the last one partial.
+    CpuEStep estep(n, x.data(), d, 300);
+    run_em(&model, &estep, params);
+    ASSERT_EQ(model.iteration_stats.size(), size_t(params.niter));
+
+    std::vector<double> r;
+    for (int it = 0; it < params.niter; it++) {
+        double ll = ref.e_step(n, x.data(), &r);
+        EXPECT_NEAR(
+            model.iteration_stats[it].log_likelihood, ll, 1e-5 * std::abs(ll))
+            << "iteration " << it;
+        ref.m_step(n, x.data(), r);
+    }
+    for (int j = 0; j < k; j++) {
+        EXPECT_NEAR(model.weights[j], ref.w[j], 1e-5) << "component " << j;
+    }
+    for (size_t i = 0; i < ref.mu.size(); i++) {
+        EXPECT_NEAR(model.means[i], ref.mu[i], 1e-4) << "mean value " << i;
+    }
+    for (size_t i = 0; i < ref.var.size(); i++) {
+        EXPECT_NEAR(model.variances[i], ref.var[i], 1e-4 * ref.var[i])
+            << "variance value " << i;
+    }
+    model.check_consistency();
+}
+
+} // namespace
+
+TEST(GaussianMixture, EmMatchesFloat64ReferenceSpherical) {
+    compare_with_reference(CovarianceType::Spherical);
+}
+
+TEST(GaussianMixture, EmMatchesFloat64ReferenceDiagonal) {
+    compare_with_reference(CovarianceType::Diagonal);
+}
+
+TEST(GaussianMixture, TrainAndScoreBasic) {
+    const int d = 16, k = 8;
+    const idx_t n = 4000;
+    std::vector<float> x = make_blobs(n, d, k, 3);
+    for (CovarianceType cov :
+         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        GaussianMixture gmm(d, k, cov);
+        GmmParameters params;
+        params.covariance = cov;
+        params.niter = 8;
+        params.max_points_per_component = 0;
+        gmm.train(n, x.data(), params);
+        EXPECT_TRUE(gmm.is_trained);
+        EXPECT_TRUE(model_is_finite(gmm));
+        gmm.check_consistency();
+        ASSERT_FALSE(gmm.iteration_stats.empty());
+        std::vector<float> post(n);
+        std::vector<idx_t> comp(n);
+        gmm.top_posteriors(n, x.data(), 1, post.data(), comp.data());
+        std::vector<float> lj(size_t(n) * k);
+        gmm.log_joint(n, x.data(), lj.data());
+        for (idx_t i = 0; i < n; i++) {
+            const float* row = lj.data() + i * k;
+            idx_t best = std::max_element(row, row + k) - row;
+            ASSERT_EQ(comp[i], best) << "point " << i;
+        }
+        double ll = gmm.mean_log_likelihood(n, x.data());
+        EXPECT_GE(ll, gmm.iteration_stats.back().log_likelihood - 1e-3);
+    }
+}
+
+namespace {
+
+/// log sum_j exp(log_joint_j) of the reference model at one point, double.
+double reference_log_density(const ReferenceEM& ref, const float* x) {
+    double mx = -INFINITY;
+    std::vector<double> lj(ref.k);
+    for (int j = 0; j < ref.k; j++) {
+        lj[j] = ref.log_joint(x, j);
+        mx = std::max(mx, lj[j]);
+    }
+    double s = 0;
+    for (int j = 0; j < ref.k; j++) {
+        s += std::exp(lj[j] - mx);
+    }
+    return mx + std::log(s);
+}
+
+GaussianMixture trained_model(
+    CovarianceType cov, idx_t n, const std::vector<float>& x, int d, int k) {
+    GaussianMixture gmm(d, k, cov);
+    GmmParameters params;
+    params.covariance = cov;
+    params.niter = 6;
+    params.kmeans_niter = 5;
+    params.max_points_per_component = 0;
+    gmm.train(n, x.data(), params);
+    return gmm;
+}
+
+} // namespace
+
+TEST(GaussianMixture, LogLikelihoodNeverDecreases) {
+    const int d = 12, k = 10;
+    const idx_t n = 3000;
+    std::vector<float> x = make_blobs(n, d, 6, 21);
+    for (CovarianceType cov :
+         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        for (GmmInit init :
+             {GmmInit::KMeans, GmmInit::KMeansPlusPlus, GmmInit::Random}) {
+            GaussianMixture gmm(d, k, cov);
+            GmmParameters params;
+            params.covariance = cov;
+            params.init = init;
+            params.niter = 25;
+            params.kmeans_niter = 5;
+            params.tol = 0;
+            params.max_points_per_component = 0;
+            gmm.train(n, x.data(), params);
+            const auto& st = gmm.iteration_stats;
+            ASSERT_EQ(st.size(), size_t(params.niter));
+            for (size_t it = 1; it < st.size(); it++) {
+                if (st[it - 1].n_reseeded > 0) {
+                    continue; // a re-seeding changes the model
+                }
+                EXPECT_GE(
+                    st[it].log_likelihood,
+                    st[it - 1].log_likelihood -
+                        1e-6 * std::abs(st[it - 1].log_likelihood))
+                    << covariance_type_name(cov) << " " << gmm_init_name(init)
+                    << " iteration " << it;
+            }
+            EXPECT_TRUE(model_is_finite(gmm));
+            gmm.check_consistency();
+        }
+    }
+}
+
+TEST(GaussianMixture, ConvergenceStopsOnTolerance) {
+    const int d = 6, k = 4;
+    const idx_t n = 2000;
+    std::vector<float> x = make_blobs(n, d, 4, 5);
+    GaussianMixture gmm(d, k, CovarianceType::Spherical);
+    GmmParameters params;
+    params.init = GmmInit::Random;
+    params.niter = 50;
+    params.tol = 1e6; // the second iteration cannot gain that much
+    gmm.train(n, x.data(), params);
+    EXPECT_EQ(gmm.iteration_stats.size(), 2u);
+    EXPECT_TRUE(gmm.is_trained);
+}
+
+TEST(GaussianMixture, TrainingIsDeterministic) {
+    const int d = 10, k = 7;
+    const idx_t n = 3000;
+    std::vector<float> x = make_blobs(n, d, 5, 8);
+    for (CovarianceType cov :
+         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        GmmParameters params;
+        params.covariance = cov;
+        params.max_points_per_component = 200; // subsampling too
+        params.kmeans_niter = 5;
+        params.block_size = 512;
+        GaussianMixture a(d, k, cov), b(d, k, cov);
+        a.train(n, x.data(), params);
+        b.train(n, x.data(), params);
+        EXPECT_EQ(a.weights, b.weights);
+        EXPECT_EQ(a.means, b.means);
+        EXPECT_EQ(a.variances, b.variances);
+    }
+}
+
+TEST(GaussianMixture, EStepDoesNotDependOnBlockSize) {
+    const int d = 9, k = 6;
+    const idx_t n = 1000;
+    std::vector<float> x = make_blobs(n, d, 4, 13);
+    for (CovarianceType cov :
+         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        GaussianMixture gmm = trained_model(cov, n, x, d, k);
+        GmmSufficientStats whole(d, k, cov), tiny(d, k, cov);
+        CpuEStep(n, x.data(), d, 4096).compute(gmm, &whole);
+        CpuEStep(n, x.data(), d, 7).compute(gmm, &tiny);
+        EXPECT_EQ(whole.n, n);
+        EXPECT_EQ(tiny.n, n);
+        EXPECT_NEAR(
+            whole.log_likelihood,
+            tiny.log_likelihood,
+            1e-6 * std::abs(whole.log_likelihood));
+        double total = 0;
+        for (int j = 0; j < k; j++) {
+            total += whole.count[j];
+            EXPECT_NEAR(whole.count[j], tiny.count[j], 1e-3);
+        }
+        EXPECT_NEAR(total, double(n), 1e-2);
+        for (size_t i = 0; i < whole.sum_x.size(); i++) {
+            EXPECT_NEAR(
+                whole.sum_x[i],
+                tiny.sum_x[i],
+                1e-5 * (1 + std::abs(whole.sum_x[i])));
+        }
+        for (size_t i = 0; i < whole.sum_sq.size(); i++) {
+            EXPECT_NEAR(
+                whole.sum_sq[i],
+                tiny.sum_sq[i],
+                1e-4 * (1 + std::abs(whole.sum_sq[i])));
+        }
+    }
+}
+
+TEST(GaussianMixture, ReseedsEmptyComponent) {
+    const int d = 5, k = 4;
+    const idx_t n = 1200;
+    std::vector<float> x = make_blobs(n, d, 3, 17);
+    for (CovarianceType cov :
+         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        GmmParameters params;
+        params.covariance = cov;
+        params.init = GmmInit::Random;
+        params.niter = 4;
+        params.tol = 0;
+        GaussianMixture gmm(d, k, cov);
+        initialize_gmm(&gmm, n, x.data(), params);
+        // Component 2 sits far from every point: it gets no responsibility.
+        for (int l = 0; l < d; l++) {
+            gmm.means[2 * d + l] = 1e4f;
+        }
+        CpuEStep estep(n, x.data(), d);
+        GmmSufficientStats stats(d, k, cov);
+        estep.compute(gmm, &stats);
+        EXPECT_EQ(stats.count[2], 0.0);
+
+        GaussianMixture stepped = gmm;
+        int heaviest =
+            int(std::max_element(stats.count.begin(), stats.count.end()) -
+                stats.count.begin());
+        EXPECT_EQ(gmm_m_step(&stepped, stats, params, 0), 1);
+        stepped.check_consistency();
+        // The re-seeded component is half of the heaviest one: same
+        // variance, same weight, mean close to it.
+        EXPECT_FLOAT_EQ(stepped.weights[2], stepped.weights[heaviest]);
+        int vpc = stepped.variances_per_component();
+        for (int v = 0; v < vpc; v++) {
+            EXPECT_EQ(
+                stepped.variances[2 * vpc + v],
+                stepped.variances[heaviest * vpc + v]);
+        }
+        for (int l = 0; l < d; l++) {
+            double sigma = std::sqrt(
+                stepped.variances[heaviest * vpc + (vpc == 1 ? 0 : l)]);
+            EXPECT_NEAR(
+                stepped.means[2 * d + l],
+                stepped.means[heaviest * d + l],
+                2 * sigma);
+            EXPECT_NE(
+                stepped.means[2 * d + l], stepped.means[heaviest * d + l]);
+        }
+
+        // Through run_em: counted once, then the component lives.
+        run_em(&gmm, &estep, params);
+        ASSERT_EQ(gmm.iteration_stats.size(), size_t(params.niter));
+        EXPECT_EQ(gmm.iteration_stats[0].n_reseeded, 1);
+        for (int it = 1; it < params.niter; it++) {
+            EXPECT_EQ(gmm.iteration_stats[it].n_reseeded, 0);
+        }
+        gmm.check_consistency();
+        EXPECT_TRUE(model_is_finite(gmm));
+        stats.reset();
+        estep.compute(gmm, &stats);
+        EXPECT_GT(stats.count[2], params.min_component_count);
+    }
+}
+
+TEST(GaussianMixture, VarianceFloorIsRespected) {
+    const int d = 4, k = 3;
+    const idx_t n = 900;
+    // Two blobs and 300 copies of one point: that component collapses.
+    std::vector<float> x = make_blobs(n, d, 2, 31);
+    for (idx_t i = 0; i < 300; i++) {
+        for (int l = 0; l < d; l++) {
+            x[i * d + l] = 50.0f + l;
+        }
+    }
+    double data_var = 0;
+    for (int l = 0; l < d; l++) {
+        double m = 0, s = 0;
+        for (idx_t i = 0; i < n; i++) {
+            m += x[i * d + l];
+        }
+        m /= n;
+        for (idx_t i = 0; i < n; i++) {
+            s += (x[i * d + l] - m) * (x[i * d + l] - m);
+        }
+        data_var += s / n;
+    }
+    data_var /= d;
+    for (CovarianceType cov :
+         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        GmmParameters params;
+        params.covariance = cov;
+        params.reg_covar = 1e-2f;
+        params.kmeans_niter = 5;
+        params.max_points_per_component = 0;
+        GaussianMixture gmm(d, k, cov);
+        gmm.train(n, x.data(), params);
+        EXPECT_NEAR(gmm.variance_floor, 1e-2 * data_var, 1e-6 * data_var);
+        int at_floor = 0;
+        for (float v : gmm.variances) {
+            EXPECT_GE(v, gmm.variance_floor);
+            at_floor += v == gmm.variance_floor;
+        }
+        EXPECT_GE(at_floor, 1) << covariance_type_name(cov);
+        for (const auto& st : gmm.iteration_stats) {
+            EXPECT_GE(st.min_variance, gmm.variance_floor);
+        }
+        gmm.check_consistency();
+    }
+}
+
+TEST(GaussianMixture, LogDensityMatchesFloat64BruteForce) {
+    const int d = 16, k = 9;
+    const idx_t n = 1500;
+    std::vector<float> x = make_blobs(n, d, 6, 41);
+    // Far from the origin too: the expansion must not lose the distances.
+    std::vector<float> shifted = x;
+    for (auto& v : shifted) {
+        v += 1000.0f;
+    }
+    for (CovarianceType cov :
+         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        for (const std::vector<float>* data : {&x, &shifted}) {
+            GaussianMixture gmm = trained_model(cov, n, *data, d, k);
+            ReferenceEM ref(gmm);
+            std::vector<float> density(n), lj(size_t(n) * k);
+            gmm.log_density(n, data->data(), density.data());
+            gmm.log_joint(n, data->data(), lj.data());
+            double mean = 0;
+            for (idx_t i = 0; i < n; i++) {
+                const float* xi = data->data() + i * d;
+                double expected = reference_log_density(ref, xi);
+                mean += expected;
+                ASSERT_NEAR(
+                    density[i], expected, 1e-3 * (1 + std::abs(expected)))
+                    << "point " << i;
+                for (int j = 0; j < k; j++) {
+                    double e = ref.log_joint(xi, j);
+                    ASSERT_NEAR(lj[i * k + j], e, 1e-3 * (1 + std::abs(e)))
+                        << "point " << i << " component " << j;
+                }
+            }
+            mean /= n;
+            EXPECT_NEAR(
+                gmm.mean_log_likelihood(n, data->data()),
+                mean,
+                1e-5 * std::abs(mean));
+        }
+    }
+}
+
+TEST(GaussianMixture, TopPosteriors) {
+    const int d = 8, k = 6;
+    const idx_t n = 800;
+    // One blob for six components: posteriors overlap.
+    std::vector<float> x = make_blobs(n, d, 1, 51);
+    for (CovarianceType cov :
+         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        GaussianMixture gmm = trained_model(cov, n, x, d, k);
+        ReferenceEM ref(gmm);
+        const int m = 3;
+        std::vector<float> post(n * m), post_all(n * k), post_hot(n * k);
+        std::vector<idx_t> comp(n * m), comp_all(n * k), comp_hot(n * k);
+        gmm.top_posteriors(n, x.data(), m, post.data(), comp.data());
+        gmm.top_posteriors(n, x.data(), k, post_all.data(), comp_all.data());
+        gmm.top_posteriors(
+            n, x.data(), k, post_hot.data(), comp_hot.data(), 4.0f);
+        double top1 = 0, top1_hot = 0;
+        for (idx_t i = 0; i < n; i++) {
+            const float* xi = x.data() + i * d;
+            double lz = reference_log_density(ref, xi);
+            double sum = 0;
+            for (int r = 0; r < m; r++) {
+                idx_t c = comp[i * m + r];
+                ASSERT_GE(c, 0);
+                ASSERT_LT(c, k);
+                if (r > 0) {
+                    ASSERT_LE(post[i * m + r], post[i * m + r - 1]);
+                    ASSERT_NE(c, comp[i * m + r - 1]);
+                }
+                EXPECT_NEAR(
+                    post[i * m + r],
+                    std::exp(ref.log_joint(xi, int(c)) - lz),
+                    1e-4);
+                EXPECT_EQ(c, comp_all[i * k + r]);
+                sum += post[i * m + r];
+            }
+            ASSERT_LE(sum, 1 + 1e-5);
+            double sum_all = 0, sum_hot = 0;
+            for (int r = 0; r < k; r++) {
+                sum_all += post_all[i * k + r];
+                sum_hot += post_hot[i * k + r];
+                // A temperature changes the posteriors, not their order.
+                EXPECT_EQ(comp_hot[i * k + r], comp_all[i * k + r]);
+            }
+            EXPECT_NEAR(sum_all, 1, 1e-5);
+            EXPECT_NEAR(sum_hot, 1, 1e-5);
+            EXPECT_LE(post_hot[i * k], post_all[i * k] + 1e-6);
+            top1 += post_all[i * k];
+            top1_hot += post_hot[i * k];
+        }
+        // T = 4 flattens the posteriors.
+        EXPECT_LT(top1_hot, top1 - 0.01 * n);
+    }
+}
+
+TEST(GaussianMixture, BicAicByHand) {
+    const int d = 2, k = 2;
+    const std::vector<float> x = {0, 0, 1, -1, 3, 1, 4, 2, -2, 1};
+    const idx_t n = 5;
+    for (CovarianceType cov :
+         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        GaussianMixture gmm(d, k, cov);
+        gmm.weights = {0.3f, 0.7f};
+        gmm.means = {0, 0, 3, 1};
+        if (cov == CovarianceType::Spherical) {
+            gmm.variances = {1, 2};
+        } else {
+            gmm.variances = {1, 1, 2, 2};
+        }
+        // Both covariance types describe the same densities here.
+        double ll = 0;
+        for (idx_t i = 0; i < n; i++) {
+            double a = x[i * 2], b = x[i * 2 + 1];
+            double p0 = 0.3 / (2 * M_PI * 1) * std::exp(-(a * a + b * b) / 2);
+            double p1 = 0.7 / (2 * M_PI * 2) *
+                        std::exp(-((a - 3) * (a - 3) + (b - 1) * (b - 1)) / 4);
+            ll += std::log(p0 + p1);
+        }
+        size_t p = cov == CovarianceType::Spherical ? 1 + 4 + 2 : 1 + 4 + 4;
+        EXPECT_EQ(gmm.n_parameters(), p);
+        EXPECT_NEAR(gmm.bic(n, x.data()), -2 * ll + p * std::log(5.0), 1e-4);
+        EXPECT_NEAR(gmm.aic(n, x.data()), -2 * ll + 2.0 * p, 1e-4);
+        EXPECT_NEAR(gmm.mean_log_likelihood(n, x.data()), ll / n, 1e-5);
+    }
+}
+
+TEST(GaussianMixture, SubsamplingIsSeededAndDistinct) {
+    const int d = 3, k = 4;
+    const idx_t n = 5000;
+    std::vector<float> x(n * d);
+    for (idx_t i = 0; i < n; i++) {
+        x[i * d] = float(i);
+        x[i * d + 1] = float(i % 97);
+        x[i * d + 2] = -float(i);
+    }
+    GmmParameters params;
+    params.max_points_per_component = 100;
+    params.seed = 77;
+    std::vector<float> a, b, c;
+    EXPECT_EQ(subsample_training_set(d, k, n, x.data(), params, &a), 400);
+    EXPECT_EQ(subsample_training_set(d, k, n, x.data(), params, &b), 400);
+    params.seed = 78;
+    EXPECT_EQ(subsample_training_set(d, k, n, x.data(), params, &c), 400);
+    ASSERT_EQ(a.size(), 400u * d);
+    EXPECT_EQ(a, b);
+    EXPECT_NE(a, c);
+    std::vector<idx_t> rows;
+    for (idx_t j = 0; j < 400; j++) {
+        idx_t row = idx_t(a[j * d]);
+        ASSERT_GE(row, 0);
+        ASSERT_LT(row, n);
+        EXPECT_EQ(a[j * d + 1], x[row * d + 1]);
+        EXPECT_EQ(a[j * d + 2], x[row * d + 2]);
+        rows.push_back(row);
+    }
+    std::sort(rows.begin(), rows.end());
+    EXPECT_EQ(std::unique(rows.begin(), rows.end()), rows.end());
+
+    params.max_points_per_component = 0;
+    EXPECT_EQ(subsample_training_set(d, k, n, x.data(), params, &a), n);
+    EXPECT_TRUE(a.empty());
+    params.max_points_per_component = 1250; // k * 1250 = n: no sampling
+    EXPECT_EQ(subsample_training_set(d, k, n, x.data(), params, &a), n);
+    EXPECT_TRUE(a.empty());
+}
+
+TEST(GaussianMixture, BadInputThrowsNamingTheValue) {
+    const int d = 4, k = 2;
+    const idx_t n = 50;
+    std::vector<float> x = make_blobs(n, d, 2, 61);
+    GaussianMixture gmm(d, k, CovarianceType::Spherical);
+
+    std::vector<float> bad = x;
+    bad[3 * d + 2] = NAN;
+    std::string msg = exception_message([&] { gmm.train(n, bad.data()); });
+    EXPECT_NE(msg.find("nan"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("row 3"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("column 2"), std::string::npos) << msg;
+
+    bad = x;
+    bad[7 * d + 0] = -INFINITY;
+    bad[9 * d + 1] = INFINITY;
+    msg = exception_message([&] { gmm.train(n, bad.data()); });
+    EXPECT_NE(msg.find("-inf"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("row 7"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("column 0"), std::string::npos) << msg;
+
+    GaussianMixture big(d, 60, CovarianceType::Spherical);
+    msg = exception_message([&] { big.train(n, x.data()); });
+    EXPECT_NE(msg.find("n = 50"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("k = 60"), std::string::npos) << msg;
+
+    msg = exception_message(
+        [] { GaussianMixture(0, 3, CovarianceType::Spherical); });
+    EXPECT_NE(msg.find("d = 0"), std::string::npos) << msg;
+    msg = exception_message(
+        [] { GaussianMixture(3, 0, CovarianceType::Diagonal); });
+    EXPECT_NE(msg.find("k = 0"), std::string::npos) << msg;
+    GaussianMixture untouched;
+    msg = exception_message([&] { untouched.train(n, x.data()); });
+    EXPECT_NE(msg.find("d = 0"), std::string::npos) << msg;
+
+    msg = exception_message([] { covariance_type_from_name("full"); });
+    EXPECT_NE(msg.find("\"full\""), std::string::npos) << msg;
+    msg = exception_message([] { gmm_init_from_name("kmeans+++"); });
+    EXPECT_NE(msg.find("\"kmeans+++\""), std::string::npos) << msg;
+
+    GmmParameters diag;
+    diag.covariance = CovarianceType::Diagonal;
+    msg = exception_message([&] { gmm.train(n, x.data(), diag); });
+    EXPECT_NE(msg.find("diagonal"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("spherical"), std::string::npos) << msg;
+
+    gmm.train(n, x.data());
+    std::vector<float> post(n * 3);
+    std::vector<idx_t> comp(n * 3);
+    msg = exception_message(
+        [&] { gmm.top_posteriors(n, x.data(), 3, post.data(), comp.data()); });
+    EXPECT_NE(msg.find("m = 3"), std::string::npos) << msg;
+    msg = exception_message([&] {
+        gmm.top_posteriors(n, x.data(), 1, post.data(), comp.data(), 0.0f);
+    });
+    EXPECT_NE(msg.find("temperature = 0"), std::string::npos) << msg;
+
+    GaussianMixture broken = gmm;
+    broken.variances[1] = -1;
+    msg = exception_message([&] { broken.check_consistency(); });
+    EXPECT_NE(msg.find("-1"), std::string::npos) << msg;
+    broken = gmm;
+    broken.weights[0] = 0.9f;
+    msg = exception_message([&] { broken.check_consistency(); });
+    EXPECT_NE(msg.find("sum"), std::string::npos) << msg;
+    broken = gmm;
+    broken.means.pop_back();
+    msg = exception_message([&] { broken.check_consistency(); });
+    EXPECT_NE(msg.find("means"), std::string::npos) << msg;
+}
+
+TEST(GaussianMixture, NamesRoundTrip) {
+    for (CovarianceType cov :
+         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        EXPECT_EQ(covariance_type_from_name(covariance_type_name(cov)), cov);
+    }
+    EXPECT_EQ(covariance_type_from_name("sph"), CovarianceType::Spherical);
+    EXPECT_EQ(covariance_type_from_name("diag"), CovarianceType::Diagonal);
+    for (GmmInit init :
+         {GmmInit::KMeans, GmmInit::KMeansPlusPlus, GmmInit::Random}) {
+        EXPECT_EQ(gmm_init_from_name(gmm_init_name(init)), init);
+    }
+}
+
+namespace {
+
+/// The first max_rows vectors of a .bvecs file as floats (empty if absent).
+std::vector<float>
+read_bvecs_prefix(const std::string& path, idx_t max_rows, int* d) {
+    std::vector<float> out;
+    FILE* f = fopen(path.c_str(), "rb");
+    if (!f) {
+        return out;
+    }
+    int dim = 0;
+    std::vector<unsigned char> row;
+    for (idx_t i = 0; i < max_rows; i++) {
+        if (fread(&dim, sizeof(dim), 1, f) != 1) {
+            break;
+        }
+        if (dim <= 0 || dim > 100000 || (*d && dim != *d)) {
+            ADD_FAILURE() << path << ": bad dimension " << dim << " at row "
+                          << i;
+            break;
+        }
+        *d = dim;
+        row.resize(dim);
+        if (fread(row.data(), 1, dim, f) != size_t(dim)) {
+            ADD_FAILURE() << path << ": truncated at row " << i;
+            break;
+        }
+        out.insert(out.end(), row.begin(), row.end());
+    }
+    fclose(f);
+    return out;
+}
+
+} // namespace
+
+TEST(GaussianMixture, RealSiftEm) {
+    const std::string path =
+        std::string(FAISS_GMM_SHARED_DATASETS) + "/sift-debian-a/base.bvecs";
+    int d = 0;
+    std::vector<float> x = read_bvecs_prefix(path, 20000, &d);
+    if (x.empty()) {
+        GTEST_SKIP() << "real SIFT data not found at " << path
+                     << " (../shared/datasets is not shipped with the project)";
+    }
+    const idx_t n = idx_t(x.size() / d);
+    ASSERT_EQ(d, 128);
+    for (CovarianceType cov :
+         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        const int k = 64;
+        GaussianMixture gmm(d, k, cov);
+        GmmParameters params;
+        params.covariance = cov;
+        params.niter = 6;
+        params.tol = 0;
+        params.kmeans_niter = 5;
+        params.max_points_per_component = 0;
+        gmm.train(n, x.data(), params);
+        gmm.check_consistency();
+        EXPECT_TRUE(model_is_finite(gmm));
+        const auto& st = gmm.iteration_stats;
+        ASSERT_EQ(st.size(), size_t(params.niter));
+        for (size_t it = 1; it < st.size(); it++) {
+            EXPECT_TRUE(std::isfinite(st[it].log_likelihood));
+            if (st[it - 1].n_reseeded == 0) {
+                EXPECT_GE(
+                    st[it].log_likelihood,
+                    st[it - 1].log_likelihood -
+                        1e-6 * std::abs(st[it - 1].log_likelihood))
+                    << covariance_type_name(cov) << " iteration " << it;
+            }
+        }
+        EXPECT_GT(st.back().log_likelihood, st.front().log_likelihood);
+        double ll = gmm.mean_log_likelihood(n, x.data());
+        EXPECT_TRUE(std::isfinite(ll));
+        printf(
+            "SIFT %ld x %d, k = %d %s: mean log-lik %.3f -> %.3f after %d "
+            "iterations (scored %.3f)\n",
+            long(n),
+            d,
+            k,
+            covariance_type_name(cov),
+            st.front().log_likelihood,
+            st.back().log_likelihood,
+            int(st.size()),
+            ll);
+    }
+}
+
+TEST(GaussianMixture, EStepStatisticsMatchFloat64) {
+    const int d = 10;
+    const idx_t n = 2400;
+    // Separated blobs far from the origin (responsibilities mostly exact
+    // zeros: the sparse accumulation) and one blob for all components (dense
+    // responsibilities: the dgemm path).
+    std::vector<float> separated = make_blobs(n, d, 24, 71);
+    for (auto& v : separated) {
+        v = v * 30 + 500;
+    }
+    std::vector<float> overlapping = make_blobs(n, d, 1, 72);
+    for (CovarianceType cov :
+         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        for (const std::vector<float>* data : {&separated, &overlapping}) {
+            const int k = data == &separated ? 24 : 6;
+            GaussianMixture gmm = trained_model(cov, n, *data, d, k);
+            if (data == &separated) {
+                // One component per blob (point i is in blob i % 24), so
+                // that a k-means local optimum cannot merge two blobs.
+                std::vector<double> mean(size_t(k) * d, 0.0);
+                for (idx_t i = 0; i < n; i++) {
+                    for (int l = 0; l < d; l++) {
+                        mean[(i % k) * d + l] += (*data)[i * d + l] * k / n;
+                    }
+                }
+                gmm.means.assign(mean.begin(), mean.end());
+                std::fill(gmm.weights.begin(), gmm.weights.end(), 1.0f / k);
+                std::fill(gmm.variances.begin(), gmm.variances.end(), 900.0f);
+            }
+            // Statistics about means that are not the new ones.
+            for (auto& m : gmm.means) {
+                m += 0.25f;
+            }
+            ReferenceEM ref(gmm);
+            std::vector<double> r;
+            double ll = ref.e_step(n, data->data(), &r) * n;
+            GmmSufficientStats stats(d, k, cov);
+            CpuEStep(n, data->data(), d, 256).compute(gmm, &stats);
+            EXPECT_NEAR(stats.log_likelihood, ll, 1e-5 * std::abs(ll));
+            if (data == &separated) {
+                idx_t nonzero = 0;
+                for (double v : r) {
+                    nonzero +=
+                        v > 1e-15; // below the fp32 softmax's exp(-30) cut
+                }
+                // Few enough non-zeros for the sparse accumulation.
+                ASSERT_LT(nonzero * 8, n * k);
+            }
+            for (int j = 0; j < k; j++) {
+                double nk = 0, sph = 0;
+                std::vector<double> sx(d, 0.0), sq(d, 0.0);
+                for (idx_t i = 0; i < n; i++) {
+                    double ri = r[i * k + j];
+                    nk += ri;
+                    for (int l = 0; l < d; l++) {
+                        double xv = (*data)[i * d + l];
+                        double diff = xv - gmm.means[j * d + l];
+                        sx[l] += ri * xv;
+                        sq[l] += ri * diff * diff;
+                        sph += ri * diff * diff;
+                    }
+                }
+                EXPECT_NEAR(stats.count[j], nk, 1e-4 * (1 + nk));
+                for (int l = 0; l < d; l++) {
+                    EXPECT_NEAR(
+                        stats.sum_x[j * d + l],
+                        sx[l],
+                        1e-4 * (1 + std::abs(sx[l])));
+                    if (cov == CovarianceType::Diagonal) {
+                        EXPECT_NEAR(
+                            stats.sum_sq[j * d + l], sq[l], 1e-4 * (1 + sq[l]))
+                            << "component " << j << " dim " << l;
+                    }
+                }
+                if (cov == CovarianceType::Spherical) {
+                    EXPECT_NEAR(stats.sum_sq[j], sph, 1e-4 * (1 + sph))
+                        << "component " << j;
+                }
+            }
+        }
+    }
+}

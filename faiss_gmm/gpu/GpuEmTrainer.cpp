@@ -1,1 +1,1126 @@
 #include <faiss_gmm/gpu/GpuEmTrainer.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <unordered_set>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include <faiss/impl/FaissAssert.h>
+#include <faiss/utils/utils.h>
+
+#include <kernels/gmm_estep.h>
+
+namespace faiss_gmm {
+namespace gpu {
+
+namespace {
+
+namespace kn = faiss_gmm::kernels;
+
+constexpr double kLog2e = 1.4426950408889634074;
+constexpr double kLog2Pi = 1.8378770664093454836; // ln(2 pi)
+
+/// Throws a FaissException naming what was being done when err is an error.
+void check_cuda(cudaError_t err, const char* what) {
+    if (err != cudaSuccess) {
+        cudaGetLastError(); // clear a sticky launch error for the next call
+        FAISS_THROW_FMT(
+            "GPU E-step: %s failed: %s (%s)",
+            what,
+            cudaGetErrorName(err),
+            cudaGetErrorString(err));
+    }
+}
+
+/// Device allocation owned by its scope.
+class DeviceBuffer {
+   public:
+    DeviceBuffer() = default;
+    DeviceBuffer(const DeviceBuffer&) = delete;
+    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+    ~DeviceBuffer() {
+        release();
+    }
+    void allocate(size_t bytes, const char* what, size_t* total) {
+        release();
+        if (bytes == 0) {
+            return;
+        }
+        cudaError_t err = cudaMalloc(&ptr_, bytes);
+        if (err != cudaSuccess) {
+            ptr_ = nullptr;
+            cudaGetLastError();
+            FAISS_THROW_FMT(
+                "GPU E-step: allocating %zu bytes of device memory for %s "
+                "failed: %s",
+                bytes,
+                what,
+                cudaGetErrorString(err));
+        }
+        bytes_ = bytes;
+        *total += bytes;
+    }
+    void release() {
+        if (ptr_) {
+            cudaFree(ptr_);
+            ptr_ = nullptr;
+            bytes_ = 0;
+        }
+    }
+    template <class T>
+    T* as() const {
+        return static_cast<T*>(ptr_);
+    }
+    size_t bytes() const {
+        return bytes_;
+    }
+
+   private:
+    void* ptr_ = nullptr;
+    size_t bytes_ = 0;
+};
+
+/// Pinned host allocation owned by its scope.
+class PinnedBuffer {
+   public:
+    PinnedBuffer() = default;
+    PinnedBuffer(const PinnedBuffer&) = delete;
+    PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+    ~PinnedBuffer() {
+        if (ptr_) {
+            cudaFreeHost(ptr_);
+        }
+    }
+    void allocate(size_t bytes, const char* what) {
+        if (ptr_) {
+            cudaFreeHost(ptr_);
+            ptr_ = nullptr;
+        }
+        cudaError_t err = cudaMallocHost(&ptr_, bytes);
+        if (err != cudaSuccess) {
+            ptr_ = nullptr;
+            cudaGetLastError();
+            FAISS_THROW_FMT(
+                "GPU E-step: allocating %zu bytes of pinned host memory "
+                "for %s failed: %s",
+                bytes,
+                what,
+                cudaGetErrorString(err));
+        }
+    }
+    float* data() const {
+        return static_cast<float*>(ptr_);
+    }
+    double* doubles() const {
+        return static_cast<double*>(ptr_);
+    }
+
+   private:
+    void* ptr_ = nullptr;
+};
+
+class Stream {
+   public:
+    Stream() {
+        check_cuda(
+            cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking),
+            "creating a stream");
+    }
+    Stream(const Stream&) = delete;
+    Stream& operator=(const Stream&) = delete;
+    ~Stream() {
+        cudaStreamDestroy(s_);
+    }
+    cudaStream_t get() const {
+        return s_;
+    }
+
+   private:
+    cudaStream_t s_ = nullptr;
+};
+
+class Event {
+   public:
+    explicit Event(bool timing = false) {
+        check_cuda(
+            cudaEventCreateWithFlags(
+                &e_, timing ? cudaEventDefault : cudaEventDisableTiming),
+            "creating an event");
+    }
+    Event(const Event&) = delete;
+    Event& operator=(const Event&) = delete;
+    ~Event() {
+        cudaEventDestroy(e_);
+    }
+    cudaEvent_t get() const {
+        return e_;
+    }
+
+   private:
+    cudaEvent_t e_ = nullptr;
+};
+
+/// Restores the caller's current device on scope exit.
+class DeviceGuard {
+   public:
+    explicit DeviceGuard(int device) {
+        check_cuda(cudaGetDevice(&previous_), "querying the current device");
+        check_cuda(cudaSetDevice(device), "selecting the device");
+    }
+    ~DeviceGuard() {
+        cudaSetDevice(previous_);
+    }
+
+   private:
+    int previous_ = 0;
+};
+
+/// Round to the nearest tf32 value (10 explicit mantissa bits), as the
+/// tensor cores would otherwise truncate.
+float round_to_tf32(float v) {
+    if (!std::isfinite(v)) {
+        return v;
+    }
+    uint32_t bits;
+    std::memcpy(&bits, &v, 4);
+    bits += 0x1000u; // half of the 13 dropped bits
+    bits &= 0xffffe000u;
+    std::memcpy(&v, &bits, 4);
+    return v;
+}
+
+kn::EStepMath to_kernel_math(EStepPrecision p) {
+    switch (p) {
+    case EStepPrecision::FP32:
+        return kn::EStepMath::FP32;
+    case EStepPrecision::TF32:
+        return kn::EStepMath::TF32;
+    case EStepPrecision::BF16:
+        return kn::EStepMath::BF16;
+    }
+    FAISS_THROW_FMT("unknown EStepPrecision %d", int(p));
+}
+
+} // namespace
+
+const char* estep_precision_name(EStepPrecision precision) {
+    switch (precision) {
+    case EStepPrecision::FP32:
+        return "fp32";
+    case EStepPrecision::TF32:
+        return "tf32";
+    case EStepPrecision::BF16:
+        return "bf16";
+    }
+    return "unknown";
+}
+
+EStepPrecision estep_precision_from_name(const std::string& name) {
+    if (name == "fp32") {
+        return EStepPrecision::FP32;
+    }
+    if (name == "tf32") {
+        return EStepPrecision::TF32;
+    }
+    if (name == "bf16") {
+        return EStepPrecision::BF16;
+    }
+    FAISS_THROW_FMT(
+        "unknown E-step precision '%s' (fp32, tf32 or bf16)", name.c_str());
+}
+
+bool gpu_is_available(int device) {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    if (device < 0 || device >= count) {
+        return false;
+    }
+    int previous = 0;
+    if (cudaGetDevice(&previous) != cudaSuccess ||
+        cudaSetDevice(device) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    const bool ok = cudaFree(nullptr) == cudaSuccess;
+    cudaGetLastError();
+    cudaSetDevice(previous);
+    return ok;
+}
+
+/*********************************************************************
+ * GpuEStep
+ *********************************************************************/
+
+struct GpuEStep::Impl {
+    enum class Source { Device, HostResident, HostStream, Callback };
+
+    GpuEmConfig config;
+    int d = 0;
+    idx_t n = 0;
+    Source source = Source::Device;
+    const float* x_host = nullptr;
+    const float* x_device = nullptr; // caller's or the resident copy
+    GpuChunkSource* callback = nullptr;
+    bool host_registered = false;
+    idx_t chunk = 0; // rows per chunk (n when resident)
+    int num_sms = 1;
+    size_t device_bytes = 0;
+    double last_kernel_ms = 0;
+    double last_compute_ms = 0;
+
+    Stream compute_stream, copy_stream;
+    Event start{true}, stop{true};
+    Event copied[2], consumed[2];
+
+    DeviceBuffer resident;     // host data uploaded once
+    DeviceBuffer chunk_buf[2]; // streamed chunks
+    PinnedBuffer pinned[2];    // staging of unregistered host data / callback
+    DeviceBuffer log2_z, scratch;
+    // model, sized for the last k seen
+    int model_k = -1;
+    bool model_diagonal = false;
+    DeviceBuffer matrix_f32, matrix_bf16, center, row_const, row_scale,
+        row_norm;
+    DeviceBuffer acc_count, acc_sum1, acc_sum2, acc_ll;
+    // pinned copies of the accumulators (fast downloads)
+    PinnedBuffer dl_count, dl_sum1, dl_sum2, dl_ll;
+    std::vector<float> h_matrix, h_center, h_const, h_scale, h_norm;
+
+    Impl(const GpuEmConfig& cfg, int dim) : config(cfg), d(dim) {}
+
+    ~Impl() {
+        if (host_registered) {
+            cudaHostUnregister(const_cast<float*>(x_host));
+        }
+    }
+
+    size_t budget() const {
+        if (config.max_device_memory > 0) {
+            return config.max_device_memory;
+        }
+        size_t free_bytes = 0, total_bytes = 0;
+        check_cuda(
+            cudaMemGetInfo(&free_bytes, &total_bytes),
+            "querying free device memory");
+        return size_t(double(free_bytes) * 0.8);
+    }
+
+    /// Device bytes of the model-dependent buffers for k components (an
+    /// estimate at construction, with k unknown, uses k = 65536 / 16).
+    size_t model_bytes(int k, bool diagonal) const {
+        const size_t kp = kn::estep_padded_components(k);
+        const size_t depth = kn::estep_depth(d, diagonal);
+        const size_t cols = kn::estep_output_columns(d);
+        return kp * depth * 6 + kp * 16 + size_t(d) * 4 +
+               kp * cols * 8 * (diagonal ? 2 : 1) + kp * 16 + 64;
+    }
+
+    void plan(idx_t rows, bool data_on_device, size_t reserve_model) {
+        cudaDeviceProp prop;
+        check_cuda(
+            cudaGetDeviceProperties(&prop, config.device),
+            "querying the device properties");
+        num_sms = prop.multiProcessorCount;
+        const size_t avail = budget();
+        const size_t per_row_resident = size_t(d) * 4 + 4 + 1;
+        FAISS_THROW_IF_NOT_FMT(
+            avail > reserve_model,
+            "GPU E-step: device memory budget %zu bytes is smaller than "
+            "the model buffers (%zu bytes)",
+            avail,
+            reserve_model);
+        const size_t left = avail - reserve_model;
+        const bool force_chunks =
+            config.chunk_rows > 0 && config.chunk_rows < rows;
+        if (data_on_device ||
+            (!force_chunks && size_t(rows) * per_row_resident <= left)) {
+            chunk = rows;
+            return;
+        }
+        // Two chunk buffers (data) + one log2 Z buffer + the scratch.
+        const size_t per_row_stream = 2 * size_t(d) * 4 + 4 + 1;
+        idx_t fit = idx_t(left / per_row_stream) / 64 * 64;
+        if (config.chunk_rows > 0) {
+            fit = std::min(fit, config.chunk_rows);
+        }
+        FAISS_THROW_IF_NOT_FMT(
+            fit >= 1,
+            "GPU E-step: device memory budget %zu bytes leaves no room "
+            "for a chunk of %d-d rows",
+            avail,
+            d);
+        chunk = std::min<idx_t>(fit, rows);
+    }
+
+    void allocate_row_buffers(idx_t rows) {
+        log2_z.allocate(
+            size_t(rows) * 4, "log2 Z (one float per row)", &device_bytes);
+        scratch.allocate(
+            size_t(kn::estep_log_norm_scratch(rows)) * 8,
+            "log-likelihood partials",
+            &device_bytes);
+    }
+
+    void setup_streaming() {
+        for (int b = 0; b < 2; b++) {
+            chunk_buf[b].allocate(
+                size_t(chunk) * d * 4, "a streamed chunk", &device_bytes);
+        }
+        allocate_row_buffers(chunk);
+    }
+
+    void prepare_model(const GaussianMixture& model) {
+        const int k = model.k;
+        const bool diagonal = model.covariance == CovarianceType::Diagonal;
+        const int kp = kn::estep_padded_components(k);
+        const int depth = kn::estep_depth(d, diagonal);
+        const int d_pad = kn::estep_depth(d, false);
+        const int cols = kn::estep_output_columns(d);
+        if (k != model_k || diagonal != model_diagonal) {
+            size_t bytes = device_bytes;
+            // Release first so that a new k does not hold both sizes.
+            for (DeviceBuffer* b :
+                 {&matrix_f32,
+                  &matrix_bf16,
+                  &center,
+                  &row_const,
+                  &row_scale,
+                  &row_norm,
+                  &acc_count,
+                  &acc_sum1,
+                  &acc_sum2,
+                  &acc_ll}) {
+                bytes -= b->bytes();
+                b->release();
+            }
+            device_bytes = bytes;
+            matrix_f32.allocate(
+                size_t(kp) * depth * 4, "the component matrix", &device_bytes);
+            if (config.precision == EStepPrecision::BF16) {
+                matrix_bf16.allocate(
+                    size_t(kp) * depth * 2,
+                    "the bf16 component matrix",
+                    &device_bytes);
+            }
+            center.allocate(size_t(d) * 4, "the centre", &device_bytes);
+            row_const.allocate(
+                size_t(kp) * 4, "per-component constants", &device_bytes);
+            row_scale.allocate(
+                size_t(kp) * 4, "per-component scales", &device_bytes);
+            row_norm.allocate(
+                size_t(kp) * 4, "per-component norms", &device_bytes);
+            acc_count.allocate(
+                size_t(kp) * 8, "the N_k accumulator", &device_bytes);
+            acc_sum1.allocate(
+                size_t(kp) * cols * 8,
+                "the sum r x accumulator",
+                &device_bytes);
+            acc_sum2.allocate(
+                size_t(kp) * (diagonal ? cols : 1) * 8,
+                "the second-moment accumulator",
+                &device_bytes);
+            acc_ll.allocate(8, "the log-likelihood", &device_bytes);
+            dl_count.allocate(acc_count.bytes(), "downloading N_k");
+            dl_sum1.allocate(acc_sum1.bytes(), "downloading sum r x");
+            dl_sum2.allocate(acc_sum2.bytes(), "downloading second moments");
+            dl_ll.allocate(8, "downloading the log-likelihood");
+            model_k = k;
+            model_diagonal = diagonal;
+        }
+
+        // Centre: the mixture mean (equal to the data mean after an M-step).
+        std::vector<double> c(d, 0.0);
+        double wsum = 0;
+        for (int j = 0; j < k; j++) {
+            const double w = model.weights[j];
+            wsum += w;
+            const float* mu = model.means.data() + size_t(j) * d;
+            for (int l = 0; l < d; l++) {
+                c[l] += w * mu[l];
+            }
+        }
+        h_center.resize(d);
+        for (int l = 0; l < d; l++) {
+            h_center[l] = float(wsum > 0 ? c[l] / wsum : 0.0);
+        }
+
+        h_matrix.assign(size_t(kp) * depth, 0.0f);
+        h_const.assign(kp, -std::numeric_limits<float>::infinity());
+        h_scale.assign(kp, 0.0f);
+        h_norm.assign(kp, 0.0f);
+#pragma omp parallel for schedule(static)
+        for (int j = 0; j < k; j++) {
+            const float* mu = model.means.data() + size_t(j) * d;
+            float* row = h_matrix.data() + size_t(j) * depth;
+            const double log_w = std::log(double(model.weights[j]));
+            if (!diagonal) {
+                const double v = model.variances[j];
+                double norm = 0;
+                for (int l = 0; l < d; l++) {
+                    const float m = mu[l] - h_center[l];
+                    row[l] = m;
+                    norm += double(m) * m;
+                }
+                h_norm[j] = float(norm);
+                h_const[j] =
+                    float(kLog2e * (log_w - 0.5 * d * (kLog2Pi + std::log(v))));
+                h_scale[j] = float(kLog2e * 0.5 / v);
+            } else {
+                const float* var = model.variances.data() + size_t(j) * d;
+                double cst = log_w;
+                for (int l = 0; l < d; l++) {
+                    const double v = var[l];
+                    const double m = double(mu[l]) - h_center[l];
+                    row[l] = float(kLog2e * m / v);
+                    row[d_pad + l] = float(-kLog2e * 0.5 / v);
+                    cst -= 0.5 * (kLog2Pi + std::log(v)) + 0.5 * m * m / v;
+                }
+                h_const[j] = float(kLog2e * cst);
+            }
+        }
+        if (config.precision == EStepPrecision::TF32) {
+            const size_t total = h_matrix.size();
+#pragma omp parallel for schedule(static)
+            for (size_t i = 0; i < total; i++) {
+                h_matrix[i] = round_to_tf32(h_matrix[i]);
+            }
+        }
+        cudaStream_t s = compute_stream.get();
+        check_cuda(
+            cudaMemcpyAsync(
+                matrix_f32.as<void>(),
+                h_matrix.data(),
+                h_matrix.size() * 4,
+                cudaMemcpyHostToDevice,
+                s),
+            "uploading the component matrix");
+        if (config.precision == EStepPrecision::BF16) {
+            check_cuda(
+                kn::convert_to_bf16(
+                    int64_t(h_matrix.size()),
+                    matrix_f32.as<float>(),
+                    matrix_bf16.as<void>(),
+                    s),
+                "launching the bf16 conversion");
+        }
+        check_cuda(
+            cudaMemcpyAsync(
+                center.as<void>(),
+                h_center.data(),
+                d * 4,
+                cudaMemcpyHostToDevice,
+                s),
+            "uploading the centre");
+        check_cuda(
+            cudaMemcpyAsync(
+                row_const.as<void>(),
+                h_const.data(),
+                kp * 4,
+                cudaMemcpyHostToDevice,
+                s),
+            "uploading the component constants");
+        check_cuda(
+            cudaMemcpyAsync(
+                row_scale.as<void>(),
+                h_scale.data(),
+                kp * 4,
+                cudaMemcpyHostToDevice,
+                s),
+            "uploading the component scales");
+        check_cuda(
+            cudaMemcpyAsync(
+                row_norm.as<void>(),
+                h_norm.data(),
+                kp * 4,
+                cudaMemcpyHostToDevice,
+                s),
+            "uploading the component norms");
+        check_cuda(
+            cudaMemsetAsync(acc_count.as<void>(), 0, acc_count.bytes(), s),
+            "zeroing the accumulators");
+        check_cuda(
+            cudaMemsetAsync(acc_sum1.as<void>(), 0, acc_sum1.bytes(), s),
+            "zeroing the accumulators");
+        check_cuda(
+            cudaMemsetAsync(acc_sum2.as<void>(), 0, acc_sum2.bytes(), s),
+            "zeroing the accumulators");
+        check_cuda(
+            cudaMemsetAsync(acc_ll.as<void>(), 0, 8, s),
+            "zeroing the accumulators");
+    }
+
+    kn::EStepModel kernel_model(const GaussianMixture& model) const {
+        kn::EStepModel m;
+        m.d = d;
+        m.k = model.k;
+        m.diagonal = model.covariance == CovarianceType::Diagonal;
+        m.math = to_kernel_math(config.precision);
+        m.k_pad = kn::estep_padded_components(model.k);
+        m.depth = kn::estep_depth(d, m.diagonal);
+        m.component_matrix = config.precision == EStepPrecision::BF16
+                                 ? matrix_bf16.as<const void>()
+                                 : matrix_f32.as<const void>();
+        m.center = center.as<const float>();
+        m.row_const = row_const.as<const float>();
+        m.row_scale = row_scale.as<const float>();
+        m.row_norm = row_norm.as<const float>();
+        return m;
+    }
+
+    kn::EStepAccumulators accumulators() const {
+        kn::EStepAccumulators a;
+        a.count = acc_count.as<double>();
+        a.sum1 = acc_sum1.as<double>();
+        a.sum2 = acc_sum2.as<double>();
+        a.log_likelihood = acc_ll.as<double>();
+        return a;
+    }
+
+    void run_passes(const kn::EStepModel& m, idx_t rows, const float* x) {
+        cudaStream_t s = compute_stream.get();
+        const kn::EStepAccumulators a = accumulators();
+        check_cuda(
+            kn::gmm_estep_log_norm(
+                m, rows, x, log2_z.as<float>(), scratch.as<double>(), a, s),
+            "launching the E-step log-normaliser pass");
+        check_cuda(
+            kn::gmm_estep_statistics(
+                m, rows, x, log2_z.as<const float>(), a, num_sms, s),
+            "launching the E-step statistics pass");
+    }
+
+    /// Both passes over every chunk; returns the rows seen.
+    idx_t run_all(const kn::EStepModel& m) {
+        cudaStream_t s = compute_stream.get();
+        if (source == Source::Device || source == Source::HostResident) {
+            run_passes(m, n, x_device);
+            return n;
+        }
+        cudaStream_t cs = copy_stream.get();
+        if (source == Source::Callback) {
+            callback->rewind();
+        }
+        idx_t seen = 0;
+        for (int64_t c = 0;; c++) {
+            const int b = int(c & 1);
+            // The kernels of chunk c - 2 must be done with this buffer.
+            check_cuda(
+                cudaStreamWaitEvent(cs, consumed[b].get(), 0),
+                "ordering the chunk copy");
+            idx_t rows = 0;
+            const float* src = nullptr;
+            if (source == Source::Callback ||
+                (source == Source::HostStream && !host_registered)) {
+                // The pinned buffer's previous copy must be finished.
+                check_cuda(
+                    cudaEventSynchronize(copied[b].get()),
+                    "waiting for a chunk copy");
+                if (source == Source::Callback) {
+                    rows = callback->next(chunk, pinned[b].data());
+                    FAISS_THROW_IF_NOT_FMT(
+                        rows >= 0 && rows <= chunk,
+                        "GpuChunkSource::next returned %" PRId64
+                        " rows for at most %" PRId64,
+                        int64_t(rows),
+                        int64_t(chunk));
+                } else {
+                    rows = std::min(chunk, n - seen);
+                    std::memcpy(
+                        pinned[b].data(),
+                        x_host + size_t(seen) * d,
+                        size_t(rows) * d * 4);
+                }
+                src = pinned[b].data();
+            } else {
+                rows = std::min(chunk, n - seen);
+                src = x_host + size_t(seen) * d;
+            }
+            if (rows == 0) {
+                break;
+            }
+            check_cuda(
+                cudaMemcpyAsync(
+                    chunk_buf[b].as<void>(),
+                    src,
+                    size_t(rows) * d * 4,
+                    cudaMemcpyHostToDevice,
+                    cs),
+                "copying a chunk to the device");
+            check_cuda(
+                cudaEventRecord(copied[b].get(), cs), "recording a copy event");
+            check_cuda(
+                cudaStreamWaitEvent(s, copied[b].get(), 0),
+                "ordering the chunk kernels");
+            run_passes(m, rows, chunk_buf[b].as<const float>());
+            check_cuda(
+                cudaEventRecord(consumed[b].get(), s),
+                "recording a kernel event");
+            seen += rows;
+            if (source == Source::HostStream && seen >= n) {
+                break;
+            }
+        }
+        return seen;
+    }
+};
+
+GpuEStep::GpuEStep(
+    idx_t n,
+    const float* x,
+    int d,
+    bool x_on_device,
+    const GpuEmConfig& config) {
+    FAISS_THROW_IF_NOT_FMT(
+        d >= 1 && d <= 4096, "GPU E-step: d = %d out of 1..4096", d);
+    FAISS_THROW_IF_NOT_FMT(
+        n >= 0, "GPU E-step: n = %" PRId64 " < 0", int64_t(n));
+    FAISS_THROW_IF_NOT_MSG(x || n == 0, "GPU E-step: x is null");
+    DeviceGuard guard(config.device);
+    impl_ = std::make_unique<Impl>(config, d);
+    Impl& im = *impl_;
+    im.n = n;
+    // Leave room for a model of up to 4096 components in the plan; larger
+    // models are allocated when they come (and may fail with a clear error).
+    im.plan(n, x_on_device, im.model_bytes(4096, true));
+    double t0 = faiss::getmillisecs();
+    if (x_on_device) {
+        im.source = Impl::Source::Device;
+        im.x_device = x;
+        im.allocate_row_buffers(std::max<idx_t>(n, 1));
+    } else if (im.chunk >= n) {
+        im.source = Impl::Source::HostResident;
+        im.x_host = x;
+        im.resident.allocate(
+            size_t(n) * d * 4, "the resident training data", &im.device_bytes);
+        check_cuda(
+            cudaMemcpy(
+                im.resident.as<void>(),
+                x,
+                size_t(n) * d * 4,
+                cudaMemcpyHostToDevice),
+            "uploading the training data");
+        im.x_device = im.resident.as<const float>();
+        im.allocate_row_buffers(std::max<idx_t>(n, 1));
+    } else {
+        im.source = Impl::Source::HostStream;
+        im.x_host = x;
+        cudaError_t err = cudaHostRegister(
+            const_cast<float*>(x), size_t(n) * d * 4, cudaHostRegisterDefault);
+        im.host_registered = err == cudaSuccess;
+        if (!im.host_registered) {
+            cudaGetLastError();
+            for (int b = 0; b < 2; b++) {
+                im.pinned[b].allocate(
+                    size_t(im.chunk) * d * 4, "a staging chunk");
+            }
+        }
+        im.setup_streaming();
+    }
+    if (config.verbose) {
+        printf(
+            "GPU E-step: %" PRId64 " x %d points, %s, %s, chunk %" PRId64
+            " rows, %.1f MB of device memory, set up in %.2f s\n",
+            int64_t(n),
+            d,
+            x_on_device ? "on the device"
+                        : (im.source == Impl::Source::HostResident
+                               ? "uploaded once"
+                               : (im.host_registered ? "streamed (registered)"
+                                                     : "streamed (staged)")),
+            estep_precision_name(config.precision),
+            int64_t(im.chunk),
+            im.device_bytes / 1e6,
+            (faiss::getmillisecs() - t0) / 1000);
+    }
+}
+
+GpuEStep::GpuEStep(GpuChunkSource* source, int d, const GpuEmConfig& config) {
+    FAISS_THROW_IF_NOT_MSG(source, "GPU E-step: chunk source is null");
+    FAISS_THROW_IF_NOT_FMT(
+        d >= 1 && d <= 4096, "GPU E-step: d = %d out of 1..4096", d);
+    DeviceGuard guard(config.device);
+    impl_ = std::make_unique<Impl>(config, d);
+    Impl& im = *impl_;
+    im.source = Impl::Source::Callback;
+    im.callback = source;
+    im.n = source->total_rows();
+    FAISS_THROW_IF_NOT_FMT(
+        im.n >= 1,
+        "GPU E-step: chunk source has %" PRId64 " rows",
+        int64_t(im.n));
+    im.plan(im.n, false, im.model_bytes(4096, true));
+    if (config.chunk_rows <= 0 || config.chunk_rows >= im.n) {
+        // Streaming anyway: keep chunks moderate so copies overlap.
+        im.chunk = std::min<idx_t>(im.chunk, 1 << 20);
+    }
+    for (int b = 0; b < 2; b++) {
+        im.pinned[b].allocate(size_t(im.chunk) * d * 4, "a staging chunk");
+    }
+    im.setup_streaming();
+    if (config.verbose) {
+        printf(
+            "GPU E-step: %" PRId64 " x %d points from a chunk source, %s, "
+            "chunk %" PRId64 " rows, %.1f MB of device memory\n",
+            int64_t(im.n),
+            d,
+            estep_precision_name(config.precision),
+            int64_t(im.chunk),
+            im.device_bytes / 1e6);
+    }
+}
+
+GpuEStep::~GpuEStep() {
+    if (impl_) {
+        int previous = 0;
+        cudaGetDevice(&previous);
+        cudaSetDevice(impl_->config.device);
+        cudaStreamSynchronize(impl_->compute_stream.get());
+        cudaStreamSynchronize(impl_->copy_stream.get());
+        impl_.reset();
+        cudaSetDevice(previous);
+    }
+}
+
+void GpuEStep::compute(
+    const GaussianMixture& model, GmmSufficientStats* stats) {
+    Impl& im = *impl_;
+    FAISS_THROW_IF_NOT_FMT(
+        model.d == im.d,
+        "GpuEStep built for d = %d, model has d = %d",
+        im.d,
+        model.d);
+    FAISS_THROW_IF_NOT_MSG(stats, "GpuEStep: stats is null");
+    FAISS_THROW_IF_NOT_FMT(
+        stats->d == im.d && stats->k == model.k &&
+            stats->covariance == model.covariance,
+        "GpuEStep: statistics shaped (d=%d, k=%d, %s) for a model (d=%d, "
+        "k=%d, %s)",
+        stats->d,
+        stats->k,
+        covariance_type_name(stats->covariance),
+        model.d,
+        model.k,
+        covariance_type_name(model.covariance));
+    DeviceGuard guard(im.config.device);
+    const double t0 = faiss::getmillisecs();
+    const int d = im.d, k = model.k;
+    const bool diagonal = model.covariance == CovarianceType::Diagonal;
+    cudaStream_t s = im.compute_stream.get();
+
+    im.prepare_model(model);
+    const kn::EStepModel m = im.kernel_model(model);
+    check_cuda(cudaEventRecord(im.start.get(), s), "recording an event");
+    const idx_t seen = im.run_all(m);
+    check_cuda(cudaEventRecord(im.stop.get(), s), "recording an event");
+
+    const int cols = kn::estep_output_columns(d);
+    const double* count = im.dl_count.doubles();
+    const double* sum1 = im.dl_sum1.doubles();
+    const double* sum2 = im.dl_sum2.doubles();
+    check_cuda(
+        cudaMemcpyAsync(
+            im.dl_count.doubles(),
+            im.acc_count.as<void>(),
+            im.acc_count.bytes(),
+            cudaMemcpyDeviceToHost,
+            s),
+        "downloading N_k");
+    check_cuda(
+        cudaMemcpyAsync(
+            im.dl_sum1.doubles(),
+            im.acc_sum1.as<void>(),
+            im.acc_sum1.bytes(),
+            cudaMemcpyDeviceToHost,
+            s),
+        "downloading sum r x");
+    check_cuda(
+        cudaMemcpyAsync(
+            im.dl_sum2.doubles(),
+            im.acc_sum2.as<void>(),
+            im.acc_sum2.bytes(),
+            cudaMemcpyDeviceToHost,
+            s),
+        "downloading the second moments");
+    check_cuda(
+        cudaMemcpyAsync(
+            im.dl_ll.doubles(),
+            im.acc_ll.as<void>(),
+            8,
+            cudaMemcpyDeviceToHost,
+            s),
+        "downloading the log-likelihood");
+    check_cuda(cudaStreamSynchronize(s), "running the E-step");
+    float kernel_ms = 0;
+    check_cuda(
+        cudaEventElapsedTime(&kernel_ms, im.start.get(), im.stop.get()),
+        "reading the E-step timer");
+    im.last_kernel_ms = kernel_ms;
+
+    stats->n += seen;
+    stats->log_likelihood += im.dl_ll.doubles()[0];
+    const float* c = im.h_center.data();
+#pragma omp parallel for schedule(static)
+    for (int j = 0; j < k; j++) {
+        const double nk = count[j];
+        stats->count[j] += nk;
+        const double* s1 = sum1 + size_t(j) * cols;
+        const float* mu = model.means.data() + size_t(j) * d;
+        for (int l = 0; l < d; l++) {
+            stats->sum_x[size_t(j) * d + l] += s1[l] + nk * c[l];
+        }
+        if (!diagonal) {
+            stats->sum_sq[j] += sum2[j];
+        } else {
+            // About the old mean: S2 - 2 m' S1 + N m'^2 with m' = mu - c.
+            const double* s2 = sum2 + size_t(j) * cols;
+            for (int l = 0; l < d; l++) {
+                const double mc = double(mu[l]) - c[l];
+                const double v = s2[l] - 2 * mc * s1[l] + nk * mc * mc;
+                stats->sum_sq[size_t(j) * d + l] += std::max(v, 0.0);
+            }
+        }
+    }
+    im.last_compute_ms = faiss::getmillisecs() - t0;
+}
+
+size_t GpuEStep::device_bytes() const {
+    return impl_->device_bytes;
+}
+
+bool GpuEStep::is_streaming() const {
+    return impl_->source == Impl::Source::HostStream ||
+           impl_->source == Impl::Source::Callback;
+}
+
+idx_t GpuEStep::chunk_rows() const {
+    return impl_->chunk;
+}
+
+double GpuEStep::last_kernel_ms() const {
+    return impl_->last_kernel_ms;
+}
+
+double GpuEStep::last_compute_ms() const {
+    return impl_->last_compute_ms;
+}
+
+/*********************************************************************
+ * Trainers
+ *********************************************************************/
+
+namespace {
+
+void check_train_args(
+    const GaussianMixture* model,
+    idx_t n,
+    const float* x,
+    const GmmParameters& params) {
+    FAISS_THROW_IF_NOT_MSG(model, "train_gmm_gpu: model is null");
+    FAISS_THROW_IF_NOT_FMT(model->d >= 1, "GMM dimension d = %d < 1", model->d);
+    FAISS_THROW_IF_NOT_FMT(
+        model->k >= 1, "GMM component count k = %d < 1", model->k);
+    FAISS_THROW_IF_NOT_FMT(
+        n >= model->k,
+        "GMM training needs n >= k points: n = %" PRId64 ", k = %d",
+        int64_t(n),
+        model->k);
+    FAISS_THROW_IF_NOT_MSG(x, "train_gmm_gpu: x is null");
+    FAISS_THROW_IF_NOT_FMT(
+        params.covariance == model->covariance,
+        "train_gmm_gpu: parameters ask for %s covariance, the model is %s",
+        covariance_type_name(params.covariance),
+        covariance_type_name(model->covariance));
+}
+
+void check_finite_rows(idx_t n, int d, const float* x) {
+    const size_t total = size_t(n) * d;
+    bool ok = true;
+#pragma omp parallel for reduction(&& : ok)
+    for (size_t i = 0; i < total; i++) {
+        ok = ok && std::isfinite(x[i]);
+    }
+    FAISS_THROW_IF_NOT_MSG(ok, "GMM training data contain NaN or Inf");
+}
+
+} // namespace
+
+void train_gmm_gpu(
+    GaussianMixture* model,
+    idx_t n,
+    const float* x,
+    const GmmParameters& params,
+    const GpuEmConfig& config) {
+    check_train_args(model, n, x, params);
+    FAISS_THROW_IF_NOT_FMT(
+        gpu_is_available(config.device),
+        "train_gmm_gpu: CUDA device %d is not usable",
+        config.device);
+    check_finite_rows(n, model->d, x);
+    std::vector<float> sample;
+    const idx_t n_train =
+        subsample_training_set(model->d, model->k, n, x, params, &sample);
+    const float* x_train = sample.empty() ? x : sample.data();
+    initialize_gmm(model, n_train, x_train, params);
+    GpuEStep estep(n_train, x_train, model->d, false, config);
+    run_em(model, &estep, params);
+}
+
+void train_gmm_gpu_device(
+    GaussianMixture* model,
+    idx_t n,
+    const float* x_device,
+    const GmmParameters& params,
+    const GpuEmConfig& config) {
+    check_train_args(model, n, x_device, params);
+    FAISS_THROW_IF_NOT_FMT(
+        gpu_is_available(config.device),
+        "train_gmm_gpu_device: CUDA device %d is not usable",
+        config.device);
+    const int d = model->d;
+    idx_t n_train = n;
+    const idx_t max_points = idx_t(model->k) * params.max_points_per_component;
+    std::vector<float> host_sample;
+    size_t ignored = 0;
+    DeviceBuffer rows_dev, sample_dev;
+    const float* x_train_dev = x_device;
+    {
+        DeviceGuard guard(config.device);
+        if (params.max_points_per_component > 0 && n > max_points) {
+            // Floyd's algorithm: max_points distinct rows, sorted.
+            std::mt19937_64 rng(uint64_t(params.seed) ^ 0x9e3779b97f4a7c15ULL);
+            std::unordered_set<idx_t> chosen;
+            chosen.reserve(size_t(max_points) * 2);
+            for (idx_t j = n - max_points; j < n; j++) {
+                const idx_t t = idx_t(rng() % uint64_t(j + 1));
+                if (!chosen.insert(t).second) {
+                    chosen.insert(j);
+                }
+            }
+            std::vector<int64_t> rows(chosen.begin(), chosen.end());
+            std::sort(rows.begin(), rows.end());
+            rows_dev.allocate(
+                rows.size() * 8, "the sample row indices", &ignored);
+            sample_dev.allocate(
+                size_t(max_points) * d * 4, "the training sample", &ignored);
+            check_cuda(
+                cudaMemcpy(
+                    rows_dev.as<void>(),
+                    rows.data(),
+                    rows.size() * 8,
+                    cudaMemcpyHostToDevice),
+                "uploading the sample row indices");
+            check_cuda(
+                kn::gather_rows(
+                    max_points,
+                    rows_dev.as<int64_t>(),
+                    d,
+                    x_device,
+                    sample_dev.as<float>(),
+                    nullptr),
+                "gathering the training sample");
+            n_train = max_points;
+            x_train_dev = sample_dev.as<const float>();
+        }
+        host_sample.resize(size_t(n_train) * d);
+        check_cuda(
+            cudaMemcpy(
+                host_sample.data(),
+                x_train_dev,
+                host_sample.size() * 4,
+                cudaMemcpyDeviceToHost),
+            "copying the training sample to the host");
+    }
+    check_finite_rows(n_train, d, host_sample.data());
+    initialize_gmm(model, n_train, host_sample.data(), params);
+    GpuEStep estep(n_train, x_train_dev, d, true, config);
+    run_em(model, &estep, params);
+}
+
+void train_gmm_gpu_streaming(
+    GaussianMixture* model,
+    int d,
+    GpuChunkSource* source,
+    const GmmParameters& params,
+    const GpuEmConfig& config) {
+    FAISS_THROW_IF_NOT_MSG(
+        source, "train_gmm_gpu_streaming: chunk source is null");
+    FAISS_THROW_IF_NOT_MSG(model, "train_gmm_gpu: model is null");
+    FAISS_THROW_IF_NOT_FMT(
+        model->d == d,
+        "train_gmm_gpu: model d = %d, source d = %d",
+        model->d,
+        d);
+    FAISS_THROW_IF_NOT_FMT(
+        gpu_is_available(config.device),
+        "train_gmm_gpu: CUDA device %d is not usable",
+        config.device);
+    const idx_t n = source->total_rows();
+    const int k = model->k;
+    const idx_t cap = params.max_points_per_component > 0
+                          ? idx_t(k) * params.max_points_per_component
+                          : idx_t(k) * 256;
+    const idx_t m = std::min(n, cap);
+    // One pass: seeded reservoir sample of m rows (algorithm R).
+    std::vector<float> sample(size_t(m) * d);
+    std::mt19937_64 rng(uint64_t(params.seed) ^ 0x2545f4914f6cdd1dULL);
+    const idx_t block = 65536;
+    std::vector<float> buf(size_t(block) * d);
+    source->rewind();
+    idx_t seen = 0;
+    for (;;) {
+        const idx_t got = source->next(block, buf.data());
+        FAISS_THROW_IF_NOT_FMT(
+            got >= 0 && got <= block,
+            "GpuChunkSource::next returned %" PRId64
+            " rows for at most %" PRId64,
+            int64_t(got),
+            int64_t(block));
+        if (got == 0) {
+            break;
+        }
+        check_finite_rows(got, d, buf.data());
+        for (idx_t i = 0; i < got; i++, seen++) {
+            idx_t slot = seen;
+            if (seen >= m) {
+                slot = idx_t(rng() % uint64_t(seen + 1));
+            }
+            if (slot < m) {
+                std::memcpy(
+                    sample.data() + size_t(slot) * d,
+                    buf.data() + size_t(i) * d,
+                    size_t(d) * 4);
+            }
+        }
+    }
+    FAISS_THROW_IF_NOT_FMT(
+        seen == n,
+        "GpuChunkSource delivered %" PRId64 " rows, total_rows() says %" PRId64,
+        int64_t(seen),
+        int64_t(n));
+    FAISS_THROW_IF_NOT_FMT(
+        m >= k,
+        "GMM training needs n >= k points: n = %" PRId64 ", k = %d",
+        int64_t(m),
+        k);
+    initialize_gmm(model, m, sample.data(), params);
+    if (m < n) {
+        GpuEStep estep(m, sample.data(), d, false, config);
+        run_em(model, &estep, params);
+    } else {
+        GpuEStep estep(source, d, config);
+        run_em(model, &estep, params);
+    }
+}
+
+} // namespace gpu
+} // namespace faiss_gmm

@@ -1,0 +1,481 @@
+/**
+ * bench_em: timings of the fused GPU E-step against one cuBLAS GEMM of the
+ * same shape and precision, measured in the same run.
+ *
+ * For each shape (N x D, K), covariance and precision it prints: the E-step
+ * time (both passes, CUDA events), the full EM iteration time (model upload,
+ * E-step, statistics download, host M-step; host clock; consecutive
+ * iterations of one model after two untimed ones), one GEMM
+ * X (N x D) . M^T (D x K) through cublasGemmEx (bf16 in / bf16 out, tf32 via
+ * CUBLAS_COMPUTE_32F_FAST_TF32, fp32), the ratios, and the extra device
+ * memory of the E-step. Medians of --reps runs after one warm-up.
+ * A streaming run (host data through a forced device budget) prints the
+ * achieved host-to-device rate beside the measured pinned-copy peak.
+ *
+ *   bench_em [--shapes N,D,K;N,D,K...] [--cov spherical,diagonal]
+ *            [--prec bf16,tf32,fp32] [--reps 5] [--device 0]
+ *            [--stream N,D,K] [--stream-budget-gb 4] [--stream-prec bf16]
+ *            [--no-stream] [--no-gemm]
+ */
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <omp.h>
+
+#include <faiss/impl/FaissAssert.h>
+#include <faiss/utils/utils.h>
+
+#include <faiss_gmm/GaussianMixture.h>
+#include <faiss_gmm/GmmEM.h>
+#include <faiss_gmm/GmmSufficientStats.h>
+#include <faiss_gmm/gpu/GpuEmTrainer.h>
+#include <kernels/gmm_estep.h>
+
+using namespace faiss_gmm;
+using faiss_gmm::gpu::EStepPrecision;
+
+namespace {
+
+#define CUDA_OK(call)                                                          \
+    do {                                                                       \
+        cudaError_t e_ = (call);                                               \
+        FAISS_THROW_IF_NOT_FMT(                                                \
+            e_ == cudaSuccess, "%s: %s", #call, cudaGetErrorString(e_));       \
+    } while (0)
+#define CUBLAS_OK(call)                                                        \
+    do {                                                                       \
+        cublasStatus_t s_ = (call);                                            \
+        FAISS_THROW_IF_NOT_FMT(                                                \
+            s_ == CUBLAS_STATUS_SUCCESS,                                       \
+            "%s: cuBLAS status %d",                                            \
+            #call,                                                             \
+            int(s_));                                                          \
+    } while (0)
+
+struct Shape {
+    int64_t n;
+    int d, k;
+};
+
+std::vector<std::string> split(const std::string& s, char sep) {
+    std::vector<std::string> out;
+    std::stringstream ss(s);
+    std::string item;
+    while (std::getline(ss, item, sep)) {
+        if (!item.empty()) {
+            out.push_back(item);
+        }
+    }
+    return out;
+}
+
+Shape parse_shape(const std::string& s) {
+    auto p = split(s, ',');
+    FAISS_THROW_IF_NOT_FMT(
+        p.size() == 3, "bad shape '%s' (want N,D,K)", s.c_str());
+    return {std::stoll(p[0]), std::stoi(p[1]), std::stoi(p[2])};
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0 : v[v.size() / 2];
+}
+
+/// Clustered data: 4096 random centres in [0, 100)^d plus uniform noise of
+/// variance 12 (random, never zeros), filled in parallel.
+void fill_data(int64_t n, int d, float* x, uint64_t seed) {
+    const int nc = 4096;
+    std::vector<float> centres(size_t(nc) * d);
+    std::mt19937_64 rng(seed);
+    std::uniform_real_distribution<float> u(0, 100);
+    for (auto& c : centres) {
+        c = u(rng);
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        // Cheap per-row generator (xorshift64*): uniform noise in [-6, 6).
+        uint64_t state = (uint64_t(i) + 1) * 0x9e3779b97f4a7c15ULL ^ seed;
+        const float* c = centres.data() + size_t(i % nc) * d;
+        for (int l = 0; l < d; l++) {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            const uint64_t r = state * 0x2545f4914f6cdd1dULL;
+            x[size_t(i) * d + l] =
+                c[l] + float(r >> 40) * (12.0f / 16777216.0f) - 6.0f;
+        }
+    }
+}
+
+/// A model whose means are data rows (what an initialisation produces).
+GaussianMixture
+bench_model(int d, int k, CovarianceType cov, const float* x, int64_t n) {
+    GaussianMixture m(d, k, cov);
+    std::mt19937_64 rng(42);
+    for (int j = 0; j < k; j++) {
+        const int64_t i = int64_t(rng() % uint64_t(n));
+        std::copy(
+            x + size_t(i) * d,
+            x + size_t(i + 1) * d,
+            m.means.begin() + size_t(j) * d);
+        m.weights[j] = 1.0f / k;
+    }
+    std::fill(m.variances.begin(), m.variances.end(), 12.0f);
+    m.variance_floor = 1e-3f;
+    m.is_trained = true;
+    return m;
+}
+
+/// Median time of one N x D x K GEMM at the given precision (row chunks so
+/// that the output stays under 4 GB; the chunks are timed together).
+double gemm_ms(
+    cublasHandle_t h,
+    EStepPrecision p,
+    const Shape& s,
+    const float* x_dev,
+    const float* means_dev,
+    int reps) {
+    const bool bf16 = p == EStepPrecision::BF16;
+    const size_t out_elem = bf16 ? 2 : 4;
+    const int64_t rows =
+        std::min<int64_t>(s.n, int64_t((4ull << 30) / (out_elem * s.k)));
+    void *a = nullptr, *b = nullptr, *c = nullptr;
+    const float* xa = x_dev;
+    const float* mb = means_dev;
+    if (bf16) {
+        CUDA_OK(cudaMalloc(&a, size_t(s.n) * s.d * 2));
+        CUDA_OK(cudaMalloc(&b, size_t(s.k) * s.d * 2));
+        CUDA_OK(kernels::convert_to_bf16(s.n * s.d, x_dev, a, nullptr));
+        CUDA_OK(kernels::convert_to_bf16(
+            int64_t(s.k) * s.d, means_dev, b, nullptr));
+    }
+    CUDA_OK(cudaMalloc(&c, size_t(rows) * s.k * out_elem));
+    const float alpha = 1, beta = 0;
+    const cudaDataType_t in_t = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    const cudaDataType_t out_t = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    const cublasComputeType_t ct = p == EStepPrecision::TF32
+                                       ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                       : CUBLAS_COMPUTE_32F;
+    const size_t in_elem = bf16 ? 2 : 4;
+    auto run = [&]() {
+        for (int64_t r0 = 0; r0 < s.n; r0 += rows) {
+            const int64_t nr = std::min(rows, s.n - r0);
+            const void* xin =
+                bf16 ? static_cast<const void*>(
+                           static_cast<const char*>(a) +
+                           size_t(r0) * s.d * in_elem)
+                     : static_cast<const void*>(xa + size_t(r0) * s.d);
+            CUBLAS_OK(cublasGemmEx(
+                h,
+                CUBLAS_OP_T,
+                CUBLAS_OP_N,
+                s.k,
+                int(nr),
+                s.d,
+                &alpha,
+                bf16 ? b : mb,
+                in_t,
+                s.d,
+                xin,
+                in_t,
+                s.d,
+                &beta,
+                c,
+                out_t,
+                s.k,
+                ct,
+                CUBLAS_GEMM_DEFAULT));
+        }
+    };
+    cudaEvent_t e0, e1;
+    CUDA_OK(cudaEventCreate(&e0));
+    CUDA_OK(cudaEventCreate(&e1));
+    run();
+    CUDA_OK(cudaDeviceSynchronize());
+    std::vector<double> t;
+    for (int r = 0; r < reps; r++) {
+        CUDA_OK(cudaEventRecord(e0));
+        run();
+        CUDA_OK(cudaEventRecord(e1));
+        CUDA_OK(cudaEventSynchronize(e1));
+        float ms = 0;
+        CUDA_OK(cudaEventElapsedTime(&ms, e0, e1));
+        t.push_back(ms);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaFree(a);
+    cudaFree(b);
+    cudaFree(c);
+    return median(t);
+}
+
+/// Pinned host -> device copy rate of a 1 GiB buffer, GB/s (median of 5).
+double pinned_copy_peak() {
+    const size_t bytes = size_t(1) << 30;
+    void *h = nullptr, *dptr = nullptr;
+    CUDA_OK(cudaMallocHost(&h, bytes));
+    CUDA_OK(cudaMalloc(&dptr, bytes));
+    std::memset(h, 1, bytes);
+    cudaEvent_t e0, e1;
+    CUDA_OK(cudaEventCreate(&e0));
+    CUDA_OK(cudaEventCreate(&e1));
+    std::vector<double> t;
+    for (int r = 0; r < 6; r++) {
+        CUDA_OK(cudaEventRecord(e0));
+        CUDA_OK(cudaMemcpyAsync(dptr, h, bytes, cudaMemcpyHostToDevice));
+        CUDA_OK(cudaEventRecord(e1));
+        CUDA_OK(cudaEventSynchronize(e1));
+        float ms = 0;
+        CUDA_OK(cudaEventElapsedTime(&ms, e0, e1));
+        if (r > 0) {
+            t.push_back(bytes / (ms * 1e6));
+        }
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaFreeHost(h);
+    cudaFree(dptr);
+    return median(t);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    std::vector<Shape> shapes = {
+        {1000000, 128, 1024},
+        {1000000, 128, 4096},
+        {10000000, 96, 1024},
+        {1000000, 960, 1024}};
+    std::vector<CovarianceType> covs = {
+        CovarianceType::Spherical, CovarianceType::Diagonal};
+    std::vector<EStepPrecision> precs = {
+        EStepPrecision::BF16, EStepPrecision::TF32, EStepPrecision::FP32};
+    int reps = 5, device = 0;
+    bool do_stream = true, do_gemm = true;
+    Shape stream_shape{40000000, 96, 1024};
+    double stream_budget_gb = 4;
+    EStepPrecision stream_prec = EStepPrecision::BF16;
+    for (int i = 1; i < argc; i++) {
+        const std::string a = argv[i];
+        auto value = [&]() -> std::string {
+            FAISS_THROW_IF_NOT_FMT(i + 1 < argc, "%s needs a value", a.c_str());
+            return argv[++i];
+        };
+        if (a == "--shapes") {
+            shapes.clear();
+            for (auto& s : split(value(), ';')) {
+                shapes.push_back(parse_shape(s));
+            }
+        } else if (a == "--cov") {
+            covs.clear();
+            for (auto& s : split(value(), ',')) {
+                covs.push_back(covariance_type_from_name(s));
+            }
+        } else if (a == "--prec") {
+            precs.clear();
+            for (auto& s : split(value(), ',')) {
+                precs.push_back(gpu::estep_precision_from_name(s));
+            }
+        } else if (a == "--reps") {
+            reps = std::stoi(value());
+        } else if (a == "--device") {
+            device = std::stoi(value());
+        } else if (a == "--stream") {
+            stream_shape = parse_shape(value());
+        } else if (a == "--stream-budget-gb") {
+            stream_budget_gb = std::stod(value());
+        } else if (a == "--stream-prec") {
+            stream_prec = gpu::estep_precision_from_name(value());
+        } else if (a == "--no-stream") {
+            do_stream = false;
+        } else if (a == "--no-gemm") {
+            do_gemm = false;
+        } else {
+            fprintf(
+                stderr,
+                "unknown option %s (see the header of bench_em.cpp)\n",
+                a.c_str());
+            return 2;
+        }
+    }
+    FAISS_THROW_IF_NOT_FMT(
+        gpu::gpu_is_available(device), "CUDA device %d is not usable", device);
+    CUDA_OK(cudaSetDevice(device));
+    cudaDeviceProp prop;
+    CUDA_OK(cudaGetDeviceProperties(&prop, device));
+    printf(
+        "device %d: %s, %d SMs, %.1f GB\n",
+        device,
+        prop.name,
+        prop.multiProcessorCount,
+        prop.totalGlobalMem / 1e9);
+    cublasHandle_t handle;
+    CUBLAS_OK(cublasCreate(&handle));
+
+    struct Row {
+        Shape s;
+        CovarianceType cov;
+        EStepPrecision p;
+        double estep, iter, gemm, mem_mb;
+    };
+    std::vector<Row> rows;
+    for (const Shape& s : shapes) {
+        std::vector<float> x(size_t(s.n) * s.d);
+        fill_data(s.n, s.d, x.data(), 1);
+        float* x_dev = nullptr;
+        float* means_dev = nullptr;
+        CUDA_OK(cudaMalloc(&x_dev, x.size() * 4));
+        CUDA_OK(
+            cudaMemcpy(x_dev, x.data(), x.size() * 4, cudaMemcpyHostToDevice));
+        for (CovarianceType cov : covs) {
+            const GaussianMixture model0 =
+                bench_model(s.d, s.k, cov, x.data(), s.n);
+            if (!means_dev) {
+                CUDA_OK(cudaMalloc(&means_dev, model0.means.size() * 4));
+                CUDA_OK(cudaMemcpy(
+                    means_dev,
+                    model0.means.data(),
+                    model0.means.size() * 4,
+                    cudaMemcpyHostToDevice));
+            }
+            for (EStepPrecision p : precs) {
+                gpu::GpuEmConfig config;
+                config.device = device;
+                config.precision = p;
+                Row row{s, cov, p, 0, 0, 0, 0};
+                {
+                    gpu::GpuEStep estep(s.n, x_dev, s.d, true, config);
+                    GmmParameters params;
+                    params.covariance = cov;
+                    std::vector<double> te, ti;
+                    // Consecutive EM iterations of one model, as training
+                    // runs them; the first two (warm-up, and the re-seeding
+                    // of the components the arbitrary start leaves empty)
+                    // are not timed.
+                    GaussianMixture model = model0;
+                    for (int r = 0; r < reps + 2; r++) {
+                        GmmSufficientStats st(s.d, s.k, cov);
+                        const double t0 = faiss::getmillisecs();
+                        estep.compute(model, &st);
+                        gmm_m_step(&model, st, params, r);
+                        const double t1 = faiss::getmillisecs();
+                        if (r >= 2) {
+                            te.push_back(estep.last_kernel_ms());
+                            ti.push_back(t1 - t0);
+                        }
+                    }
+                    row.estep = median(te);
+                    row.iter = median(ti);
+                    row.mem_mb = estep.device_bytes() / 1e6;
+                }
+                if (do_gemm) {
+                    row.gemm = gemm_ms(handle, p, s, x_dev, means_dev, reps);
+                }
+                printf(
+                    "%" PRId64 "x%d K=%d %-9s %s: E-step %.2f ms, "
+                    "iteration %.2f ms, GEMM %.2f ms, E/GEMM %.2f, "
+                    "iter/E %.3f, extra memory %.1f MB\n",
+                    s.n,
+                    s.d,
+                    s.k,
+                    covariance_type_name(cov),
+                    gpu::estep_precision_name(p),
+                    row.estep,
+                    row.iter,
+                    row.gemm,
+                    row.gemm > 0 ? row.estep / row.gemm : 0,
+                    row.iter / row.estep,
+                    row.mem_mb);
+                fflush(stdout);
+                rows.push_back(row);
+            }
+        }
+        cudaFree(means_dev);
+        cudaFree(x_dev);
+    }
+
+    if (do_stream) {
+        const Shape& s = stream_shape;
+        const double peak = pinned_copy_peak();
+        std::vector<float> x(size_t(s.n) * s.d);
+        fill_data(s.n, s.d, x.data(), 2);
+        const GaussianMixture model =
+            bench_model(s.d, s.k, CovarianceType::Spherical, x.data(), s.n);
+        gpu::GpuEmConfig config;
+        config.device = device;
+        config.precision = stream_prec;
+        config.max_device_memory = size_t(stream_budget_gb * 1e9);
+        const double t0 = faiss::getmillisecs();
+        gpu::GpuEStep estep(s.n, x.data(), s.d, false, config);
+        const double setup = faiss::getmillisecs() - t0;
+        std::vector<double> te;
+        for (int r = 0; r <= std::min(reps, 3); r++) {
+            GmmSufficientStats st(s.d, s.k, model.covariance);
+            estep.compute(model, &st);
+            if (r > 0) {
+                te.push_back(estep.last_kernel_ms());
+            }
+        }
+        const double ms = median(te);
+        const double gb = double(s.n) * s.d * 4 / 1e9;
+        printf(
+            "stream %" PRId64 "x%d K=%d spherical %s: %.1f GB of host data, "
+            "budget %.1f GB, chunk %" PRId64 " rows (streaming: %s), "
+            "setup %.2f s, E-step %.1f ms = %.1f GB/s; pinned copy peak "
+            "%.1f GB/s (%.0f%%)\n",
+            s.n,
+            s.d,
+            s.k,
+            gpu::estep_precision_name(stream_prec),
+            gb,
+            stream_budget_gb,
+            int64_t(estep.chunk_rows()),
+            estep.is_streaming() ? "yes" : "no",
+            setup / 1000,
+            ms,
+            gb / (ms / 1000),
+            peak,
+            100 * gb / (ms / 1000) / peak);
+    }
+
+    printf(
+        "\n%-16s %-9s %-4s %9s %9s %9s %7s %7s %9s\n",
+        "shape",
+        "cov",
+        "prec",
+        "E ms",
+        "iter ms",
+        "GEMM ms",
+        "E/GEMM",
+        "iter/E",
+        "mem MB");
+    for (const Row& r : rows) {
+        char shape[64];
+        snprintf(
+            shape, sizeof(shape), "%" PRId64 "x%d,K%d", r.s.n, r.s.d, r.s.k);
+        printf(
+            "%-16s %-9s %-4s %9.2f %9.2f %9.2f %7.2f %7.3f %9.1f\n",
+            shape,
+            covariance_type_name(r.cov),
+            gpu::estep_precision_name(r.p),
+            r.estep,
+            r.iter,
+            r.gemm,
+            r.gemm > 0 ? r.estep / r.gemm : 0,
+            r.iter / r.estep,
+            r.mem_mb);
+    }
+    cublasDestroy(handle);
+    return 0;
+}

@@ -1,0 +1,430 @@
+/**
+ * GPU E-step and trainer against a float64 reference and the CPU trainer.
+ * Every test skips when no CUDA device is usable (CI has none).
+ *
+ * Documented tolerances (relative L2 error of N_k, sum r x and the second
+ * moments against float64; log-likelihood error in nats per point), about
+ * 3x the largest error measured on an H100 over the shapes below:
+ *   fp32: 1e-5 / 2e-4    tf32: 2e-2 / 3e-2    bf16: 0.1 / 0.1 (d <= 128)
+ * bf16 logits carry an error of about 2^-9 |x - c| |mu - c| / v, which grows
+ * with d: the d = 960 cases use bf16 tolerances of 0.05 / 0.2.
+ * The SIFT trainer test compares mean log-likelihoods relative to the CPU
+ * trainer's: fp32 1e-4, tf32 2e-3, bf16 5e-3.
+ */
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <faiss/impl/FaissAssert.h>
+
+#include <faiss_gmm/GaussianMixture.h>
+#include <faiss_gmm/GmmEM.h>
+#include <faiss_gmm/GmmSufficientStats.h>
+#include <faiss_gmm/gpu/GpuEmTrainer.h>
+
+using namespace faiss_gmm;
+using faiss_gmm::gpu::EStepPrecision;
+
+namespace {
+
+#define SKIP_WITHOUT_GPU()                                                     \
+    if (!gpu::gpu_is_available()) {                                            \
+        GTEST_SKIP() << "no usable CUDA device: GPU test skipped";             \
+    }
+
+/// A random model whose points (drawn from it) sit at realistic distances:
+/// means spread around an offset of 5 (exercises the centring), variances
+/// 0.3..2, moderately overlapping components.
+GaussianMixture random_model(int d, int k, CovarianceType cov, uint64_t seed) {
+    GaussianMixture model(d, k, cov);
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> normal;
+    std::uniform_real_distribution<float> uni(0.3f, 2.0f);
+    double wsum = 0;
+    for (int j = 0; j < k; j++) {
+        model.weights[j] = uni(rng);
+        wsum += model.weights[j];
+    }
+    for (int j = 0; j < k; j++) {
+        model.weights[j] = float(model.weights[j] / wsum);
+    }
+    for (auto& m : model.means) {
+        m = 5.0f + 1.5f * normal(rng);
+    }
+    for (auto& v : model.variances) {
+        v = uni(rng);
+    }
+    model.is_trained = true;
+    return model;
+}
+
+std::vector<float>
+sample_points(const GaussianMixture& model, idx_t n, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> normal;
+    std::uniform_int_distribution<int> comp(0, model.k - 1);
+    const int d = model.d;
+    std::vector<float> x(size_t(n) * d);
+    for (idx_t i = 0; i < n; i++) {
+        const int j = comp(rng);
+        for (int l = 0; l < d; l++) {
+            const float v = model.covariance == CovarianceType::Spherical
+                                ? model.variances[j]
+                                : model.variances[size_t(j) * d + l];
+            x[size_t(i) * d + l] =
+                model.means[size_t(j) * d + l] + std::sqrt(v) * normal(rng);
+        }
+    }
+    return x;
+}
+
+/// The E-step in float64, straight from the definitions.
+GmmSufficientStats
+reference_stats(const GaussianMixture& model, idx_t n, const float* x) {
+    const int d = model.d, k = model.k;
+    const bool sph = model.covariance == CovarianceType::Spherical;
+    GmmSufficientStats s(d, k, model.covariance);
+    std::vector<double> logit(k), cst(k);
+    for (int j = 0; j < k; j++) {
+        double c = std::log(double(model.weights[j]));
+        for (int l = 0; l < d; l++) {
+            const double v =
+                sph ? model.variances[j] : model.variances[size_t(j) * d + l];
+            c -= 0.5 * std::log(2 * M_PI * v);
+        }
+        cst[j] = c;
+    }
+    for (idx_t i = 0; i < n; i++) {
+        const float* xi = x + size_t(i) * d;
+        double mx = -INFINITY;
+        for (int j = 0; j < k; j++) {
+            const float* mu = model.means.data() + size_t(j) * d;
+            double q = 0;
+            for (int l = 0; l < d; l++) {
+                const double v = sph ? model.variances[j]
+                                     : model.variances[size_t(j) * d + l];
+                const double diff = double(xi[l]) - mu[l];
+                q += diff * diff / v;
+            }
+            logit[j] = cst[j] - 0.5 * q;
+            mx = std::max(mx, logit[j]);
+        }
+        double z = 0;
+        for (int j = 0; j < k; j++) {
+            z += std::exp(logit[j] - mx);
+        }
+        const double lz = mx + std::log(z);
+        s.log_likelihood += lz;
+        for (int j = 0; j < k; j++) {
+            const double r = std::exp(logit[j] - lz);
+            if (r == 0) {
+                continue;
+            }
+            s.count[j] += r;
+            const float* mu = model.means.data() + size_t(j) * d;
+            for (int l = 0; l < d; l++) {
+                const double diff = double(xi[l]) - mu[l];
+                s.sum_x[size_t(j) * d + l] += r * xi[l];
+                if (sph) {
+                    s.sum_sq[j] += r * diff * diff;
+                } else {
+                    s.sum_sq[size_t(j) * d + l] += r * diff * diff;
+                }
+            }
+        }
+    }
+    s.n = n;
+    return s;
+}
+
+double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); i++) {
+        if (!std::isfinite(a[i])) {
+            return INFINITY;
+        }
+        num += (a[i] - b[i]) * (a[i] - b[i]);
+        den += b[i] * b[i];
+    }
+    return std::sqrt(num / std::max(den, 1e-300));
+}
+
+struct Tolerance {
+    double stats, ll;
+};
+
+Tolerance tolerance(EStepPrecision p, int d) {
+    switch (p) {
+    case EStepPrecision::FP32:
+        return {1e-5, 2e-4};
+    case EStepPrecision::TF32:
+        return {2e-2, 3e-2};
+    case EStepPrecision::BF16:
+        return d > 128 ? Tolerance{0.05, 0.2} : Tolerance{0.1, 0.1};
+    }
+    return {0, 0};
+}
+
+GmmSufficientStats gpu_stats(
+    const GaussianMixture& model,
+    idx_t n,
+    const float* x,
+    const gpu::GpuEmConfig& config) {
+    gpu::GpuEStep estep(n, x, model.d, false, config);
+    GmmSufficientStats s(model.d, model.k, model.covariance);
+    estep.compute(model, &s);
+    return s;
+}
+
+void expect_close(
+    const GmmSufficientStats& g,
+    const GmmSufficientStats& r,
+    Tolerance tol,
+    const std::string& what) {
+    ASSERT_EQ(g.n, r.n) << what;
+    const double e_count = rel_err(g.count, r.count);
+    const double e_sum = rel_err(g.sum_x, r.sum_x);
+    const double e_sq = rel_err(g.sum_sq, r.sum_sq);
+    const double e_ll = std::fabs(g.log_likelihood - r.log_likelihood) / r.n;
+    printf(
+        "%-40s count %.2e sum_x %.2e sum_sq %.2e ll/pt %.2e\n",
+        what.c_str(),
+        e_count,
+        e_sum,
+        e_sq,
+        e_ll);
+    EXPECT_LE(e_count, tol.stats) << what;
+    EXPECT_LE(e_sum, tol.stats) << what;
+    EXPECT_LE(e_sq, tol.stats) << what;
+    EXPECT_LE(e_ll, tol.ll) << what;
+}
+
+void check_shape(idx_t n, int d, int k, uint64_t seed) {
+    for (CovarianceType cov :
+         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        GaussianMixture model = random_model(d, k, cov, seed);
+        std::vector<float> x = sample_points(model, n, seed + 1);
+        GmmSufficientStats ref = reference_stats(model, n, x.data());
+        for (EStepPrecision p :
+             {EStepPrecision::FP32,
+              EStepPrecision::TF32,
+              EStepPrecision::BF16}) {
+            gpu::GpuEmConfig config;
+            config.precision = p;
+            GmmSufficientStats g = gpu_stats(model, n, x.data(), config);
+            char what[128];
+            snprintf(
+                what,
+                sizeof(what),
+                "n=%ld d=%d k=%d %s %s",
+                long(n),
+                d,
+                k,
+                covariance_type_name(cov),
+                gpu::estep_precision_name(p));
+            expect_close(g, ref, tolerance(p, d), what);
+        }
+    }
+}
+
+} // namespace
+
+TEST(GpuEStep, OneComponent) {
+    SKIP_WITHOUT_GPU();
+    check_shape(37, 3, 1, 11);
+}
+
+TEST(GpuEStep, ThreeComponentsOneDim) {
+    SKIP_WITHOUT_GPU();
+    check_shape(1, 1, 3, 12);
+    check_shape(777, 1, 3, 13);
+}
+
+TEST(GpuEStep, AwkwardSizes) {
+    SKIP_WITHOUT_GPU();
+    check_shape(50, 3, 3, 14);
+    check_shape(1001, 100, 1000, 15);
+    check_shape(4099, 128, 256, 16);
+    check_shape(130, 33, 65, 17);
+}
+
+TEST(GpuEStep, Gist960) {
+    SKIP_WITHOUT_GPU();
+    check_shape(300, 960, 1000, 18);
+}
+
+TEST(GpuEStep, K65536) {
+    SKIP_WITHOUT_GPU();
+    check_shape(40, 3, 65536, 19);
+    check_shape(20, 128, 65536, 20);
+}
+
+/// A stream of rows from an array, in deliberately uneven chunks.
+struct ArraySource : gpu::GpuChunkSource {
+    idx_t n;
+    int d;
+    const float* x;
+    idx_t pos = 0;
+    ArraySource(idx_t n_, int d_, const float* x_) : n(n_), d(d_), x(x_) {}
+    idx_t total_rows() const override {
+        return n;
+    }
+    void rewind() override {
+        pos = 0;
+    }
+    idx_t next(idx_t max_rows, float* out) override {
+        const idx_t rows =
+            std::min<idx_t>(std::min<idx_t>(max_rows, 333), n - pos);
+        std::copy(x + size_t(pos) * d, x + size_t(pos + rows) * d, out);
+        pos += rows;
+        return rows;
+    }
+};
+
+TEST(GpuEStep, StreamedEqualsResident) {
+    SKIP_WITHOUT_GPU();
+    const idx_t n = 10007;
+    const int d = 96, k = 200;
+    for (CovarianceType cov :
+         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        GaussianMixture model = random_model(d, k, cov, 21);
+        std::vector<float> x = sample_points(model, n, 22);
+        gpu::GpuEmConfig config;
+        config.precision = EStepPrecision::BF16;
+        GmmSufficientStats resident = gpu_stats(model, n, x.data(), config);
+
+        gpu::GpuEmConfig streamed_config = config;
+        streamed_config.chunk_rows = 1500;
+        gpu::GpuEStep streamed(n, x.data(), d, false, streamed_config);
+        EXPECT_TRUE(streamed.is_streaming());
+        GmmSufficientStats s(d, k, cov);
+        streamed.compute(model, &s);
+        expect_close(s, resident, {1e-5, 1e-5}, "streamed (host array)");
+
+        ArraySource source(n, d, x.data());
+        gpu::GpuEStep from_source(&source, d, streamed_config);
+        GmmSufficientStats c(d, k, cov);
+        from_source.compute(model, &c);
+        expect_close(c, resident, {1e-5, 1e-5}, "streamed (chunk source)");
+        // A second pass re-reads the source from the start.
+        GmmSufficientStats c2(d, k, cov);
+        from_source.compute(model, &c2);
+        expect_close(c2, resident, {1e-5, 1e-5}, "chunk source, pass 2");
+    }
+}
+
+TEST(GpuEStep, ErrorsAreExceptions) {
+    SKIP_WITHOUT_GPU();
+    EXPECT_FALSE(gpu::gpu_is_available(-1));
+    EXPECT_FALSE(gpu::gpu_is_available(1 << 20));
+    std::vector<float> x(100 * 4, 1.0f);
+    EXPECT_THROW(
+        gpu::GpuEStep(100, x.data(), 5000, false), faiss::FaissException);
+    gpu::GpuEmConfig tiny;
+    tiny.max_device_memory = 1000;
+    EXPECT_THROW(
+        gpu::GpuEStep(100, x.data(), 4, false, tiny), faiss::FaissException);
+    GaussianMixture model(4, 200, CovarianceType::Spherical);
+    GmmParameters params;
+    EXPECT_THROW(
+        gpu::train_gmm_gpu(&model, 100, x.data(), params),
+        faiss::FaissException); // n < k
+}
+
+namespace {
+
+/// First rows of SIFT (uint8 .bvecs) as floats, or empty when absent.
+std::vector<float> load_sift(idx_t max_rows, int* d) {
+    std::vector<std::string> paths;
+    if (const char* dir = std::getenv("FAISS_GMM_SIFT_DIR")) {
+        paths.push_back(std::string(dir) + "/sift50k.bvecs");
+        paths.push_back(std::string(dir) + "/base.bvecs");
+    }
+    paths.push_back(
+        std::string(FAISS_GMM_SHARED_DATASETS) + "/sift-debian-a/base.bvecs");
+    for (const auto& p : paths) {
+        FILE* f = fopen(p.c_str(), "rb");
+        if (!f) {
+            continue;
+        }
+        std::vector<float> x;
+        int dim = 0;
+        std::vector<unsigned char> row;
+        for (idx_t i = 0; i < max_rows; i++) {
+            int di = 0;
+            if (fread(&di, 4, 1, f) != 1) {
+                break;
+            }
+            row.resize(di);
+            if (fread(row.data(), 1, di, f) != size_t(di)) {
+                break;
+            }
+            dim = di;
+            x.insert(x.end(), row.begin(), row.end());
+        }
+        fclose(f);
+        *d = dim;
+        return x;
+    }
+    return {};
+}
+
+} // namespace
+
+TEST(GpuTrainer, SiftMatchesCpuTrainer) {
+    SKIP_WITHOUT_GPU();
+    int d = 0;
+    std::vector<float> x = load_sift(50000, &d);
+    if (x.empty()) {
+        GTEST_SKIP() << "SIFT data not found (FAISS_GMM_SIFT_DIR or "
+                     << FAISS_GMM_SHARED_DATASETS << ")";
+    }
+    const idx_t n = idx_t(x.size() / d);
+    for (CovarianceType cov :
+         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        GmmParameters params;
+        params.covariance = cov;
+        params.niter = 30;
+        params.tol = 0;
+        params.seed = 5;
+        const int k = 256;
+        GaussianMixture cpu(d, k, cov);
+        cpu.train(n, x.data(), params);
+        const double ll_cpu = cpu.iteration_stats.back().log_likelihood;
+        for (EStepPrecision p :
+             {EStepPrecision::FP32,
+              EStepPrecision::TF32,
+              EStepPrecision::BF16}) {
+            gpu::GpuEmConfig config;
+            config.precision = p;
+            GaussianMixture g(d, k, cov);
+            gpu::train_gmm_gpu(&g, n, x.data(), params, config);
+            ASSERT_EQ(g.iteration_stats.size(), size_t(30));
+            const double ll_gpu = g.iteration_stats.back().log_likelihood;
+            // The E-step log-likelihood of iteration 1 (same initial model)
+            // measures the E-step alone; the last one the whole trajectory.
+            const double ll0_cpu = cpu.iteration_stats[0].log_likelihood;
+            const double ll0_gpu = g.iteration_stats[0].log_likelihood;
+            printf(
+                "SIFT %s %s: mean LL first %.6f vs cpu %.6f, after 30 "
+                "iterations %.6f vs cpu %.6f\n",
+                covariance_type_name(cov),
+                gpu::estep_precision_name(p),
+                ll0_gpu,
+                ll0_cpu,
+                ll_gpu,
+                ll_cpu);
+            const double tol = p == EStepPrecision::FP32   ? 1e-4
+                               : p == EStepPrecision::TF32 ? 2e-3
+                                                           : 5e-3;
+            EXPECT_LE(std::fabs(ll0_gpu - ll0_cpu), tol * std::fabs(ll0_cpu));
+            EXPECT_LE(std::fabs(ll_gpu - ll_cpu), tol * std::fabs(ll_cpu));
+        }
+    }
+}

@@ -1,1 +1,1356 @@
 #include <faiss_gmm/IndexIVFGMM.h>
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <numeric>
+
+#include <faiss/IndexFlat.h>
+#include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/FaissAssert.h>
+#include <faiss/impl/IDSelector.h>
+#include <faiss/invlists/DirectMap.h>
+#include <faiss/utils/Heap.h>
+#include <faiss/utils/distances.h>
+#include <faiss/utils/utils.h>
+
+#ifdef FAISS_GMM_WITH_GPU
+#include <faiss_gmm/gpu/GpuEmTrainer.h>
+#endif
+
+namespace faiss_gmm {
+
+IndexIVFGMMStats indexIVFGMM_stats;
+
+void IndexIVFGMMStats::reset() {
+    *this = IndexIVFGMMStats();
+}
+
+void IndexIVFGMMStats::add(const IndexIVFGMMStats& other) {
+    nq += other.nq;
+    ncoarse_distances += other.ncoarse_distances;
+    nfine_distances += other.nfine_distances;
+    nentries_scanned += other.nentries_scanned;
+    nduplicates_skipped += other.nduplicates_skipped;
+    nlists_probed += other.nlists_probed;
+}
+
+const char* probe_order_name(ProbeOrder order) {
+    switch (order) {
+    case ProbeOrder::L2:
+        return "l2";
+    case ProbeOrder::Posterior:
+        return "posterior";
+    }
+    FAISS_THROW_FMT("unknown ProbeOrder %d", int(order));
+}
+
+ProbeOrder probe_order_from_name(const std::string& name) {
+    if (name == "l2") {
+        return ProbeOrder::L2;
+    }
+    if (name == "posterior") {
+        return ProbeOrder::Posterior;
+    }
+    FAISS_THROW_FMT(
+        "unknown probe order '%s' (expected l2 or posterior)", name.c_str());
+}
+
+const char* spill_rule_name(SpillRule rule) {
+    switch (rule) {
+    case SpillRule::None:
+        return "none";
+    case SpillRule::Posterior:
+        return "posterior";
+    case SpillRule::Closure:
+        return "closure";
+    case SpillRule::Soar:
+        return "soar";
+    }
+    FAISS_THROW_FMT("unknown SpillRule %d", int(rule));
+}
+
+SpillRule spill_rule_from_name(const std::string& name) {
+    if (name == "none") {
+        return SpillRule::None;
+    }
+    if (name == "posterior") {
+        return SpillRule::Posterior;
+    }
+    if (name == "closure") {
+        return SpillRule::Closure;
+    }
+    if (name == "soar") {
+        return SpillRule::Soar;
+    }
+    FAISS_THROW_FMT(
+        "unknown spill rule '%s' (expected none, posterior, closure or "
+        "soar)",
+        name.c_str());
+}
+
+const char* train_device_name(TrainDevice device) {
+    switch (device) {
+    case TrainDevice::Auto:
+        return "auto";
+    case TrainDevice::Cpu:
+        return "cpu";
+    case TrainDevice::Gpu:
+        return "gpu";
+    }
+    FAISS_THROW_FMT("unknown TrainDevice %d", int(device));
+}
+
+TrainDevice train_device_from_name(const std::string& name) {
+    if (name == "auto") {
+        return TrainDevice::Auto;
+    }
+    if (name == "cpu") {
+        return TrainDevice::Cpu;
+    }
+    if (name == "gpu") {
+        return TrainDevice::Gpu;
+    }
+    FAISS_THROW_FMT(
+        "unknown train device '%s' (expected auto, cpu or gpu)", name.c_str());
+}
+
+namespace {
+
+using IdLocationMap = std::unordered_map<idx_t, uint64_t>;
+using HeapForL2 = faiss::CMax<float, idx_t>;
+
+/// Rank of a list that the current query has not probed (yet).
+constexpr int32_t kNotProbed = std::numeric_limits<int32_t>::max();
+
+/// Vectors per block in add(): bounds the temporary memory of assignment.
+constexpr idx_t kAddBlockSize = 65536;
+
+/// Throws naming the first non-finite value of x (n vectors of dimension d).
+void check_finite(idx_t n, int d, const float* x, const char* where) {
+    const int64_t total = int64_t(n) * d;
+    int64_t first_bad = total;
+#pragma omp parallel for reduction(min : first_bad)
+    for (int64_t i = 0; i < total; i++) {
+        if (!std::isfinite(x[i])) {
+            first_bad = std::min(first_bad, i);
+        }
+    }
+    FAISS_THROW_IF_NOT_FMT(
+        first_bad == total,
+        "%s: vector %" PRId64 " component %" PRId64 " is not finite (%g)",
+        where,
+        first_bad / std::max(d, 1),
+        first_bad % std::max(d, 1),
+        first_bad < total ? double(x[first_bad]) : 0.0);
+}
+
+/// The owned quantizer; validates d and nlist before anything is allocated.
+faiss::Index* make_quantizer(int d, size_t nlist) {
+    FAISS_THROW_IF_NOT_FMT(d >= 1, "IndexIVFGMM: d=%d must be >= 1", d);
+    FAISS_THROW_IF_NOT_FMT(
+        nlist >= 1 && nlist <= size_t(std::numeric_limits<int32_t>::max()),
+        "IndexIVFGMM: nlist=%zu must be in [1, 2^31)",
+        nlist);
+    return new faiss::IndexFlatL2(d);
+}
+
+void validate_spill(const SpillParameters& spill) {
+    FAISS_THROW_IF_NOT_FMT(
+        spill.max_assign >= 1,
+        "IndexIVFGMM: spill max_assign=%d must be >= 1",
+        spill.max_assign);
+    FAISS_THROW_IF_NOT_FMT(
+        spill.tau >= 0 && spill.tau <= 1,
+        "IndexIVFGMM: spill tau=%g must be in [0, 1]",
+        spill.tau);
+    FAISS_THROW_IF_NOT_FMT(
+        spill.temperature > 0 && std::isfinite(spill.temperature),
+        "IndexIVFGMM: spill temperature=%g must be > 0",
+        spill.temperature);
+    FAISS_THROW_IF_NOT_FMT(
+        spill.closure_ratio >= 1 && std::isfinite(spill.closure_ratio),
+        "IndexIVFGMM: spill closure_ratio=%g must be >= 1",
+        spill.closure_ratio);
+    FAISS_THROW_IF_NOT_FMT(
+        spill.soar_lambda >= 0 && std::isfinite(spill.soar_lambda),
+        "IndexIVFGMM: spill soar_lambda=%g must be >= 0",
+        spill.soar_lambda);
+}
+
+/// The entry of a vector in list l is its canonical copy when l is the
+/// smallest of its lists: exactly one copy per vector has that property.
+bool is_canonical_copy(size_t list_no, const int32_t* record, int width) {
+    for (int t = 0; t < width && record[t] >= 0; t++) {
+        if (size_t(record[t]) < list_no) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/// An entry is a duplicate for this query when one of its other lists was
+/// probed before the list it is read from (probe rank `rank_here`).
+bool probed_earlier(
+    const int32_t* record,
+    int width,
+    const int32_t* probe_rank,
+    int32_t rank_here) {
+    for (int t = 0; t < width && record[t] >= 0; t++) {
+        if (probe_rank[record[t]] < rank_here) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/// Parsed value of one set_parameters token; throws naming the token.
+double parse_number(const std::string& token, const std::string& value) {
+    const char* begin = value.c_str();
+    char* end = nullptr;
+    const double v = std::strtod(begin, &end);
+    FAISS_THROW_IF_NOT_FMT(
+        end != begin && *end == '\0' && std::isfinite(v),
+        "IndexIVFGMM::set_parameters: '%s' is not a number in '%s'",
+        value.c_str(),
+        token.c_str());
+    return v;
+}
+
+int64_t parse_integer(const std::string& token, const std::string& value) {
+    const char* begin = value.c_str();
+    char* end = nullptr;
+    const long long v = std::strtoll(begin, &end, 10);
+    FAISS_THROW_IF_NOT_FMT(
+        end != begin && *end == '\0',
+        "IndexIVFGMM::set_parameters: '%s' is not an integer in '%s'",
+        value.c_str(),
+        token.c_str());
+    return v;
+}
+
+std::string trim(const std::string& s) {
+    const size_t b = s.find_first_not_of(" \t");
+    if (b == std::string::npos) {
+        return "";
+    }
+    const size_t e = s.find_last_not_of(" \t");
+    return s.substr(b, e - b + 1);
+}
+
+} // namespace
+
+/*************************************************************
+ * construction, training
+ *************************************************************/
+
+IndexIVFGMM::IndexIVFGMM(
+    int d,
+    size_t nlist,
+    const GmmParameters& gmm_params,
+    const SpillParameters& spill)
+    : faiss::IndexIVFFlat(make_quantizer(d, nlist), d, nlist, faiss::METRIC_L2),
+      gmm(d, int(nlist), gmm_params.covariance),
+      gmm_params(gmm_params),
+      spill(spill),
+      other_lists(nlist),
+      other_lists_width(std::max(spill.max_assign - 1, 0)) {
+    own_fields = true;
+    validate_spill(spill);
+}
+
+IndexIVFGMM::IndexIVFGMM() = default;
+
+IndexIVFGMM::~IndexIVFGMM() = default;
+
+void IndexIVFGMM::check_usable(const char* where) const {
+    FAISS_THROW_IF_NOT_FMT(
+        metric_type == faiss::METRIC_L2,
+        "%s: metric_type=%d is not supported (L2 only)",
+        where,
+        int(metric_type));
+    FAISS_THROW_IF_NOT_FMT(
+        quantizer && invlists,
+        "%s: index has no quantizer or inverted lists",
+        where);
+    FAISS_THROW_IF_NOT_FMT(
+        other_lists.size() == nlist,
+        "%s: other_lists has %zu lists, nlist=%zu",
+        where,
+        other_lists.size(),
+        nlist);
+}
+
+void IndexIVFGMM::train(idx_t n, const float* x) {
+    check_usable("IndexIVFGMM::train");
+    FAISS_THROW_IF_NOT_FMT(
+        n >= idx_t(nlist),
+        "IndexIVFGMM::train: n=%" PRId64
+        " training vectors, need at least nlist=%zu",
+        int64_t(n),
+        nlist);
+    FAISS_THROW_IF_NOT_FMT(
+        nentries == 0,
+        "IndexIVFGMM::train: the index holds %zu entries; reset() it "
+        "before training again",
+        nentries);
+    check_finite(n, d, x, "IndexIVFGMM::train");
+
+#ifdef FAISS_GMM_WITH_GPU
+    const bool gpu_usable = gpu::gpu_is_available(0);
+    const char* no_gpu_reason = "no usable CUDA device";
+#else
+    const bool gpu_usable = false;
+    const char* no_gpu_reason = "faiss_gmm was built without GPU support";
+#endif
+    FAISS_THROW_IF_NOT_FMT(
+        train_device != TrainDevice::Gpu || gpu_usable,
+        "IndexIVFGMM::train: train_device=gpu but %s",
+        no_gpu_reason);
+    const bool on_gpu = train_device != TrainDevice::Cpu && gpu_usable;
+
+    GmmParameters params = gmm_params;
+    params.verbose = params.verbose || verbose;
+    if (verbose) {
+        printf(
+            "IndexIVFGMM::train: fitting a %s GMM, %zu components, on "
+            "%" PRId64 " vectors in %dD (%s)\n",
+            covariance_type_name(params.covariance),
+            nlist,
+            int64_t(n),
+            d,
+            on_gpu ? "GPU" : "CPU");
+    }
+    const double t0 = faiss::getmillisecs();
+    GaussianMixture model(d, int(nlist), params.covariance);
+    if (on_gpu) {
+#ifdef FAISS_GMM_WITH_GPU
+        gpu::train_gmm_gpu(&model, n, x, params);
+#endif
+    } else {
+        model.train(n, x, params);
+    }
+    install_model(model);
+    if (verbose) {
+        printf(
+            "IndexIVFGMM::train: done in %.2f s (%zu EM iterations)\n",
+            (faiss::getmillisecs() - t0) / 1000,
+            model.iteration_stats.size());
+    }
+}
+
+void IndexIVFGMM::set_gmm(const GaussianMixture& model) {
+    check_usable("IndexIVFGMM::set_gmm");
+    FAISS_THROW_IF_NOT_FMT(
+        model.d == d,
+        "IndexIVFGMM::set_gmm: model d=%d, index d=%d",
+        model.d,
+        d);
+    FAISS_THROW_IF_NOT_FMT(
+        model.k == int(nlist),
+        "IndexIVFGMM::set_gmm: model k=%d, index nlist=%zu",
+        model.k,
+        nlist);
+    FAISS_THROW_IF_NOT_MSG(
+        model.is_trained, "IndexIVFGMM::set_gmm: model is not trained");
+    FAISS_THROW_IF_NOT_FMT(
+        nentries == 0,
+        "IndexIVFGMM::set_gmm: the index holds %zu entries; reset() "
+        "it first",
+        nentries);
+    model.check_consistency();
+    install_model(model);
+}
+
+void IndexIVFGMM::install_model(const GaussianMixture& model) {
+    gmm = model;
+    quantizer->reset();
+    quantizer->add(idx_t(nlist), gmm.means.data());
+    is_trained = true;
+}
+
+/*************************************************************
+ * adding
+ *************************************************************/
+
+void IndexIVFGMM::assign_lists(idx_t n, const float* x, idx_t* lists) const {
+    check_usable("IndexIVFGMM::assign_lists");
+    FAISS_THROW_IF_NOT_MSG(
+        is_trained, "IndexIVFGMM::assign_lists: index is not trained");
+    validate_spill(spill);
+    const int m = spill.max_assign;
+    std::fill(lists, lists + int64_t(n) * m, idx_t(-1));
+    if (n == 0) {
+        return;
+    }
+    const bool by_l2 = spill.rule == SpillRule::Closure ||
+                       spill.rule == SpillRule::Soar ||
+                       spill.primary_is_nearest_mean;
+    // Soar looks for its secondary among the nearest means only.
+    const int ncand = spill.rule == SpillRule::Soar
+                          ? int(std::min<size_t>(nlist, std::max(16, 4 * m)))
+                      : spill.rule == SpillRule::Closure
+                          ? int(std::min<size_t>(nlist, m))
+                          : 1;
+    const int mpost = int(std::min<size_t>(nlist, m));
+    const idx_t bs = std::min(n, kAddBlockSize);
+    std::vector<float> l2_dis(by_l2 ? bs * ncand : 0);
+    std::vector<idx_t> l2_idx(by_l2 ? bs * ncand : 0);
+    const bool need_posteriors =
+        spill.rule == SpillRule::Posterior ||
+        (spill.rule == SpillRule::None && !spill.primary_is_nearest_mean);
+    std::vector<float> post(need_posteriors ? bs * mpost : 0);
+    std::vector<idx_t> comp(need_posteriors ? bs * mpost : 0);
+
+    for (idx_t i0 = 0; i0 < n; i0 += bs) {
+        const idx_t nb = std::min(bs, n - i0);
+        const float* xb = x + int64_t(i0) * d;
+        idx_t* lb = lists + int64_t(i0) * m;
+        if (by_l2) {
+            quantizer->search(nb, xb, ncand, l2_dis.data(), l2_idx.data());
+        }
+        if (need_posteriors) {
+            const int mp = spill.rule == SpillRule::None ? 1 : mpost;
+            gmm.top_posteriors(
+                nb,
+                xb,
+                mp,
+                post.data(),
+                comp.data(),
+                spill.rule == SpillRule::None ? 1.0f : spill.temperature);
+            if (spill.rule == SpillRule::None) {
+                for (idx_t i = 0; i < nb; i++) {
+                    lb[i * m] = comp[i];
+                }
+                continue;
+            }
+        }
+        switch (spill.rule) {
+        case SpillRule::None:
+            for (idx_t i = 0; i < nb; i++) {
+                lb[i * m] = l2_idx[i * ncand];
+            }
+            break;
+        case SpillRule::Posterior:
+#pragma omp parallel for if (nb > 1000)
+            for (idx_t i = 0; i < nb; i++) {
+                idx_t* li = lb + i * m;
+                int c = 0;
+                if (spill.primary_is_nearest_mean) {
+                    li[c++] = l2_idx[i * ncand];
+                }
+                for (int t = 0; t < mpost && c < m; t++) {
+                    const idx_t j = comp[i * mpost + t];
+                    const bool primary = t == 0 && c == 0;
+                    if (!primary &&
+                        (spill.tau >= 1 || post[i * mpost + t] < spill.tau)) {
+                        break; // posteriors decrease with t
+                    }
+                    if (c > 0 && j == li[0]) {
+                        continue;
+                    }
+                    li[c++] = j;
+                }
+            }
+            break;
+        case SpillRule::Closure:
+#pragma omp parallel for if (nb > 1000)
+            for (idx_t i = 0; i < nb; i++) {
+                const float* di = l2_dis.data() + i * ncand;
+                const idx_t* ii = l2_idx.data() + i * ncand;
+                idx_t* li = lb + i * m;
+                li[0] = ii[0];
+                for (int t = 1; t < ncand; t++) {
+                    if (ii[t] < 0 || di[t] > spill.closure_ratio * di[0]) {
+                        break;
+                    }
+                    li[t] = ii[t];
+                }
+            }
+            break;
+        case SpillRule::Soar: {
+            const float* means = gmm.means.data();
+#pragma omp parallel for if (nb > 1000)
+            for (idx_t i = 0; i < nb; i++) {
+                const float* xi = xb + int64_t(i) * d;
+                const float* di = l2_dis.data() + i * ncand;
+                const idx_t* ii = l2_idx.data() + i * ncand;
+                idx_t* li = lb + i * m;
+                li[0] = ii[0];
+                if (m < 2) {
+                    continue;
+                }
+                // loss(j) = ||r_j||^2 + lambda (<r, r_j> / ||r||)^2,
+                // r = x - mu_primary, r_j = x - mu_j
+                const float* mu1 = means + int64_t(ii[0]) * d;
+                float best_loss = std::numeric_limits<float>::infinity();
+                idx_t best = -1;
+                for (int t = 1; t < ncand; t++) {
+                    if (ii[t] < 0) {
+                        break;
+                    }
+                    const float* muj = means + int64_t(ii[t]) * d;
+                    float dot = 0;
+                    for (int c = 0; c < d; c++) {
+                        dot += (xi[c] - mu1[c]) * (xi[c] - muj[c]);
+                    }
+                    const float parallel = di[0] > 0 ? dot * dot / di[0] : 0.0f;
+                    const float loss = di[t] + spill.soar_lambda * parallel;
+                    if (loss < best_loss) {
+                        best_loss = loss;
+                        best = ii[t];
+                    }
+                }
+                li[1] = best;
+            }
+            break;
+        }
+        }
+    }
+}
+
+void IndexIVFGMM::set_other_lists_width(int width) {
+    if (nentries == 0) {
+        other_lists.assign(nlist, {});
+        other_lists_width = width;
+        return;
+    }
+    if (width <= other_lists_width) {
+        return;
+    }
+    const int old_width = other_lists_width;
+#pragma omp parallel for schedule(dynamic)
+    for (size_t l = 0; l < nlist; l++) {
+        const size_t n_l = other_lists[l].size() / std::max(old_width, 1);
+        std::vector<int32_t> wider(n_l * width, -1);
+        for (size_t j = 0; j < n_l && old_width > 0; j++) {
+            std::copy_n(
+                other_lists[l].data() + j * old_width,
+                old_width,
+                wider.data() + j * width);
+        }
+        if (old_width == 0) {
+            wider.assign(invlists->list_size(l) * width, -1);
+        }
+        other_lists[l].swap(wider);
+    }
+    other_lists_width = width;
+}
+
+void IndexIVFGMM::add_assigned(
+    idx_t n,
+    const float* x,
+    const idx_t* xids,
+    idx_t first_sequential_id,
+    const idx_t* lists,
+    int m) {
+    const int w = other_lists_width;
+    size_t n_entries = 0, n_vectors = 0;
+#pragma omp parallel reduction(+ : n_entries, n_vectors)
+    {
+        const int nt = omp_get_num_threads();
+        const int rank = omp_get_thread_num();
+        std::vector<int32_t> record(w);
+        // each thread owns the lists l with l % nt == rank, so list order
+        // follows the input order whatever the thread count
+        for (idx_t i = 0; i < n; i++) {
+            const idx_t* li = lists + int64_t(i) * m;
+            if (rank == 0 && li[0] >= 0) {
+                n_vectors++;
+            }
+            for (int a = 0; a < m; a++) {
+                const idx_t l = li[a];
+                if (l < 0 || l % nt != rank) {
+                    continue;
+                }
+                const idx_t id = xids ? xids[i] : first_sequential_id + i;
+                invlists->add_entry(
+                    l,
+                    id,
+                    reinterpret_cast<const uint8_t*>(x + int64_t(i) * d));
+                std::fill(record.begin(), record.end(), -1);
+                int c = 0;
+                for (int b = 0; b < m; b++) {
+                    if (b != a && li[b] >= 0) {
+                        record[c++] = int32_t(li[b]);
+                    }
+                }
+                other_lists[l].insert(
+                    other_lists[l].end(), record.begin(), record.end());
+                n_entries++;
+            }
+        }
+    }
+    ntotal += n_vectors;
+    nentries += n_entries;
+}
+
+void IndexIVFGMM::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
+    check_usable("IndexIVFGMM::add_with_ids");
+    FAISS_THROW_IF_NOT_MSG(
+        is_trained, "IndexIVFGMM::add_with_ids: index is not trained");
+    validate_spill(spill);
+    check_finite(n, d, x, "IndexIVFGMM::add_with_ids");
+    if (n == 0) {
+        return;
+    }
+    const double t0 = faiss::getmillisecs();
+    const int m = spill.max_assign;
+    set_other_lists_width(m - 1);
+    invalidate_id_locations();
+    const idx_t first_id = idx_t(ntotal);
+    const size_t nentries0 = nentries;
+    const idx_t bs = std::min(n, kAddBlockSize);
+    std::vector<idx_t> lists(int64_t(bs) * m);
+    for (idx_t i0 = 0; i0 < n; i0 += bs) {
+        const idx_t nb = std::min(bs, n - i0);
+        const float* xb = x + int64_t(i0) * d;
+        assign_lists(nb, xb, lists.data());
+        add_assigned(
+            nb, xb, xids ? xids + i0 : nullptr, first_id + i0, lists.data(), m);
+    }
+    if (verbose) {
+        printf(
+            "IndexIVFGMM::add_with_ids: %" PRId64
+            " vectors in %zu entries (spill %s, max_assign %d), "
+            "replication now %.3f, %.2f s\n",
+            int64_t(n),
+            nentries - nentries0,
+            spill_rule_name(spill.rule),
+            m,
+            replication_factor(),
+            (faiss::getmillisecs() - t0) / 1000);
+    }
+}
+
+void IndexIVFGMM::add_core(
+    idx_t n,
+    const float* x,
+    const idx_t* xids,
+    const idx_t* coarse_idx FAISS_GMM_ADD_CORE_CONTEXT_PARAM) {
+#if FAISS_GMM_FAISS_VERSION_AT_LEAST(1, 8, 0)
+    (void)inverted_list_context; // array lists need no context
+#endif
+    check_usable("IndexIVFGMM::add_core");
+    FAISS_THROW_IF_NOT_MSG(
+        is_trained, "IndexIVFGMM::add_core: index is not trained");
+    FAISS_THROW_IF_NOT_MSG(coarse_idx, "IndexIVFGMM::add_core: no lists");
+    for (idx_t i = 0; i < n; i++) {
+        FAISS_THROW_IF_NOT_FMT(
+            coarse_idx[i] >= -1 && coarse_idx[i] < idx_t(nlist),
+            "IndexIVFGMM::add_core: list %" PRId64 " of vector %" PRId64
+            " is not in [-1, nlist=%zu)",
+            int64_t(coarse_idx[i]),
+            int64_t(i),
+            nlist);
+    }
+    check_finite(n, d, x, "IndexIVFGMM::add_core");
+    if (nentries == 0) {
+        set_other_lists_width(0);
+    }
+    invalidate_id_locations();
+    add_assigned(n, x, xids, idx_t(ntotal), coarse_idx, 1);
+}
+
+/*************************************************************
+ * searching
+ *************************************************************/
+
+void IndexIVFGMM::coarse_assign(
+    idx_t n,
+    const float* x,
+    size_t nprobe,
+    ProbeOrder order,
+    float mass,
+    idx_t* assign,
+    float* coarse_dis) const {
+    FAISS_THROW_IF_NOT_FMT(
+        nprobe >= 1 && nprobe <= nlist,
+        "IndexIVFGMM: nprobe=%zu must be in [1, nlist=%zu]",
+        nprobe,
+        nlist);
+    FAISS_THROW_IF_NOT_FMT(
+        mass >= 0 && mass <= 1,
+        "IndexIVFGMM: posterior_mass=%g must be in [0, 1]",
+        mass);
+    if (n == 0) {
+        return;
+    }
+    if (order == ProbeOrder::L2 && mass == 0) {
+        quantizer->search(n, x, nprobe, coarse_dis, assign);
+        return;
+    }
+    // log-joint of a block of queries against every component
+    const idx_t bs =
+        std::max<idx_t>(1, std::min<idx_t>(n, (idx_t(1) << 22) / idx_t(nlist)));
+    std::vector<float> log_joint(size_t(bs) * nlist);
+    for (idx_t i0 = 0; i0 < n; i0 += bs) {
+        const idx_t nb = std::min(bs, n - i0);
+        const float* xb = x + int64_t(i0) * d;
+        idx_t* ab = assign + int64_t(i0) * nprobe;
+        float* db = coarse_dis + int64_t(i0) * nprobe;
+        gmm.log_joint(nb, xb, log_joint.data());
+        if (order == ProbeOrder::L2) {
+            quantizer->search(nb, xb, nprobe, db, ab);
+        }
+#pragma omp parallel
+        {
+            std::vector<idx_t> order_buf(
+                order == ProbeOrder::Posterior ? nlist : 0);
+#pragma omp for
+            for (idx_t i = 0; i < nb; i++) {
+                const float* row = log_joint.data() + size_t(i) * nlist;
+                idx_t* ai = ab + size_t(i) * nprobe;
+                float* di = db + size_t(i) * nprobe;
+                if (order == ProbeOrder::Posterior) {
+                    std::iota(order_buf.begin(), order_buf.end(), idx_t(0));
+                    std::partial_sort(
+                        order_buf.begin(),
+                        order_buf.begin() + nprobe,
+                        order_buf.end(),
+                        [row](idx_t a, idx_t b) {
+                            return row[a] > row[b] ||
+                                   (row[a] == row[b] && a < b);
+                        });
+                    for (size_t r = 0; r < nprobe; r++) {
+                        ai[r] = order_buf[r];
+                        di[r] = -row[order_buf[r]];
+                    }
+                }
+                if (mass > 0) {
+                    const float max_lj = *std::max_element(row, row + nlist);
+                    double sum = 0;
+                    for (size_t j = 0; j < nlist; j++) {
+                        sum += std::exp(double(row[j]) - max_lj);
+                    }
+                    const double log_z = max_lj + std::log(sum);
+                    double cumulated = 0;
+                    for (size_t r = 0; r < nprobe; r++) {
+                        if (cumulated >= mass) {
+                            ai[r] = -1;
+                            di[r] = std::numeric_limits<float>::infinity();
+                        } else if (ai[r] >= 0) {
+                            cumulated += std::exp(double(row[ai[r]]) - log_z);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+void IndexIVFGMM::resolve_search_parameters(
+    const faiss::SearchParameters* params_in,
+    faiss::SearchParametersIVF* ivf_params,
+    ProbeOrder* order,
+    float* mass) const {
+    const faiss::SearchParametersIVF* ivf = nullptr;
+    const SearchParametersIVFGMM* gmm_p = nullptr;
+    if (params_in) {
+        ivf = dynamic_cast<const faiss::SearchParametersIVF*>(params_in);
+        FAISS_THROW_IF_NOT_MSG(
+            ivf,
+            "IndexIVFGMM: search parameters must be a "
+            "SearchParametersIVF or SearchParametersIVFGMM");
+        gmm_p = dynamic_cast<const SearchParametersIVFGMM*>(params_in);
+    }
+    const size_t nprobe_asked = ivf ? ivf->nprobe : this->nprobe;
+    FAISS_THROW_IF_NOT_FMT(
+        nprobe_asked >= 1, "IndexIVFGMM: nprobe=%zu", nprobe_asked);
+    ivf_params->nprobe = std::min(nlist, nprobe_asked);
+    ivf_params->max_codes = ivf ? ivf->max_codes : this->max_codes;
+    ivf_params->sel = params_in ? params_in->sel : nullptr;
+    *order = gmm_p ? gmm_p->probe_order : probe_order;
+    *mass = gmm_p ? gmm_p->posterior_mass : posterior_mass;
+}
+
+void IndexIVFGMM::search(
+    idx_t n,
+    const float* x,
+    idx_t k,
+    float* distances,
+    idx_t* labels,
+    const faiss::SearchParameters* params_in) const {
+    check_usable("IndexIVFGMM::search");
+    FAISS_THROW_IF_NOT_FMT(
+        k > 0, "IndexIVFGMM::search: k=%" PRId64 " must be > 0", int64_t(k));
+    FAISS_THROW_IF_NOT_MSG(
+        is_trained, "IndexIVFGMM::search: index is not trained");
+    faiss::SearchParametersIVF ivf_params;
+    ProbeOrder order;
+    float mass;
+    resolve_search_parameters(params_in, &ivf_params, &order, &mass);
+    check_finite(n, d, x, "IndexIVFGMM::search");
+    const size_t nprobe = ivf_params.nprobe;
+
+    const idx_t bs = std::min<idx_t>(n, 16384);
+    std::vector<idx_t> assign(size_t(bs) * nprobe);
+    std::vector<float> coarse_dis(size_t(bs) * nprobe);
+    for (idx_t i0 = 0; i0 < n; i0 += bs) {
+        const idx_t nb = std::min(bs, n - i0);
+        const float* xb = x + int64_t(i0) * d;
+        const double t0 = faiss::getmillisecs();
+        coarse_assign(
+            nb, xb, nprobe, order, mass, assign.data(), coarse_dis.data());
+        const double t1 = faiss::getmillisecs();
+        search_preassigned(
+            nb,
+            xb,
+            k,
+            assign.data(),
+            coarse_dis.data(),
+            distances + int64_t(i0) * k,
+            labels + int64_t(i0) * k,
+            false,
+            &ivf_params,
+            &faiss::indexIVF_stats);
+        faiss::indexIVF_stats.quantization_time += t1 - t0;
+        faiss::indexIVF_stats.search_time += faiss::getmillisecs() - t0;
+    }
+    indexIVFGMM_stats.ncoarse_distances += size_t(n) * nlist;
+}
+
+void IndexIVFGMM::check_lists_in_sync(const char* where) const {
+    const size_t w = other_lists_width;
+    for (size_t l = 0; l < nlist; l++) {
+        FAISS_THROW_IF_NOT_FMT(
+            other_lists[l].size() == invlists->list_size(l) * w,
+            "%s: list %zu has %zu entries but %zu spill records of "
+            "width %zu (inverted lists changed behind IndexIVFGMM)",
+            where,
+            l,
+            invlists->list_size(l),
+            other_lists[l].size(),
+            w);
+    }
+}
+
+void IndexIVFGMM::search_preassigned(
+    idx_t n,
+    const float* x,
+    idx_t k,
+    const idx_t* assign,
+    const float* /* centroid_dis: exact L2 needs no coarse term */,
+    float* distances,
+    idx_t* labels,
+    bool store_pairs,
+    const faiss::IVFSearchParameters* params,
+    faiss::IndexIVFStats* stats) const {
+    check_usable("IndexIVFGMM::search_preassigned");
+    FAISS_THROW_IF_NOT_FMT(
+        k > 0,
+        "IndexIVFGMM::search_preassigned: k=%" PRId64 " must be > 0",
+        int64_t(k));
+    const size_t nprobe =
+        std::min(nlist, params ? params->nprobe : this->nprobe);
+    FAISS_THROW_IF_NOT_MSG(
+        nprobe > 0, "IndexIVFGMM::search_preassigned: nprobe is 0");
+    const size_t max_codes = params ? params->max_codes : this->max_codes;
+    const faiss::IDSelector* sel = params ? params->sel : nullptr;
+    FAISS_THROW_IF_NOT_MSG(
+        !(sel && store_pairs),
+        "IndexIVFGMM: selector and store_pairs cannot be combined");
+    for (size_t i = 0; i < size_t(n) * nprobe; i++) {
+        FAISS_THROW_IF_NOT_FMT(
+            assign[i] >= -1 && assign[i] < idx_t(nlist),
+            "IndexIVFGMM::search_preassigned: list %" PRId64
+            " is not in [-1, nlist=%zu)",
+            int64_t(assign[i]),
+            nlist);
+    }
+    check_lists_in_sync("IndexIVFGMM::search_preassigned");
+
+    const int w = other_lists_width;
+    size_t nlistv = 0, ndis = 0, nheap = 0, nscanned = 0, ndup = 0;
+#pragma omp parallel reduction(+ : nlistv, ndis, nheap, nscanned, ndup)
+    {
+        std::vector<int32_t> probe_rank(nlist, kNotProbed);
+#pragma omp for schedule(dynamic)
+        for (idx_t i = 0; i < n; i++) {
+            const float* q = x + int64_t(i) * d;
+            float* simi = distances + int64_t(i) * k;
+            idx_t* idxi = labels + int64_t(i) * k;
+            const idx_t* keys = assign + size_t(i) * nprobe;
+            faiss::heap_heapify<HeapForL2>(k, simi, idxi);
+            size_t scanned_here = 0;
+            for (size_t r = 0; r < nprobe; r++) {
+                const idx_t l = keys[r];
+                if (l < 0 || probe_rank[l] != kNotProbed) {
+                    continue;
+                }
+                probe_rank[l] = int32_t(r);
+                const size_t list_size = invlists->list_size(l);
+                if (list_size == 0) {
+                    continue;
+                }
+                nlistv++;
+                faiss::InvertedLists::ScopedCodes scodes(invlists, l);
+                faiss::InvertedLists::ScopedIds sids(invlists, l);
+                const float* codes =
+                    reinterpret_cast<const float*>(scodes.get());
+                const idx_t* ids = sids.get();
+                const int32_t* records = other_lists[l].data();
+                for (size_t j = 0; j < list_size; j++) {
+                    if (w > 0 && probed_earlier(
+                                     records + j * w,
+                                     w,
+                                     probe_rank.data(),
+                                     int32_t(r))) {
+                        ndup++;
+                        continue;
+                    }
+                    if (sel && !sel->is_member(ids[j])) {
+                        continue;
+                    }
+                    const float dis = faiss::fvec_L2sqr(q, codes + j * d, d);
+                    ndis++;
+                    if (dis < simi[0]) {
+                        const idx_t label =
+                            store_pairs ? idx_t(faiss::lo_build(l, j)) : ids[j];
+                        faiss::heap_replace_top<HeapForL2>(
+                            k, simi, idxi, dis, label);
+                        nheap++;
+                    }
+                }
+                nscanned += list_size;
+                scanned_here += list_size;
+                if (max_codes && scanned_here >= max_codes) {
+                    break;
+                }
+            }
+            for (size_t r = 0; r < nprobe; r++) {
+                if (keys[r] >= 0) {
+                    probe_rank[keys[r]] = kNotProbed;
+                }
+            }
+            faiss::heap_reorder<HeapForL2>(k, simi, idxi);
+        }
+    }
+
+    if (stats) {
+        stats->nq += n;
+        stats->nlist += nlistv;
+        stats->ndis += ndis;
+        stats->nheap_updates += nheap;
+    }
+    indexIVFGMM_stats.nq += n;
+    indexIVFGMM_stats.nfine_distances += ndis;
+    indexIVFGMM_stats.nentries_scanned += nscanned;
+    indexIVFGMM_stats.nduplicates_skipped += ndup;
+    indexIVFGMM_stats.nlists_probed += nlistv;
+}
+
+void IndexIVFGMM::range_search(
+    idx_t n,
+    const float* x,
+    float radius,
+    faiss::RangeSearchResult* result,
+    const faiss::SearchParameters* params_in) const {
+    check_usable("IndexIVFGMM::range_search");
+    FAISS_THROW_IF_NOT_MSG(
+        is_trained, "IndexIVFGMM::range_search: index is not trained");
+    faiss::SearchParametersIVF ivf_params;
+    ProbeOrder order;
+    float mass;
+    resolve_search_parameters(params_in, &ivf_params, &order, &mass);
+    check_finite(n, d, x, "IndexIVFGMM::range_search");
+    check_lists_in_sync("IndexIVFGMM::range_search");
+    const size_t nprobe = ivf_params.nprobe;
+    const size_t max_codes = ivf_params.max_codes;
+    const faiss::IDSelector* sel = ivf_params.sel;
+
+    const double t0 = faiss::getmillisecs();
+    std::vector<idx_t> assign(size_t(n) * nprobe);
+    std::vector<float> coarse_dis(size_t(n) * nprobe);
+    coarse_assign(n, x, nprobe, order, mass, assign.data(), coarse_dis.data());
+    const double t1 = faiss::getmillisecs();
+
+    const int w = other_lists_width;
+    size_t nlistv = 0, ndis = 0, nscanned = 0, ndup = 0;
+#pragma omp parallel reduction(+ : nlistv, ndis, nscanned, ndup)
+    {
+        faiss::RangeSearchPartialResult pres(result);
+        std::vector<int32_t> probe_rank(nlist, kNotProbed);
+#pragma omp for schedule(dynamic)
+        for (idx_t i = 0; i < n; i++) {
+            const float* q = x + int64_t(i) * d;
+            faiss::RangeQueryResult& qres = pres.new_result(i);
+            const idx_t* keys = assign.data() + size_t(i) * nprobe;
+            size_t scanned_here = 0;
+            for (size_t r = 0; r < nprobe; r++) {
+                const idx_t l = keys[r];
+                if (l < 0 || probe_rank[l] != kNotProbed) {
+                    continue;
+                }
+                probe_rank[l] = int32_t(r);
+                const size_t list_size = invlists->list_size(l);
+                if (list_size == 0) {
+                    continue;
+                }
+                nlistv++;
+                faiss::InvertedLists::ScopedCodes scodes(invlists, l);
+                faiss::InvertedLists::ScopedIds sids(invlists, l);
+                const float* codes =
+                    reinterpret_cast<const float*>(scodes.get());
+                const idx_t* ids = sids.get();
+                const int32_t* records = other_lists[l].data();
+                for (size_t j = 0; j < list_size; j++) {
+                    if (w > 0 && probed_earlier(
+                                     records + j * w,
+                                     w,
+                                     probe_rank.data(),
+                                     int32_t(r))) {
+                        ndup++;
+                        continue;
+                    }
+                    if (sel && !sel->is_member(ids[j])) {
+                        continue;
+                    }
+                    const float dis = faiss::fvec_L2sqr(q, codes + j * d, d);
+                    ndis++;
+                    if (dis < radius) {
+                        qres.add(dis, ids[j]);
+                    }
+                }
+                nscanned += list_size;
+                scanned_here += list_size;
+                if (max_codes && scanned_here >= max_codes) {
+                    break;
+                }
+            }
+            for (size_t r = 0; r < nprobe; r++) {
+                if (keys[r] >= 0) {
+                    probe_rank[keys[r]] = kNotProbed;
+                }
+            }
+        }
+        pres.finalize();
+    }
+
+    faiss::indexIVF_stats.nq += n;
+    faiss::indexIVF_stats.nlist += nlistv;
+    faiss::indexIVF_stats.ndis += ndis;
+    faiss::indexIVF_stats.quantization_time += t1 - t0;
+    faiss::indexIVF_stats.search_time += faiss::getmillisecs() - t0;
+    indexIVFGMM_stats.nq += n;
+    indexIVFGMM_stats.ncoarse_distances += size_t(n) * nlist;
+    indexIVFGMM_stats.nfine_distances += ndis;
+    indexIVFGMM_stats.nentries_scanned += nscanned;
+    indexIVFGMM_stats.nduplicates_skipped += ndup;
+    indexIVFGMM_stats.nlists_probed += nlistv;
+}
+
+/*************************************************************
+ * maintenance
+ *************************************************************/
+
+size_t IndexIVFGMM::remove_ids(const faiss::IDSelector& sel) {
+    check_usable("IndexIVFGMM::remove_ids");
+    check_lists_in_sync("IndexIVFGMM::remove_ids");
+    const int w = other_lists_width;
+    std::vector<size_t> removed_entries(nlist, 0);
+    size_t removed_vectors = 0;
+#pragma omp parallel for schedule(dynamic) reduction(+ : removed_vectors)
+    for (size_t l = 0; l < nlist; l++) {
+        const size_t size0 = invlists->list_size(l);
+        if (size0 == 0) {
+            continue;
+        }
+        faiss::InvertedLists::ScopedIds sids(invlists, l);
+        const idx_t* ids = sids.get();
+        int32_t* records = other_lists[l].data();
+        size_t size = size0, j = 0;
+        // swap-with-last removal, as FAISS's DirectMap::remove_ids does
+        while (j < size) {
+            if (!sel.is_member(ids[j])) {
+                j++;
+                continue;
+            }
+            if (is_canonical_copy(l, records + j * w, w)) {
+                removed_vectors++;
+            }
+            size--;
+            if (j < size) {
+                invlists->update_entry(
+                    l,
+                    j,
+                    ids[size],
+                    faiss::InvertedLists::ScopedCodes(invlists, l, size).get());
+                std::copy_n(records + size * w, w, records + j * w);
+            }
+        }
+        removed_entries[l] = size0 - size;
+    }
+    size_t removed_total = 0;
+    for (size_t l = 0; l < nlist; l++) {
+        if (removed_entries[l] > 0) {
+            const size_t size = invlists->list_size(l) - removed_entries[l];
+            invlists->resize(l, size);
+            other_lists[l].resize(size * w);
+            removed_total += removed_entries[l];
+        }
+    }
+    ntotal -= removed_vectors;
+    nentries -= removed_total;
+    invalidate_id_locations();
+    return removed_vectors;
+}
+
+void IndexIVFGMM::reset() {
+    faiss::IndexIVFFlat::reset();
+    other_lists.assign(nlist, {});
+    nentries = 0;
+    invalidate_id_locations();
+}
+
+void IndexIVFGMM::invalidate_id_locations() {
+    std::atomic_store(
+        &id_location_cache, std::shared_ptr<const IdLocationMap>());
+}
+
+void IndexIVFGMM::reconstruct(idx_t key, float* recons) const {
+    check_usable("IndexIVFGMM::reconstruct");
+    std::shared_ptr<const IdLocationMap> locations =
+        std::atomic_load(&id_location_cache);
+    if (!locations) {
+        auto built = std::make_shared<IdLocationMap>();
+        built->reserve(ntotal);
+        for (size_t l = 0; l < nlist; l++) {
+            const size_t list_size = invlists->list_size(l);
+            if (list_size == 0) {
+                continue;
+            }
+            faiss::InvertedLists::ScopedIds sids(invlists, l);
+            for (size_t j = 0; j < list_size; j++) {
+                built->emplace(sids[j], faiss::lo_build(l, j));
+            }
+        }
+        locations = built;
+        std::atomic_store(&id_location_cache, locations);
+    }
+    const auto it = locations->find(key);
+    FAISS_THROW_IF_NOT_FMT(
+        it != locations->end(),
+        "IndexIVFGMM::reconstruct: no vector with id %" PRId64,
+        int64_t(key));
+    reconstruct_from_offset(
+        faiss::lo_listno(it->second), faiss::lo_offset(it->second), recons);
+}
+
+void IndexIVFGMM::merge_from(faiss::Index& other_index, idx_t add_id) {
+    check_usable("IndexIVFGMM::merge_from");
+    IndexIVFGMM* other = dynamic_cast<IndexIVFGMM*>(&other_index);
+    FAISS_THROW_IF_NOT_MSG(
+        other,
+        "IndexIVFGMM::merge_from: the other index is not an "
+        "IndexIVFGMM");
+    FAISS_THROW_IF_NOT_MSG(
+        other != this,
+        "IndexIVFGMM::merge_from: cannot merge an index into itself");
+    FAISS_THROW_IF_NOT_FMT(
+        other->d == d,
+        "IndexIVFGMM::merge_from: other d=%d, this d=%d",
+        other->d,
+        d);
+    FAISS_THROW_IF_NOT_FMT(
+        other->nlist == nlist,
+        "IndexIVFGMM::merge_from: other nlist=%zu, this nlist=%zu",
+        other->nlist,
+        nlist);
+    FAISS_THROW_IF_NOT_MSG(
+        is_trained && other->is_trained,
+        "IndexIVFGMM::merge_from: both indexes must be trained");
+    other->check_usable("IndexIVFGMM::merge_from (other)");
+    other->check_lists_in_sync("IndexIVFGMM::merge_from (other)");
+    check_lists_in_sync("IndexIVFGMM::merge_from");
+    {
+        std::vector<float> mine(d), theirs(d);
+        for (size_t c = 0; c < nlist; c++) {
+            quantizer->reconstruct(c, mine.data());
+            other->quantizer->reconstruct(c, theirs.data());
+            FAISS_THROW_IF_NOT_FMT(
+                mine == theirs,
+                "IndexIVFGMM::merge_from: mean of component %zu differs "
+                "between the indexes (different models)",
+                c);
+        }
+    }
+    const int w = std::max(other_lists_width, other->other_lists_width);
+    set_other_lists_width(w);
+    const int ow = other->other_lists_width;
+#pragma omp parallel for schedule(dynamic)
+    for (size_t l = 0; l < nlist; l++) {
+        const size_t n_other = other->invlists->list_size(l);
+        if (n_other == 0) {
+            continue;
+        }
+        faiss::InvertedLists::ScopedIds sids(other->invlists, l);
+        faiss::InvertedLists::ScopedCodes scodes(other->invlists, l);
+        std::vector<idx_t> shifted(sids.get(), sids.get() + n_other);
+        for (idx_t& id : shifted) {
+            id += add_id;
+        }
+        invlists->add_entries(l, n_other, shifted.data(), scodes.get());
+        std::vector<int32_t>& mine = other_lists[l];
+        const size_t start = mine.size();
+        mine.resize(start + n_other * w, -1);
+        for (size_t j = 0; j < n_other && ow > 0; j++) {
+            std::copy_n(
+                other->other_lists[l].data() + j * ow,
+                ow,
+                mine.data() + start + j * w);
+        }
+    }
+    ntotal += other->ntotal;
+    nentries += other->nentries;
+    invalidate_id_locations();
+    other->reset();
+}
+
+double IndexIVFGMM::replication_factor() const {
+    return ntotal == 0 ? 1.0 : double(nentries) / double(ntotal);
+}
+
+double IndexIVFGMM::imbalance_factor() const {
+    if (nentries == 0 || !invlists) {
+        return 1.0;
+    }
+    double sum = 0, sum_sq = 0;
+    for (size_t l = 0; l < nlist; l++) {
+        const double size = double(invlists->list_size(l));
+        sum += size;
+        sum_sq += size * size;
+    }
+    return sum_sq * double(nlist) / (sum * sum);
+}
+
+void IndexIVFGMM::set_parameters(const std::string& description) {
+    size_t new_nprobe = nprobe;
+    size_t new_max_codes = max_codes;
+    ProbeOrder new_order = probe_order;
+    float new_mass = posterior_mass;
+    SpillParameters new_spill = spill;
+    TrainDevice new_device = train_device;
+
+    size_t start = 0;
+    while (start <= description.size()) {
+        size_t end = description.find(',', start);
+        if (end == std::string::npos) {
+            end = description.size();
+        }
+        const std::string token = trim(description.substr(start, end - start));
+        start = end + 1;
+        if (token.empty()) {
+            FAISS_THROW_IF_NOT_FMT(
+                end == description.size() || description.empty(),
+                "IndexIVFGMM::set_parameters: empty token in '%s'",
+                description.c_str());
+            continue;
+        }
+        const size_t eq = token.find('=');
+        FAISS_THROW_IF_NOT_FMT(
+            eq != std::string::npos,
+            "IndexIVFGMM::set_parameters: token '%s' is not key=value",
+            token.c_str());
+        const std::string key = trim(token.substr(0, eq));
+        const std::string value = trim(token.substr(eq + 1));
+        if (key == "nprobe") {
+            const int64_t v = parse_integer(token, value);
+            FAISS_THROW_IF_NOT_FMT(
+                v >= 1,
+                "IndexIVFGMM::set_parameters: '%s': nprobe must be >= 1",
+                token.c_str());
+            new_nprobe = size_t(v);
+        } else if (key == "max_codes") {
+            const int64_t v = parse_integer(token, value);
+            FAISS_THROW_IF_NOT_FMT(
+                v >= 0,
+                "IndexIVFGMM::set_parameters: '%s': max_codes must be "
+                ">= 0",
+                token.c_str());
+            new_max_codes = size_t(v);
+        } else if (key == "probe") {
+            new_order = probe_order_from_name(value);
+        } else if (key == "posterior_mass") {
+            const double v = parse_number(token, value);
+            FAISS_THROW_IF_NOT_FMT(
+                v >= 0 && v <= 1,
+                "IndexIVFGMM::set_parameters: '%s': posterior_mass must "
+                "be in [0, 1]",
+                token.c_str());
+            new_mass = float(v);
+        } else if (key == "spill") {
+            new_spill.rule = spill_rule_from_name(value);
+        } else if (key == "tau") {
+            const double v = parse_number(token, value);
+            FAISS_THROW_IF_NOT_FMT(
+                v >= 0 && v <= 1,
+                "IndexIVFGMM::set_parameters: '%s': tau must be in "
+                "[0, 1]",
+                token.c_str());
+            new_spill.tau = float(v);
+        } else if (key == "temperature") {
+            const double v = parse_number(token, value);
+            FAISS_THROW_IF_NOT_FMT(
+                v > 0,
+                "IndexIVFGMM::set_parameters: '%s': temperature must be "
+                "> 0",
+                token.c_str());
+            new_spill.temperature = float(v);
+        } else if (key == "max_assign") {
+            const int64_t v = parse_integer(token, value);
+            FAISS_THROW_IF_NOT_FMT(
+                v >= 1 && v <= 1024,
+                "IndexIVFGMM::set_parameters: '%s': max_assign must be "
+                "in [1, 1024]",
+                token.c_str());
+            new_spill.max_assign = int(v);
+        } else if (key == "closure_ratio") {
+            const double v = parse_number(token, value);
+            FAISS_THROW_IF_NOT_FMT(
+                v >= 1,
+                "IndexIVFGMM::set_parameters: '%s': closure_ratio must "
+                "be >= 1",
+                token.c_str());
+            new_spill.closure_ratio = float(v);
+        } else if (key == "soar_lambda") {
+            const double v = parse_number(token, value);
+            FAISS_THROW_IF_NOT_FMT(
+                v >= 0,
+                "IndexIVFGMM::set_parameters: '%s': soar_lambda must be "
+                ">= 0",
+                token.c_str());
+            new_spill.soar_lambda = float(v);
+        } else if (key == "primary") {
+            FAISS_THROW_IF_NOT_FMT(
+                value == "l2" || value == "posterior",
+                "IndexIVFGMM::set_parameters: '%s': primary must be l2 "
+                "or posterior",
+                token.c_str());
+            new_spill.primary_is_nearest_mean = value == "l2";
+        } else if (key == "train_device") {
+            new_device = train_device_from_name(value);
+        } else {
+            FAISS_THROW_FMT(
+                "IndexIVFGMM::set_parameters: unknown key '%s' in '%s'",
+                key.c_str(),
+                token.c_str());
+        }
+    }
+    validate_spill(new_spill);
+    nprobe = new_nprobe;
+    max_codes = new_max_codes;
+    probe_order = new_order;
+    posterior_mass = new_mass;
+    spill = new_spill;
+    train_device = new_device;
+}
+
+} // namespace faiss_gmm

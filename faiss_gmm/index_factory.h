@@ -1,1 +1,95 @@
+/**
+ * index_factory for the faiss-gmm plugin: FAISS-style description strings
+ * that may contain a GMM coarse quantizer. Strings without a GMM token are
+ * handed to faiss::index_factory unchanged.
+ *
+ * Grammar (comma-separated, like FAISS; tokens are case-sensitive):
+ *
+ *     chain     := transform "," chain
+ *                | ("IDMap" | "IDMap2") "," chain
+ *                | chain "," ("IDMap" | "IDMap2")
+ *                | gmm "," "Flat"
+ *     transform := a FAISS VectorTransform token starting with PCA, OPQ,
+ *                  RR, ITQ, L2norm or Pad: PCA64, PCAW64, PCAR64, OPQ16,
+ *                  OPQ16_64, RR64, ITQ64, L2norm, Pad160, ... (parsed by
+ *                  FAISS itself, so every FAISS variant works)
+ *     gmm       := "IVF" nlist "_GMM" [covariance] option*
+ *     nlist     := digits ["k" | "M"]   k = 1024, M = 1024 * 1024, so
+ *                  IVF4k_GMM has 4096 lists (FAISS has no suffix; powers of
+ *                  two are what IVF users pick); 1 <= nlist <= 2^24
+ *     covariance:= "sph" (spherical, the default) | "diag" (diagonal)
+ *     option    := "_m" int         max lists per vector, primary included
+ *                                   (SpillParameters::max_assign, 1..64 and
+ *                                   <= nlist)
+ *                | "_tau" float     posterior spill threshold in [0, 1]
+ *                | "_T" float       posterior temperature, > 0
+ *                | "_closure" float closure spill rule, distance ratio >= 1
+ *                | "_soar" float    SOAR spill rule, lambda >= 0
+ *                | "_nospill"       one list per vector (max_assign = 1)
+ *
+ * At most one of tau / closure / soar / nospill selects the spill rule
+ * (otherwise SpillParameters' default rule applies); _T needs the posterior
+ * rule.
+ * Unspecified values keep the defaults of GmmParameters and SpillParameters.
+ *
+ * Examples:
+ *     "IVF1024_GMM,Flat"                   spherical GMM, 1024 lists
+ *     "IVF4k_GMMdiag,Flat"                 diagonal GMM, 4096 lists
+ *     "IVF1024_GMM_tau0.05_m3,Flat"        spill at posterior >= 0.05, <= 3
+ *     "PCA64,IVF1024_GMM,Flat"             IndexPreTransform around it
+ *     "IDMap,IVF1024_GMM,Flat"             IndexIDMap around it (also as a
+ *                                          suffix: "IVF1024_GMM,Flat,IDMap")
+ *     "IVF1024,Flat", "HNSW32", "Flat"     no GMM token: plain FAISS
+ *
+ * Only IVF-Flat storage is supported after a GMM token; the metric must be
+ * L2. A malformed string throws faiss::FaissException naming the offending
+ * token.
+ */
+
 #pragma once
+
+#include <string>
+
+#include <faiss/Index.h>
+
+namespace faiss_gmm {
+
+struct IndexIVFGMM;
+
+/**
+ * Build an index from a description string (grammar above).
+ *
+ * @param d           input dimension of the index
+ * @param description comma-separated chain of tokens
+ * @param metric      FAISS metric; must be METRIC_L2 when the string holds a
+ *                    GMM token
+ * @return a new index owned by the caller; wrappers own their sub-indexes
+ */
+faiss::Index* index_factory(
+    int d,
+    const char* description,
+    faiss::MetricType metric = faiss::METRIC_L2);
+
+/**
+ * The IndexIVFGMM at the bottom of a chain of IndexPreTransform / IndexIDMap
+ * / IndexIDMap2 wrappers, or nullptr when there is none.
+ *
+ * @param index any index (may be nullptr)
+ */
+IndexIVFGMM* try_extract_index_ivfgmm(faiss::Index* index);
+/// const overload of try_extract_index_ivfgmm
+const IndexIVFGMM* try_extract_index_ivfgmm(const faiss::Index* index);
+
+/**
+ * Set runtime parameters from a string, FAISS ParameterSpace style
+ * ("nprobe=32,probe=posterior"). When an IndexIVFGMM sits inside the
+ * PreTransform / IDMap wrappers it receives the whole string through
+ * IndexIVFGMM::set_parameters; any other index goes to
+ * faiss::ParameterSpace::set_index_parameters.
+ *
+ * @param index       index to configure (not nullptr)
+ * @param description "name=value" pairs separated by commas
+ */
+void set_index_parameters(faiss::Index* index, const std::string& description);
+
+} // namespace faiss_gmm

@@ -1,0 +1,326 @@
+/**
+ * faiss_gmm::index_factory: every grammar form, wrappers, delegation of
+ * strings without a GMM token to FAISS, errors naming the offending token,
+ * and set_index_parameters through wrappers.
+ */
+
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexIDMap.h>
+#include <faiss/IndexIVFFlat.h>
+#include <faiss/IndexPreTransform.h>
+#include <faiss/VectorTransform.h>
+#include <faiss/impl/FaissAssert.h>
+
+#include <faiss_gmm/IndexIVFGMM.h>
+#include <faiss_gmm/index_factory.h>
+
+namespace {
+
+using faiss_gmm::CovarianceType;
+using faiss_gmm::IndexIVFGMM;
+using faiss_gmm::SpillRule;
+
+std::unique_ptr<faiss::Index> make(
+    int d,
+    const std::string& description,
+    faiss::MetricType metric = faiss::METRIC_L2) {
+    return std::unique_ptr<faiss::Index>(
+        faiss_gmm::index_factory(d, description.c_str(), metric));
+}
+
+/// The factory's IndexIVFGMM for a bare GMM string (fails the test if not).
+IndexIVFGMM* as_gmm(faiss::Index* index) {
+    auto* gmm = dynamic_cast<IndexIVFGMM*>(index);
+    EXPECT_NE(gmm, nullptr) << "not an IndexIVFGMM: " << typeid(*index).name();
+    return gmm;
+}
+
+/// Expects index_factory to throw a FaissException mentioning `fragment`.
+void expect_error(
+    int d,
+    const std::string& description,
+    const std::string& fragment,
+    faiss::MetricType metric = faiss::METRIC_L2) {
+    try {
+        make(d, description, metric);
+        ADD_FAILURE() << "no exception for '" << description << "'";
+    } catch (const faiss::FaissException& e) {
+        EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)
+            << "message for '" << description << "' lacks '" << fragment
+            << "': " << e.what();
+    }
+}
+
+/// n points around 8 well separated centres in d dimensions.
+std::vector<float> clustered_data(size_t n, int d, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> noise(0.f, 1.f);
+    std::vector<float> centres(8 * size_t(d));
+    for (float& c : centres) {
+        c = 10 * noise(rng);
+    }
+    std::vector<float> x(n * d);
+    for (size_t i = 0; i < n; i++) {
+        const float* c = centres.data() + (i % 8) * d;
+        for (int j = 0; j < d; j++) {
+            x[i * d + j] = c[j] + noise(rng);
+        }
+    }
+    return x;
+}
+
+} // namespace
+
+TEST(IndexFactory, PlainGmmToken) {
+    auto index = make(32, "IVF1024_GMM,Flat");
+    IndexIVFGMM* gmm = as_gmm(index.get());
+    ASSERT_NE(gmm, nullptr);
+    EXPECT_EQ(gmm->d, 32);
+    EXPECT_EQ(gmm->nlist, 1024u);
+    EXPECT_EQ(gmm->metric_type, faiss::METRIC_L2);
+    EXPECT_FALSE(gmm->is_trained);
+    EXPECT_EQ(gmm->gmm_params.covariance, CovarianceType::Spherical);
+    // unspecified values keep the documented defaults
+    faiss_gmm::SpillParameters defaults;
+    EXPECT_EQ(gmm->spill.rule, defaults.rule);
+    EXPECT_EQ(gmm->spill.tau, defaults.tau);
+    EXPECT_EQ(gmm->spill.max_assign, defaults.max_assign);
+    EXPECT_EQ(gmm->spill.temperature, defaults.temperature);
+}
+
+TEST(IndexFactory, NlistSuffixes) {
+    EXPECT_EQ(as_gmm(make(4, "IVF4k_GMM,Flat").get())->nlist, 4096u);
+    EXPECT_EQ(as_gmm(make(4, "IVF1k_GMM,Flat").get())->nlist, 1024u);
+    EXPECT_EQ(as_gmm(make(2, "IVF1M_GMM,Flat").get())->nlist, 1u << 20);
+    EXPECT_EQ(as_gmm(make(4, "IVF1_GMM_nospill,Flat").get())->nlist, 1u);
+}
+
+TEST(IndexFactory, CovarianceChoice) {
+    EXPECT_EQ(
+        as_gmm(make(8, "IVF64_GMMdiag,Flat").get())->gmm_params.covariance,
+        CovarianceType::Diagonal);
+    EXPECT_EQ(
+        as_gmm(make(8, "IVF64_GMMsph,Flat").get())->gmm_params.covariance,
+        CovarianceType::Spherical);
+    auto diag = make(8, "IVF64_GMMdiag,Flat");
+    EXPECT_EQ(as_gmm(diag.get())->gmm.covariance, CovarianceType::Diagonal);
+}
+
+TEST(IndexFactory, SpillOptions) {
+    {
+        auto index = make(8, "IVF64_GMM_tau0.05_m3,Flat");
+        IndexIVFGMM* g = as_gmm(index.get());
+        EXPECT_EQ(g->spill.rule, SpillRule::Posterior);
+        EXPECT_FLOAT_EQ(g->spill.tau, 0.05f);
+        EXPECT_EQ(g->spill.max_assign, 3);
+    }
+    {
+        auto index = make(8, "IVF64_GMMdiag_m4_T8,Flat");
+        IndexIVFGMM* g = as_gmm(index.get());
+        EXPECT_EQ(g->gmm_params.covariance, CovarianceType::Diagonal);
+        EXPECT_EQ(g->spill.max_assign, 4);
+        EXPECT_FLOAT_EQ(g->spill.temperature, 8.f);
+    }
+    {
+        auto index = make(8, "IVF64_GMM_tau1e-3,Flat");
+        EXPECT_FLOAT_EQ(as_gmm(index.get())->spill.tau, 1e-3f);
+    }
+    {
+        auto index = make(8, "IVF64_GMM_closure1.5_m3,Flat");
+        IndexIVFGMM* g = as_gmm(index.get());
+        EXPECT_EQ(g->spill.rule, SpillRule::Closure);
+        EXPECT_FLOAT_EQ(g->spill.closure_ratio, 1.5f);
+        EXPECT_EQ(g->spill.max_assign, 3);
+    }
+    {
+        auto index = make(8, "IVF64_GMM_soar0.5,Flat");
+        IndexIVFGMM* g = as_gmm(index.get());
+        EXPECT_EQ(g->spill.rule, SpillRule::Soar);
+        EXPECT_FLOAT_EQ(g->spill.soar_lambda, 0.5f);
+    }
+    {
+        auto index = make(8, "IVF64_GMM_nospill,Flat");
+        IndexIVFGMM* g = as_gmm(index.get());
+        EXPECT_EQ(g->spill.rule, SpillRule::None);
+        EXPECT_EQ(g->spill.max_assign, 1);
+    }
+}
+
+TEST(IndexFactory, PreTransformChain) {
+    auto index = make(32, "PCA16,IVF64_GMM,Flat");
+    auto* pt = dynamic_cast<faiss::IndexPreTransform*>(index.get());
+    ASSERT_NE(pt, nullptr);
+    EXPECT_EQ(pt->d, 32);
+    ASSERT_EQ(pt->chain.size(), 1u);
+    EXPECT_NE(dynamic_cast<faiss::PCAMatrix*>(pt->chain[0]), nullptr);
+    EXPECT_EQ(pt->chain[0]->d_in, 32);
+    EXPECT_EQ(pt->chain[0]->d_out, 16);
+    IndexIVFGMM* gmm = as_gmm(pt->index);
+    ASSERT_NE(gmm, nullptr);
+    EXPECT_EQ(gmm->d, 16);
+    EXPECT_EQ(gmm->nlist, 64u);
+
+    auto two = make(32, "L2norm,OPQ4_16,IVF64_GMMdiag,Flat");
+    auto* pt2 = dynamic_cast<faiss::IndexPreTransform*>(two.get());
+    ASSERT_NE(pt2, nullptr);
+    ASSERT_EQ(pt2->chain.size(), 2u);
+    EXPECT_NE(
+        dynamic_cast<faiss::NormalizationTransform*>(pt2->chain[0]), nullptr);
+    EXPECT_NE(dynamic_cast<faiss::OPQMatrix*>(pt2->chain[1]), nullptr);
+    EXPECT_EQ(pt2->chain[1]->d_out, 16);
+    EXPECT_EQ(faiss_gmm::try_extract_index_ivfgmm(two.get())->d, 16);
+}
+
+TEST(IndexFactory, IDMapWrappers) {
+    for (const char* s : {"IDMap,IVF64_GMM,Flat", "IVF64_GMM,Flat,IDMap"}) {
+        auto index = make(8, s);
+        auto* idmap = dynamic_cast<faiss::IndexIDMap*>(index.get());
+        ASSERT_NE(idmap, nullptr) << s;
+        EXPECT_EQ(dynamic_cast<faiss::IndexIDMap2*>(index.get()), nullptr);
+        EXPECT_NE(dynamic_cast<IndexIVFGMM*>(idmap->index), nullptr) << s;
+    }
+    for (const char* s : {"IDMap2,IVF64_GMM,Flat", "IVF64_GMM,Flat,IDMap2"}) {
+        auto index = make(8, s);
+        auto* idmap = dynamic_cast<faiss::IndexIDMap2*>(index.get());
+        ASSERT_NE(idmap, nullptr) << s;
+        EXPECT_NE(dynamic_cast<IndexIVFGMM*>(idmap->index), nullptr) << s;
+    }
+    {
+        auto index = make(32, "PCA16,IDMap,IVF64_GMM,Flat");
+        auto* pt = dynamic_cast<faiss::IndexPreTransform*>(index.get());
+        ASSERT_NE(pt, nullptr);
+        auto* idmap = dynamic_cast<faiss::IndexIDMap*>(pt->index);
+        ASSERT_NE(idmap, nullptr);
+        EXPECT_EQ(as_gmm(idmap->index)->d, 16);
+    }
+    {
+        auto index = make(32, "IDMap2,PCA16,IVF64_GMM,Flat");
+        auto* idmap = dynamic_cast<faiss::IndexIDMap2*>(index.get());
+        ASSERT_NE(idmap, nullptr);
+        auto* pt = dynamic_cast<faiss::IndexPreTransform*>(idmap->index);
+        ASSERT_NE(pt, nullptr);
+        EXPECT_EQ(as_gmm(pt->index)->d, 16);
+    }
+}
+
+TEST(IndexFactory, StringsWithoutGmmGoToFaiss) {
+    {
+        auto index = make(16, "IVF64,Flat");
+        EXPECT_NE(dynamic_cast<faiss::IndexIVFFlat*>(index.get()), nullptr);
+        EXPECT_EQ(dynamic_cast<IndexIVFGMM*>(index.get()), nullptr);
+        EXPECT_EQ(faiss_gmm::try_extract_index_ivfgmm(index.get()), nullptr);
+    }
+    {
+        auto index = make(16, "Flat");
+        EXPECT_NE(dynamic_cast<faiss::IndexFlat*>(index.get()), nullptr);
+    }
+    {
+        auto index = make(16, "Flat", faiss::METRIC_INNER_PRODUCT);
+        EXPECT_EQ(index->metric_type, faiss::METRIC_INNER_PRODUCT);
+    }
+    {
+        auto index = make(16, "PCA8,IVF16,Flat");
+        auto* pt = dynamic_cast<faiss::IndexPreTransform*>(index.get());
+        ASSERT_NE(pt, nullptr);
+        EXPECT_NE(dynamic_cast<faiss::IndexIVFFlat*>(pt->index), nullptr);
+    }
+    {
+        auto index = make(16, "IDMap,Flat");
+        EXPECT_NE(dynamic_cast<faiss::IndexIDMap*>(index.get()), nullptr);
+    }
+    // FAISS's own errors pass through unchanged
+    EXPECT_THROW(make(16, "NoSuchIndex"), faiss::FaissException);
+}
+
+TEST(IndexFactory, ErrorsNameTheToken) {
+    expect_error(8, "IVF0_GMM,Flat", "IVF0_GMM");
+    expect_error(8, "IVFx_GMM,Flat", "IVFx_GMM");
+    expect_error(8, "IVF1024_GMMfoo,Flat", "IVF1024_GMMfoo");
+    expect_error(8, "IVF1024_GMM,PQ8", "PQ8");
+    expect_error(8, "IVF1024_GMM,SQ8", "SQ8");
+    expect_error(8, "IVF1024_GMM", "IVF1024_GMM");
+    expect_error(8, "PCA4,IVF1024_GMM", "IVF1024_GMM");
+    expect_error(
+        8, "IVF1024_GMM,Flat", "IVF1024_GMM", faiss::METRIC_INNER_PRODUCT);
+    expect_error(8, "HNSW32,IVF64_GMM,Flat", "HNSW32");
+    expect_error(8, "IMI2x16,IVF64_GMM,Flat", "IMI2x16");
+    expect_error(8, "PCAfoo,IVF64_GMM,Flat", "PCAfoo");
+    expect_error(8, "IVF64_GMM,Flat,RFlat", "RFlat");
+    expect_error(8, "IVF64_GMM,Flat,IVF64_GMM,Flat", "IVF64_GMM");
+    expect_error(8, "IVF64_GMM,Flat,", "IVF64_GMM,Flat");
+    expect_error(8, "IVF64_GMM_bogus1,Flat", "bogus1");
+    expect_error(8, "IVF64_GMM_tau2,Flat", "tau2");
+    expect_error(8, "IVF64_GMM_tau0.1.2,Flat", "tau0.1.2");
+    expect_error(8, "IVF64_GMM_T0,Flat", "T0");
+    expect_error(8, "IVF64_GMM_m0,Flat", "m0");
+    expect_error(8, "IVF64_GMM_m2.5,Flat", "m2.5");
+    expect_error(8, "IVF64_GMM_m2_m3,Flat", "m3");
+    expect_error(8, "IVF64_GMM_closure0.5,Flat", "closure0.5");
+    expect_error(8, "IVF64_GMM_tau0.1_closure1.2,Flat", "closure1.2");
+    expect_error(8, "IVF64_GMM_nospill_m2,Flat", "nospill");
+    expect_error(8, "IVF64_GMM_closure1.2_T2,Flat", "T");
+    expect_error(8, "IVF2_GMM_m3,Flat", "IVF2_GMM_m3");
+    expect_error(8, "IVF17M_GMM,Flat", "IVF17M_GMM");
+    expect_error(8, "IVF99999999999999999999_GMM,Flat", "IVF9999");
+    expect_error(0, "IVF64_GMM,Flat", "d=0");
+}
+
+TEST(IndexFactory, BuiltChainTrainsAddsAndSearches) {
+    const int d = 32;
+    const size_t n = 2000;
+    std::vector<float> x = clustered_data(n, d, 7);
+    auto index = make(d, "PCA16,IDMap,IVF16_GMM_m2,Flat");
+    index->train(n, x.data());
+    std::vector<faiss::Index::idx_t> ids(n);
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = 1000000 + 3 * faiss::Index::idx_t(i);
+    }
+    index->add_with_ids(n, x.data(), ids.data());
+    EXPECT_EQ(index->ntotal, faiss::Index::idx_t(n));
+
+    faiss_gmm::set_index_parameters(index.get(), "nprobe=16");
+    EXPECT_EQ(faiss_gmm::try_extract_index_ivfgmm(index.get())->nprobe, 16u);
+    const int k = 5, nq = 20;
+    std::vector<float> distances(nq * k);
+    std::vector<faiss::Index::idx_t> labels(nq * k);
+    index->search(nq, x.data(), k, distances.data(), labels.data());
+    std::set<faiss::Index::idx_t> valid(ids.begin(), ids.end());
+    for (int q = 0; q < nq; q++) {
+        // a base vector finds itself first (exact with nprobe = nlist)
+        EXPECT_EQ(labels[q * k], ids[q]);
+        std::set<faiss::Index::idx_t> seen;
+        for (int j = 0; j < k; j++) {
+            EXPECT_EQ(valid.count(labels[q * k + j]), 1u);
+            EXPECT_TRUE(seen.insert(labels[q * k + j]).second)
+                << "id returned twice";
+        }
+    }
+}
+
+TEST(IndexFactory, SetIndexParameters) {
+    auto wrapped = make(32, "PCA16,IDMap2,IVF64_GMM,Flat");
+    faiss_gmm::set_index_parameters(wrapped.get(), "nprobe=7,probe=posterior");
+    IndexIVFGMM* gmm = faiss_gmm::try_extract_index_ivfgmm(wrapped.get());
+    ASSERT_NE(gmm, nullptr);
+    EXPECT_EQ(gmm->nprobe, 7u);
+    EXPECT_EQ(gmm->probe_order, faiss_gmm::ProbeOrder::Posterior);
+    EXPECT_THROW(
+        faiss_gmm::set_index_parameters(wrapped.get(), "no_such_key=1"),
+        faiss::FaissException);
+
+    // a FAISS index goes to faiss::ParameterSpace
+    auto ivf = make(16, "IVF64,Flat");
+    faiss_gmm::set_index_parameters(ivf.get(), "nprobe=5");
+    EXPECT_EQ(dynamic_cast<faiss::IndexIVFFlat*>(ivf.get())->nprobe, 5u);
+    EXPECT_THROW(
+        faiss_gmm::set_index_parameters(nullptr, "nprobe=1"),
+        faiss::FaissException);
+}

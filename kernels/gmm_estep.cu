@@ -343,8 +343,9 @@ __device__ __forceinline__ void chunk_product(
     const typename Staged<MATH>::T* __restrict__ comp,
     const typename Staged<MATH>::T* __restrict__ pts,
     float (&acc)[8][4],
-    int ldb = chunk_stride<MATH>()) {
-    constexpr int S = chunk_stride<MATH>();
+    int ldb = chunk_stride<MATH>(),
+    int lda = chunk_stride<MATH>()) {
+    const int S = lda;
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
     const int g = lane >> 2;
@@ -622,8 +623,8 @@ __global__ void __launch_bounds__(kThreads, MATH == 2 ? 4 : 3) log_norm_kernel(
         }
         const float lz = mm + log2f(ss);
         double ll = 0;
+        log2_z[row0 + col] = row0 + col < n ? lz : INFINITY;
         if (row0 + col < n) {
-            log2_z[row0 + col] = lz;
             ll = double(lz) * 0.69314718055994530942;
         }
 #pragma unroll
@@ -1025,6 +1026,489 @@ __global__ void __launch_bounds__(kThreads, DIAG ? 2 : 3) statistics_kernel(
     }
 }
 
+// ---------------------------------------------------------------------------
+// Prepared-point path (bf16, depth <= kPreparedMaxDepth). The points are
+// converted once per E-step (x' and x'^2 in bf16, |x'|^2 in fp32) so that
+// both passes stage whole 64-row tiles with cp.async, double-buffered, one
+// barrier pair per tile instead of two per 32-deep chunk, and with no
+// per-tile conversion work (the previous profile's dominant instructions).
+// Tiles use the row stride depth + 8 (an odd number of 16-byte units:
+// conflict-free ldmatrix).
+// ---------------------------------------------------------------------------
+
+/// Largest logits depth of the prepared path (three 64-row bf16 tiles fit
+/// twice per multiprocessor).
+constexpr int kPreparedMaxDepth = 256;
+/// Log-sum-exp slack (log2 units): the running maximum is only moved when a
+/// logit exceeds it by more than this, which saves the rescaling exp2 of
+/// almost every tile; terms stay <= 2^8.
+constexpr float kLseSlack = 8.0f;
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+    const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(a), "l"(gmem)
+                 : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+template <int PENDING>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(PENDING) : "memory");
+}
+
+/// Asynchronous copy of 64 rows x depth bf16 (global row stride depth) into
+/// shared memory with row stride ld.
+__device__ __forceinline__ void copy_tile_async(
+    const __nv_bfloat16* __restrict__ src,
+    int depth,
+    __nv_bfloat16* __restrict__ dst,
+    int ld) {
+    // 16-byte unit i = threadIdx.x + j * kThreads is (row r, unit q);
+    // (r, q) advances incrementally (two divisions per call, not per unit).
+    const int per_row = depth >> 3;
+    int r = int(threadIdx.x) / per_row;
+    int q = int(threadIdx.x) - r * per_row;
+    const int dr = kThreads / per_row;
+    const int dq = kThreads - dr * per_row;
+    while (r < BN) {
+        cp_async16(dst + r * ld + q * 8, src + int64_t(r) * depth + q * 8);
+        r += dr;
+        q += dq;
+        if (q >= per_row) {
+            q -= per_row;
+            r++;
+        }
+    }
+}
+
+template <bool DIAG>
+__global__ void prepare_points_kernel(
+    int64_t n,
+    int64_t rows,
+    int d,
+    int d_pad,
+    int depth,
+    const float* __restrict__ x,
+    const float* __restrict__ center,
+    __nv_bfloat16* __restrict__ out,
+    float* __restrict__ norms) {
+    const int lane = threadIdx.x & 31;
+    const int64_t warps_total = int64_t(gridDim.x) * (blockDim.x >> 5);
+    const bool vec = (d & 3) == 0 && (reinterpret_cast<uintptr_t>(x) & 15) == 0;
+    for (int64_t row =
+             int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+         row < rows;
+         row += warps_total) {
+        float norm = 0;
+        for (int c0 = lane * 4; c0 < d_pad; c0 += 128) {
+            float v[4];
+            if (row < n && vec && c0 + 4 <= d) {
+                const float4 a =
+                    __ldg(reinterpret_cast<const float4*>(x + row * d + c0));
+                const float4 c =
+                    __ldg(reinterpret_cast<const float4*>(center + c0));
+                v[0] = a.x - c.x;
+                v[1] = a.y - c.y;
+                v[2] = a.z - c.z;
+                v[3] = a.w - c.w;
+            } else {
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    const int col = c0 + j;
+                    v[j] = (row < n && col < d)
+                               ? __ldg(x + row * d + col) - __ldg(center + col)
+                               : 0.0f;
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                norm += v[j] * v[j];
+            }
+            __nv_bfloat16* o = out + row * depth + c0;
+            *reinterpret_cast<uint2*>(o) =
+                make_uint2(pack_bf16(v[0], v[1]), pack_bf16(v[2], v[3]));
+            if constexpr (DIAG) {
+                *reinterpret_cast<uint2*>(o + d_pad) = make_uint2(
+                    pack_bf16(v[0] * v[0], v[1] * v[1]),
+                    pack_bf16(v[2] * v[2], v[3] * v[3]));
+            }
+        }
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) {
+            norm += __shfl_xor_sync(0xffffffffu, norm, off);
+        }
+        if (lane == 0) {
+            norms[row] = norm;
+        }
+    }
+}
+
+size_t prepared_smem(int depth) {
+    return size_t(BN + 2 * BK) * (depth + 8) * sizeof(__nv_bfloat16) +
+           BN * sizeof(float) + kWarps * BN * 2 * sizeof(float);
+}
+
+/**
+ * Pass 1, prepared points. CTA = 64 points (staged once); the component
+ * tiles stream through two shared-memory buffers by cp.async, the next
+ * one in flight during the current product and epilogue.
+ */
+template <bool DIAG>
+__global__ void __launch_bounds__(kThreads, 4) log_norm_prepared_kernel(
+    const EStepModel m,
+    int64_t n,
+    const __nv_bfloat16* __restrict__ xs,
+    const float* __restrict__ norms,
+    float* __restrict__ log2_z,
+    double* __restrict__ partials) {
+    using T = __nv_bfloat16;
+    constexpr int kBF16 = int(EStepMath::BF16);
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    const int depth = m.depth;
+    const int ld = depth + 8;
+    T* pts = reinterpret_cast<T*>(smem_raw);
+    // two component buffers: comp0 and comp0 + BK * ld
+    T* comp0 = pts + BN * ld;
+    float* point_norm = reinterpret_cast<float*>(pts + BN * ld + 2 * BK * ld);
+    float* merge = point_norm + BN;
+
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int g = lane >> 2;
+    const int t = lane & 3;
+    const int64_t row0 = int64_t(blockIdx.x) * BN;
+    const int nchunks = depth / DK;
+    const T* matrix = static_cast<const T*>(m.component_matrix);
+    const int ktiles = m.k_pad / BK;
+
+    copy_tile_async(xs + row0 * depth, depth, pts, ld);
+    if (!DIAG && threadIdx.x < BN / 4) {
+        cp_async16(
+            point_norm + 4 * threadIdx.x, norms + row0 + 4 * threadIdx.x);
+    }
+    copy_tile_async(matrix, depth, comp0, ld);
+    cp_async_commit();
+
+    float run_m[16], run_s[16];
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+        run_m[i] = -INFINITY;
+        run_s[i] = 0;
+    }
+    for (int kt = 0; kt < ktiles; kt++) {
+        const T* comp = comp0 + (kt & 1) * BK * ld;
+        if (kt + 1 < ktiles) {
+            copy_tile_async(
+                matrix + int64_t(kt + 1) * BK * depth,
+                depth,
+                comp0 + ((kt + 1) & 1) * BK * ld,
+                ld);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        float acc[8][4];
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                acc[i][j] = 0;
+            }
+        }
+        for (int c = 0; c < nchunks; c++) {
+            chunk_product<kBF16>(comp + c * DK, pts + c * DK, acc, ld, ld);
+        }
+        // The buffer just read is refilled by the next iteration's copy.
+        __syncthreads();
+        const int r0 = kt * BK + warp * 16 + g;
+        const RowTerms t0 = load_row_terms(m, DIAG, r0);
+        const RowTerms t1 = load_row_terms(m, DIAG, r0 + 8);
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++) {
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                const int col = 8 * nt + 2 * t + j;
+                const float pn = DIAG ? 0.0f : point_norm[col];
+                float dist;
+                const float l0 = logit2<DIAG>(acc[nt][j], t0, pn, dist);
+                const float l1 = logit2<DIAG>(acc[nt][2 + j], t1, pn, dist);
+                float& rm = run_m[2 * nt + j];
+                float& rs = run_s[2 * nt + j];
+                const float mx = fmaxf(l0, l1);
+                if (mx > rm + kLseSlack) {
+                    rs *= fast_exp2(rm - mx);
+                    rm = mx;
+                }
+                if (rm != -INFINITY) {
+                    rs += fast_exp2(l0 - rm) + fast_exp2(l1 - rm);
+                }
+            }
+        }
+    }
+
+    // Merge the 8 lanes sharing t (different g), then the 4 warps.
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+#pragma unroll
+        for (int off = 4; off < 32; off <<= 1) {
+            const float m2 = __shfl_xor_sync(0xffffffffu, run_m[i], off);
+            const float s2 = __shfl_xor_sync(0xffffffffu, run_s[i], off);
+            lse_merge(run_m[i], run_s[i], m2, s2);
+        }
+    }
+    if (g == 0) {
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++) {
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                const int col = 8 * nt + 2 * t + j;
+                merge[(warp * BN + col) * 2] = run_m[2 * nt + j];
+                merge[(warp * BN + col) * 2 + 1] = run_s[2 * nt + j];
+            }
+        }
+    }
+    __syncthreads();
+    __shared__ double ll_warp[2];
+    if (threadIdx.x < BN) {
+        const int col = threadIdx.x;
+        float mm = merge[col * 2], ss = merge[col * 2 + 1];
+        for (int w = 1; w < kWarps; w++) {
+            lse_merge(
+                mm,
+                ss,
+                merge[(w * BN + col) * 2],
+                merge[(w * BN + col) * 2 + 1]);
+        }
+        const float lz = mm + log2f(ss);
+        double ll = 0;
+        log2_z[row0 + col] = row0 + col < n ? lz : INFINITY;
+        if (row0 + col < n) {
+            ll = double(lz) * 0.69314718055994530942;
+        }
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) {
+            ll += __shfl_xor_sync(0xffffffffu, ll, off);
+        }
+        if (lane == 0) {
+            ll_warp[warp] = ll;
+        }
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        partials[blockIdx.x] = ll_warp[0] + ll_warp[1];
+    }
+}
+
+size_t statistics_prepared_smem(int depth) {
+    return size_t(BK + 2 * BN) * (depth + 8) * sizeof(__nv_bfloat16) +
+           2 * 2 * BN * sizeof(float);
+}
+
+/**
+ * Pass 2, prepared points. CTA (component tile, slab of point tiles,
+ * output-dimension chunk) as statistics_kernel; the component tile stays
+ * resident, the point tiles (with their norms and log2 Z) stream through
+ * two buffers by cp.async, the next tile in flight during both products.
+ */
+template <bool DIAG>
+__global__ void __launch_bounds__(kThreads, DIAG ? 2 : 3)
+    statistics_prepared_kernel(
+        const EStepModel m,
+        int64_t n,
+        const __nv_bfloat16* __restrict__ xs,
+        const float* __restrict__ norms,
+        const float* __restrict__ log2_z,
+        const EStepAccumulators acc_out,
+        int64_t tiles_per_slab) {
+    using T = __nv_bfloat16;
+    constexpr int kBF16 = int(EStepMath::BF16);
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    const int depth = m.depth;
+    const int ld = depth + 8;
+    T* comp = reinterpret_cast<T*>(smem_raw);
+    // two point buffers pts0 + b * BN * ld, each with its norms and log2 Z
+    // at aux0 + b * 2 * BN
+    T* pts0 = comp + BK * ld;
+    float* aux0 = reinterpret_cast<float*>(comp + BK * ld + 2 * BN * ld);
+
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int g = lane >> 2;
+    const int t = lane & 3;
+    const int kt = blockIdx.x;
+    const int d = m.d;
+    const int d_pad = (d + DK - 1) / DK * DK;
+    const int d0 = blockIdx.z * OD;
+    const int out_dims = min(OD, d - d0);
+    const int out_cols = (d + OD - 1) / OD * OD;
+    const int nchunks = depth / DK;
+    const T* matrix = static_cast<const T*>(m.component_matrix);
+
+    const int64_t tile_begin = int64_t(blockIdx.y) * tiles_per_slab;
+    const int64_t tile_end =
+        min(tile_begin + tiles_per_slab, (n + BN - 1) / int64_t(BN));
+    auto issue_tile = [&](int64_t tile, int b) {
+        copy_tile_async(xs + tile * BN * depth, depth, pts0 + b * BN * ld, ld);
+        float* aux = aux0 + b * 2 * BN;
+        if (threadIdx.x < BN / 4) {
+            if (!DIAG) {
+                cp_async16(
+                    aux + 4 * threadIdx.x, norms + tile * BN + 4 * threadIdx.x);
+            }
+        } else if (threadIdx.x < BN / 2) {
+            const int i = threadIdx.x - BN / 4;
+            cp_async16(aux + BN + 4 * i, log2_z + tile * BN + 4 * i);
+        }
+    };
+    copy_tile_async(matrix + int64_t(kt) * BK * depth, depth, comp, ld);
+    if (tile_begin < tile_end) {
+        issue_tile(tile_begin, 0);
+    }
+    cp_async_commit();
+
+    const int r0 = kt * BK + warp * 16 + g;
+    const RowTerms t0 = load_row_terms(m, DIAG, r0);
+    const RowTerms t1 = load_row_terms(m, DIAG, r0 + 8);
+
+    float acc1[OD / 8][4], acc2[DIAG ? OD / 8 : 1][4];
+#pragma unroll
+    for (int i = 0; i < OD / 8; i++) {
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            acc1[i][j] = 0;
+            if constexpr (DIAG) {
+                acc2[i][j] = 0;
+            }
+        }
+    }
+    float count0 = 0, count1 = 0, dsum0 = 0, dsum1 = 0;
+
+    for (int64_t tile = tile_begin; tile < tile_end; tile++) {
+        const int b = int((tile - tile_begin) & 1);
+        const T* pts = pts0 + b * BN * ld;
+        const float* point_norm = aux0 + b * 2 * BN;
+        const float* point_lz = point_norm + BN;
+        if (tile + 1 < tile_end) {
+            issue_tile(tile + 1, b ^ 1);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+
+        float acc[8][4];
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                acc[i][j] = 0;
+            }
+        }
+        for (int c = 0; c < nchunks; c++) {
+            chunk_product<kBF16>(comp + c * DK, pts + c * DK, acc, ld, ld);
+        }
+
+        // acc -> probabilities (in place), counts and distance sums.
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++) {
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                const int col = 8 * nt + 2 * t + j;
+                const float pn = DIAG ? 0.0f : point_norm[col];
+                const float lz = point_lz[col];
+                float dist0, dist1;
+                const float l0 = logit2<DIAG>(acc[nt][j], t0, pn, dist0);
+                const float l1 = logit2<DIAG>(acc[nt][2 + j], t1, pn, dist1);
+                const float p0 = fast_exp2(l0 - lz);
+                const float p1 = fast_exp2(l1 - lz);
+                acc[nt][j] = p0;
+                acc[nt][2 + j] = p1;
+                count0 += p0;
+                count1 += p1;
+                if constexpr (!DIAG) {
+                    dsum0 += p0 * dist0;
+                    dsum1 += p1 * dist1;
+                }
+            }
+        }
+
+        // Second product: statistics += P (16 x 64 per warp) . X' (64 x OD),
+        // B fragments by ldmatrix.trans of (16 points x 8 dims) blocks.
+        uint32_t a[4][4];
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            a[q][0] = pack_bf16(acc[2 * q][0], acc[2 * q][1]);
+            a[q][1] = pack_bf16(acc[2 * q][2], acc[2 * q][3]);
+            a[q][2] = pack_bf16(acc[2 * q + 1][0], acc[2 * q + 1][1]);
+            a[q][3] = pack_bf16(acc[2 * q + 1][2], acc[2 * q + 1][3]);
+        }
+        const int mi = lane >> 3;
+        const T* rows =
+            pts + ((mi & 1) * 8 + (lane & 7)) * ld + d0 + (mi >> 1) * 8;
+#pragma unroll
+        for (int mp = 0; mp < OD / 16; mp++) {
+            if (16 * mp < out_dims) {
+#pragma unroll
+                for (int q = 0; q < 4; q++) {
+                    const T* src = rows + 16 * q * ld + 16 * mp;
+                    uint32_t bf[4];
+                    ldmatrix_x4_trans(bf, src);
+                    mma_bf16(acc1[2 * mp], a[q], bf[0], bf[1]);
+                    mma_bf16(acc1[2 * mp + 1], a[q], bf[2], bf[3]);
+                    if constexpr (DIAG) {
+                        ldmatrix_x4_trans(bf, src + d_pad);
+                        mma_bf16(acc2[2 * mp], a[q], bf[0], bf[1]);
+                        mma_bf16(acc2[2 * mp + 1], a[q], bf[2], bf[3]);
+                    }
+                }
+            }
+        }
+        // The buffer just read is refilled by the next iteration's copy.
+        __syncthreads();
+    }
+    cp_async_wait<0>();
+
+    // Flush: one double atomic per owned statistic.
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+        count0 += __shfl_xor_sync(0xffffffffu, count0, off);
+        count1 += __shfl_xor_sync(0xffffffffu, count1, off);
+        dsum0 += __shfl_xor_sync(0xffffffffu, dsum0, off);
+        dsum1 += __shfl_xor_sync(0xffffffffu, dsum1, off);
+    }
+    if (blockIdx.z == 0 && t == 0) {
+        atomicAdd(acc_out.count + r0, double(count0));
+        atomicAdd(acc_out.count + r0 + 8, double(count1));
+        if constexpr (!DIAG) {
+            atomicAdd(acc_out.sum2 + r0, double(dsum0));
+            atomicAdd(acc_out.sum2 + r0 + 8, double(dsum1));
+        }
+    }
+#pragma unroll
+    for (int mt = 0; mt < OD / 8; mt++) {
+        if (8 * mt < out_dims) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int col = d0 + 8 * mt + 2 * t + e;
+                double* s1 = acc_out.sum1 + int64_t(r0) * out_cols + col;
+                atomicAdd(s1, double(acc1[mt][e]));
+                atomicAdd(s1 + 8 * out_cols, double(acc1[mt][2 + e]));
+                if constexpr (DIAG) {
+                    double* s2 = acc_out.sum2 + int64_t(r0) * out_cols + col;
+                    atomicAdd(s2, double(acc2[mt][e]));
+                    atomicAdd(s2 + 8 * out_cols, double(acc2[mt][2 + e]));
+                }
+            }
+        }
+    }
+}
+
 __global__ void convert_to_bf16_kernel(
     int64_t n, const float* __restrict__ src, __nv_bfloat16* __restrict__ dst) {
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
@@ -1123,7 +1607,121 @@ cudaError_t launch_statistics(
     return cudaGetLastError();
 }
 
+template <bool DIAG>
+cudaError_t launch_log_norm_prepared(
+    const EStepModel& m,
+    int64_t n,
+    const void* prepared,
+    const float* norms,
+    float* log2_z,
+    double* scratch,
+    cudaStream_t stream) {
+    const size_t smem = prepared_smem(m.depth);
+    auto kernel = log_norm_prepared_kernel<DIAG>;
+    cudaError_t err = cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    if (err != cudaSuccess) {
+        return err;
+    }
+    const int64_t blocks = (n + BN - 1) / BN;
+    kernel<<<unsigned(blocks), kThreads, smem, stream>>>(
+        m,
+        n,
+        static_cast<const __nv_bfloat16*>(prepared),
+        norms,
+        log2_z,
+        scratch);
+    return cudaGetLastError();
+}
+
+template <bool DIAG>
+cudaError_t launch_statistics_prepared(
+    const EStepModel& m,
+    int64_t n,
+    const void* prepared,
+    const float* norms,
+    const float* log2_z,
+    const EStepAccumulators& acc,
+    int num_sms,
+    cudaStream_t stream) {
+    const size_t smem = statistics_prepared_smem(m.depth);
+    auto kernel = statistics_prepared_kernel<DIAG>;
+    cudaError_t err = cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    if (err != cudaSuccess) {
+        return err;
+    }
+    const int64_t tiles = (n + BN - 1) / BN;
+    const int ktiles = m.k_pad / BK;
+    const int dchunks = (m.d + OD - 1) / OD;
+    int per_sm = 0;
+    err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &per_sm, kernel, kThreads, smem);
+    if (err != cudaSuccess) {
+        return err;
+    }
+    const int64_t capacity = int64_t(per_sm < 1 ? 1 : per_sm) * num_sms;
+    const int64_t want = capacity / (int64_t(ktiles) * dchunks);
+    const int64_t slabs_wanted = want < 1 ? 1 : (want > tiles ? tiles : want);
+    const int64_t tiles_per_slab = (tiles + slabs_wanted - 1) / slabs_wanted;
+    const int64_t slabs = (tiles + tiles_per_slab - 1) / tiles_per_slab;
+    const dim3 grid{unsigned(ktiles), unsigned(slabs), unsigned(dchunks)};
+    kernel<<<grid, kThreads, smem, stream>>>(
+        m,
+        n,
+        static_cast<const __nv_bfloat16*>(prepared),
+        norms,
+        log2_z,
+        acc,
+        tiles_per_slab);
+    return cudaGetLastError();
+}
+
 } // namespace
+
+int64_t estep_padded_rows(int64_t n) {
+    return (n + BN - 1) / BN * BN;
+}
+
+bool estep_uses_prepared_points(const EStepModel& m) {
+    return m.math == EStepMath::BF16 && m.depth <= kPreparedMaxDepth;
+}
+
+cudaError_t gmm_estep_prepare_points(
+    const EStepModel& m,
+    int64_t n,
+    const float* x,
+    void* prepared,
+    float* norms,
+    cudaStream_t stream) {
+    cudaError_t err = check_model(m);
+    if (err != cudaSuccess) {
+        return err;
+    }
+    if (n < 0 || !estep_uses_prepared_points(m) ||
+        (n > 0 && (!x || !prepared || !norms))) {
+        return cudaErrorInvalidValue;
+    }
+    if (n == 0) {
+        return cudaSuccess;
+    }
+    const int64_t rows = estep_padded_rows(n);
+    const int d_pad = estep_depth(m.d, false);
+    constexpr int kRowsPerBlock = 8; // one warp per row
+    const int64_t blocks =
+        std::min<int64_t>((rows + kRowsPerBlock - 1) / kRowsPerBlock, 8192);
+    auto* out = static_cast<__nv_bfloat16*>(prepared);
+    if (m.diagonal) {
+        prepare_points_kernel<true>
+            <<<unsigned(blocks), 32 * kRowsPerBlock, 0, stream>>>(
+                n, rows, m.d, d_pad, m.depth, x, m.center, out, norms);
+    } else {
+        prepare_points_kernel<false>
+            <<<unsigned(blocks), 32 * kRowsPerBlock, 0, stream>>>(
+                n, rows, m.d, d_pad, m.depth, x, m.center, out, norms);
+    }
+    return cudaGetLastError();
+}
 
 int estep_padded_components(int k) {
     return (k + BK - 1) / BK * BK;
@@ -1146,6 +1744,8 @@ cudaError_t gmm_estep_log_norm(
     const EStepModel& m,
     int64_t n,
     const float* x,
+    const void* prepared,
+    const float* norms,
     float* log2_z,
     double* scratch,
     const EStepAccumulators& acc,
@@ -1162,7 +1762,15 @@ cudaError_t gmm_estep_log_norm(
         return cudaSuccess;
     }
     const int math = int(m.math);
-    if (math == int(EStepMath::FP32)) {
+    if (estep_uses_prepared_points(m)) {
+        if (!prepared || !norms) {
+            return cudaErrorInvalidValue;
+        }
+        err = m.diagonal ? launch_log_norm_prepared<true>(
+                               m, n, prepared, norms, log2_z, scratch, stream)
+                         : launch_log_norm_prepared<false>(
+                               m, n, prepared, norms, log2_z, scratch, stream);
+    } else if (math == int(EStepMath::FP32)) {
         err = m.diagonal
                   ? launch_log_norm<0, true>(m, n, x, log2_z, scratch, stream)
                   : launch_log_norm<0, false>(m, n, x, log2_z, scratch, stream);
@@ -1189,6 +1797,8 @@ cudaError_t gmm_estep_statistics(
     const EStepModel& m,
     int64_t n,
     const float* x,
+    const void* prepared,
+    const float* norms,
     const float* log2_z,
     const EStepAccumulators& acc,
     int num_sms,
@@ -1205,6 +1815,16 @@ cudaError_t gmm_estep_statistics(
         return cudaSuccess;
     }
     const int math = int(m.math);
+    if (estep_uses_prepared_points(m)) {
+        if (!prepared || !norms) {
+            return cudaErrorInvalidValue;
+        }
+        return m.diagonal
+                   ? launch_statistics_prepared<true>(
+                         m, n, prepared, norms, log2_z, acc, num_sms, stream)
+                   : launch_statistics_prepared<false>(
+                         m, n, prepared, norms, log2_z, acc, num_sms, stream);
+    }
     if (math == int(EStepMath::FP32)) {
         return m.diagonal ? launch_statistics<0, true>(
                                 m, n, x, log2_z, acc, num_sms, stream)

@@ -88,17 +88,43 @@ int estep_depth(int d, bool diagonal);
 int estep_output_columns(int d);
 /// Doubles of scratch gmm_estep_log_norm needs for n points.
 int64_t estep_log_norm_scratch(int64_t n);
+/// Rows of the log2 Z buffer and of prepared points for n points:
+/// round_up(n, kEStepPointTile).
+int64_t estep_padded_rows(int64_t n);
+/// Whether the passes for this model read prepared points (see
+/// gmm_estep_prepare_points; else they read and convert x themselves).
+bool estep_uses_prepared_points(const EStepModel& model);
+
+/**
+ * Converts n points once per E-step into the form both passes stage
+ * directly (bf16 models of small depth, estep_uses_prepared_points):
+ * prepared = estep_padded_rows(n) x model.depth bf16 rows [x' | x'^2]
+ * (x' = x - c, squares formed in fp32, zero rows beyond n) and
+ * norms = |x'_i|^2 in fp32 (estep_padded_rows(n) floats, 0 beyond n).
+ */
+cudaError_t gmm_estep_prepare_points(
+    const EStepModel& model,
+    int64_t n,
+    const float* x,
+    void* prepared,
+    float* norms,
+    cudaStream_t stream);
 
 /**
  * Pass 1: log2_z[i] = log2 sum_k exp(l_ik) for the n points x (n x d,
  * row-major float32, device), and acc.log_likelihood += sum_i ln Z_i
  * (summed in a fixed order through scratch, estep_log_norm_scratch(n)
- * doubles). n == 0 is a no-op.
+ * doubles). log2_z has estep_padded_rows(n) floats (+inf beyond n).
+ * prepared / norms: gmm_estep_prepare_points's output for these points when
+ * estep_uses_prepared_points(model), else unused (may be null).
+ * n == 0 is a no-op.
  */
 cudaError_t gmm_estep_log_norm(
     const EStepModel& model,
     int64_t n,
     const float* x,
+    const void* prepared,
+    const float* norms,
     float* log2_z,
     double* scratch,
     const EStepAccumulators& acc,
@@ -106,12 +132,15 @@ cudaError_t gmm_estep_log_norm(
 
 /**
  * Pass 2: adds the statistics of the n points x (log2_z from pass 1) to acc.
- * num_sms sizes the grid (slabs of points so that the grid fills the device).
+ * prepared / norms as in gmm_estep_log_norm. num_sms sizes the grid (slabs
+ * of points so that the grid fills the device).
  */
 cudaError_t gmm_estep_statistics(
     const EStepModel& model,
     int64_t n,
     const float* x,
+    const void* prepared,
+    const float* norms,
     const float* log2_z,
     const EStepAccumulators& acc,
     int num_sms,

@@ -286,6 +286,11 @@ struct GpuEStep::Impl {
     DeviceBuffer chunk_buf[2]; // streamed chunks
     PinnedBuffer pinned[2];    // staging of unregistered host data / callback
     DeviceBuffer log2_z, scratch;
+    // bf16 points converted once per E-step (prepared path), in sub-chunks
+    // of prep_rows rows of at most prep_depth columns
+    DeviceBuffer prepared, prepared_norms;
+    idx_t prep_rows = 0;
+    int prep_depth = 0;
     // model, sized for the last k seen
     int model_k = -1;
     bool model_diagonal = false;
@@ -339,7 +344,8 @@ struct GpuEStep::Impl {
             "the model buffers (%zu bytes)",
             avail,
             reserve_model);
-        const size_t left = avail - reserve_model;
+        size_t left = avail - reserve_model;
+        reserve_prepared(rows, left);
         const bool force_chunks =
             config.chunk_rows > 0 && config.chunk_rows < rows;
         if (data_on_device ||
@@ -362,9 +368,45 @@ struct GpuEStep::Impl {
         chunk = std::min<idx_t>(fit, rows);
     }
 
+    /// Largest prepared-point buffer (bytes), so that one E-step of a
+    /// million 128-d points (diagonal) runs in one sub-chunk.
+    static constexpr size_t kPreparedBytes = size_t(512) << 20;
+
+    /// Sets prep_rows / prep_depth for the bf16 prepared-point path (the
+    /// deepest covariance that uses it) and takes its bytes from left.
+    void reserve_prepared(idx_t rows, size_t& left) {
+        prep_rows = 0;
+        prep_depth = 0;
+        if (config.precision != EStepPrecision::BF16) {
+            return;
+        }
+        kn::EStepModel probe;
+        probe.math = kn::EStepMath::BF16;
+        for (bool diagonal : {true, false}) {
+            probe.depth = kn::estep_depth(d, diagonal);
+            if (kn::estep_uses_prepared_points(probe)) {
+                prep_depth = probe.depth;
+                break;
+            }
+        }
+        if (prep_depth == 0) {
+            return;
+        }
+        const size_t row_bytes = size_t(prep_depth) * 2 + 4;
+        const size_t cap = std::min(kPreparedBytes, left / 4) / row_bytes;
+        prep_rows = std::max<idx_t>(
+            64,
+            std::min<idx_t>(
+                kn::estep_padded_rows(std::max<idx_t>(rows, 1)),
+                idx_t(cap) / 64 * 64));
+        left -= std::min(left, size_t(prep_rows) * row_bytes);
+    }
+
     void allocate_row_buffers(idx_t rows) {
         log2_z.allocate(
-            size_t(rows) * 4, "log2 Z (one float per row)", &device_bytes);
+            size_t(kn::estep_padded_rows(rows)) * 4,
+            "log2 Z (one float per row)",
+            &device_bytes);
         scratch.allocate(
             size_t(kn::estep_log_norm_scratch(rows)) * 8,
             "log-likelihood partials",
@@ -589,14 +631,83 @@ struct GpuEStep::Impl {
     void run_passes(const kn::EStepModel& m, idx_t rows, const float* x) {
         cudaStream_t s = compute_stream.get();
         const kn::EStepAccumulators a = accumulators();
-        check_cuda(
-            kn::gmm_estep_log_norm(
-                m, rows, x, log2_z.as<float>(), scratch.as<double>(), a, s),
-            "launching the E-step log-normaliser pass");
-        check_cuda(
-            kn::gmm_estep_statistics(
-                m, rows, x, log2_z.as<const float>(), a, num_sms, s),
-            "launching the E-step statistics pass");
+        if (!kn::estep_uses_prepared_points(m)) {
+            check_cuda(
+                kn::gmm_estep_log_norm(
+                    m,
+                    rows,
+                    x,
+                    nullptr,
+                    nullptr,
+                    log2_z.as<float>(),
+                    scratch.as<double>(),
+                    a,
+                    s),
+                "launching the E-step log-normaliser pass");
+            check_cuda(
+                kn::gmm_estep_statistics(
+                    m,
+                    rows,
+                    x,
+                    nullptr,
+                    nullptr,
+                    log2_z.as<const float>(),
+                    a,
+                    num_sms,
+                    s),
+                "launching the E-step statistics pass");
+            return;
+        }
+        FAISS_THROW_IF_NOT_FMT(
+            prep_rows > 0 && m.depth <= prep_depth,
+            "GPU E-step: no prepared-point buffer planned for depth %d",
+            m.depth);
+        if (!prepared.bytes()) {
+            prepared.allocate(
+                size_t(prep_rows) * prep_depth * 2,
+                "the bf16 copy of the points",
+                &device_bytes);
+            prepared_norms.allocate(
+                size_t(prep_rows) * 4, "the point norms", &device_bytes);
+        }
+        // prep_rows is a multiple of 64: sub-chunks keep the tile grid.
+        for (idx_t off = 0; off < rows; off += prep_rows) {
+            const idx_t r = std::min(prep_rows, rows - off);
+            const float* xs = x + size_t(off) * d;
+            check_cuda(
+                kn::gmm_estep_prepare_points(
+                    m,
+                    r,
+                    xs,
+                    prepared.as<void>(),
+                    prepared_norms.as<float>(),
+                    s),
+                "launching the E-step point conversion");
+            check_cuda(
+                kn::gmm_estep_log_norm(
+                    m,
+                    r,
+                    xs,
+                    prepared.as<const void>(),
+                    prepared_norms.as<const float>(),
+                    log2_z.as<float>(),
+                    scratch.as<double>(),
+                    a,
+                    s),
+                "launching the E-step log-normaliser pass");
+            check_cuda(
+                kn::gmm_estep_statistics(
+                    m,
+                    r,
+                    xs,
+                    prepared.as<const void>(),
+                    prepared_norms.as<const float>(),
+                    log2_z.as<const float>(),
+                    a,
+                    num_sms,
+                    s),
+                "launching the E-step statistics pass");
+        }
     }
 
     /// Both passes over every chunk; returns the rows seen.

@@ -5,7 +5,9 @@
  * verbose lines are the shared EM driver's (GmmEM.h): only the E-step runs
  * on the GPU, so the CPU and GPU trainers differ only in the arithmetic of
  * that step. The E-step never stores the N x K responsibilities; its extra
- * device memory is O(N + K D) (O(chunk + K D) when streaming).
+ * device memory is O(N + K D) (O(chunk + K D) when streaming), plus for
+ * bf16 a converted copy of the points of at most 512 MiB (and at most a
+ * quarter of the budget left), filled sub-chunk by sub-chunk.
  */
 
 #pragma once

@@ -12,6 +12,8 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-}
 cmake --build "$build" -j "$(nproc)" --target faiss_gmm_eval
 dataset=${1:-synthetic}
 [ $# -gt 0 ] && shift
-out=${OUT_DIR:-$root/out/$dataset}
+# a folder given as the data set gets its last component as the output name
+out=${OUT_DIR:-$root/out/$(basename "$dataset")}
 mkdir -p "$out"
 "$build/eval/faiss_gmm_eval" --dataset "$dataset" --out "$out" "$@"
+echo "eval.sh: tables above; files and plot in $out"

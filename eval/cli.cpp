@@ -1,0 +1,327 @@
+#include <eval/cli.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <exception>
+#include <sstream>
+
+#include <faiss/impl/FaissAssert.h>
+
+#include <datasets/registry.h>
+#include <eval/ablation.h>
+#include <eval/report.h>
+
+namespace faiss_gmm {
+namespace eval {
+
+namespace {
+
+int64_t parse_int(const std::string& option, const std::string& value) {
+    size_t used = 0;
+    long long v = 0;
+    try {
+        v = std::stoll(value, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    FAISS_THROW_IF_NOT_FMT(
+        used == value.size() && !value.empty(),
+        "%s: \"%s\" is not an integer",
+        option.c_str(),
+        value.c_str());
+    return v;
+}
+
+float parse_float(const std::string& option, const std::string& value) {
+    size_t used = 0;
+    float v = 0;
+    try {
+        v = std::stof(value, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    FAISS_THROW_IF_NOT_FMT(
+        used == value.size() && !value.empty(),
+        "%s: \"%s\" is not a number",
+        option.c_str(),
+        value.c_str());
+    return v;
+}
+
+std::vector<int64_t>
+parse_int_list(const std::string& option, const std::string& value) {
+    std::vector<int64_t> out;
+    std::stringstream in(value);
+    std::string item;
+    while (std::getline(in, item, ',')) {
+        out.push_back(parse_int(option, item));
+    }
+    FAISS_THROW_IF_NOT_FMT(!out.empty(), "%s: empty list", option.c_str());
+    return out;
+}
+
+} // namespace
+
+std::string eval_usage() {
+    return R"(Usage: faiss_gmm_eval [options]
+
+Recall@k against distance computations per query for FAISS IVF indexes with
+a k-means coarse quantizer (the baseline) and with a Gaussian-mixture one.
+
+Data:
+  --dataset NAME|DIR    "synthetic" (default: the embedded ~200k x 64 set with
+                        1k queries), a registered name (sift1m, gist1m, deep1m,
+                        ...; fetch it first with datasets/download.sh NAME), or a
+                        folder with base/query[/groundtruth] vector files
+  --data-root DIR       root of downloaded data sets
+                        (default: $FAISS_GMM_DATA, else ./data)
+  --base-rows N         keep the first N base vectors (ground truth recomputed)
+  --query-rows N        keep the first N queries
+
+Indexes:
+  --index STR           a faiss_gmm::index_factory string; repeatable. Any FAISS
+                        string works ("IVF1024,Flat", "PCA64,IVF1024_GMM,Flat",
+                        "HNSW32", ...). Default: "IVF<n>,Flat" (k-means
+                        baseline) and "IVF<n>_GMM,Flat". The first non-GMM
+                        index is the baseline of the ratios.
+  --nlist N             <n> of the default strings
+                        (default: 4 sqrt(n_base) rounded to a power of two)
+  --train-size N        rows of the training sample, one seeded sample shared by
+                        every index (default: min(rows, 256 * largest nlist))
+  --seed N              seed of the training sample (default 1234)
+  --kmeans-iter N       k-means iterations of the IVF baseline and of the GMM's
+                        k-means initialisation (default 20)
+
+GMM settings (applied to every IndexIVFGMM; default: the library's):
+  --spill-rule R        none | posterior | closure | soar
+  --spill-tau F         posterior rule: threshold on the tempered posterior
+  --temperature F       posterior rule: temperature of the log-posteriors
+  --max-assign N        at most N lists per vector, primary included
+  --closure-ratio F     closure rule: distance ratio to the nearest mean
+  --soar-lambda F       SOAR rule: weight of the parallel residual
+  --covariance C        spherical | diagonal
+  --gmm-iter N          EM iterations
+  --probe P             l2 | posterior: order in which lists are probed
+
+Search:
+  --nprobe LIST         comma-separated nprobe values, all of them run
+                        (default: 1,2,4,... up to nlist, nlist included,
+                        stopping once recall@k reaches 0.999)
+  --k N                 k of the summary's recall@k (default 10); every search
+                        asks for max(k, 100) results, so recall@1/@10/@100 come
+                        from one search (QPS is measured at that depth)
+  --threads N           OpenMP threads (default: all)
+
+Presets and output:
+  --ablation            the issue-7 ablation: k-means IVF; k-means centroids
+                        with closure / SOAR / posterior spill; spherical GMM
+                        without spill and with posterior spill (T 1,2,4 x tau
+                        0.02,0.05); diagonal GMM; probe by posterior; adaptive
+                        probing. One table of ratios vs k-means at recall@k
+                        0.90/0.95/0.99 (unique vectors and entries scanned),
+                        replication, imbalance, build time; and the same at
+                        matched replication. Ignores --index and the spill
+                        settings (--gmm-iter applies).
+  --out DIR             output folder (default: ./out/<dataset>); gets
+                        results.csv, summary.csv, results.json, recall<k>.png,
+                        recall<k>.svg and the gnuplot script recall<k>.gp
+  --gpu                 evaluate a GPU index (not available in this build)
+  --verbose             FAISS k-means and EM progress lines
+  -h, --help            this text
+
+Counting: coarse = query-to-centroid distances, fine = stored vectors
+compared (each vector once per query), entries = list entries scanned
+(duplicates of spilled vectors included); replication = entries / vectors.
+Recall@k follows ann-benchmarks: a returned id counts when its exact distance
+is <= the true k-th nearest distance (ties count).
+)";
+}
+
+std::vector<std::string> default_index_strings(int64_t nlist) {
+    return {
+        "IVF" + std::to_string(nlist) + ",Flat",
+        "IVF" + std::to_string(nlist) + "_GMM,Flat"};
+}
+
+EvalOptions parse_eval_options(const std::vector<std::string>& args) {
+    EvalOptions o;
+    for (size_t i = 0; i < args.size(); i++) {
+        std::string option = args[i];
+        std::string value;
+        bool has_inline_value = false;
+        size_t eq = option.find('=');
+        if (option.rfind("--", 0) == 0 && eq != std::string::npos) {
+            value = option.substr(eq + 1);
+            option = option.substr(0, eq);
+            has_inline_value = true;
+        }
+        auto flag = [&]() {
+            FAISS_THROW_IF_NOT_FMT(
+                !has_inline_value, "%s takes no value", option.c_str());
+        };
+        auto next = [&]() -> std::string {
+            if (has_inline_value) {
+                return value;
+            }
+            FAISS_THROW_IF_NOT_FMT(
+                i + 1 < args.size(), "%s needs a value", option.c_str());
+            return args[++i];
+        };
+        if (option == "-h" || option == "--help") {
+            flag();
+            o.help = true;
+        } else if (option == "--dataset") {
+            o.dataset = next();
+        } else if (option == "--data-root") {
+            o.data_root = next();
+        } else if (option == "--base-rows") {
+            o.base_rows = parse_int(option, next());
+            FAISS_THROW_IF_NOT_FMT(
+                o.base_rows >= 1, "%s must be >= 1", option.c_str());
+        } else if (option == "--query-rows") {
+            o.query_rows = parse_int(option, next());
+            FAISS_THROW_IF_NOT_FMT(
+                o.query_rows >= 1, "%s must be >= 1", option.c_str());
+        } else if (option == "--index") {
+            o.indexes.push_back(next());
+        } else if (option == "--nlist") {
+            o.nlist = parse_int(option, next());
+            FAISS_THROW_IF_NOT_FMT(
+                o.nlist >= 1, "--nlist %lld must be >= 1", (long long)o.nlist);
+        } else if (option == "--train-size") {
+            o.config.train_size = parse_int(option, next());
+            FAISS_THROW_IF_NOT_FMT(
+                o.config.train_size >= 1,
+                "--train-size %lld must be >= 1",
+                (long long)o.config.train_size);
+        } else if (option == "--seed") {
+            o.config.seed = parse_int(option, next());
+        } else if (option == "--kmeans-iter") {
+            o.config.kmeans_iter = int(parse_int(option, next()));
+            FAISS_THROW_IF_NOT_FMT(
+                o.config.kmeans_iter >= 1,
+                "--kmeans-iter %d must be >= 1",
+                o.config.kmeans_iter);
+        } else if (option == "--spill-rule") {
+            o.gmm.spill_rule = spill_rule_from_name(next());
+        } else if (option == "--spill-tau") {
+            o.gmm.tau = parse_float(option, next());
+        } else if (option == "--temperature") {
+            o.gmm.temperature = parse_float(option, next());
+        } else if (option == "--max-assign") {
+            o.gmm.max_assign = int(parse_int(option, next()));
+        } else if (option == "--closure-ratio") {
+            o.gmm.closure_ratio = parse_float(option, next());
+        } else if (option == "--soar-lambda") {
+            o.gmm.soar_lambda = parse_float(option, next());
+        } else if (option == "--covariance") {
+            o.gmm.covariance = covariance_type_from_name(next());
+        } else if (option == "--gmm-iter") {
+            o.gmm.gmm_iter = int(parse_int(option, next()));
+        } else if (option == "--probe") {
+            o.gmm.probe_order = probe_order_from_name(next());
+        } else if (option == "--nprobe") {
+            o.config.nprobes = parse_int_list(option, next());
+        } else if (option == "--k") {
+            o.config.k = int(parse_int(option, next()));
+            FAISS_THROW_IF_NOT_FMT(
+                o.config.k >= 1, "--k %d must be >= 1", o.config.k);
+        } else if (option == "--threads") {
+            o.config.threads = int(parse_int(option, next()));
+            FAISS_THROW_IF_NOT_FMT(
+                o.config.threads >= 1,
+                "--threads %d must be >= 1",
+                o.config.threads);
+        } else if (option == "--out") {
+            o.out_dir = next();
+        } else if (option == "--ablation") {
+            flag();
+            o.ablation = true;
+        } else if (option == "--gpu") {
+            flag();
+            o.gpu = true;
+        } else if (option == "--verbose") {
+            flag();
+            o.config.verbose = true;
+        } else {
+            FAISS_THROW_FMT(
+                "unknown option \"%s\" (see --help)", args[i].c_str());
+        }
+    }
+    return o;
+}
+
+int eval_main(
+    const std::vector<std::string>& args,
+    std::ostream& out,
+    std::ostream& err) {
+    EvalOptions options;
+    try {
+        options = parse_eval_options(args);
+    } catch (const std::exception& e) {
+        err << "faiss_gmm_eval: " << e.what() << "\n";
+        return 2;
+    }
+    if (options.help) {
+        out << eval_usage();
+        return 0;
+    }
+    try {
+        FAISS_THROW_IF_NOT_MSG(
+            !options.gpu,
+            "--gpu: not built with GPU index (faiss_gmm has no GPU IVF "
+            "index in this build)");
+        std::string data_root = options.data_root;
+        if (data_root.empty()) {
+            const char* env = std::getenv("FAISS_GMM_DATA");
+            data_root = env && *env ? env : "./data";
+        }
+        auto t0 = std::chrono::steady_clock::now();
+        datasets::Dataset data = datasets::load_dataset(
+            options.dataset,
+            data_root,
+            options.base_rows,
+            options.query_rows,
+            true);
+        out << "data set " << data.name << ": " << data.base.n << " x "
+            << data.base.d << ", " << data.query.n << " queries, "
+            << data.groundtruth.k << " neighbours of ground truth ("
+            << std::chrono::duration<double>(
+                   std::chrono::steady_clock::now() - t0)
+                   .count()
+            << " s)\n";
+        int64_t nlist =
+            options.nlist > 0 ? options.nlist : default_nlist(data.base.n);
+
+        std::vector<IndexSpec> specs;
+        if (options.ablation) {
+            if (!options.indexes.empty() || options.gmm.spill_rule ||
+                options.gmm.tau || options.gmm.temperature ||
+                options.gmm.max_assign || options.gmm.covariance ||
+                options.gmm.probe_order) {
+                out << "note: --ablation ignores --index and the spill, "
+                       "covariance and probe settings\n";
+            }
+            specs = ablation_specs(nlist, options.gmm.gmm_iter);
+        } else {
+            std::vector<std::string> strings =
+                options.indexes.empty() ? default_index_strings(nlist)
+                                        : options.indexes;
+            for (const std::string& s : strings) {
+                specs.push_back(
+                    {s, s, options.gmm, ModelSource::OwnTraining, {}});
+            }
+        }
+        EvalReport report = run_evaluation(data, specs, options.config, out);
+        std::string out_dir =
+            options.out_dir.empty() ? "out/" + data.name : options.out_dir;
+        publish_report(report, out_dir, options.ablation, out);
+        return 0;
+    } catch (const std::exception& e) {
+        err << "faiss_gmm_eval: error: " << e.what() << "\n";
+        return 1;
+    }
+}
+
+} // namespace eval
+} // namespace faiss_gmm

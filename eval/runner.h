@@ -1,0 +1,141 @@
+/**
+ * The evaluation itself: build every index from its factory string on one
+ * shared training sample, add the base, search the queries at each nprobe
+ * (or adaptive-probing target), and measure recall, distance computations,
+ * replication, memory and times.
+ */
+
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include <datasets/dataset.h>
+#include <faiss_gmm/GaussianMixture.h>
+#include <faiss_gmm/IndexIVFGMM.h>
+
+#include <eval/results.h>
+
+namespace faiss_gmm {
+namespace eval {
+
+/**
+ * Build and search settings applied to an IndexIVFGMM (wherever it sits in
+ * the index chain) after the factory made it; unset fields keep what the
+ * factory string and the library defaults chose. Ignored for other indexes.
+ */
+struct GmmOverrides {
+    std::optional<SpillRule> spill_rule; ///< SpillParameters::rule
+    std::optional<float> tau;            ///< SpillParameters::tau
+    std::optional<float> temperature;    ///< SpillParameters::temperature
+    std::optional<int> max_assign;       ///< SpillParameters::max_assign
+    std::optional<float> closure_ratio;  ///< SpillParameters::closure_ratio
+    std::optional<float> soar_lambda;    ///< SpillParameters::soar_lambda
+    std::optional<CovarianceType> covariance; ///< GmmParameters::covariance
+    std::optional<int> gmm_iter;              ///< GmmParameters::niter
+    std::optional<ProbeOrder> probe_order;    ///< IndexIVFGMM::probe_order
+
+    /// Sets the given fields on index.
+    void apply(IndexIVFGMM* index) const;
+    /// "tau=0.05,T=4,..." for the fields that are set ("" when none).
+    std::string describe() const;
+};
+
+/// Where an index's coarse model comes from.
+enum class ModelSource : int {
+    /// index->train() on the shared training sample
+    OwnTraining = 0,
+    /// An IndexIVFGMM adopting the k-means centroids of the run's k-means
+    /// IVF index of the same nlist (trained by faiss::Clustering when the
+    /// run has none) as a spherical GMM: weights and variances from one hard
+    /// assignment of the sample. Lets spill rules be compared on exactly the
+    /// k-means lists.
+    KMeansCentroids = 1,
+    /// An IndexIVFGMM adopting the GMM that the first index with the same
+    /// GMM training parameters trained in this run (trained once, shared):
+    /// variants that differ only at add or search time share one model.
+    SharedGmm = 2,
+};
+
+/// One index to evaluate.
+struct IndexSpec {
+    /// label in tables, files and the plot (the factory string when empty)
+    std::string name;
+    /// faiss_gmm::index_factory description, e.g. "IVF1024_GMM,Flat"
+    std::string factory;
+    /// settings applied to the IndexIVFGMM inside (if any)
+    GmmOverrides gmm;
+    /// where the coarse model comes from (not OwnTraining: the factory
+    /// string must give a bare IndexIVFGMM)
+    ModelSource model = ModelSource::OwnTraining;
+    /// adaptive probing sweep: one row per posterior-mass target with
+    /// nprobe = nlist as the cap (IndexIVFGMM only); empty: nprobe sweep
+    std::vector<float> posterior_masses;
+};
+
+/// A default nprobe sweep stops once recall@k reaches this: every summary
+/// target (<= 0.99) is bracketed by then, and the probes after it are the
+/// most expensive ones.
+constexpr double kDefaultSweepStopRecall = 0.999;
+
+/// Settings shared by every index of a run.
+struct EvalConfig {
+    /// the k of recall@k in the summary (results requested per query:
+    /// max(k, 100), at most n_base)
+    int k = 10;
+    /// nprobe sweep; empty: 1, 2, 4, ... up to nlist (nlist included),
+    /// stopping after the first nprobe where recall@k reaches
+    /// kDefaultSweepStopRecall; values above an index's nlist are capped to
+    /// it; an explicit sweep always runs whole
+    std::vector<int64_t> nprobes;
+    /// rows of the shared training sample; 0: min(rows available,
+    /// 256 * largest nlist), the size FAISS and the GMM trainer subsample to
+    /// (all rows when no index is an IVF)
+    int64_t train_size = 0;
+    /// seed of the training sample
+    int64_t seed = 1234;
+    /// k-means iterations: faiss IVF's ClusteringParameters::niter and the
+    /// GMM's k-means initialisation (GmmParameters::kmeans_niter)
+    int kmeans_iter = 20;
+    /// OpenMP threads (0: leave the OpenMP default)
+    int threads = 0;
+    /// verbose training (FAISS clustering and EM lines)
+    bool verbose = false;
+};
+
+/// round(log2(4 sqrt(n_base))) as a power of two, at least 1: the default
+/// number of lists.
+int64_t default_nlist(int64_t n_base);
+
+/// The nprobe values of a sweep for an index with nlist lists (sorted,
+/// unique, capped at nlist; the default sweep when requested is empty).
+std::vector<int64_t>
+nprobe_sweep(const std::vector<int64_t>& requested, int64_t nlist);
+
+/**
+ * A spherical GMM whose means are the given centroids, weights (n_j + 1) /
+ * (n + k) and variances the mean squared distance per dimension of the
+ * points assigned to each centroid (floored at 1e-3 times the data's mean
+ * per-dimension variance; the data's variance for an empty cluster).
+ * @param centroids k * d values
+ * @param n, x      points used for the weights and variances
+ */
+GaussianMixture gmm_from_centroids(
+    int d, int k, const float* centroids, int64_t n, const float* x);
+
+/**
+ * Runs the evaluation and returns every measurement. Progress (training,
+ * adding, searching, with timings) goes to log. The data set must have
+ * ground truth with at least k neighbours per query (the ids of base rows).
+ */
+EvalReport run_evaluation(
+    const datasets::Dataset& data,
+    const std::vector<IndexSpec>& specs,
+    const EvalConfig& config,
+    std::ostream& log);
+
+} // namespace eval
+} // namespace faiss_gmm

@@ -1,0 +1,685 @@
+/**
+ * Tests of the evaluation harness: recall with ties, curve interpolation,
+ * summary ratios, the writers, and faiss_gmm_eval end to end on a tiny
+ * synthetic data set (every file written, numbers consistent).
+ */
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <faiss/impl/FaissException.h>
+
+#include <datasets/synthetic.h>
+#include <datasets/vector_io.h>
+#include <eval/ablation.h>
+#include <eval/cli.h>
+#include <eval/curves.h>
+#include <eval/plot.h>
+#include <eval/recall.h>
+#include <eval/runner.h>
+#include <eval/summary.h>
+#include <eval/writers.h>
+
+namespace fe = faiss_gmm::eval;
+namespace fd = faiss_gmm::datasets;
+
+namespace {
+
+const double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+std::string test_dir(const std::string& name) {
+    std::string dir = std::string(FAISS_GMM_TEST_TMPDIR) + "/test_eval_" + name;
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    return dir;
+}
+
+/// Splits one CSV line, honouring double-quoted fields.
+std::vector<std::string> split_csv_line(const std::string& line) {
+    std::vector<std::string> fields(1);
+    bool quoted = false;
+    for (size_t i = 0; i < line.size(); i++) {
+        char c = line[i];
+        if (quoted) {
+            if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+                fields.back() += '"';
+                i++;
+            } else if (c == '"') {
+                quoted = false;
+            } else {
+                fields.back() += c;
+            }
+        } else if (c == '"') {
+            quoted = true;
+        } else if (c == ',') {
+            fields.emplace_back();
+        } else {
+            fields.back() += c;
+        }
+    }
+    return fields;
+}
+
+/// A CSV file as rows of column name -> value.
+std::vector<std::map<std::string, std::string>>
+read_csv(const std::string& path) {
+    std::ifstream in(path);
+    EXPECT_TRUE(in.good()) << path;
+    std::string line;
+    std::getline(in, line);
+    std::vector<std::string> header = split_csv_line(line);
+    std::vector<std::map<std::string, std::string>> rows;
+    while (std::getline(in, line)) {
+        std::vector<std::string> fields = split_csv_line(line);
+        EXPECT_EQ(fields.size(), header.size()) << line;
+        std::map<std::string, std::string> row;
+        for (size_t c = 0; c < header.size() && c < fields.size(); c++) {
+            row[header[c]] = fields[c];
+        }
+        rows.push_back(row);
+    }
+    return rows;
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+/// Points on a line (query at the origin) for hand-made recall cases.
+struct LineData {
+    int d = 2;
+    std::vector<float> xq = {0, 0};
+    // ids 0..4 at squared distances 1, 1, 4, 9, 1 (id 4 ties ids 0 and 1)
+    std::vector<float> xb = {1, 0, 0, 1, 2, 0, 3, 0, -1, 0};
+    int64_t nb = 5;
+};
+
+fe::ReferenceDistances line_reference(const LineData& data) {
+    // the true top 3: ids 0, 1, 4 (all at distance 1), file order 0, 1, 2
+    // deliberately lists id 2 (distance 4) third, as a tie-blind ground
+    // truth might; the sorted exact distances fix it
+    std::vector<int32_t> gt = {0, 1, 4, 2};
+    return fe::make_reference_distances(
+        data.d, 1, data.xq.data(), data.nb, data.xb.data(), 4, gt.data());
+}
+
+double line_recall(const LineData& data, std::vector<int64_t> labels, int k) {
+    fe::ReferenceDistances ref = line_reference(data);
+    std::vector<double> dis = fe::exact_distances(
+        data.d,
+        1,
+        data.xq.data(),
+        data.nb,
+        data.xb.data(),
+        int(labels.size()),
+        labels.data());
+    return fe::recall_at_k(
+        ref, k, int(labels.size()), labels.data(), dis.data());
+}
+
+} // namespace
+
+TEST(EvalRecall, ExactDistancesAndMissingIds) {
+    LineData data;
+    std::vector<int64_t> ids = {3, -1, 2};
+    std::vector<double> dis = fe::exact_distances(
+        data.d, 1, data.xq.data(), data.nb, data.xb.data(), 3, ids.data());
+    EXPECT_EQ(dis[0], 9.0);
+    EXPECT_TRUE(std::isinf(dis[1]));
+    EXPECT_EQ(dis[2], 4.0);
+    std::vector<int64_t> bad = {5};
+    EXPECT_THROW(
+        fe::exact_distances(
+            data.d, 1, data.xq.data(), data.nb, data.xb.data(), 1, bad.data()),
+        faiss::FaissException);
+}
+
+TEST(EvalRecall, ReferenceIsSortedExactDistances) {
+    LineData data;
+    fe::ReferenceDistances ref = line_reference(data);
+    ASSERT_EQ(ref.k, 4);
+    EXPECT_EQ(ref.at(0, 0), 1.0);
+    EXPECT_EQ(ref.at(0, 1), 1.0);
+    EXPECT_EQ(ref.at(0, 2), 1.0);
+    EXPECT_EQ(ref.at(0, 3), 4.0);
+}
+
+TEST(EvalRecall, HandMadeCasesWithTies) {
+    LineData data;
+    // exact answer
+    EXPECT_DOUBLE_EQ(line_recall(data, {0, 1, 4}, 3), 1.0);
+    // id 4 ties the 2nd neighbour at distance 1: it counts for recall@2
+    EXPECT_DOUBLE_EQ(line_recall(data, {4, 0}, 2), 1.0);
+    EXPECT_DOUBLE_EQ(line_recall(data, {1, 4, 0}, 1), 1.0);
+    // a farther point does not count
+    EXPECT_DOUBLE_EQ(line_recall(data, {0, 2}, 2), 0.5);
+    EXPECT_DOUBLE_EQ(line_recall(data, {2, 3, 0}, 3), 1.0 / 3);
+    // only the first k results count
+    EXPECT_DOUBLE_EQ(line_recall(data, {2, 0, 1}, 1), 0.0);
+    EXPECT_DOUBLE_EQ(line_recall(data, {2, 0, 1}, 3), 2.0 / 3);
+    // an id returned twice counts once, -1 never
+    EXPECT_DOUBLE_EQ(line_recall(data, {0, 0, 0}, 3), 1.0 / 3);
+    EXPECT_DOUBLE_EQ(line_recall(data, {-1, -1, 4}, 3), 1.0 / 3);
+    // recall@4: the 4th true distance is 4, so id 2 is needed or tied
+    EXPECT_DOUBLE_EQ(line_recall(data, {0, 1, 4, 3}, 4), 0.75);
+    EXPECT_DOUBLE_EQ(line_recall(data, {0, 1, 4, 2}, 4), 1.0);
+}
+
+TEST(EvalRecall, MeanOverQueriesAndDepthChecks) {
+    // two queries, one found, one missed
+    int d = 1;
+    std::vector<float> xq = {0, 10};
+    std::vector<float> xb = {0, 10, 5};
+    std::vector<int32_t> gt = {0, 1};
+    fe::ReferenceDistances ref = fe::make_reference_distances(
+        d, 2, xq.data(), 3, xb.data(), 1, gt.data());
+    std::vector<int64_t> labels = {0, 2};
+    std::vector<double> dis =
+        fe::exact_distances(d, 2, xq.data(), 3, xb.data(), 1, labels.data());
+    EXPECT_DOUBLE_EQ(
+        fe::recall_at_k(ref, 1, 1, labels.data(), dis.data()), 0.5);
+    // k deeper than the ground truth or the results
+    EXPECT_THROW(
+        fe::recall_at_k(ref, 2, 2, labels.data(), dis.data()),
+        faiss::FaissException);
+    EXPECT_THROW(
+        fe::recall_at_k(ref, 2, 1, labels.data(), dis.data()),
+        faiss::FaissException);
+    std::vector<int32_t> bad_gt = {0, 7};
+    EXPECT_THROW(
+        fe::make_reference_distances(
+            d, 2, xq.data(), 3, xb.data(), 1, bad_gt.data()),
+        faiss::FaissException);
+}
+
+TEST(EvalCurves, CostAtRecallIsLogLinear) {
+    std::vector<fe::CurvePoint> curve = {
+        {1000, 0.9}, {100, 0.5}, {10000, 0.99}};
+    // halfway in recall between 100 and 1000 -> geometric mean
+    EXPECT_NEAR(
+        fe::cost_at_recall(curve, 0.7), std::sqrt(100.0 * 1000.0), 1e-9);
+    EXPECT_NEAR(fe::cost_at_recall(curve, 0.9), 1000, 1e-9);
+    EXPECT_NEAR(
+        fe::cost_at_recall(curve, 0.945),
+        std::exp(0.5 * (std::log(1000.0) + std::log(10000.0))),
+        1e-6);
+    // reached at the cheapest point: its cost
+    EXPECT_EQ(fe::cost_at_recall(curve, 0.3), 100);
+    // never reached
+    EXPECT_TRUE(std::isnan(fe::cost_at_recall(curve, 0.995)));
+    EXPECT_TRUE(std::isnan(fe::cost_at_recall({}, 0.5)));
+    // a noisy, non-monotone curve: the first point reaching the target
+    std::vector<fe::CurvePoint> noisy = {
+        {10, 0.2}, {20, 0.6}, {40, 0.55}, {80, 0.9}};
+    EXPECT_NEAR(fe::cost_at_recall(noisy, 0.6), 20, 1e-9);
+    EXPECT_THROW(fe::cost_at_recall({{0, 0.5}}, 0.1), faiss::FaissException);
+}
+
+TEST(EvalCurves, RecallAtCostIsLogLinear) {
+    std::vector<fe::CurvePoint> curve = {{100, 0.5}, {1000, 0.9}, {1000, 0.8}};
+    EXPECT_NEAR(fe::recall_at_cost(curve, std::sqrt(1e5)), 0.7, 1e-12);
+    EXPECT_NEAR(fe::recall_at_cost(curve, 100), 0.5, 1e-12);
+    // equal costs: the best recall
+    EXPECT_NEAR(fe::recall_at_cost(curve, 1000), 0.9, 1e-12);
+    // no extrapolation
+    EXPECT_TRUE(std::isnan(fe::recall_at_cost(curve, 99)));
+    EXPECT_TRUE(std::isnan(fe::recall_at_cost(curve, 1001)));
+    // except above a curve that reached recall 1 (a sweep stops there)
+    std::vector<fe::CurvePoint> full = {{100, 0.5}, {1000, 1.0}};
+    EXPECT_EQ(fe::recall_at_cost(full, 5000), 1.0);
+    EXPECT_TRUE(std::isnan(fe::recall_at_cost(full, 50)));
+    // round trip with cost_at_recall
+    std::vector<fe::CurvePoint> c2 = {{50, 0.3}, {400, 0.8}, {3000, 0.97}};
+    double cost = fe::cost_at_recall(c2, 0.9);
+    EXPECT_NEAR(fe::recall_at_cost(c2, cost), 0.9, 1e-9);
+}
+
+namespace {
+
+/// A report with a k-means-like baseline and a GMM-like index that reaches
+/// every recall at half the fine cost.
+fe::EvalReport two_index_report() {
+    fe::EvalReport report;
+    report.dataset = "hand-made";
+    report.n_base = 1000;
+    report.n_query = 10;
+    report.d = 4;
+    report.k = 10;
+    const double recalls[] = {0.5, 0.8, 0.95, 1.0};
+    const double fine[] = {100, 200, 400, 1000};
+    for (int index = 0; index < 2; index++) {
+        fe::IndexResult r;
+        r.name = index == 0 ? "IVF16,Flat" : "IVF16_GMM,Flat";
+        r.description = r.name;
+        r.is_gmm = index == 1;
+        r.nlist = 16;
+        r.replication = index == 0 ? 1.0 : 1.5;
+        for (int i = 0; i < 4; i++) {
+            fe::SearchRow row;
+            row.nprobe = int64_t(1) << i;
+            row.recall_at_1 = row.recall_at_10 = row.recall_at_k = recalls[i];
+            row.recall_at_100 = kNaN;
+            row.coarse_distances = 0;
+            row.fine_distances = index == 0 ? fine[i] : fine[i] / 2;
+            row.entries_scanned = row.fine_distances * r.replication;
+            r.rows.push_back(row);
+        }
+        report.indexes.push_back(r);
+    }
+    report.baseline = 0;
+    return report;
+}
+
+} // namespace
+
+TEST(EvalSummary, RatiosAndMatchedCost) {
+    fe::EvalReport report = two_index_report();
+    fe::TargetSummary s = fe::summarize_targets(
+        report, {0.95, 0.8, 0.99}, fe::CostMeasure::UniqueVectors);
+    ASSERT_EQ(s.targets, (std::vector<double>{0.8, 0.95, 0.99}));
+    EXPECT_NEAR(s.cost[0][0], 200, 1e-9);
+    EXPECT_NEAR(s.cost[1][0], 100, 1e-9);
+    for (size_t t = 0; t < 3; t++) {
+        EXPECT_NEAR(s.ratio[0][t], 1.0, 1e-12);
+        EXPECT_NEAR(s.ratio[1][t], 2.0, 1e-9);
+    }
+    EXPECT_FALSE(s.upper_bound[0][0]);
+    // 0.5 is reached at the cheapest point of both curves: upper bounds
+    fe::TargetSummary low =
+        fe::summarize_targets(report, {0.5}, fe::CostMeasure::UniqueVectors);
+    EXPECT_TRUE(low.upper_bound[0][0]);
+    EXPECT_TRUE(low.upper_bound[1][0]);
+    EXPECT_EQ(low.cost[1][0], 50);
+    // entries: the GMM scans 1.5x its unique count -> ratio 2 / 1.5
+    fe::TargetSummary e =
+        fe::summarize_targets(report, {0.8}, fe::CostMeasure::EntriesScanned);
+    EXPECT_NEAR(e.ratio[1][0], 2.0 / 1.5, 1e-9);
+
+    fe::MatchedCostSummary m =
+        fe::summarize_matched_cost(report, fe::CostMeasure::UniqueVectors);
+    ASSERT_EQ(m.costs.size(), 4u);
+    EXPECT_EQ(m.baseline_nprobe[1], 2);
+    // at the baseline's cost 200 (its recall 0.8) the GMM measured 0.95
+    EXPECT_NEAR(m.recall[1][1], 0.95, 1e-12);
+    EXPECT_NEAR(m.recall[0][1], 0.8, 1e-12);
+    // cost 1000 is beyond the GMM's measured range (max 500), where it
+    // already had recall 1
+    EXPECT_EQ(m.recall[1][3], 1.0);
+    // a curve that stopped short of recall 1 says nothing above its range
+    report.indexes[1].rows[3].recall_at_k = 0.99;
+    fe::MatchedCostSummary m2 =
+        fe::summarize_matched_cost(report, fe::CostMeasure::UniqueVectors);
+    EXPECT_TRUE(std::isnan(m2.recall[1][3]));
+    // no baseline: ratios are n/a
+    report.baseline = -1;
+    fe::TargetSummary none =
+        fe::summarize_targets(report, {0.8}, fe::CostMeasure::UniqueVectors);
+    EXPECT_TRUE(std::isnan(none.ratio[1][0]));
+    EXPECT_TRUE(
+        fe::summarize_matched_cost(report, fe::CostMeasure::UniqueVectors)
+            .costs.empty());
+    // the tables print n/a rather than nan
+    std::string table = fe::format_target_summary(report, none);
+    EXPECT_NE(table.find("n/a"), std::string::npos);
+    EXPECT_EQ(table.find("nan"), std::string::npos);
+}
+
+TEST(EvalWriters, CsvAndJson) {
+    fe::EvalReport report = two_index_report();
+    report.indexes[1].name = "odd \"name\", with comma";
+    std::string dir = test_dir("writers");
+    fe::write_results_csv(report, dir + "/results.csv");
+    auto rows = read_csv(dir + "/results.csv");
+    ASSERT_EQ(rows.size(), 8u);
+    EXPECT_EQ(rows[4]["index"], "odd \"name\", with comma");
+    EXPECT_EQ(rows[0]["recall_at_100"], ""); // NaN -> empty
+    EXPECT_EQ(std::stod(rows[5]["total_distances"]), 100.0);
+    EXPECT_EQ(rows[0].size(), fe::results_csv_columns().size());
+
+    std::vector<fe::TargetSummary> targets = {fe::summarize_targets(
+        report, {0.8, 0.95}, fe::CostMeasure::UniqueVectors)};
+    std::vector<fe::MatchedCostSummary> matched = {
+        fe::summarize_matched_cost(report, fe::CostMeasure::UniqueVectors)};
+    fe::write_summary_csv(report, targets, matched, dir + "/summary.csv");
+    auto summary = read_csv(dir + "/summary.csv");
+    EXPECT_EQ(summary.size(), 2u * 2 + 2u * 4);
+    EXPECT_EQ(summary[2]["kind"], "target");
+    EXPECT_NEAR(std::stod(summary[2]["ratio_vs_baseline"]), 2.0, 1e-9);
+
+    fe::write_results_json(report, targets, matched, dir + "/results.json");
+    std::string json = read_file(dir + "/results.json");
+    EXPECT_NE(json.find("\"odd \\\"name\\\", with comma\""), std::string::npos);
+    EXPECT_NE(json.find("\"recall_at_100\": null"), std::string::npos);
+    EXPECT_EQ(json.find("nan"), std::string::npos);
+    EXPECT_THROW(
+        fe::write_results_csv(report, dir + "/missing/dir/results.csv"),
+        faiss::FaissException);
+}
+
+TEST(EvalRunner, DefaultsAndSweeps) {
+    EXPECT_EQ(fe::default_nlist(200000), 2048);
+    EXPECT_EQ(fe::default_nlist(300000), 2048);
+    EXPECT_EQ(fe::default_nlist(1000000), 4096);
+    EXPECT_EQ(fe::default_nlist(1), 1);
+    EXPECT_EQ(fe::nprobe_sweep({}, 16), (std::vector<int64_t>{1, 2, 4, 8, 16}));
+    EXPECT_EQ(fe::nprobe_sweep({}, 12), (std::vector<int64_t>{1, 2, 4, 8, 12}));
+    EXPECT_EQ(fe::nprobe_sweep({64, 3, 3}, 16), (std::vector<int64_t>{3, 16}));
+    EXPECT_THROW(fe::nprobe_sweep({0}, 16), faiss::FaissException);
+}
+
+TEST(EvalRunner, GmmFromCentroids) {
+    // two clusters on a line around 0 and 10
+    std::vector<float> x = {-1, 1, 9, 11, 10};
+    std::vector<float> centroids = {0, 10};
+    faiss_gmm::GaussianMixture g =
+        fe::gmm_from_centroids(1, 2, centroids.data(), 5, x.data());
+    EXPECT_EQ(g.means, centroids);
+    EXPECT_NEAR(g.weights[0], 3.0 / 7, 1e-6);
+    EXPECT_NEAR(g.weights[1], 4.0 / 7, 1e-6);
+    EXPECT_NEAR(g.variances[0], 1.0, 1e-6);
+    EXPECT_NEAR(g.variances[1], 2.0 / 3, 1e-6);
+    EXPECT_TRUE(g.is_trained);
+}
+
+namespace {
+
+/// 5k x 16 synthetic vectors with 100 queries and top-100 ground truth.
+const fd::Dataset& tiny_dataset() {
+    static const fd::Dataset data = [] {
+        fd::SyntheticParameters p;
+        p.n_base = 5000;
+        p.n_query = 100;
+        p.d = 16;
+        p.n_clusters = 24;
+        p.low_rank = 4;
+        p.seed = 7;
+        return fd::make_synthetic(p);
+    }();
+    return data;
+}
+
+} // namespace
+
+TEST(EvalRunner, DefaultSweepStopsAtHighRecall) {
+    fe::EvalConfig config;
+    std::ostringstream log;
+    fe::EvalReport report = fe::run_evaluation(
+        tiny_dataset(), {{"", "IVF16,Flat", {}, {}, {}}}, config, log);
+    ASSERT_EQ(report.indexes.size(), 1u);
+    EXPECT_EQ(report.baseline, 0);
+    const auto& rows = report.indexes[0].rows;
+    ASSERT_FALSE(rows.empty());
+    EXPECT_GE(rows.back().recall_at_k, fe::kDefaultSweepStopRecall);
+    EXPECT_LT(rows.back().nprobe, 16) << "the tiny set reaches it early";
+    for (size_t r = 0; r < rows.size(); r++) {
+        EXPECT_EQ(rows[r].nprobe, int64_t(1) << r);
+        if (r + 1 < rows.size()) {
+            EXPECT_LT(rows[r].recall_at_k, fe::kDefaultSweepStopRecall);
+        }
+    }
+}
+
+TEST(EvalRunner, SharedModelsAndAdaptiveProbing) {
+    // the ablation machinery: k-means centroids under a spill rule, a GMM
+    // trained once and shared, adaptive probing rows
+    fe::GmmOverrides closure;
+    closure.spill_rule = faiss_gmm::SpillRule::Closure;
+    closure.closure_ratio = 1.5f;
+    closure.max_assign = 3;
+    fe::GmmOverrides nospill;
+    nospill.spill_rule = faiss_gmm::SpillRule::None;
+    nospill.max_assign = 1;
+    fe::GmmOverrides spill;
+    spill.spill_rule = faiss_gmm::SpillRule::Posterior;
+    spill.temperature = 4.0f;
+    spill.tau = 0.02f;
+    spill.max_assign = 2;
+    std::vector<fe::IndexSpec> specs = {
+        {"k-means", "IVF16,Flat", {}, fe::ModelSource::OwnTraining, {}},
+        {"closure",
+         "IVF16_GMM,Flat",
+         closure,
+         fe::ModelSource::KMeansCentroids,
+         {}},
+        {"gmm nospill",
+         "IVF16_GMM,Flat",
+         nospill,
+         fe::ModelSource::SharedGmm,
+         {}},
+        {"gmm spill", "IVF16_GMM,Flat", spill, fe::ModelSource::SharedGmm, {}},
+        {"adaptive",
+         "IVF16_GMM,Flat",
+         spill,
+         fe::ModelSource::SharedGmm,
+         {0.5f, 0.999f}}};
+    fe::EvalConfig config;
+    config.nprobes = {1, 16};
+    std::ostringstream log;
+    fe::EvalReport report =
+        fe::run_evaluation(tiny_dataset(), specs, config, log);
+    ASSERT_EQ(report.indexes.size(), specs.size());
+    EXPECT_EQ(report.baseline, 0);
+    const auto& kmeans = report.indexes[0];
+    const auto& closure_result = report.indexes[1];
+    EXPECT_GT(closure_result.replication, 1.0);
+    // the k-means model is reused, not retrained
+    EXPECT_GE(closure_result.train_s, kmeans.train_s);
+    EXPECT_LT(closure_result.train_s, kmeans.train_s + 1.0);
+    // the GMM is trained once: its training time is shared
+    EXPECT_EQ(report.indexes[2].train_s, report.indexes[3].train_s);
+    EXPECT_EQ(report.indexes[2].replication, 1.0);
+    EXPECT_GT(report.indexes[3].replication, 1.0);
+    for (size_t i = 0; i + 1 < specs.size(); i++) {
+        SCOPED_TRACE(report.indexes[i].name);
+        ASSERT_EQ(report.indexes[i].rows.size(), 2u);
+        const fe::SearchRow& full = report.indexes[i].rows[1];
+        EXPECT_EQ(full.recall_at_10, 1.0);
+        EXPECT_EQ(full.fine_distances, 5000);
+        EXPECT_EQ(full.coarse_distances, 16);
+        EXPECT_NEAR(
+            full.entries_scanned, double(report.indexes[i].nentries), 1e-9);
+    }
+    const auto& adaptive = report.indexes[4].rows;
+    ASSERT_EQ(adaptive.size(), 2u);
+    for (const fe::SearchRow& row : adaptive) {
+        EXPECT_EQ(row.nprobe, 16);
+        EXPECT_GE(row.lists_probed, 1.0);
+        EXPECT_LE(row.lists_probed, 16.0);
+    }
+    EXPECT_FLOAT_EQ(adaptive[0].posterior_mass, 0.5f);
+    EXPECT_LE(adaptive[0].lists_probed, adaptive[1].lists_probed);
+    EXPECT_NE(log.str().find("adopted the shared GMM"), std::string::npos);
+}
+
+TEST(EvalAblation, PresetAndTable) {
+    std::vector<fe::IndexSpec> specs = fe::ablation_specs(64, 7);
+    ASSERT_EQ(specs.size(), 15u);
+    EXPECT_EQ(specs[0].factory, "IVF64,Flat");
+    EXPECT_EQ(specs[0].model, fe::ModelSource::OwnTraining);
+    int classic = 0, shared = 0, adaptive = 0;
+    for (const fe::IndexSpec& spec : specs) {
+        if (spec.model == fe::ModelSource::KMeansCentroids) {
+            classic++;
+            EXPECT_EQ(spec.name.rfind("k-means + ", 0), 0u) << spec.name;
+        }
+        if (spec.model == fe::ModelSource::SharedGmm) {
+            shared++;
+            EXPECT_EQ(spec.factory, "IVF64_GMM,Flat");
+            EXPECT_EQ(*spec.gmm.gmm_iter, 7);
+            ASSERT_TRUE(spec.gmm.spill_rule.has_value()) << spec.name;
+        }
+        if (!spec.posterior_masses.empty()) {
+            adaptive++;
+        }
+    }
+    EXPECT_EQ(classic, 4);
+    EXPECT_EQ(shared, 10);
+    EXPECT_EQ(adaptive, 1);
+
+    fe::EvalReport report = two_index_report();
+    report.indexes[1].name = "k-means + closure";
+    fe::TargetSummary u = fe::summarize_targets(
+        report, fe::ablation_targets(), fe::CostMeasure::UniqueVectors);
+    fe::TargetSummary e = fe::summarize_targets(
+        report, fe::ablation_targets(), fe::CostMeasure::EntriesScanned);
+    std::string table = fe::format_ablation_table(report, u, e);
+    EXPECT_NE(table.find("k-means + closure"), std::string::npos);
+    EXPECT_NE(table.find("2.00"), std::string::npos); // unique ratio
+    EXPECT_NE(table.find("1.33"), std::string::npos); // entries ratio
+    std::string dir = test_dir("ablation");
+    fe::write_ablation_csv(report, u, e, dir + "/ablation.csv");
+    auto rows = read_csv(dir + "/ablation.csv");
+    ASSERT_EQ(rows.size(), 2u);
+    EXPECT_NEAR(std::stod(rows[1]["ratio_unique_0.95"]), 2.0, 1e-9);
+    EXPECT_NEAR(std::stod(rows[1]["ratio_entries_0.95"]), 2.0 / 1.5, 1e-9);
+}
+
+TEST(EvalCli, OptionErrors) {
+    std::ostringstream out, err;
+    EXPECT_EQ(fe::eval_main({"--bogus"}, out, err), 2);
+    EXPECT_NE(err.str().find("--bogus"), std::string::npos);
+    EXPECT_EQ(fe::eval_main({"--nlist", "x"}, out, err), 2);
+    EXPECT_EQ(fe::eval_main({"--help"}, out, err), 0);
+    EXPECT_NE(out.str().find("--ablation"), std::string::npos);
+    std::ostringstream gpu_err;
+    EXPECT_EQ(fe::eval_main({"--gpu"}, out, gpu_err), 1);
+    EXPECT_NE(
+        gpu_err.str().find("not built with GPU index"), std::string::npos);
+    fe::EvalOptions o = fe::parse_eval_options(
+        {"--index",
+         "A",
+         "--index=B",
+         "--nprobe",
+         "1,4",
+         "--spill-tau",
+         "0.05",
+         "--spill-rule",
+         "closure",
+         "--covariance",
+         "diagonal"});
+    EXPECT_EQ(o.indexes, (std::vector<std::string>{"A", "B"}));
+    EXPECT_EQ(o.config.nprobes, (std::vector<int64_t>{1, 4}));
+    EXPECT_FLOAT_EQ(*o.gmm.tau, 0.05f);
+    EXPECT_EQ(*o.gmm.spill_rule, faiss_gmm::SpillRule::Closure);
+    EXPECT_EQ(*o.gmm.covariance, faiss_gmm::CovarianceType::Diagonal);
+}
+
+TEST(EvalCli, TinySyntheticEndToEnd) {
+    // the tiny set written as a TEXMEX folder and run through the CLI
+    const fd::Dataset& data = tiny_dataset();
+    std::string data_dir = test_dir("tiny_data");
+    fd::write_fvecs(
+        data_dir + "/base.fvecs", data.base.data.data(), data.base.n, 16);
+    fd::write_fvecs(
+        data_dir + "/query.fvecs", data.query.data.data(), data.query.n, 16);
+    fd::write_ivecs(
+        data_dir + "/groundtruth.ivecs",
+        data.groundtruth.ids.data(),
+        data.groundtruth.nq,
+        data.groundtruth.k);
+
+    std::string out_dir = test_dir("tiny_out");
+    const std::vector<std::string> indexes = {
+        "IVF16,Flat", "IVF16_GMM_nospill,Flat", "IVF16_GMM,Flat"};
+    std::vector<std::string> args = {
+        "--dataset",
+        data_dir,
+        "--out",
+        out_dir,
+        "--nlist",
+        "16",
+        "--nprobe",
+        "1,2,4,8,16"};
+    for (const std::string& s : indexes) {
+        args.push_back("--index");
+        args.push_back(s);
+    }
+    std::ostringstream out, err;
+    int status = fe::eval_main(args, out, err);
+    ASSERT_EQ(status, 0) << err.str() << "\n" << out.str();
+
+    for (const char* f :
+         {"results.csv",
+          "summary.csv",
+          "results.json",
+          "recall10.gp",
+          "recall10.dat"}) {
+        EXPECT_TRUE(std::filesystem::exists(out_dir + "/" + f)) << f;
+    }
+    if (!fe::detect_gnuplot_png_terminal().empty()) {
+        EXPECT_GT(std::filesystem::file_size(out_dir + "/recall10.png"), 0u);
+        EXPECT_GT(std::filesystem::file_size(out_dir + "/recall10.svg"), 0u);
+    }
+
+    auto rows = read_csv(out_dir + "/results.csv");
+    const size_t n_nprobe = 5; // 1, 2, 4, 8, 16
+    ASSERT_EQ(rows.size(), indexes.size() * n_nprobe);
+    for (size_t i = 0; i < indexes.size(); i++) {
+        bool single_assignment = i < 2;
+        for (size_t r = 0; r < n_nprobe; r++) {
+            auto& row = rows[i * n_nprobe + r];
+            SCOPED_TRACE(row["index"] + " nprobe " + row["nprobe"]);
+            EXPECT_EQ(row["index"], indexes[i]);
+            EXPECT_EQ(std::stoll(row["nprobe"]), int64_t(1) << r);
+            EXPECT_EQ(std::stod(row["coarse_distances"]), 16);
+            double fine = std::stod(row["fine_distances"]);
+            double entries = std::stod(row["entries_scanned"]);
+            EXPECT_EQ(std::stod(row["total_distances"]), 16 + fine);
+            EXPECT_LE(fine, entries);
+            if (single_assignment) {
+                EXPECT_EQ(fine, entries);
+                EXPECT_EQ(std::stod(row["replication"]), 1.0);
+                EXPECT_EQ(std::stoll(row["nentries"]), 5000);
+            }
+            EXPECT_EQ(std::stoll(row["ntotal"]), 5000);
+            if (r == n_nprobe - 1) {
+                // nprobe = nlist: exhaustive, every vector compared once
+                EXPECT_EQ(std::stod(row["recall_at_1"]), 1.0);
+                EXPECT_EQ(std::stod(row["recall_at_10"]), 1.0);
+                EXPECT_EQ(std::stod(row["recall_at_100"]), 1.0);
+                EXPECT_EQ(fine, 5000);
+                EXPECT_EQ(entries, std::stod(row["nentries"]));
+            }
+            if (r > 0) {
+                auto& prev = rows[i * n_nprobe + r - 1];
+                EXPECT_GE(fine, std::stod(prev["fine_distances"]));
+            }
+        }
+    }
+    // the default GMM index spills: more entries than vectors
+    EXPECT_GT(std::stod(rows[2 * n_nprobe]["replication"]), 1.0);
+    EXPECT_EQ(
+        std::stoll(rows[2 * n_nprobe]["nentries"]),
+        std::llround(5000 * std::stod(rows[2 * n_nprobe]["replication"])));
+
+    auto summary = read_csv(out_dir + "/summary.csv");
+    // 2 measures x 3 indexes x 4 targets + 3 indexes x 5 baseline costs
+    EXPECT_EQ(summary.size(), 2u * 3 * 4 + 3u * n_nprobe);
+    for (auto& line : summary) {
+        if (line["kind"] == "target" && line["index"] == indexes[0] &&
+            !line["cost"].empty()) {
+            EXPECT_NEAR(std::stod(line["ratio_vs_baseline"]), 1.0, 1e-12);
+        }
+    }
+    std::string json = read_file(out_dir + "/results.json");
+    EXPECT_NE(json.find("\"baseline\": \"IVF16,Flat\""), std::string::npos);
+    size_t n_rows = 0;
+    for (size_t pos = json.find("\"nprobe\":"); pos != std::string::npos;
+         pos = json.find("\"nprobe\":", pos + 1)) {
+        n_rows++;
+    }
+    EXPECT_EQ(n_rows, indexes.size() * n_nprobe);
+    EXPECT_NE(out.str().find("ratio"), std::string::npos);
+}

@@ -1,7 +1,6 @@
 #include <eval/cli.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <exception>
 #include <sstream>
 
@@ -74,7 +73,8 @@ Data:
                         ...; fetch it first with datasets/download.sh NAME), or a
                         folder with base/query[/groundtruth] vector files
   --data-root DIR       root of downloaded data sets
-                        (default: $FAISS_GMM_DATA, else ./data)
+                        (default: $FAISS_GMM_DATA_ROOT, else
+                        ~/.cache/faiss_gmm/datasets, as datasets/download.sh)
   --base-rows N         keep the first N base vectors (ground truth recomputed)
   --query-rows N        keep the first N queries
 
@@ -271,11 +271,10 @@ int eval_main(
             !options.gpu,
             "--gpu: not built with GPU index (faiss_gmm has no GPU IVF "
             "index in this build)");
-        std::string data_root = options.data_root;
-        if (data_root.empty()) {
-            const char* env = std::getenv("FAISS_GMM_DATA");
-            data_root = env && *env ? env : "./data";
-        }
+        // Same default as datasets/download.sh, so downloaded sets are found.
+        const std::string data_root = options.data_root.empty()
+                                          ? datasets::default_data_root()
+                                          : options.data_root;
         auto t0 = std::chrono::steady_clock::now();
         datasets::Dataset data = datasets::load_dataset(
             options.dataset,

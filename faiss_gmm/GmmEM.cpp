@@ -205,17 +205,7 @@ void CpuEStep::compute(
         d,
         model.d);
     FAISS_THROW_IF_NOT_MSG(stats, "CpuEStep: stats is null");
-    FAISS_THROW_IF_NOT_FMT(
-        stats->d == d && stats->k == model.k &&
-            stats->covariance == model.covariance,
-        "CpuEStep: statistics shaped (d=%d, k=%d, %s) for a model (d=%d, "
-        "k=%d, %s)",
-        stats->d,
-        stats->k,
-        covariance_type_name(stats->covariance),
-        model.d,
-        model.k,
-        covariance_type_name(model.covariance));
+    stats->check_shaped_for(model, "CpuEStep");
     const impl::ComponentTerms terms(model, center.data());
     const int k = model.k;
     const int gd = terms.gemm_dim;

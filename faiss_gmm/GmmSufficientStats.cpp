@@ -25,6 +25,20 @@ void GmmSufficientStats::reset() {
     std::fill(sum_sq.begin(), sum_sq.end(), 0.0);
 }
 
+void GmmSufficientStats::check_shaped_for(
+    const GaussianMixture& model, const char* who) const {
+    FAISS_THROW_IF_NOT_FMT(
+        d == model.d && k == model.k && covariance == model.covariance,
+        "%s: statistics shaped (d=%d, k=%d, %s) for a model (d=%d, k=%d, %s)",
+        who,
+        d,
+        k,
+        covariance_type_name(covariance),
+        model.d,
+        model.k,
+        covariance_type_name(model.covariance));
+}
+
 void GmmSufficientStats::merge(const GmmSufficientStats& other) {
     FAISS_THROW_IF_NOT_FMT(
         other.d == d && other.k == k && other.covariance == covariance,

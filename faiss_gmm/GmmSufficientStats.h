@@ -24,10 +24,10 @@ struct GmmSufficientStats {
     int d = 0;
     int k = 0;
     CovarianceType covariance = CovarianceType::Spherical;
-    idx_t n = 0;                   ///< points accumulated
-    double log_likelihood = 0;     ///< sum_i log p(x_i)
-    std::vector<double> count;     ///< N_k = sum_i r_ik, size k
-    std::vector<double> sum_x;     ///< sum_i r_ik x_i, size k * d
+    idx_t n = 0;               ///< points accumulated
+    double log_likelihood = 0; ///< sum_i log p(x_i)
+    std::vector<double> count; ///< N_k = sum_i r_ik, size k
+    std::vector<double> sum_x; ///< sum_i r_ik x_i, size k * d
     /// spherical: sum_i r_ik ||x_i - mu_k||^2 (size k);
     /// diagonal: sum_i r_ik (x_ij - mu_kj)^2 (size k * d)
     std::vector<double> sum_sq;
@@ -39,6 +39,9 @@ struct GmmSufficientStats {
     void reset();
     /// Add another set of the same shape (throws on a shape mismatch).
     void merge(const GmmSufficientStats& other);
+    /// Throw, naming `who` and both shapes, unless these statistics are
+    /// shaped for model (same d, k and covariance).
+    void check_shaped_for(const GaussianMixture& model, const char* who) const;
 };
 
 } // namespace faiss_gmm

@@ -911,17 +911,7 @@ void GpuEStep::compute(
         im.d,
         model.d);
     FAISS_THROW_IF_NOT_MSG(stats, "GpuEStep: stats is null");
-    FAISS_THROW_IF_NOT_FMT(
-        stats->d == im.d && stats->k == model.k &&
-            stats->covariance == model.covariance,
-        "GpuEStep: statistics shaped (d=%d, k=%d, %s) for a model (d=%d, "
-        "k=%d, %s)",
-        stats->d,
-        stats->k,
-        covariance_type_name(stats->covariance),
-        model.d,
-        model.k,
-        covariance_type_name(model.covariance));
+    stats->check_shaped_for(model, "GpuEStep");
     DeviceGuard guard(im.config.device);
     const double t0 = faiss::getmillisecs();
     const int d = im.d, k = model.k;

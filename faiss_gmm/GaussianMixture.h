@@ -72,12 +72,12 @@ struct GmmParameters {
 
 /** What one EM iteration did, filled by every trainer (CPU and GPU). */
 struct GmmIterationStats {
-    int iteration = 0;           ///< 0-based
-    double log_likelihood = 0;   ///< mean log-likelihood per point, before M
-    double time_s = 0;           ///< wall time of the iteration, seconds
-    float min_weight = 0;        ///< smallest mixture weight after the M-step
-    float min_variance = 0;      ///< smallest variance after the M-step
-    int n_reseeded = 0;          ///< components re-seeded in this iteration
+    int iteration = 0;         ///< 0-based
+    double log_likelihood = 0; ///< mean log-likelihood per point, before M
+    double time_s = 0;         ///< wall time of the iteration, seconds
+    float min_weight = 0;      ///< smallest mixture weight after the M-step
+    float min_variance = 0;    ///< smallest variance after the M-step
+    int n_reseeded = 0;        ///< components re-seeded in this iteration
 };
 
 /**
@@ -88,8 +88,8 @@ struct GmmIterationStats {
  * Not thread-safe for training; all const scoring methods are.
  */
 struct GaussianMixture {
-    int d = 0;  ///< dimension
-    int k = 0;  ///< number of components
+    int d = 0; ///< dimension
+    int k = 0; ///< number of components
     CovarianceType covariance = CovarianceType::Spherical;
     std::vector<float> weights;   ///< size k, sums to 1
     std::vector<float> means;     ///< size k * d, row-major
@@ -135,12 +135,12 @@ struct GaussianMixture {
      * posteriors and components hold n * m values (m <= k).
      */
     void top_posteriors(
-            idx_t n,
-            const float* x,
-            int m,
-            float* posteriors,
-            idx_t* components,
-            float temperature = 1.0f) const;
+        idx_t n,
+        const float* x,
+        int m,
+        float* posteriors,
+        idx_t* components,
+        float temperature = 1.0f) const;
 
     /// Number of free parameters (weights, means, variances).
     size_t n_parameters() const;

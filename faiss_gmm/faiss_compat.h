@@ -11,10 +11,10 @@
 #include <faiss/IndexIVF.h>
 
 /// FAISS_VERSION_{MAJOR,MINOR,PATCH} are defined by faiss/Index.h.
-#define FAISS_GMM_FAISS_VERSION_AT_LEAST(major, minor, patch)              \
-    ((FAISS_VERSION_MAJOR > (major)) ||                                    \
-     (FAISS_VERSION_MAJOR == (major) && FAISS_VERSION_MINOR > (minor)) ||  \
-     (FAISS_VERSION_MAJOR == (major) && FAISS_VERSION_MINOR == (minor) && \
+#define FAISS_GMM_FAISS_VERSION_AT_LEAST(major, minor, patch)                  \
+    ((FAISS_VERSION_MAJOR > (major)) ||                                        \
+     (FAISS_VERSION_MAJOR == (major) && FAISS_VERSION_MINOR > (minor)) ||      \
+     (FAISS_VERSION_MAJOR == (major) && FAISS_VERSION_MINOR == (minor) &&      \
       FAISS_VERSION_PATCH >= (patch)))
 
 namespace faiss_gmm {

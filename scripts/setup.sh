@@ -8,7 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libfaiss-dev libopenblas-dev liblapack-dev libomp-dev
   libhdf5-dev libgtest-dev
-  gnuplot-nox
+  gnuplot-nox clang-format
   python3
 )
 

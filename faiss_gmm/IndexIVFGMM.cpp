@@ -40,6 +40,8 @@ void IndexIVFGMMStats::add(const IndexIVFGMMStats& other) {
     nentries_scanned += other.nentries_scanned;
     nduplicates_skipped += other.nduplicates_skipped;
     nlists_probed += other.nlists_probed;
+    nbound_distances += other.nbound_distances;
+    nlists_pruned += other.nlists_pruned;
 }
 
 const char* probe_order_name(ProbeOrder order) {
@@ -185,6 +187,41 @@ void validate_spill(const SpillParameters& spill) {
         spill.soar_lambda);
 }
 
+/// Throws naming the first out-of-range adaptive probing parameter.
+void validate_search_parameters(const SearchParametersIVFGMM& p) {
+    FAISS_THROW_IF_NOT_FMT(
+        p.posterior_mass >= 0 && p.posterior_mass <= 1,
+        "IndexIVFGMM: posterior_mass=%g must be in [0, 1]",
+        p.posterior_mass);
+    FAISS_THROW_IF_NOT_FMT(
+        p.mass_temperature > 0 && std::isfinite(p.mass_temperature),
+        "IndexIVFGMM: mass_temperature=%g must be > 0",
+        p.mass_temperature);
+    FAISS_THROW_IF_NOT_FMT(
+        p.distance_ratio == 0 ||
+            (p.distance_ratio >= 1 && !std::isnan(p.distance_ratio)),
+        "IndexIVFGMM: distance_ratio=%g must be 0 (off) or >= 1",
+        p.distance_ratio);
+    FAISS_THROW_IF_NOT_FMT(
+        p.prune_margin >= 0 && !std::isnan(p.prune_margin),
+        "IndexIVFGMM: prune_margin=%g must be >= 0 (0 = off)",
+        p.prune_margin);
+    FAISS_THROW_IF_NOT_FMT(
+        p.min_expected_hits >= 0 && !std::isnan(p.min_expected_hits),
+        "IndexIVFGMM: min_expected_hits=%g must be >= 0 (0 = off)",
+        p.min_expected_hits);
+    FAISS_THROW_IF_NOT_FMT(
+        p.probe_order == ProbeOrder::L2 ||
+            (p.distance_ratio == 0 && p.prune_margin == 0 &&
+             p.min_expected_hits == 0),
+        "IndexIVFGMM: distance_ratio=%g, prune_margin=%g and "
+        "min_expected_hits=%g need probe order l2, not %s",
+        p.distance_ratio,
+        p.prune_margin,
+        p.min_expected_hits,
+        probe_order_name(p.probe_order));
+}
+
 /// The entry of a vector in list l is its canonical copy when l is the
 /// smallest of its lists: exactly one copy per vector has that property.
 bool is_canonical_copy(size_t list_no, const int32_t* record, int width) {
@@ -210,6 +247,94 @@ bool probed_earlier(
     }
     return false;
 }
+
+/**
+ * Bisector pruning of one list (see SearchParametersIVFGMM::prune_margin):
+ * q is at least (d_l - d_1) / (2 ||mu_l - mu_1||) from every point whose
+ * nearest mean is mu_l (d_j: squared distance from q to mu_j).
+ */
+struct BisectorPruner {
+    float margin; ///< 0 = off
+    int d;
+    const float* means;
+
+    bool active() const {
+        return margin > 0;
+    }
+
+    /// true when list l can be skipped given the current k-th neighbour
+    /// squared distance kth_dis; counts a mean-to-mean distance in *nbound
+    /// when the free triangle bound does not decide.
+    bool
+    prunes(idx_t l1, float d1, idx_t l, float dl, float kth_dis, size_t* nbound)
+        const {
+        if (!(kth_dis < std::numeric_limits<float>::infinity())) {
+            return false; // fewer than k results so far
+        }
+        const float limit = margin * std::sqrt(kth_dis);
+        const float s1 = std::sqrt(std::max(d1, 0.0f));
+        const float sl = std::sqrt(std::max(dl, 0.0f));
+        // ||mu_l - mu_1|| <= sl + s1, so the gap is >= (sl - s1) / 2
+        if ((sl - s1) * 0.5f > limit) {
+            return true;
+        }
+        const float mean_dis = faiss::fvec_L2sqr(
+            means + int64_t(l) * d, means + int64_t(l1) * d, size_t(d));
+        (*nbound)++;
+        return dl - d1 > 2 * limit * std::sqrt(mean_dis);
+    }
+};
+
+/**
+ * Model-based pruning of one list (see
+ * SearchParametersIVFGMM::min_expected_hits): the expected number of the
+ * list's vectors, modelled as N(mu_l, sigma_l^2 I), closer to q than the
+ * current k-th neighbour, from the normal approximation of ||q - x||^2.
+ */
+struct HitModelPruner {
+    float min_hits; ///< 0 = off
+    int d;
+    std::vector<float> variance; ///< per list: mean per-dimension variance
+    const faiss::InvertedLists* invlists;
+
+    HitModelPruner(
+        float min_hits,
+        const GaussianMixture& gmm,
+        const faiss::InvertedLists* invlists)
+        : min_hits(min_hits), d(gmm.d), invlists(invlists) {
+        if (min_hits == 0) {
+            return;
+        }
+        const int vpc = gmm.variances_per_component();
+        variance.resize(gmm.k);
+        for (int j = 0; j < gmm.k; j++) {
+            double sum = 0;
+            for (int c = 0; c < vpc; c++) {
+                sum += gmm.variances[size_t(j) * vpc + c];
+            }
+            variance[j] = float(sum / vpc);
+        }
+    }
+
+    bool active() const {
+        return min_hits > 0;
+    }
+
+    /// true when list l (squared distance dl to its mean) is expected to
+    /// hold fewer than min_hits vectors within kth_dis (squared)
+    bool prunes(idx_t l, float dl, float kth_dis) const {
+        if (!(kth_dis < std::numeric_limits<float>::infinity())) {
+            return false; // fewer than k results so far
+        }
+        const double s2 = variance[l];
+        const double mean = double(dl) + d * s2;
+        const double sd = std::sqrt(4 * s2 * dl + 2 * d * s2 * s2);
+        const double z = (double(kth_dis) - mean) / std::max(sd, 1e-30);
+        const double expected = double(invlists->list_size(l)) * 0.5 *
+                                std::erfc(-z / std::sqrt(2.0));
+        return expected < min_hits;
+    }
+};
 
 /// Parsed value of one set_parameters token; throws naming the token.
 double parse_number(const std::string& token, const std::string& value) {
@@ -671,20 +796,59 @@ void IndexIVFGMM::coarse_assign(
     float mass,
     idx_t* assign,
     float* coarse_dis) const {
+    SearchParametersIVFGMM params;
+    params.nprobe = nprobe;
+    params.probe_order = order;
+    params.posterior_mass = mass;
+    coarse_assign(n, x, params, assign, coarse_dis);
+}
+
+namespace {
+
+/// Drops (-1, +inf) the lists of each query whose squared distance exceeds
+/// ratio times the nearest one's; coarse_dis is sorted per query.
+void cut_by_distance_ratio(
+    idx_t n, size_t nprobe, float ratio, idx_t* assign, float* coarse_dis) {
+    if (ratio == 0) {
+        return;
+    }
+    for (idx_t i = 0; i < n; i++) {
+        idx_t* ai = assign + size_t(i) * nprobe;
+        float* di = coarse_dis + size_t(i) * nprobe;
+        for (size_t r = 1; r < nprobe; r++) {
+            if (ai[r] >= 0 && di[r] > ratio * di[0]) {
+                ai[r] = -1;
+                di[r] = std::numeric_limits<float>::infinity();
+            }
+        }
+    }
+}
+
+} // namespace
+
+void IndexIVFGMM::coarse_assign(
+    idx_t n,
+    const float* x,
+    const SearchParametersIVFGMM& params,
+    idx_t* assign,
+    float* coarse_dis) const {
+    const size_t nprobe = params.nprobe;
     FAISS_THROW_IF_NOT_FMT(
         nprobe >= 1 && nprobe <= nlist,
         "IndexIVFGMM: nprobe=%zu must be in [1, nlist=%zu]",
         nprobe,
         nlist);
-    FAISS_THROW_IF_NOT_FMT(
-        mass >= 0 && mass <= 1,
-        "IndexIVFGMM: posterior_mass=%g must be in [0, 1]",
-        mass);
+    validate_search_parameters(params);
     if (n == 0) {
         return;
     }
+    const ProbeOrder order = params.probe_order;
+    const float mass = params.posterior_mass;
+    const double inv_temperature = 1.0 / double(params.mass_temperature);
     if (order == ProbeOrder::L2 && mass == 0) {
         quantizer->search(n, x, nprobe, coarse_dis, assign);
+        cut_by_distance_ratio(
+            n, nprobe, params.distance_ratio, assign, coarse_dis);
         return;
     }
     // log-joint of a block of queries against every component
@@ -699,6 +863,7 @@ void IndexIVFGMM::coarse_assign(
         gmm.log_joint(nb, xb, log_joint.data());
         if (order == ProbeOrder::L2) {
             quantizer->search(nb, xb, nprobe, db, ab);
+            cut_by_distance_ratio(nb, nprobe, params.distance_ratio, ab, db);
         }
 #pragma omp parallel
         {
@@ -726,18 +891,22 @@ void IndexIVFGMM::coarse_assign(
                 }
                 if (mass > 0) {
                     const float max_lj = *std::max_element(row, row + nlist);
+                    // tempered posterior: softmax of log-joint / T
                     double sum = 0;
                     for (size_t j = 0; j < nlist; j++) {
-                        sum += std::exp(double(row[j]) - max_lj);
+                        sum += std::exp(
+                            (double(row[j]) - max_lj) * inv_temperature);
                     }
-                    const double log_z = max_lj + std::log(sum);
                     double cumulated = 0;
                     for (size_t r = 0; r < nprobe; r++) {
                         if (cumulated >= mass) {
                             ai[r] = -1;
                             di[r] = std::numeric_limits<float>::infinity();
                         } else if (ai[r] >= 0) {
-                            cumulated += std::exp(double(row[ai[r]]) - log_z);
+                            cumulated += std::exp(
+                                             (double(row[ai[r]]) - max_lj) *
+                                             inv_temperature) /
+                                         sum;
                         }
                     }
                 }
@@ -748,9 +917,7 @@ void IndexIVFGMM::coarse_assign(
 
 void IndexIVFGMM::resolve_search_parameters(
     const faiss::SearchParameters* params_in,
-    faiss::SearchParametersIVF* ivf_params,
-    ProbeOrder* order,
-    float* mass) const {
+    SearchParametersIVFGMM* resolved) const {
     const faiss::SearchParametersIVF* ivf = nullptr;
     const SearchParametersIVFGMM* gmm_p = nullptr;
     if (params_in) {
@@ -764,11 +931,18 @@ void IndexIVFGMM::resolve_search_parameters(
     const size_t nprobe_asked = ivf ? ivf->nprobe : this->nprobe;
     FAISS_THROW_IF_NOT_FMT(
         nprobe_asked >= 1, "IndexIVFGMM: nprobe=%zu", nprobe_asked);
-    ivf_params->nprobe = std::min(nlist, nprobe_asked);
-    ivf_params->max_codes = ivf ? ivf->max_codes : this->max_codes;
-    ivf_params->sel = params_in ? params_in->sel : nullptr;
-    *order = gmm_p ? gmm_p->probe_order : probe_order;
-    *mass = gmm_p ? gmm_p->posterior_mass : posterior_mass;
+    resolved->nprobe = std::min(nlist, nprobe_asked);
+    resolved->max_codes = ivf ? ivf->max_codes : this->max_codes;
+    resolved->sel = params_in ? params_in->sel : nullptr;
+    resolved->probe_order = gmm_p ? gmm_p->probe_order : probe_order;
+    resolved->posterior_mass = gmm_p ? gmm_p->posterior_mass : posterior_mass;
+    resolved->mass_temperature =
+        gmm_p ? gmm_p->mass_temperature : mass_temperature;
+    resolved->distance_ratio = gmm_p ? gmm_p->distance_ratio : distance_ratio;
+    resolved->prune_margin = gmm_p ? gmm_p->prune_margin : prune_margin;
+    resolved->min_expected_hits =
+        gmm_p ? gmm_p->min_expected_hits : min_expected_hits;
+    validate_search_parameters(*resolved);
 }
 
 void IndexIVFGMM::search(
@@ -783,12 +957,10 @@ void IndexIVFGMM::search(
         k > 0, "IndexIVFGMM::search: k=%" PRId64 " must be > 0", int64_t(k));
     FAISS_THROW_IF_NOT_MSG(
         is_trained, "IndexIVFGMM::search: index is not trained");
-    faiss::SearchParametersIVF ivf_params;
-    ProbeOrder order;
-    float mass;
-    resolve_search_parameters(params_in, &ivf_params, &order, &mass);
+    SearchParametersIVFGMM resolved;
+    resolve_search_parameters(params_in, &resolved);
     check_finite(n, d, x, "IndexIVFGMM::search");
-    const size_t nprobe = ivf_params.nprobe;
+    const size_t nprobe = resolved.nprobe;
 
     const idx_t bs = std::min<idx_t>(n, 16384);
     std::vector<idx_t> assign(size_t(bs) * nprobe);
@@ -797,8 +969,7 @@ void IndexIVFGMM::search(
         const idx_t nb = std::min(bs, n - i0);
         const float* xb = x + int64_t(i0) * d;
         const double t0 = faiss::getmillisecs();
-        coarse_assign(
-            nb, xb, nprobe, order, mass, assign.data(), coarse_dis.data());
+        coarse_assign(nb, xb, resolved, assign.data(), coarse_dis.data());
         const double t1 = faiss::getmillisecs();
         search_preassigned(
             nb,
@@ -809,7 +980,7 @@ void IndexIVFGMM::search(
             distances + int64_t(i0) * k,
             labels + int64_t(i0) * k,
             false,
-            &ivf_params,
+            &resolved,
             &faiss::indexIVF_stats);
         faiss::indexIVF_stats.quantization_time += t1 - t0;
         faiss::indexIVF_stats.search_time += faiss::getmillisecs() - t0;
@@ -837,7 +1008,7 @@ void IndexIVFGMM::search_preassigned(
     const float* x,
     idx_t k,
     const idx_t* assign,
-    const float* /* centroid_dis: exact L2 needs no coarse term */,
+    const float* centroid_dis,
     float* distances,
     idx_t* labels,
     bool store_pairs,
@@ -866,10 +1037,36 @@ void IndexIVFGMM::search_preassigned(
             nlist);
     }
     check_lists_in_sync("IndexIVFGMM::search_preassigned");
+    const auto* gmm_params_in =
+        dynamic_cast<const SearchParametersIVFGMM*>(params);
+    const float margin =
+        gmm_params_in ? gmm_params_in->prune_margin : prune_margin;
+    FAISS_THROW_IF_NOT_FMT(
+        margin >= 0 && !std::isnan(margin),
+        "IndexIVFGMM::search_preassigned: prune_margin=%g must be >= 0",
+        margin);
+    FAISS_THROW_IF_NOT_MSG(
+        margin == 0 || centroid_dis,
+        "IndexIVFGMM::search_preassigned: prune_margin > 0 needs the "
+        "squared L2 distances to the means (centroid_dis is null)");
+    const BisectorPruner pruner{margin, d, gmm.means.data()};
+    const float min_hits =
+        gmm_params_in ? gmm_params_in->min_expected_hits : min_expected_hits;
+    FAISS_THROW_IF_NOT_FMT(
+        min_hits >= 0 && !std::isnan(min_hits),
+        "IndexIVFGMM::search_preassigned: min_expected_hits=%g must be >= 0",
+        min_hits);
+    FAISS_THROW_IF_NOT_MSG(
+        min_hits == 0 || centroid_dis,
+        "IndexIVFGMM::search_preassigned: min_expected_hits > 0 needs the "
+        "squared L2 distances to the means (centroid_dis is null)");
+    const HitModelPruner hit_pruner(min_hits, gmm, invlists);
 
     const int w = other_lists_width;
     size_t nlistv = 0, ndis = 0, nheap = 0, nscanned = 0, ndup = 0;
-#pragma omp parallel reduction(+ : nlistv, ndis, nheap, nscanned, ndup)
+    size_t nbound = 0, npruned = 0;
+#pragma omp parallel reduction( \
+        + : nlistv, ndis, nheap, nscanned, ndup, nbound, npruned)
     {
         std::vector<int32_t> probe_rank(nlist, kNotProbed);
 #pragma omp for schedule(dynamic)
@@ -879,10 +1076,21 @@ void IndexIVFGMM::search_preassigned(
             idx_t* idxi = labels + int64_t(i) * k;
             const idx_t* keys = assign + size_t(i) * nprobe;
             faiss::heap_heapify<HeapForL2>(k, simi, idxi);
+            const float* cdis =
+                centroid_dis ? centroid_dis + size_t(i) * nprobe : nullptr;
             size_t scanned_here = 0;
             for (size_t r = 0; r < nprobe; r++) {
                 const idx_t l = keys[r];
                 if (l < 0 || probe_rank[l] != kNotProbed) {
+                    continue;
+                }
+                if (r > 0 &&
+                    ((hit_pruner.active() &&
+                      hit_pruner.prunes(l, cdis[r], simi[0])) ||
+                     (pruner.active() &&
+                      pruner.prunes(
+                          keys[0], cdis[0], l, cdis[r], simi[0], &nbound)))) {
+                    npruned++;
                     continue;
                 }
                 probe_rank[l] = int32_t(r);
@@ -941,6 +1149,9 @@ void IndexIVFGMM::search_preassigned(
         stats->nheap_updates += nheap;
     }
     indexIVFGMM_stats.nq += n;
+    indexIVFGMM_stats.ncoarse_distances += nbound;
+    indexIVFGMM_stats.nbound_distances += nbound;
+    indexIVFGMM_stats.nlists_pruned += npruned;
     indexIVFGMM_stats.nfine_distances += ndis;
     indexIVFGMM_stats.nentries_scanned += nscanned;
     indexIVFGMM_stats.nduplicates_skipped += ndup;
@@ -956,10 +1167,8 @@ void IndexIVFGMM::range_search(
     check_usable("IndexIVFGMM::range_search");
     FAISS_THROW_IF_NOT_MSG(
         is_trained, "IndexIVFGMM::range_search: index is not trained");
-    faiss::SearchParametersIVF ivf_params;
-    ProbeOrder order;
-    float mass;
-    resolve_search_parameters(params_in, &ivf_params, &order, &mass);
+    SearchParametersIVFGMM ivf_params;
+    resolve_search_parameters(params_in, &ivf_params);
     check_finite(n, d, x, "IndexIVFGMM::range_search");
     check_lists_in_sync("IndexIVFGMM::range_search");
     const size_t nprobe = ivf_params.nprobe;
@@ -969,12 +1178,17 @@ void IndexIVFGMM::range_search(
     const double t0 = faiss::getmillisecs();
     std::vector<idx_t> assign(size_t(n) * nprobe);
     std::vector<float> coarse_dis(size_t(n) * nprobe);
-    coarse_assign(n, x, nprobe, order, mass, assign.data(), coarse_dis.data());
+    coarse_assign(n, x, ivf_params, assign.data(), coarse_dis.data());
     const double t1 = faiss::getmillisecs();
+    // the radius plays the part of the k-th neighbour distance
+    const BisectorPruner pruner{ivf_params.prune_margin, d, gmm.means.data()};
+    const HitModelPruner hit_pruner(
+        ivf_params.min_expected_hits, gmm, invlists);
 
     const int w = other_lists_width;
     size_t nlistv = 0, ndis = 0, nscanned = 0, ndup = 0;
-#pragma omp parallel reduction(+ : nlistv, ndis, nscanned, ndup)
+    size_t nbound = 0, npruned = 0;
+#pragma omp parallel reduction(+ : nlistv, ndis, nscanned, ndup, nbound, npruned)
     {
         faiss::RangeSearchPartialResult pres(result);
         std::vector<int32_t> probe_rank(nlist, kNotProbed);
@@ -983,10 +1197,20 @@ void IndexIVFGMM::range_search(
             const float* q = x + int64_t(i) * d;
             faiss::RangeQueryResult& qres = pres.new_result(i);
             const idx_t* keys = assign.data() + size_t(i) * nprobe;
+            const float* cdis = coarse_dis.data() + size_t(i) * nprobe;
             size_t scanned_here = 0;
             for (size_t r = 0; r < nprobe; r++) {
                 const idx_t l = keys[r];
                 if (l < 0 || probe_rank[l] != kNotProbed) {
+                    continue;
+                }
+                if (r > 0 &&
+                    ((hit_pruner.active() &&
+                      hit_pruner.prunes(l, cdis[r], radius)) ||
+                     (pruner.active() &&
+                      pruner.prunes(
+                          keys[0], cdis[0], l, cdis[r], radius, &nbound)))) {
+                    npruned++;
                     continue;
                 }
                 probe_rank[l] = int32_t(r);
@@ -1040,7 +1264,9 @@ void IndexIVFGMM::range_search(
     faiss::indexIVF_stats.quantization_time += t1 - t0;
     faiss::indexIVF_stats.search_time += faiss::getmillisecs() - t0;
     indexIVFGMM_stats.nq += n;
-    indexIVFGMM_stats.ncoarse_distances += size_t(n) * nlist;
+    indexIVFGMM_stats.ncoarse_distances += size_t(n) * nlist + nbound;
+    indexIVFGMM_stats.nbound_distances += nbound;
+    indexIVFGMM_stats.nlists_pruned += npruned;
     indexIVFGMM_stats.nfine_distances += ndis;
     indexIVFGMM_stats.nentries_scanned += nscanned;
     indexIVFGMM_stats.nduplicates_skipped += ndup;
@@ -1236,6 +1462,11 @@ void IndexIVFGMM::set_parameters(const std::string& description) {
     size_t new_max_codes = max_codes;
     ProbeOrder new_order = probe_order;
     float new_mass = posterior_mass;
+    SearchParametersIVFGMM new_search;
+    new_search.mass_temperature = mass_temperature;
+    new_search.distance_ratio = distance_ratio;
+    new_search.prune_margin = prune_margin;
+    new_search.min_expected_hits = min_expected_hits;
     SpillParameters new_spill = spill;
     TrainDevice new_device = train_device;
 
@@ -1286,6 +1517,38 @@ void IndexIVFGMM::set_parameters(const std::string& description) {
                 "be in [0, 1]",
                 token.c_str());
             new_mass = float(v);
+        } else if (key == "mass_temperature") {
+            const double v = parse_number(token, value);
+            FAISS_THROW_IF_NOT_FMT(
+                v > 0,
+                "IndexIVFGMM::set_parameters: '%s': mass_temperature must "
+                "be > 0",
+                token.c_str());
+            new_search.mass_temperature = float(v);
+        } else if (key == "distance_ratio") {
+            const double v = parse_number(token, value);
+            FAISS_THROW_IF_NOT_FMT(
+                v == 0 || v >= 1,
+                "IndexIVFGMM::set_parameters: '%s': distance_ratio must "
+                "be 0 (off) or >= 1",
+                token.c_str());
+            new_search.distance_ratio = float(v);
+        } else if (key == "prune_margin") {
+            const double v = parse_number(token, value);
+            FAISS_THROW_IF_NOT_FMT(
+                v >= 0,
+                "IndexIVFGMM::set_parameters: '%s': prune_margin must be "
+                ">= 0 (0 = off)",
+                token.c_str());
+            new_search.prune_margin = float(v);
+        } else if (key == "min_expected_hits") {
+            const double v = parse_number(token, value);
+            FAISS_THROW_IF_NOT_FMT(
+                v >= 0,
+                "IndexIVFGMM::set_parameters: '%s': min_expected_hits must "
+                "be >= 0 (0 = off)",
+                token.c_str());
+            new_search.min_expected_hits = float(v);
         } else if (key == "spill") {
             new_spill.rule = spill_rule_from_name(value);
         } else if (key == "tau") {
@@ -1345,10 +1608,17 @@ void IndexIVFGMM::set_parameters(const std::string& description) {
         }
     }
     validate_spill(new_spill);
+    new_search.probe_order = new_order;
+    new_search.posterior_mass = new_mass;
+    validate_search_parameters(new_search);
     nprobe = new_nprobe;
     max_codes = new_max_codes;
     probe_order = new_order;
     posterior_mass = new_mass;
+    mass_temperature = new_search.mass_temperature;
+    distance_ratio = new_search.distance_ratio;
+    prune_margin = new_search.prune_margin;
+    min_expected_hits = new_search.min_expected_hits;
     spill = new_spill;
     train_device = new_device;
 }

@@ -645,6 +645,10 @@ void write_ivfgmm(const IndexIVFGMM& index, ChecksumWriter& cw) {
 
     write_value<int32_t>(w, int32_t(index.probe_order));
     write_value<float>(w, index.posterior_mass);
+    write_value<float>(w, index.mass_temperature);
+    write_value<float>(w, index.distance_ratio);
+    write_value<float>(w, index.prune_margin);
+    write_value<float>(w, index.min_expected_hits);
     write_value<int32_t>(w, int32_t(index.train_device));
 
     write_gmm_payload(index.gmm, cw);
@@ -739,6 +743,41 @@ IndexIVFGMM* read_ivfgmm(CheckedReader& in) {
         "corrupt input %s: field posterior_mass = %g outside [0, 1]",
         in.name.c_str(),
         posterior_mass);
+    float mass_temperature = read_finite<float>(in, "mass_temperature");
+    FAISS_THROW_IF_NOT_FMT(
+        mass_temperature > 0,
+        "corrupt input %s: field mass_temperature = %g is not > 0",
+        in.name.c_str(),
+        mass_temperature);
+    float distance_ratio = read_finite<float>(in, "distance_ratio");
+    FAISS_THROW_IF_NOT_FMT(
+        distance_ratio == 0 || distance_ratio >= 1,
+        "corrupt input %s: field distance_ratio = %g is neither 0 nor >= 1",
+        in.name.c_str(),
+        distance_ratio);
+    float prune_margin = read_finite<float>(in, "prune_margin");
+    FAISS_THROW_IF_NOT_FMT(
+        prune_margin >= 0,
+        "corrupt input %s: field prune_margin = %g is negative",
+        in.name.c_str(),
+        prune_margin);
+    float min_expected_hits = read_finite<float>(in, "min_expected_hits");
+    FAISS_THROW_IF_NOT_FMT(
+        min_expected_hits >= 0,
+        "corrupt input %s: field min_expected_hits = %g is negative",
+        in.name.c_str(),
+        min_expected_hits);
+    FAISS_THROW_IF_NOT_FMT(
+        probe_order == ProbeOrder::L2 ||
+            (distance_ratio == 0 && prune_margin == 0 &&
+             min_expected_hits == 0),
+        "corrupt input %s: distance_ratio = %g, prune_margin = %g, "
+        "min_expected_hits = %g with probe order %s (they need l2)",
+        in.name.c_str(),
+        distance_ratio,
+        prune_margin,
+        min_expected_hits,
+        probe_order_name(probe_order));
     auto train_device =
         TrainDevice(read_bounded<int32_t>(in, "train_device", 0, 2));
 
@@ -777,6 +816,10 @@ IndexIVFGMM* read_ivfgmm(CheckedReader& in) {
     index->parallel_mode = parallel_mode;
     index->probe_order = probe_order;
     index->posterior_mass = posterior_mass;
+    index->mass_temperature = mass_temperature;
+    index->distance_ratio = distance_ratio;
+    index->prune_margin = prune_margin;
+    index->min_expected_hits = min_expected_hits;
     index->train_device = train_device;
 
     const uint64_t width =

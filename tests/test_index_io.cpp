@@ -171,6 +171,10 @@ void expect_same_ivfgmm(const IndexIVFGMM& a, const IndexIVFGMM& b) {
     EXPECT_EQ(a.code_size, b.code_size);
     EXPECT_EQ(a.probe_order, b.probe_order);
     EXPECT_EQ(a.posterior_mass, b.posterior_mass);
+    EXPECT_EQ(a.mass_temperature, b.mass_temperature);
+    EXPECT_EQ(a.distance_ratio, b.distance_ratio);
+    EXPECT_EQ(a.prune_margin, b.prune_margin);
+    EXPECT_EQ(a.min_expected_hits, b.min_expected_hits);
     EXPECT_EQ(a.train_device, b.train_device);
     EXPECT_EQ(a.parallel_mode, b.parallel_mode);
     const faiss_gmm::GmmParameters &ga = a.gmm_params, &gb = b.gmm_params;
@@ -333,6 +337,12 @@ TEST(IndexIO, IndexIVFGMMRoundTripIsExact) {
     auto index = make_filled_ivfgmm(16, kNb);
     // every saved setting away from its default
     index->posterior_mass = 0.5f;
+    index->mass_temperature = 7.0f;
+    // the distance rules need the l2 order (other tests save posterior)
+    index->probe_order = faiss_gmm::ProbeOrder::L2;
+    index->distance_ratio = 1.5f;
+    index->prune_margin = 0.5f;
+    index->min_expected_hits = 0.01f;
     index->max_codes = 100000;
     index->train_device = faiss_gmm::TrainDevice::Cpu;
     index->gmm_params.tol = 1e-5;
@@ -355,7 +365,9 @@ TEST(IndexIO, IndexIVFGMMRoundTripIsExact) {
     expect_same_ivfgmm(*index, *copy);
     EXPECT_EQ(serialize(copy), bytes) << "write(read(x)) != x";
     for (const char* params :
-         {"nprobe=3,probe=posterior,posterior_mass=0",
+         {"nprobe=16,probe=l2,posterior_mass=0.9",
+          "distance_ratio=0,prune_margin=0,min_expected_hits=0",
+          "nprobe=3,probe=posterior,posterior_mass=0",
           "nprobe=5,probe=l2",
           "nprobe=16,probe=l2",
           "nprobe=16,probe=posterior,posterior_mass=0.9"}) {

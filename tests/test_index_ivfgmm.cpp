@@ -550,6 +550,334 @@ TEST_F(Fixture, AdaptiveProbingNeverExceedsNprobe) {
     }
 }
 
+/// Runs one search; returns the counters it added.
+faiss_gmm::IndexIVFGMMStats counted_search(
+    const IndexIVFGMM& index,
+    int n,
+    const float* x,
+    int k,
+    const faiss_gmm::SearchParametersIVFGMM& params,
+    std::vector<float>* dis,
+    std::vector<idx_t>* labels) {
+    dis->resize(size_t(n) * k);
+    labels->resize(size_t(n) * k);
+    faiss_gmm::indexIVFGMM_stats.reset();
+    index.search(n, x, k, dis->data(), labels->data(), &params);
+    return faiss_gmm::indexIVFGMM_stats;
+}
+
+TEST_F(Fixture, DistanceRatioProbesAPrefixWithinTheRatio) {
+    auto index = make_index();
+    index->add(nb, xb.data());
+    const size_t nprobe = 8;
+    std::vector<float> all_dis(nq * kNlist);
+    std::vector<idx_t> all_lists(nq * kNlist);
+    index->quantizer->search(
+        nq, xq.data(), kNlist, all_dis.data(), all_lists.data());
+    for (float ratio : {1.0f, 1.1f, 1.3f, 2.0f, 1e30f}) {
+        SCOPED_TRACE(ratio);
+        faiss_gmm::SearchParametersIVFGMM params;
+        params.nprobe = nprobe;
+        params.distance_ratio = ratio;
+        std::vector<idx_t> assign(nq * nprobe);
+        std::vector<float> coarse(nq * nprobe);
+        index->coarse_assign(
+            nq, xq.data(), params, assign.data(), coarse.data());
+        size_t expected_lists = 0;
+        for (int q = 0; q < nq; q++) {
+            const float d1 = all_dis[q * kNlist];
+            for (size_t r = 0; r < nprobe; r++) {
+                // the nearest list always, then exactly those in the ratio
+                const bool kept =
+                    r == 0 || all_dis[q * kNlist + r] <= ratio * d1;
+                EXPECT_EQ(
+                    assign[q * nprobe + r],
+                    kept ? all_lists[q * kNlist + r] : idx_t(-1));
+                expected_lists += kept && index->invlists->list_size(
+                                              all_lists[q * kNlist + r]) > 0;
+            }
+        }
+        std::vector<float> dis;
+        std::vector<idx_t> labels;
+        const auto s =
+            counted_search(*index, nq, xq.data(), 10, params, &dis, &labels);
+        EXPECT_EQ(s.nlists_probed, expected_lists);
+        EXPECT_LE(s.nlists_probed, size_t(nq) * nprobe);
+        EXPECT_EQ(s.ncoarse_distances, size_t(nq) * kNlist);
+        EXPECT_EQ(
+            s.nfine_distances + s.nduplicates_skipped, s.nentries_scanned);
+    }
+
+    // an infinite ratio is fixed nprobe, to the bit and to the counter
+    faiss_gmm::SearchParametersIVFGMM fixed, unbounded;
+    fixed.nprobe = unbounded.nprobe = nprobe;
+    unbounded.distance_ratio = std::numeric_limits<float>::infinity();
+    std::vector<float> d1, d2;
+    std::vector<idx_t> l1, l2;
+    const auto s1 = counted_search(*index, nq, xq.data(), 10, fixed, &d1, &l1);
+    const auto s2 =
+        counted_search(*index, nq, xq.data(), 10, unbounded, &d2, &l2);
+    EXPECT_EQ(d1, d2);
+    EXPECT_EQ(l1, l2);
+    EXPECT_EQ(s1.nfine_distances, s2.nfine_distances);
+    EXPECT_EQ(s1.nlists_probed, s2.nlists_probed);
+}
+
+TEST_F(Fixture, TemperedPosteriorMassFollowsItsDefinition) {
+    auto index = make_index();
+    index->add(nb, xb.data());
+    const size_t nprobe = kNlist;
+    std::vector<float> lj(size_t(nq) * kNlist);
+    model.log_joint(nq, xq.data(), lj.data());
+    for (float temperature : {1.0f, 4.0f, 30.0f, 1e6f}) {
+        for (float mass : {0.3f, 0.6f, 0.9f}) {
+            SCOPED_TRACE(
+                testing::Message() << "T " << temperature << " mass " << mass);
+            faiss_gmm::SearchParametersIVFGMM params;
+            params.nprobe = nprobe;
+            params.posterior_mass = mass;
+            params.mass_temperature = temperature;
+            std::vector<idx_t> assign(nq * nprobe);
+            std::vector<float> coarse(nq * nprobe);
+            index->coarse_assign(
+                nq, xq.data(), params, assign.data(), coarse.data());
+            for (int q = 0; q < nq; q++) {
+                const float* row = lj.data() + q * kNlist;
+                const float top = *std::max_element(row, row + kNlist);
+                double z = 0;
+                for (int j = 0; j < kNlist; j++) {
+                    z += std::exp((double(row[j]) - top) / temperature);
+                }
+                double before_last = 0, total = 0;
+                size_t nprobed = 0;
+                for (size_t r = 0; r < nprobe; r++) {
+                    const idx_t l = assign[q * nprobe + r];
+                    if (l < 0) {
+                        continue;
+                    }
+                    EXPECT_EQ(r, nprobed) << "probed lists are not a prefix";
+                    nprobed++;
+                    before_last = total;
+                    total += std::exp((double(row[l]) - top) / temperature) / z;
+                }
+                EXPECT_GE(total, mass - 1e-5);
+                EXPECT_LT(before_last, mass + 1e-5);
+                if (temperature >= 1e6f) {
+                    // a flat posterior: the mass is the share of lists
+                    EXPECT_NEAR(double(nprobed), std::ceil(mass * kNlist), 1.0);
+                }
+            }
+        }
+    }
+}
+
+TEST_F(Fixture, BisectorPruningIsExactAtMarginOneAndCountsItsDistances) {
+    SpillParameters no_spill;
+    no_spill.rule = SpillRule::None;
+    no_spill.primary_is_nearest_mean = true; // lists are Voronoi cells
+    auto index = make_index(no_spill);
+    index->add(nb, xb.data());
+    const int k = 10;
+    for (size_t nprobe : {size_t(4), size_t(12), size_t(kNlist)}) {
+        SCOPED_TRACE(nprobe);
+        faiss_gmm::SearchParametersIVFGMM fixed, pruned;
+        fixed.nprobe = pruned.nprobe = nprobe;
+        pruned.prune_margin = 1.0f;
+        std::vector<float> d1, d2;
+        std::vector<idx_t> l1, l2;
+        const auto s1 =
+            counted_search(*index, nq, xq.data(), k, fixed, &d1, &l1);
+        const auto s2 =
+            counted_search(*index, nq, xq.data(), k, pruned, &d2, &l2);
+        // no vector of a pruned cell could enter the top k
+        for (size_t i = 0; i < d1.size(); i++) {
+            EXPECT_NEAR(d1[i], d2[i], 1e-4f * (1 + d1[i])) << "rank " << i;
+        }
+        EXPECT_EQ(
+            s2.ncoarse_distances, size_t(nq) * kNlist + s2.nbound_distances);
+        EXPECT_LE(s2.nlists_probed + s2.nlists_pruned, size_t(nq) * nprobe);
+        EXPECT_LE(s2.nfine_distances, s1.nfine_distances);
+        EXPECT_EQ(
+            s2.nfine_distances + s2.nduplicates_skipped, s2.nentries_scanned);
+        if (nprobe == size_t(kNlist)) {
+            EXPECT_GT(s2.nlists_pruned, 0u) << "nothing pruned at full probe";
+        }
+    }
+
+    // any margin: counters add up, ids stay unique; infinite prunes nothing
+    auto spilled = make_index();
+    spilled->add(nb, xb.data());
+    for (float margin : {0.1f, 0.3f, 0.6f, 1.0f}) {
+        faiss_gmm::SearchParametersIVFGMM params;
+        params.nprobe = 16;
+        params.prune_margin = margin;
+        std::vector<float> dis;
+        std::vector<idx_t> labels;
+        const auto s =
+            counted_search(*spilled, nq, xq.data(), k, params, &dis, &labels);
+        EXPECT_EQ(
+            s.ncoarse_distances, size_t(nq) * kNlist + s.nbound_distances);
+        EXPECT_LE(s.nlists_probed + s.nlists_pruned, size_t(nq) * 16);
+        EXPECT_GE(s.nlists_probed, size_t(nq));
+        for (int q = 0; q < nq; q++) {
+            std::set<idx_t> seen;
+            for (int r = 0; r < k; r++) {
+                const idx_t id = labels[q * k + r];
+                EXPECT_TRUE(id < 0 || seen.insert(id).second);
+            }
+        }
+    }
+    faiss_gmm::SearchParametersIVFGMM fixed, unbounded;
+    fixed.nprobe = unbounded.nprobe = 16;
+    unbounded.prune_margin = std::numeric_limits<float>::infinity();
+    std::vector<float> d1, d2;
+    std::vector<idx_t> l1, l2;
+    const auto s1 = counted_search(*spilled, nq, xq.data(), k, fixed, &d1, &l1);
+    const auto s2 =
+        counted_search(*spilled, nq, xq.data(), k, unbounded, &d2, &l2);
+    EXPECT_EQ(d1, d2);
+    EXPECT_EQ(l1, l2);
+    EXPECT_EQ(s1.nfine_distances, s2.nfine_distances);
+    EXPECT_EQ(s2.nlists_pruned, 0u);
+
+    // range search: the radius bounds the distances; margin 1 is exact.
+    // Base points as queries: the radius then is a near-neighbour one.
+    const float* xr = xb.data();
+    std::vector<float> dr;
+    std::vector<idx_t> lr;
+    counted_search(*index, nq, xr, k, fixed, &dr, &lr);
+    std::vector<float> mid_ranks;
+    for (int q = 0; q < nq; q++) {
+        mid_ranks.push_back(dr[q * k + k / 2]);
+    }
+    std::sort(mid_ranks.begin(), mid_ranks.end());
+    const float radius = mid_ranks[nq / 2];
+    faiss::RangeSearchResult plain(nq), with_pruning(nq);
+    index->nprobe = kNlist;
+    index->range_search(nq, xr, radius, &plain);
+    index->prune_margin = 1.0f;
+    faiss_gmm::indexIVFGMM_stats.reset();
+    index->range_search(nq, xr, radius, &with_pruning);
+    EXPECT_GT(faiss_gmm::indexIVFGMM_stats.nlists_pruned, 0u);
+    EXPECT_GT(plain.lims[nq], size_t(nq)) << "radius too small to test";
+    for (int q = 0; q < nq; q++) {
+        std::set<idx_t> a(
+            plain.labels + plain.lims[q], plain.labels + plain.lims[q + 1]);
+        std::set<idx_t> b(
+            with_pruning.labels + with_pruning.lims[q],
+            with_pruning.labels + with_pruning.lims[q + 1]);
+        EXPECT_EQ(a, b) << "query " << q;
+    }
+}
+
+TEST_F(Fixture, ExpectedHitsPruningStopsOnceTheHeapIsFull) {
+    SpillParameters no_spill;
+    no_spill.rule = SpillRule::None;
+    auto index = make_index(no_spill);
+    index->add(nb, xb.data());
+    const int k = 10;
+    const size_t nprobe = 12;
+    std::vector<float> cdis(nq * nprobe);
+    std::vector<idx_t> lists(nq * nprobe);
+    index->quantizer->search(nq, xq.data(), nprobe, cdis.data(), lists.data());
+    // an unreachable target prunes every list once k results are held:
+    // the probed lists are the shortest L2-order prefix holding k vectors
+    size_t expected_fine = 0, expected_lists = 0;
+    for (int q = 0; q < nq; q++) {
+        size_t held = 0;
+        for (size_t r = 0; r < nprobe && held < size_t(k); r++) {
+            const size_t size =
+                index->invlists->list_size(lists[q * nprobe + r]);
+            held += size;
+            expected_lists += size > 0;
+        }
+        expected_fine += held;
+    }
+    faiss_gmm::SearchParametersIVFGMM params;
+    params.nprobe = nprobe;
+    params.min_expected_hits = 1e30f;
+    std::vector<float> dis;
+    std::vector<idx_t> labels;
+    auto s = counted_search(*index, nq, xq.data(), k, params, &dis, &labels);
+    EXPECT_EQ(s.nfine_distances, expected_fine);
+    EXPECT_EQ(s.nlists_probed, expected_lists);
+    EXPECT_EQ(s.ncoarse_distances, size_t(nq) * kNlist);
+    EXPECT_EQ(s.nbound_distances, 0u);
+    EXPECT_LE(s.nlists_probed + s.nlists_pruned, size_t(nq) * nprobe);
+
+    // a spilled index: counters add up for any target, ids stay unique
+    auto spilled = make_index();
+    spilled->add(nb, xb.data());
+    for (float hits : {0.001f, 0.1f, 1.0f}) {
+        params.min_expected_hits = hits;
+        s = counted_search(*spilled, nq, xq.data(), k, params, &dis, &labels);
+        EXPECT_LE(s.nlists_probed + s.nlists_pruned, size_t(nq) * nprobe);
+        EXPECT_GE(s.nlists_probed, size_t(nq));
+        EXPECT_EQ(
+            s.nfine_distances + s.nduplicates_skipped, s.nentries_scanned);
+        for (int q = 0; q < nq; q++) {
+            std::set<idx_t> seen;
+            for (int r = 0; r < k; r++) {
+                const idx_t id = labels[q * k + r];
+                EXPECT_TRUE(id < 0 || seen.insert(id).second);
+            }
+        }
+    }
+}
+
+TEST_F(Fixture, AdaptiveProbingParametersAreValidated) {
+    auto index = make_index();
+    index->add(nb, xb.data());
+    index->set_parameters(
+        "mass_temperature=20,distance_ratio=1.5,prune_margin=0.3");
+    EXPECT_FLOAT_EQ(index->mass_temperature, 20.0f);
+    EXPECT_FLOAT_EQ(index->distance_ratio, 1.5f);
+    EXPECT_FLOAT_EQ(index->prune_margin, 0.3f);
+    for (const char* bad :
+         {"min_expected_hits=-0.5",
+          "mass_temperature=0",
+          "distance_ratio=0.5",
+          "prune_margin=-1",
+          "distance_ratio=x"}) {
+        EXPECT_THROW(index->set_parameters(bad), faiss::FaissException) << bad;
+    }
+    // the distance rules need L2 distances to the means
+    EXPECT_THROW(
+        index->set_parameters("probe=posterior"), faiss::FaissException);
+    EXPECT_EQ(index->probe_order, ProbeOrder::L2);
+    EXPECT_FLOAT_EQ(index->distance_ratio, 1.5f) << "changed by a bad call";
+    std::vector<float> dis(nq * 5);
+    std::vector<idx_t> labels(nq * 5);
+    // the distance rules need L2 distances to the means
+    faiss_gmm::SearchParametersIVFGMM params;
+    params.probe_order = ProbeOrder::Posterior;
+    params.distance_ratio = 1.5f;
+    EXPECT_THROW(
+        index->search(nq, xq.data(), 5, dis.data(), labels.data(), &params),
+        faiss::FaissException);
+    params.distance_ratio = 0;
+    params.prune_margin = 0.5f;
+    EXPECT_THROW(
+        index->search(nq, xq.data(), 5, dis.data(), labels.data(), &params),
+        faiss::FaissException);
+    params.prune_margin = 0;
+    params.min_expected_hits = 0.1f;
+    EXPECT_THROW(
+        index->search(nq, xq.data(), 5, dis.data(), labels.data(), &params),
+        faiss::FaissException);
+    params.min_expected_hits = 0;
+    params.mass_temperature = -1;
+    EXPECT_THROW(
+        index->search(nq, xq.data(), 5, dis.data(), labels.data(), &params),
+        faiss::FaissException);
+    // index defaults apply to plain SearchParametersIVF
+    faiss::SearchParametersIVF plain;
+    plain.nprobe = 8;
+    faiss_gmm::indexIVFGMM_stats.reset();
+    index->search(nq, xq.data(), 5, dis.data(), labels.data(), &plain);
+    EXPECT_GT(faiss_gmm::indexIVFGMM_stats.nlists_pruned, 0u);
+}
+
 TEST_F(Fixture, RangeSearchDeduplicatedMatchesBruteForce) {
     SpillParameters spill;
     spill.rule = SpillRule::Closure;

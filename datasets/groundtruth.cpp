@@ -7,15 +7,22 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <memory>
 #include <sstream>
 #include <utility>
 #include <vector>
 
 #include <faiss/impl/FaissAssert.h>
+
+#ifdef FAISS_GMM_WITH_GPU
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#endif
 
 extern "C" {
 /// Fortran BLAS single-precision GEMM (the same entry point FAISS uses).
@@ -112,6 +119,308 @@ struct Candidate {
     }
 };
 
+/// Fills blocks of query x base float inner products for the candidate pass.
+class InnerProducts {
+   public:
+    virtual ~InnerProducts() = default;
+    /// Makes base rows y[0, ny) (ny * d floats) the right operand of the
+    /// following blocks.
+    virtual void set_base(const float* y, int64_t ny) = 0;
+    /// Returns ip with ip[i * nb + j] = query row q0 + i . base row j0 + j
+    /// (i < nq, j < nb), valid until the next call.
+    virtual const float*
+    block(int64_t q0, int64_t nq, int64_t j0, int64_t nb) = 0;
+    /// The device, for verbose output.
+    virtual std::string device_name() const = 0;
+};
+
+/// Blocked BLAS SGEMM on the CPU.
+class CpuInnerProducts : public InnerProducts {
+   public:
+    explicit CpuInnerProducts(const FloatMatrix& query) : query_(query) {}
+
+    void set_base(const float* y, int64_t /* ny */) override {
+        base_ = y;
+    }
+
+    const float*
+    block(int64_t q0, int64_t nq, int64_t j0, int64_t nb) override {
+        if (ip_.size() < size_t(nq * nb)) {
+            ip_.resize(nq * nb);
+        }
+        const int m = nb, n = nq, kdim = query_.d;
+        const float one = 1, zero = 0;
+        sgemm_(
+            "Transpose",
+            "Not transpose",
+            &m,
+            &n,
+            &kdim,
+            &one,
+            base_ + j0 * kdim,
+            &kdim,
+            query_.row(q0),
+            &kdim,
+            &zero,
+            ip_.data(),
+            &m);
+        return ip_.data();
+    }
+
+    std::string device_name() const override {
+        return "CPU";
+    }
+
+   private:
+    const FloatMatrix& query_;
+    const float* base_ = nullptr;
+    std::vector<float> ip_;
+};
+
+#ifdef FAISS_GMM_WITH_GPU
+
+void check_cuda(cudaError_t status, const char* call) {
+    FAISS_THROW_IF_NOT_FMT(
+        status == cudaSuccess,
+        "compute_groundtruth: %s failed: %s (%s)",
+        call,
+        cudaGetErrorName(status),
+        cudaGetErrorString(status));
+}
+
+void check_cublas(cublasStatus_t status, const char* call) {
+    FAISS_THROW_IF_NOT_FMT(
+        status == CUBLAS_STATUS_SUCCESS,
+        "compute_groundtruth: %s failed: %s (%s)",
+        call,
+        cublasGetStatusName(status),
+        cublasGetStatusString(status));
+}
+
+/// Floats in device memory, or in pinned host memory for fast copies; grown
+/// on demand (contents not kept), freed on destruction.
+class CudaFloats {
+   public:
+    explicit CudaFloats(bool pinned_host) : pinned_host_(pinned_host) {}
+    CudaFloats(const CudaFloats&) = delete;
+    CudaFloats& operator=(const CudaFloats&) = delete;
+    ~CudaFloats() {
+        release();
+    }
+
+    void reserve(size_t n) {
+        if (n <= capacity_) {
+            return;
+        }
+        release();
+        void* p = nullptr;
+        if (pinned_host_) {
+            check_cuda(cudaMallocHost(&p, n * sizeof(float)), "cudaMallocHost");
+        } else {
+            check_cuda(cudaMalloc(&p, n * sizeof(float)), "cudaMalloc");
+        }
+        data_ = static_cast<float*>(p);
+        capacity_ = n;
+    }
+
+    float* data() const {
+        return data_;
+    }
+
+   private:
+    // A destructor cannot throw: a failed free is left to show up as a
+    // sticky error at the next checked call.
+    void release() {
+        if (data_) {
+            if (pinned_host_) {
+                cudaFreeHost(data_);
+            } else {
+                cudaFree(data_);
+            }
+        }
+        data_ = nullptr;
+        capacity_ = 0;
+    }
+
+    bool pinned_host_;
+    float* data_ = nullptr;
+    size_t capacity_ = 0;
+};
+
+/// A cuBLAS handle in plain fp32 arithmetic, destroyed with the object.
+class CublasHandle {
+   public:
+    CublasHandle() {
+        check_cublas(cublasCreate(&handle_), "cublasCreate");
+        // Pedantic: standard fp32 arithmetic, never TF32 or emulation, so
+        // the dot-product error bound of the candidate pass holds.
+        const cublasStatus_t status =
+            cublasSetMathMode(handle_, CUBLAS_PEDANTIC_MATH);
+        if (status != CUBLAS_STATUS_SUCCESS) {
+            cublasDestroy(handle_);
+            check_cublas(status, "cublasSetMathMode(CUBLAS_PEDANTIC_MATH)");
+        }
+    }
+    CublasHandle(const CublasHandle&) = delete;
+    CublasHandle& operator=(const CublasHandle&) = delete;
+    ~CublasHandle() {
+        cublasDestroy(handle_);
+    }
+    cublasHandle_t get() const {
+        return handle_;
+    }
+
+   private:
+    cublasHandle_t handle_ = nullptr;
+};
+
+/// cuBLAS SGEMM on the current CUDA device. The queries stay on the device;
+/// each base chunk is copied once and reused by every query block.
+class GpuInnerProducts : public InnerProducts {
+   public:
+    explicit GpuInnerProducts(const FloatMatrix& query)
+        : d_(query.d),
+          query_(false),
+          base_(false),
+          ip_device_(false),
+          ip_host_(true) {
+        int device = 0;
+        check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+        cudaDeviceProp properties;
+        check_cuda(
+            cudaGetDeviceProperties(&properties, device),
+            "cudaGetDeviceProperties");
+        device_name_ =
+            "GPU " + std::to_string(device) + " (" + properties.name + ")";
+        copy_to_device(query_, query.data.data(), query.data.size());
+    }
+
+    void set_base(const float* y, int64_t ny) override {
+        copy_to_device(base_, y, size_t(ny) * d_);
+    }
+
+    const float*
+    block(int64_t q0, int64_t nq, int64_t j0, int64_t nb) override {
+        const size_t size = size_t(nq) * nb;
+        ip_device_.reserve(size);
+        ip_host_.reserve(size);
+        const int m = nb, n = nq, kdim = d_;
+        const float one = 1, zero = 0;
+        check_cublas(
+            cublasSgemm(
+                cublas_.get(),
+                CUBLAS_OP_T,
+                CUBLAS_OP_N,
+                m,
+                n,
+                kdim,
+                &one,
+                base_.data() + j0 * d_,
+                kdim,
+                query_.data() + q0 * d_,
+                kdim,
+                &zero,
+                ip_device_.data(),
+                m),
+            "cublasSgemm");
+        check_cuda(
+            cudaMemcpy(
+                ip_host_.data(),
+                ip_device_.data(),
+                size * sizeof(float),
+                cudaMemcpyDeviceToHost),
+            "cudaMemcpy (inner products to host)");
+        return ip_host_.data();
+    }
+
+    std::string device_name() const override {
+        return device_name_;
+    }
+
+   private:
+    static void copy_to_device(CudaFloats& to, const float* from, size_t n) {
+        if (n == 0) {
+            return;
+        }
+        to.reserve(n);
+        check_cuda(
+            cudaMemcpy(
+                to.data(), from, n * sizeof(float), cudaMemcpyHostToDevice),
+            "cudaMemcpy (vectors to device)");
+    }
+
+    int d_;
+    std::string device_name_;
+    CublasHandle cublas_;
+    CudaFloats query_, base_, ip_device_, ip_host_;
+};
+
+#endif // FAISS_GMM_WITH_GPU
+
+/// Why the GPU cannot be used; empty when it can.
+std::string gpu_unavailable_reason() {
+#ifdef FAISS_GMM_WITH_GPU
+    int count = 0;
+    const cudaError_t status = cudaGetDeviceCount(&count);
+    if (status != cudaSuccess) {
+        cudaGetLastError(); // clears the error for later CUDA calls
+        return std::string("cudaGetDeviceCount failed: ") +
+               cudaGetErrorName(status) + " (" + cudaGetErrorString(status) +
+               ")";
+    }
+    return count > 0 ? "" : "no CUDA device";
+#else
+    return "this build has no CUDA support (FAISS_GMM_GPU=OFF or no CUDA "
+           "toolkit)";
+#endif
+}
+
+/// Resolves GroundTruthDevice::automatic through FAISS_GMM_GT_DEVICE and
+/// checks that a requested GPU is usable.
+bool resolve_use_gpu(GroundTruthDevice device) {
+    if (device == GroundTruthDevice::automatic) {
+        const char* env = std::getenv("FAISS_GMM_GT_DEVICE");
+        const std::string value = env ? env : "";
+        if (value.empty() || value == "auto") {
+            return groundtruth_gpu_available();
+        }
+        FAISS_THROW_IF_NOT_FMT(
+            value == "cpu" || value == "gpu",
+            "compute_groundtruth: FAISS_GMM_GT_DEVICE=%s, expected cpu, gpu "
+            "or auto",
+            value.c_str());
+        device =
+            value == "cpu" ? GroundTruthDevice::cpu : GroundTruthDevice::gpu;
+    }
+    if (device == GroundTruthDevice::cpu) {
+        return false;
+    }
+    const std::string reason = gpu_unavailable_reason();
+    FAISS_THROW_IF_NOT_FMT(
+        reason.empty(),
+        "compute_groundtruth: the GPU was requested but %s",
+        reason.c_str());
+    return true;
+}
+
+std::unique_ptr<InnerProducts>
+make_inner_products(const FloatMatrix& query, bool use_gpu) {
+#ifdef FAISS_GMM_WITH_GPU
+    if (use_gpu) {
+        return std::make_unique<GpuInnerProducts>(query);
+    }
+#endif
+    FAISS_THROW_IF_NOT_MSG(
+        !use_gpu, "compute_groundtruth: this build has no CUDA support");
+    return std::make_unique<CpuInnerProducts>(query);
+}
+
+/// Base rows per chunk of the candidate pass: about 256 MB of floats, which
+/// also bounds the device memory of the GPU path.
+int64_t chunk_rows(int k, int d) {
+    return std::max<int64_t>(int64_t(k) * 4, (int64_t(64) << 20) / d);
+}
+
 void check_finite(const float* x, int64_t n, int d, const char* what) {
     for (int64_t i = 0; i < n * d; i++) {
         FAISS_THROW_IF_NOT_FMT(
@@ -126,13 +435,13 @@ void check_finite(const float* x, int64_t n, int d, const char* what) {
 }
 
 /// Exact top-k over a base that arrives in chunks. For every chunk, a float
-/// BLAS pass keeps the candidates with the smallest certified lower bound
-/// of their distance; the candidates are re-ranked exactly. The kept
-/// threshold bounds every rejected row from below, which certifies the
+/// BLAS pass (CPU or GPU) keeps the candidates with the smallest certified
+/// lower bound of their distance; the candidates are re-ranked exactly. The
+/// kept threshold bounds every rejected row from below, which certifies the
 /// result per query; queries that are not certified are rescanned exactly.
 class GroundTruthBuilder {
    public:
-    GroundTruthBuilder(const FloatMatrix& query, int k)
+    GroundTruthBuilder(const FloatMatrix& query, int k, bool use_gpu)
         : query_(query),
           k_(k),
           top_(query.n, TopK(k)),
@@ -142,12 +451,18 @@ class GroundTruthBuilder {
         for (int64_t q = 0; q < query.n; q++) {
             query_norms_[q] = exact_norm(query.row(q), query.d);
         }
+        inner_products_ = make_inner_products(query, use_gpu);
+    }
+
+    std::string device_name() const {
+        return inner_products_->device_name();
     }
 
     /// Candidate pass over base rows [first_id, first_id + ny).
     void add_chunk(const float* y, int64_t ny, int64_t first_id) {
         const int d = query_.d;
         check_finite(y, ny, d, "base");
+        inner_products_->set_base(y, ny);
         const int64_t kept = std::min<int64_t>(ny, 2 * int64_t(k_) + 32);
         // Error bound of the float GEMM dot product (any summation order):
         // |fl(x.y) - x.y| <= gamma_d |x||y|, gamma_d = d u / (1 - d u); it is
@@ -168,34 +483,18 @@ class GroundTruthBuilder {
         std::vector<std::vector<Candidate>> heaps(query_.n);
         constexpr int64_t query_block = 1024;
         constexpr int64_t base_block = 4096;
-        std::vector<float> ip(query_block * base_block);
         for (int64_t q0 = 0; q0 < query_.n; q0 += query_block) {
             const int64_t nq = std::min(query_block, query_.n - q0);
             for (int64_t j0 = 0; j0 < ny; j0 += base_block) {
                 const int64_t nb = std::min(base_block, ny - j0);
-                const int m = nb, n = nq, kdim = d;
-                const float one = 1, zero = 0;
-                sgemm_(
-                    "Transpose",
-                    "Not transpose",
-                    &m,
-                    &n,
-                    &kdim,
-                    &one,
-                    y + j0 * d,
-                    &kdim,
-                    query_.row(q0),
-                    &kdim,
-                    &zero,
-                    ip.data(),
-                    &m);
+                const float* ip = inner_products_->block(q0, nq, j0, nb);
 #pragma omp parallel for
                 for (int64_t i = 0; i < nq; i++) {
                     const int64_t q = q0 + i;
                     std::vector<Candidate>& heap = heaps[q];
                     const double xn = query_norms_[q];
                     const double x_error = dot_error * std::sqrt(xn);
-                    const float* ip_row = ip.data() + i * nb;
+                    const float* ip_row = ip + i * nb;
                     for (int64_t j = 0; j < nb; j++) {
                         const double yn = y_norms[j0 + j];
                         const double approx = xn + yn - 2.0 * ip_row[j];
@@ -301,6 +600,7 @@ class GroundTruthBuilder {
     /// Lower bound of the distance of every row not re-ranked exactly.
     std::vector<double> rejected_bound_;
     std::vector<double> query_norms_;
+    std::unique_ptr<InnerProducts> inner_products_;
 };
 
 void check_arguments(
@@ -352,12 +652,24 @@ std::string cache_key(const FloatMatrix& base, const FloatMatrix& query) {
 
 } // namespace
 
+bool groundtruth_gpu_available() {
+    return gpu_unavailable_reason().empty();
+}
+
 GroundTruth compute_groundtruth(
-    const FloatMatrix& base, const FloatMatrix& query, int k, bool verbose) {
+    const FloatMatrix& base,
+    const FloatMatrix& query,
+    int k,
+    bool verbose,
+    GroundTruthDevice device) {
     check_arguments(base.n, base.d, query, k);
     const Clock::time_point start = Clock::now();
-    GroundTruthBuilder builder(query, k);
-    builder.add_chunk(base.data.data(), base.n, 0);
+    GroundTruthBuilder builder(query, k, resolve_use_gpu(device));
+    const int64_t rows_per_chunk = chunk_rows(k, base.d);
+    for (int64_t first = 0; first < base.n; first += rows_per_chunk) {
+        builder.add_chunk(
+            base.row(first), std::min(rows_per_chunk, base.n - first), first);
+    }
     const std::vector<int64_t> uncertain = builder.take_uncertain_queries();
     if (!uncertain.empty()) {
         builder.rescan_chunk(uncertain, base.data.data(), base.n, 0);
@@ -365,12 +677,13 @@ GroundTruth compute_groundtruth(
     if (verbose) {
         std::printf(
             "ground truth: top-%d of %lld queries in %lld x %d base in "
-            "%.2f s (%zu queries rescanned exactly)\n",
+            "%.2f s on %s (%zu queries rescanned exactly)\n",
             k,
             (long long)query.n,
             (long long)base.n,
             base.d,
             seconds_since(start),
+            builder.device_name().c_str(),
             uncertain.size());
     }
     return builder.result();
@@ -381,19 +694,18 @@ GroundTruth compute_groundtruth_from_file(
     const FloatMatrix& query,
     int k,
     int64_t max_base_rows,
-    bool verbose) {
+    bool verbose,
+    GroundTruthDevice device) {
     const VectorFileInfo info = probe_vector_file(base_path);
     const int64_t n_base =
         max_base_rows < 0 ? info.n : std::min(max_base_rows, info.n);
     check_arguments(n_base, info.d, query, k);
     const Clock::time_point start = Clock::now();
-    // About 256 MB of floats per chunk.
-    const int64_t chunk_rows =
-        std::max<int64_t>(int64_t(k) * 4, (int64_t(64) << 20) / info.d);
-    GroundTruthBuilder builder(query, k);
+    const int64_t rows_per_chunk = chunk_rows(k, info.d);
+    GroundTruthBuilder builder(query, k, resolve_use_gpu(device));
     for_each_chunk(
         base_path,
-        chunk_rows,
+        rows_per_chunk,
         [&](const float* x, int64_t n, int64_t first_row) {
             builder.add_chunk(x, n, first_row);
             if (verbose) {
@@ -411,7 +723,7 @@ GroundTruth compute_groundtruth_from_file(
     if (!uncertain.empty()) {
         for_each_chunk(
             base_path,
-            chunk_rows,
+            rows_per_chunk,
             [&](const float* x, int64_t n, int64_t first_row) {
                 builder.rescan_chunk(uncertain, x, n, first_row);
             },
@@ -421,12 +733,13 @@ GroundTruth compute_groundtruth_from_file(
     if (verbose) {
         std::printf(
             "ground truth: top-%d of %lld queries in %s (%lld rows) in "
-            "%.2f s (%zu queries rescanned exactly)\n",
+            "%.2f s on %s (%zu queries rescanned exactly)\n",
             k,
             (long long)query.n,
             base_path.c_str(),
             (long long)n_base,
             seconds_since(start),
+            builder.device_name().c_str(),
             uncertain.size());
     }
     return builder.result();

@@ -557,6 +557,94 @@ TEST_F(DatasetsTest, GroundTruthEqualsDoubleBruteForce) {
         compute_groundtruth(base, nan_query, 5), faiss::FaissException);
 }
 
+TEST_F(DatasetsTest, GroundTruthDeviceSelection) {
+    const FloatMatrix base = random_integers(400, 8, 0, 3, 21);
+    const FloatMatrix query = random_integers(9, 8, 0, 3, 22);
+    const GroundTruth expected = brute_force(base, query, 20);
+    const std::string message = exception_message([&] {
+        setenv("FAISS_GMM_GT_DEVICE", "tpu", 1);
+        compute_groundtruth(base, query, 20);
+    });
+    EXPECT_NE(message.find("FAISS_GMM_GT_DEVICE=tpu"), std::string::npos)
+        << message;
+    setenv("FAISS_GMM_GT_DEVICE", "cpu", 1);
+    EXPECT_EQ(compute_groundtruth(base, query, 20).ids, expected.ids);
+    // An explicit device overrides the environment.
+    EXPECT_EQ(
+        compute_groundtruth(base, query, 20, false, GroundTruthDevice::cpu).ids,
+        expected.ids);
+    unsetenv("FAISS_GMM_GT_DEVICE");
+    if (!groundtruth_gpu_available()) {
+        const std::string no_gpu = exception_message([&] {
+            compute_groundtruth(base, query, 20, false, GroundTruthDevice::gpu);
+        });
+        EXPECT_NE(no_gpu.find("GPU was requested"), std::string::npos)
+            << no_gpu;
+    }
+}
+
+TEST_F(DatasetsTest, GroundTruthGpuEqualsCpu) {
+    if (!groundtruth_gpu_available()) {
+        const FloatMatrix tiny = random_floats(2, 4, 27);
+        GTEST_SKIP() << exception_message([&] {
+            compute_groundtruth(tiny, tiny, 1, false, GroundTruthDevice::gpu);
+        });
+    }
+    // Integer data with massive ties (300 copies of one row, more than the
+    // candidate margin) and float data with duplicates: both devices give
+    // the certified-exact (distance, id) order, so the results are equal.
+    FloatMatrix ints = random_integers(5000, 32, 0, 3, 23);
+    for (int i = 0; i < 300; i++) {
+        std::copy_n(ints.row(7), 32, ints.row(2000 + 3 * i));
+    }
+    FloatMatrix int_queries = random_integers(1100, 32, 0, 3, 24);
+    std::copy_n(ints.row(7), 32, int_queries.row(1050));
+    FloatMatrix floats = random_floats(5000, 20, 25);
+    for (int i = 0; i < 50; i++) {
+        std::copy_n(floats.row(3), 20, floats.row(4000 + i));
+    }
+    FloatMatrix float_queries = random_floats(50, 20, 26);
+    std::copy_n(floats.row(3), 20, float_queries.row(0));
+    for (const auto& [base, query] :
+         {std::make_pair(&ints, &int_queries),
+          std::make_pair(&floats, &float_queries)}) {
+        for (int k : {1, 100}) {
+            SCOPED_TRACE(testing::Message() << "d=" << base->d << " k=" << k);
+            const GroundTruth cpu = compute_groundtruth(
+                *base, *query, k, false, GroundTruthDevice::cpu);
+            const GroundTruth gpu = compute_groundtruth(
+                *base, *query, k, true, GroundTruthDevice::gpu);
+            EXPECT_EQ(gpu.ids, cpu.ids);
+            EXPECT_EQ(gpu.distances, cpu.distances);
+        }
+    }
+    const GroundTruth expected = brute_force(floats, float_queries, 100);
+    EXPECT_EQ(
+        compute_groundtruth(
+            floats, float_queries, 100, false, GroundTruthDevice::gpu)
+            .ids,
+        expected.ids);
+    // Streamed from a file, with a prefix of the rows.
+    const std::string dir = temp_dir("gt_gpu");
+    write_vectors(dir + "/base.u8bin", ints);
+    EXPECT_EQ(
+        compute_groundtruth_from_file(
+            dir + "/base.u8bin",
+            int_queries,
+            100,
+            4321,
+            false,
+            GroundTruthDevice::gpu)
+            .ids,
+        compute_groundtruth(
+            slice_rows(ints, 0, 4321),
+            int_queries,
+            100,
+            false,
+            GroundTruthDevice::cpu)
+            .ids);
+}
+
 TEST_F(DatasetsTest, GroundTruthCacheIsKeyedByData) {
     const std::string dir = temp_dir("gt_cache_key");
     FloatMatrix base = random_floats(500, 8, 13);

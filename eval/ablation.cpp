@@ -130,6 +130,49 @@ ablation_specs(int64_t nlist, std::optional<int> gmm_iter) {
              ModelSource::SharedGmm,
              {}});
     }
+    // Bisector pruning on top of spill rules (IndexIVFGMM::prune_margin):
+    // measured to help every spill rule alike, so each gets a row.
+    {
+        GmmOverrides o = best;
+        o.prune_margin = 0.3f;
+        specs.push_back(
+            {"GMM sph, T4 tau0.02, prune 0.3",
+             gmm,
+             o,
+             ModelSource::SharedGmm,
+             {}});
+        o = spherical;
+        o.spill_rule = SpillRule::Posterior;
+        o.temperature = 4.0f;
+        o.tau = 0.1f;
+        o.max_assign = 2;
+        o.prune_margin = 0.4f;
+        specs.push_back(
+            {"GMM sph, T4 tau0.1, prune 0.4",
+             gmm,
+             o,
+             ModelSource::SharedGmm,
+             {}});
+    }
+    {
+        GmmOverrides o;
+        o.spill_rule = SpillRule::None;
+        o.max_assign = 1;
+        o.probe_order = ProbeOrder::L2;
+        o.prune_margin = 0.4f;
+        classic("no spill, prune 0.4", o);
+        o.spill_rule = SpillRule::Closure;
+        o.closure_ratio = 1.15f;
+        o.max_assign = 2;
+        classic("closure 1.15 m2, prune 0.4", o);
+        GmmOverrides soar;
+        soar.spill_rule = SpillRule::Soar;
+        soar.soar_lambda = 1.0f;
+        soar.max_assign = 2;
+        soar.probe_order = ProbeOrder::L2;
+        soar.prune_margin = 0.35f;
+        classic("SOAR l1 m2, prune 0.35", soar);
+    }
     specs.push_back(
         {"GMM sph, T4 tau0.02, adaptive mass",
          gmm,

@@ -117,7 +117,8 @@ Presets and output:
                         with closure / SOAR / posterior spill; spherical GMM
                         without spill and with posterior spill (T 1,2,4 x tau
                         0.02,0.05); diagonal GMM; probe by posterior; adaptive
-                        probing. One table of ratios vs k-means at recall@k
+                        probing; bisector pruning (prune_margin) on top of
+                        GMM, no-spill, closure and SOAR lists. One table of ratios vs k-means at recall@k
                         0.90/0.95/0.99 (unique vectors and entries scanned),
                         replication, imbalance, build time; and the same at
                         matched replication. Ignores --index and the spill

@@ -177,6 +177,9 @@ void GmmOverrides::apply(IndexIVFGMM* index) const {
     if (probe_order) {
         index->probe_order = *probe_order;
     }
+    if (prune_margin) {
+        index->prune_margin = *prune_margin;
+    }
 }
 
 std::string GmmOverrides::describe() const {
@@ -217,6 +220,9 @@ std::string GmmOverrides::describe() const {
     }
     if (probe_order) {
         item("probe", probe_order_name(*probe_order));
+    }
+    if (prune_margin) {
+        item("prune_margin", num(*prune_margin));
     }
     return out.str();
 }

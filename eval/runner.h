@@ -37,6 +37,7 @@ struct GmmOverrides {
     std::optional<CovarianceType> covariance; ///< GmmParameters::covariance
     std::optional<int> gmm_iter;              ///< GmmParameters::niter
     std::optional<ProbeOrder> probe_order;    ///< IndexIVFGMM::probe_order
+    std::optional<float> prune_margin;        ///< IndexIVFGMM::prune_margin
 
     /// Sets the given fields on index.
     void apply(IndexIVFGMM* index) const;

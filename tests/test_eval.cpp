@@ -505,11 +505,19 @@ TEST(EvalRunner, SharedModelsAndAdaptiveProbing) {
 
 TEST(EvalAblation, PresetAndTable) {
     std::vector<fe::IndexSpec> specs = fe::ablation_specs(64, 7);
-    ASSERT_EQ(specs.size(), 15u);
+    ASSERT_EQ(specs.size(), 20u);
     EXPECT_EQ(specs[0].factory, "IVF64,Flat");
     EXPECT_EQ(specs[0].model, fe::ModelSource::OwnTraining);
-    int classic = 0, shared = 0, adaptive = 0;
+    int classic = 0, shared = 0, adaptive = 0, pruned = 0;
     for (const fe::IndexSpec& spec : specs) {
+        if (spec.gmm.prune_margin) {
+            pruned++;
+            // pruning is only defined for the L2 probe order
+            EXPECT_TRUE(
+                !spec.gmm.probe_order ||
+                *spec.gmm.probe_order == faiss_gmm::ProbeOrder::L2)
+                << spec.name;
+        }
         if (spec.model == fe::ModelSource::KMeansCentroids) {
             classic++;
             EXPECT_EQ(spec.name.rfind("k-means + ", 0), 0u) << spec.name;
@@ -524,9 +532,10 @@ TEST(EvalAblation, PresetAndTable) {
             adaptive++;
         }
     }
-    EXPECT_EQ(classic, 4);
-    EXPECT_EQ(shared, 10);
+    EXPECT_EQ(classic, 7);
+    EXPECT_EQ(shared, 12);
     EXPECT_EQ(adaptive, 1);
+    EXPECT_EQ(pruned, 5);
 
     fe::EvalReport report = two_index_report();
     report.indexes[1].name = "k-means + closure";

@@ -370,6 +370,105 @@ std::string trim(const std::string& s) {
     return s.substr(b, e - b + 1);
 }
 
+/// Per-query counters of scan_probed_lists, summed by the callers.
+struct ScanCounts {
+    size_t lists = 0;      ///< non-empty lists visited
+    size_t distances = 0;  ///< unique vectors compared
+    size_t scanned = 0;    ///< list entries visited, duplicates included
+    size_t duplicates = 0; ///< entries skipped as already compared
+    size_t bound = 0;      ///< mean-to-mean distances of the bisector bound
+    size_t pruned = 0;     ///< lists skipped by a pruning rule
+};
+
+/// What the probe loop reads besides the query.
+struct ScanContext {
+    const faiss::InvertedLists* invlists;
+    const std::vector<std::vector<int32_t>>* other_lists;
+    int other_lists_width;
+    int d;
+    const faiss::IDSelector* sel;
+    size_t max_codes;
+    const BisectorPruner* pruner;
+    const HitModelPruner* hit_pruner;
+};
+
+/**
+ * The probe loop shared by search and range search. Visits the query's
+ * lists in probe order, skips lists a pruning rule rejects and entries whose
+ * vector was compared in an earlier-probed list, and hands every other
+ * distance, computed once, to consume(dis, list, offset, id). threshold()
+ * is the current k-th neighbour distance (search) or the radius (range
+ * search). probe_rank (size nlist, all kNotProbed) is restored on return.
+ */
+template <class Threshold, class Consumer>
+void scan_probed_lists(
+    const ScanContext& ctx,
+    const float* q,
+    const idx_t* keys,
+    const float* cdis,
+    size_t nprobe,
+    std::vector<int32_t>& probe_rank,
+    Threshold threshold,
+    Consumer consume,
+    ScanCounts* counts) {
+    const int w = ctx.other_lists_width;
+    const int d = ctx.d;
+    size_t scanned_here = 0;
+    for (size_t r = 0; r < nprobe; r++) {
+        const idx_t l = keys[r];
+        if (l < 0 || probe_rank[l] != kNotProbed) {
+            continue;
+        }
+        if (r > 0 && ((ctx.hit_pruner->active() &&
+                       ctx.hit_pruner->prunes(l, cdis[r], threshold())) ||
+                      (ctx.pruner->active() && ctx.pruner->prunes(
+                                                   keys[0],
+                                                   cdis[0],
+                                                   l,
+                                                   cdis[r],
+                                                   threshold(),
+                                                   &counts->bound)))) {
+            counts->pruned++;
+            continue;
+        }
+        probe_rank[l] = int32_t(r);
+        const size_t list_size = ctx.invlists->list_size(l);
+        if (list_size == 0) {
+            continue;
+        }
+        counts->lists++;
+        faiss::InvertedLists::ScopedCodes scodes(ctx.invlists, l);
+        faiss::InvertedLists::ScopedIds sids(ctx.invlists, l);
+        const float* codes = reinterpret_cast<const float*>(scodes.get());
+        const idx_t* ids = sids.get();
+        const int32_t* records = (*ctx.other_lists)[l].data();
+        for (size_t j = 0; j < list_size; j++) {
+            if (w > 0 &&
+                probed_earlier(
+                    records + j * w, w, probe_rank.data(), int32_t(r))) {
+                counts->duplicates++;
+                continue;
+            }
+            if (ctx.sel && !ctx.sel->is_member(ids[j])) {
+                continue;
+            }
+            const float dis = faiss::fvec_L2sqr(q, codes + j * d, d);
+            counts->distances++;
+            consume(dis, l, j, ids[j]);
+        }
+        counts->scanned += list_size;
+        scanned_here += list_size;
+        if (ctx.max_codes && scanned_here >= ctx.max_codes) {
+            break;
+        }
+    }
+    for (size_t r = 0; r < nprobe; r++) {
+        if (keys[r] >= 0) {
+            probe_rank[keys[r]] = kNotProbed;
+        }
+    }
+}
+
 } // namespace
 
 /*************************************************************
@@ -1062,7 +1161,15 @@ void IndexIVFGMM::search_preassigned(
         "squared L2 distances to the means (centroid_dis is null)");
     const HitModelPruner hit_pruner(min_hits, gmm, invlists);
 
-    const int w = other_lists_width;
+    const ScanContext ctx{
+        invlists,
+        &other_lists,
+        other_lists_width,
+        d,
+        sel,
+        max_codes,
+        &pruner,
+        &hit_pruner};
     size_t nlistv = 0, ndis = 0, nheap = 0, nscanned = 0, ndup = 0;
     size_t nbound = 0, npruned = 0;
 #pragma omp parallel reduction( \
@@ -1071,74 +1178,36 @@ void IndexIVFGMM::search_preassigned(
         std::vector<int32_t> probe_rank(nlist, kNotProbed);
 #pragma omp for schedule(dynamic)
         for (idx_t i = 0; i < n; i++) {
-            const float* q = x + int64_t(i) * d;
             float* simi = distances + int64_t(i) * k;
             idx_t* idxi = labels + int64_t(i) * k;
-            const idx_t* keys = assign + size_t(i) * nprobe;
             faiss::heap_heapify<HeapForL2>(k, simi, idxi);
-            const float* cdis =
-                centroid_dis ? centroid_dis + size_t(i) * nprobe : nullptr;
-            size_t scanned_here = 0;
-            for (size_t r = 0; r < nprobe; r++) {
-                const idx_t l = keys[r];
-                if (l < 0 || probe_rank[l] != kNotProbed) {
-                    continue;
-                }
-                if (r > 0 &&
-                    ((hit_pruner.active() &&
-                      hit_pruner.prunes(l, cdis[r], simi[0])) ||
-                     (pruner.active() &&
-                      pruner.prunes(
-                          keys[0], cdis[0], l, cdis[r], simi[0], &nbound)))) {
-                    npruned++;
-                    continue;
-                }
-                probe_rank[l] = int32_t(r);
-                const size_t list_size = invlists->list_size(l);
-                if (list_size == 0) {
-                    continue;
-                }
-                nlistv++;
-                faiss::InvertedLists::ScopedCodes scodes(invlists, l);
-                faiss::InvertedLists::ScopedIds sids(invlists, l);
-                const float* codes =
-                    reinterpret_cast<const float*>(scodes.get());
-                const idx_t* ids = sids.get();
-                const int32_t* records = other_lists[l].data();
-                for (size_t j = 0; j < list_size; j++) {
-                    if (w > 0 && probed_earlier(
-                                     records + j * w,
-                                     w,
-                                     probe_rank.data(),
-                                     int32_t(r))) {
-                        ndup++;
-                        continue;
-                    }
-                    if (sel && !sel->is_member(ids[j])) {
-                        continue;
-                    }
-                    const float dis = faiss::fvec_L2sqr(q, codes + j * d, d);
-                    ndis++;
+            ScanCounts counts;
+            scan_probed_lists(
+                ctx,
+                x + int64_t(i) * d,
+                assign + size_t(i) * nprobe,
+                centroid_dis ? centroid_dis + size_t(i) * nprobe : nullptr,
+                nprobe,
+                probe_rank,
+                [&]() { return simi[0]; },
+                [&](float dis, idx_t list, size_t offset, idx_t id) {
                     if (dis < simi[0]) {
                         const idx_t label =
-                            store_pairs ? idx_t(faiss::lo_build(l, j)) : ids[j];
+                            store_pairs ? idx_t(faiss::lo_build(list, offset))
+                                        : id;
                         faiss::heap_replace_top<HeapForL2>(
                             k, simi, idxi, dis, label);
                         nheap++;
                     }
-                }
-                nscanned += list_size;
-                scanned_here += list_size;
-                if (max_codes && scanned_here >= max_codes) {
-                    break;
-                }
-            }
-            for (size_t r = 0; r < nprobe; r++) {
-                if (keys[r] >= 0) {
-                    probe_rank[keys[r]] = kNotProbed;
-                }
-            }
+                },
+                &counts);
             faiss::heap_reorder<HeapForL2>(k, simi, idxi);
+            nlistv += counts.lists;
+            ndis += counts.distances;
+            nscanned += counts.scanned;
+            ndup += counts.duplicates;
+            nbound += counts.bound;
+            npruned += counts.pruned;
         }
     }
 
@@ -1185,7 +1254,15 @@ void IndexIVFGMM::range_search(
     const HitModelPruner hit_pruner(
         ivf_params.min_expected_hits, gmm, invlists);
 
-    const int w = other_lists_width;
+    const ScanContext ctx{
+        invlists,
+        &other_lists,
+        other_lists_width,
+        d,
+        sel,
+        max_codes,
+        &pruner,
+        &hit_pruner};
     size_t nlistv = 0, ndis = 0, nscanned = 0, ndup = 0;
     size_t nbound = 0, npruned = 0;
 #pragma omp parallel reduction(+ : nlistv, ndis, nscanned, ndup, nbound, npruned)
@@ -1194,66 +1271,28 @@ void IndexIVFGMM::range_search(
         std::vector<int32_t> probe_rank(nlist, kNotProbed);
 #pragma omp for schedule(dynamic)
         for (idx_t i = 0; i < n; i++) {
-            const float* q = x + int64_t(i) * d;
             faiss::RangeQueryResult& qres = pres.new_result(i);
-            const idx_t* keys = assign.data() + size_t(i) * nprobe;
-            const float* cdis = coarse_dis.data() + size_t(i) * nprobe;
-            size_t scanned_here = 0;
-            for (size_t r = 0; r < nprobe; r++) {
-                const idx_t l = keys[r];
-                if (l < 0 || probe_rank[l] != kNotProbed) {
-                    continue;
-                }
-                if (r > 0 &&
-                    ((hit_pruner.active() &&
-                      hit_pruner.prunes(l, cdis[r], radius)) ||
-                     (pruner.active() &&
-                      pruner.prunes(
-                          keys[0], cdis[0], l, cdis[r], radius, &nbound)))) {
-                    npruned++;
-                    continue;
-                }
-                probe_rank[l] = int32_t(r);
-                const size_t list_size = invlists->list_size(l);
-                if (list_size == 0) {
-                    continue;
-                }
-                nlistv++;
-                faiss::InvertedLists::ScopedCodes scodes(invlists, l);
-                faiss::InvertedLists::ScopedIds sids(invlists, l);
-                const float* codes =
-                    reinterpret_cast<const float*>(scodes.get());
-                const idx_t* ids = sids.get();
-                const int32_t* records = other_lists[l].data();
-                for (size_t j = 0; j < list_size; j++) {
-                    if (w > 0 && probed_earlier(
-                                     records + j * w,
-                                     w,
-                                     probe_rank.data(),
-                                     int32_t(r))) {
-                        ndup++;
-                        continue;
-                    }
-                    if (sel && !sel->is_member(ids[j])) {
-                        continue;
-                    }
-                    const float dis = faiss::fvec_L2sqr(q, codes + j * d, d);
-                    ndis++;
+            ScanCounts counts;
+            scan_probed_lists(
+                ctx,
+                x + int64_t(i) * d,
+                assign.data() + size_t(i) * nprobe,
+                coarse_dis.data() + size_t(i) * nprobe,
+                nprobe,
+                probe_rank,
+                [&]() { return radius; },
+                [&](float dis, idx_t, size_t, idx_t id) {
                     if (dis < radius) {
-                        qres.add(dis, ids[j]);
+                        qres.add(dis, id);
                     }
-                }
-                nscanned += list_size;
-                scanned_here += list_size;
-                if (max_codes && scanned_here >= max_codes) {
-                    break;
-                }
-            }
-            for (size_t r = 0; r < nprobe; r++) {
-                if (keys[r] >= 0) {
-                    probe_rank[keys[r]] = kNotProbed;
-                }
-            }
+                },
+                &counts);
+            nlistv += counts.lists;
+            ndis += counts.distances;
+            nscanned += counts.scanned;
+            ndup += counts.duplicates;
+            nbound += counts.bound;
+            npruned += counts.pruned;
         }
         pres.finalize();
     }

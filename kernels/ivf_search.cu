@@ -1,0 +1,696 @@
+// Kernels of the GPU IVF search with spill (see ivf_search.h for the
+// contract and IndexIVFGMM.cpp scan_probed_lists for the CPU semantics they
+// reproduce).
+
+#include <kernels/ivf_search.h>
+#include <kernels/select_k.h>
+
+#include <cub/block/block_reduce.cuh>
+
+#include <cmath>
+#include <cstdint>
+
+namespace faiss_gmm {
+namespace kernels {
+
+namespace {
+
+constexpr int kElementwiseThreads = 256;
+/// Row blocks of the coarse score grid (rows beyond are grid-strided).
+constexpr int kMaxGridRows = 65535;
+constexpr int kNormThreads = 256;
+constexpr int kNormBlocksMax = 65535 * 4;
+constexpr int kCutThreads = 256;
+/// One warp per query in ivf_prepare_probes.
+constexpr int kPrepareWarps = 4;
+constexpr int kScanThreads = 128;
+/// Vector loads a scan lane issues before using them.
+constexpr int kScanLoads = 4;
+constexpr int kMaxDim = 4096;
+constexpr int64_t kMaxGridX = 0x7fffffff;
+
+// Reads products and the per-component constants, writes the "smaller is
+// better" coarse score in place: one thread per (query, component).
+__global__ void __launch_bounds__(kElementwiseThreads) coarse_scores_kernel(
+    CoarseModel model,
+    int64_t nq,
+    const float* __restrict__ query_norms,
+    float* __restrict__ products) {
+    const int j = blockIdx.x * kElementwiseThreads + threadIdx.x;
+    if (j >= model.nlist) {
+        return;
+    }
+    for (int64_t i = blockIdx.y; i < nq; i += gridDim.y) {
+        float* p = products + i * model.nlist + j;
+        if (model.log_joint && model.diagonal) {
+            *p = -(
+                model.log_const[j] + *p - 0.5f * model.mean_norms_weighted[j]);
+            continue;
+        }
+        const float dis =
+            fmaxf(0.0f, query_norms[i] - 2.0f * *p + model.mean_norms[j]);
+        *p = model.log_joint
+                 ? -(model.log_const[j] - 0.5f * model.inv_var[j] * dis)
+                 : dis;
+    }
+}
+
+// Reads n rows of d floats, writes their squared norms: one warp per row.
+__global__ void __launch_bounds__(kNormThreads) row_squared_norms_kernel(
+    int64_t n, int d, const float* __restrict__ x, float* __restrict__ out) {
+    const int lane = threadIdx.x % 32;
+    const int64_t warps = int64_t(gridDim.x) * (kNormThreads / 32);
+    for (int64_t i = (int64_t(blockIdx.x) * kNormThreads + threadIdx.x) / 32;
+         i < n;
+         i += warps) {
+        const float* row = x + i * d;
+        float sum = 0;
+        for (int t = lane; t < d; t += 32) {
+            sum += row[t] * row[t];
+        }
+        for (int o = 16; o > 0; o >>= 1) {
+            sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        }
+        if (lane == 0) {
+            out[i] = sum;
+        }
+    }
+}
+
+struct MaxOp {
+    __device__ __forceinline__ float operator()(float a, float b) const {
+        return fmaxf(a, b);
+    }
+};
+
+// One CTA per query: reads its sorted probes and scores (and its log-joint
+// row for the mass rule), writes the dropped probes as (-1, +inf). The mass
+// rule walks the probes in order on one thread, as the CPU does, after the
+// posteriors are computed in parallel.
+__global__ void __launch_bounds__(kCutThreads) cut_probes_kernel(
+    int nprobe,
+    int32_t* __restrict__ probes,
+    float* __restrict__ probe_scores,
+    float distance_ratio,
+    const float* __restrict__ log_joint_scores,
+    int nlist,
+    float posterior_mass,
+    double inv_temperature) {
+    using ReduceF = cub::BlockReduce<float, kCutThreads>;
+    using ReduceD = cub::BlockReduce<double, kCutThreads>;
+    __shared__ union {
+        typename ReduceF::TempStorage f;
+        typename ReduceD::TempStorage d;
+    } reduce;
+    __shared__ double posterior[kSelectMaxK];
+    __shared__ float row_max;
+    __shared__ double row_sum;
+    const int64_t q = blockIdx.x;
+    int32_t* qp = probes + q * nprobe;
+    float* qs = probe_scores + q * nprobe;
+    if (distance_ratio > 0) {
+        const float limit = distance_ratio * qs[0];
+        for (int r = 1 + threadIdx.x; r < nprobe; r += kCutThreads) {
+            if (qp[r] >= 0 && qs[r] > limit) {
+                qp[r] = -1;
+                qs[r] = INFINITY;
+            }
+        }
+        __syncthreads();
+    }
+    if (!(posterior_mass > 0)) {
+        return;
+    }
+    const float* row = log_joint_scores + q * nlist; // negated log-joints
+    float local_max = -INFINITY;
+    for (int j = threadIdx.x; j < nlist; j += kCutThreads) {
+        local_max = fmaxf(local_max, -row[j]);
+    }
+    const float max_lj = ReduceF(reduce.f).Reduce(local_max, MaxOp());
+    if (threadIdx.x == 0) {
+        row_max = max_lj;
+    }
+    __syncthreads();
+    double local_sum = 0;
+    for (int j = threadIdx.x; j < nlist; j += kCutThreads) {
+        local_sum += exp((double(-row[j]) - double(row_max)) * inv_temperature);
+    }
+    const double sum = ReduceD(reduce.d).Sum(local_sum);
+    if (threadIdx.x == 0) {
+        row_sum = sum;
+    }
+    __syncthreads();
+    for (int r = threadIdx.x; r < nprobe; r += kCutThreads) {
+        const int32_t l = qp[r];
+        posterior[r] =
+            l >= 0
+                ? exp((double(-row[l]) - double(row_max)) * inv_temperature) /
+                      row_sum
+                : 0.0;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double cumulated = 0;
+        for (int r = 0; r < nprobe; r++) {
+            if (cumulated >= double(posterior_mass)) {
+                qp[r] = -1;
+                qs[r] = INFINITY;
+            } else if (qp[r] >= 0) {
+                cumulated += posterior[r];
+            }
+        }
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ T warp_exclusive_sum(T v, T* total) {
+    const int lane = threadIdx.x % 32;
+    T inclusive = v;
+    for (int o = 1; o < 32; o <<= 1) {
+        const T up = __shfl_up_sync(0xffffffffu, inclusive, o);
+        if (lane >= o) {
+            inclusive += up;
+        }
+    }
+    *total = __shfl_sync(0xffffffffu, inclusive, 31);
+    return inclusive - v;
+}
+
+// One warp per query: marks the first rank of every probed list in
+// probe_rank (atomicMin, then read back to find repeats), then walks the
+// probes 32 at a time with warp prefix sums of the list lengths to apply
+// max_codes and place each kept list in the query's segment. Writes probes
+// (dropped -> -1), probe_rank (kept lists only), probe_offsets,
+// segment_lengths and lists_visited.
+__global__ void __launch_bounds__(kPrepareWarps * 32) prepare_probes_kernel(
+    const int32_t* __restrict__ lengths,
+    int nlist,
+    int64_t nq,
+    int nprobe,
+    int64_t max_codes,
+    int32_t* __restrict__ probes,
+    int32_t* __restrict__ probe_rank,
+    int64_t* __restrict__ probe_offsets,
+    int64_t* __restrict__ segment_lengths,
+    int32_t* __restrict__ lists_visited) {
+    const int64_t q = int64_t(blockIdx.x) * kPrepareWarps + threadIdx.x / 32;
+    if (q >= nq) {
+        return;
+    }
+    const int lane = threadIdx.x % 32;
+    int32_t* qp = probes + q * nprobe;
+    int32_t* rank_row = probe_rank + q * nlist;
+    for (int r = lane; r < nprobe; r += 32) {
+        const int32_t l = qp[r];
+        if (l >= 0 && l < nlist) {
+            atomicMin(rank_row + l, r);
+        }
+    }
+    __syncwarp();
+    int64_t carry_valid = 0; // lengths of first occurrences so far
+    int64_t carry_kept = 0;  // lengths of kept lists so far
+    int visited = 0;
+    for (int base = 0; base < nprobe; base += 32) {
+        const int r = base + lane;
+        const bool in = r < nprobe;
+        const int32_t l = in ? qp[r] : -1;
+        const bool valid = l >= 0 && l < nlist && __ldcg(rank_row + l) == r;
+        const int64_t len = valid ? int64_t(lengths[l]) : 0;
+        int64_t chunk_valid, chunk_kept;
+        const int64_t before_valid =
+            carry_valid + warp_exclusive_sum(len, &chunk_valid);
+        const bool kept = valid && (max_codes == 0 || before_valid < max_codes);
+        const int64_t kept_len = kept ? len : 0;
+        const int64_t before_kept =
+            carry_kept + warp_exclusive_sum(kept_len, &chunk_kept);
+        if (in) {
+            probe_offsets[q * nprobe + r] = before_kept;
+            if (!kept) {
+                qp[r] = -1;
+            }
+        }
+        if (valid && !kept) {
+            rank_row[l] = kListNotProbed; // cut by max_codes
+        }
+        visited += kept && len > 0;
+        carry_valid += chunk_valid;
+        carry_kept += chunk_kept;
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        visited += __shfl_xor_sync(0xffffffffu, visited, o);
+    }
+    if (lane == 0) {
+        segment_lengths[q] = carry_kept;
+        lists_visited[q] = visited;
+    }
+}
+
+// Reads the kept probes, writes kListNotProbed back into probe_rank.
+__global__ void __launch_bounds__(kElementwiseThreads) clear_probe_ranks_kernel(
+    int64_t nq,
+    int nprobe,
+    int nlist,
+    const int32_t* __restrict__ probes,
+    int32_t* __restrict__ probe_rank) {
+    const int64_t total = nq * nprobe;
+    for (int64_t i = int64_t(blockIdx.x) * kElementwiseThreads + threadIdx.x;
+         i < total;
+         i += int64_t(gridDim.x) * kElementwiseThreads) {
+        const int32_t l = probes[i];
+        if (l >= 0 && l < nlist) {
+            probe_rank[(i / nprobe) * nlist + l] = kListNotProbed;
+        }
+    }
+}
+
+/// Lanes of this thread's group of G lanes within its warp.
+template <int G>
+__device__ __forceinline__ unsigned group_lane_mask() {
+    if constexpr (G == 32) {
+        return 0xffffffffu;
+    } else {
+        const int first = (threadIdx.x % 32) / G * G;
+        return ((1u << G) - 1) << first;
+    }
+}
+
+/// True when one of the entry's other lists (record, -1 padded, read up to
+/// its first -1 as the CPU does) was probed before rank r. No break in the
+/// loop: the rank lookups of one entry do not wait for each other.
+__device__ __forceinline__ bool probed_earlier(
+    const int32_t* __restrict__ record,
+    int width,
+    const int32_t* __restrict__ rank_row,
+    int32_t r) {
+    bool stopped = false;
+    bool earlier = false;
+    for (int t = 0; t < width; t++) {
+        const int32_t other = record[t];
+        stopped = stopped || other < 0;
+        if (!stopped && rank_row[other] < r) {
+            earlier = true;
+        }
+    }
+    return earlier;
+}
+
+/// Squared differences of a lane's elements lane_g, lane_g + G, ... of
+/// x and q (n elements of float or float4): kScanLoads loads are issued
+/// before any is used, so each lane keeps several in flight.
+__device__ __forceinline__ float squared_diff(float x, float q) {
+    const float e = x - q;
+    return e * e;
+}
+__device__ __forceinline__ float squared_diff(float4 x, float4 q) {
+    const float e0 = x.x - q.x;
+    const float e1 = x.y - q.y;
+    const float e2 = x.z - q.z;
+    const float e3 = x.w - q.w;
+    return e0 * e0 + e1 * e1 + e2 * e2 + e3 * e3;
+}
+
+template <int G, typename T>
+__device__ __forceinline__ float
+partial_distance(const T* __restrict__ x, const T* __restrict__ q, int n) {
+    const int lane_g = threadIdx.x % G;
+    float sum = 0;
+    for (int t0 = lane_g; t0 < n; t0 += G * kScanLoads) {
+        T loaded[kScanLoads];
+#pragma unroll
+        for (int u = 0; u < kScanLoads; u++) {
+            const int t = t0 + u * G;
+            if (t < n) {
+                loaded[u] = x[t];
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < kScanLoads; u++) {
+            const int t = t0 + u * G;
+            if (t < n) {
+                sum += squared_diff(loaded[u], q[t]);
+            }
+        }
+    }
+    return sum;
+}
+
+// One CTA per (query, probe): the query in shared memory; the list is read
+// in batches of kScanThreads entries. With spill records, each thread first
+// decides whether one entry of the batch is a duplicate (its vector sits in
+// a list probed earlier: one record row and a few probe_rank lookups, all
+// independent across threads); then groups of G lanes stream the batch's
+// other vectors (16-byte loads when d % 4 == 0 and the list is 16-byte
+// aligned, else scalar), one vector per group at a time, and reduce the
+// squared differences with shuffles inside the group. Duplicates are written
+// as (+inf, -1) without reading their vector. Writes keys / ids of the
+// list's slice of the query's segment and adds the CTA's duplicates to
+// duplicates[q] once per warp.
+template <int G>
+__global__ void __launch_bounds__(kScanThreads) scan_lists_kernel(
+    IvfListsView lists,
+    int nprobe,
+    const float* __restrict__ queries,
+    const int32_t* __restrict__ probes,
+    const int32_t* __restrict__ probe_rank,
+    const int64_t* __restrict__ probe_offsets,
+    const int64_t* __restrict__ segment_offsets,
+    float* __restrict__ keys,
+    int64_t* __restrict__ ids,
+    int64_t* __restrict__ duplicates) {
+    extern __shared__ float4 query_smem[];
+    __shared__ bool is_duplicate[kScanThreads];
+    const int64_t pair = blockIdx.x;
+    const int32_t l = probes[pair];
+    if (l < 0) {
+        return;
+    }
+    const int32_t n = lists.lengths[l];
+    if (n == 0) {
+        return;
+    }
+    const int d = lists.d;
+    const int64_t q = pair / nprobe;
+    const int32_t r = int32_t(pair % nprobe);
+    float* query = reinterpret_cast<float*>(query_smem);
+    for (int t = threadIdx.x; t < d; t += kScanThreads) {
+        query[t] = queries[q * d + t];
+    }
+    __syncthreads();
+
+    const float* __restrict__ vectors = lists.vectors[l];
+    const int64_t* __restrict__ list_ids = lists.ids[l];
+    const int width = lists.record_width;
+    const int32_t* __restrict__ records =
+        width > 0 ? lists.records[l] : nullptr;
+    const int32_t* __restrict__ rank_row = probe_rank + q * lists.nlist;
+    float* __restrict__ out_keys =
+        keys + segment_offsets[q] + probe_offsets[pair];
+    int64_t* __restrict__ out_ids =
+        ids + segment_offsets[q] + probe_offsets[pair];
+    const bool vectorized =
+        d % 4 == 0 && (reinterpret_cast<uintptr_t>(vectors) & 15) == 0;
+    const int lane_g = threadIdx.x % G;
+    const unsigned group_mask = group_lane_mask<G>();
+    int64_t dup_count = 0;
+    for (int base = 0; base < n; base += kScanThreads) {
+        if (width > 0) {
+            const int j = base + threadIdx.x;
+            const bool dup =
+                j < n && probed_earlier(
+                             records + int64_t(j) * width, width, rank_row, r);
+            is_duplicate[threadIdx.x] = dup;
+            dup_count += dup;
+            __syncthreads();
+        }
+        const int batch = min(kScanThreads, n - base);
+        for (int e = threadIdx.x / G; e < batch; e += kScanThreads / G) {
+            const int j = base + e;
+            if (width > 0 && is_duplicate[e]) {
+                if (lane_g == 0) {
+                    out_keys[j] = INFINITY;
+                    out_ids[j] = -1;
+                }
+                continue;
+            }
+            const float* x = vectors + int64_t(j) * d;
+            float sum =
+                vectorized
+                    ? partial_distance<G>(
+                          reinterpret_cast<const float4*>(x), query_smem, d / 4)
+                    : partial_distance<G>(x, query, d);
+            for (int o = G / 2; o > 0; o >>= 1) {
+                sum += __shfl_xor_sync(group_mask, sum, o);
+            }
+            if (lane_g == 0) {
+                out_keys[j] = sum;
+                out_ids[j] = list_ids[j];
+            }
+        }
+        if (width > 0) {
+            __syncthreads(); // is_duplicate is rewritten by the next batch
+        }
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        dup_count += __shfl_xor_sync(0xffffffffu, dup_count, o);
+    }
+    if (threadIdx.x % 32 == 0 && dup_count > 0) {
+        atomicAdd(
+            reinterpret_cast<unsigned long long*>(duplicates + q),
+            static_cast<unsigned long long>(dup_count));
+    }
+}
+
+/// Lanes per vector: about two loads of 4 floats per lane, at most a warp.
+int scan_group_size(int d) {
+    const int quads = (d + 3) / 4;
+    int g = 1;
+    while (g < 32 && 2 * g < quads) {
+        g <<= 1;
+    }
+    return g;
+}
+
+template <int G>
+cudaError_t launch_scan(
+    const IvfListsView& lists,
+    int64_t pairs,
+    const float* queries,
+    int nprobe,
+    const int32_t* probes,
+    const int32_t* probe_rank,
+    const int64_t* probe_offsets,
+    const int64_t* segment_offsets,
+    float* keys,
+    int64_t* ids,
+    int64_t* duplicates,
+    cudaStream_t stream) {
+    const size_t smem = size_t((lists.d + 3) / 4) * sizeof(float4);
+    scan_lists_kernel<G><<<unsigned(pairs), kScanThreads, smem, stream>>>(
+        lists,
+        nprobe,
+        queries,
+        probes,
+        probe_rank,
+        probe_offsets,
+        segment_offsets,
+        keys,
+        ids,
+        duplicates);
+    return cudaGetLastError();
+}
+
+} // namespace
+
+cudaError_t ivf_coarse_scores(
+    const CoarseModel& model,
+    int64_t nq,
+    const float* query_norms,
+    float* products,
+    cudaStream_t stream) {
+    if (nq < 0 || model.nlist < 1 || model.d < 1 ||
+        (model.log_joint && !model.log_const)) {
+        return cudaErrorInvalidValue;
+    }
+    const bool needs_norms = !(model.log_joint && model.diagonal);
+    if ((needs_norms && !model.mean_norms) ||
+        (model.log_joint && model.diagonal && !model.mean_norms_weighted) ||
+        (model.log_joint && !model.diagonal && !model.inv_var) ||
+        (model.diagonal && !model.log_joint)) {
+        return cudaErrorInvalidValue;
+    }
+    if (nq == 0) {
+        return cudaSuccess;
+    }
+    if (!products || (needs_norms && !query_norms)) {
+        return cudaErrorInvalidValue;
+    }
+    const dim3 grid(
+        unsigned((model.nlist + kElementwiseThreads - 1) / kElementwiseThreads),
+        unsigned(nq < kMaxGridRows ? nq : kMaxGridRows));
+    coarse_scores_kernel<<<grid, kElementwiseThreads, 0, stream>>>(
+        model, nq, query_norms, products);
+    return cudaGetLastError();
+}
+
+cudaError_t row_squared_norms(
+    int64_t n, int d, const float* x, float* out, cudaStream_t stream) {
+    if (n < 0 || d < 1) {
+        return cudaErrorInvalidValue;
+    }
+    if (n == 0) {
+        return cudaSuccess;
+    }
+    if (!x || !out) {
+        return cudaErrorInvalidValue;
+    }
+    const int64_t rows_per_block = kNormThreads / 32;
+    const int64_t blocks = (n + rows_per_block - 1) / rows_per_block;
+    row_squared_norms_kernel<<<
+        unsigned(blocks < kNormBlocksMax ? blocks : kNormBlocksMax),
+        kNormThreads,
+        0,
+        stream>>>(n, d, x, out);
+    return cudaGetLastError();
+}
+
+cudaError_t ivf_cut_probes(
+    int64_t nq,
+    int nprobe,
+    int32_t* probes,
+    float* probe_scores,
+    float distance_ratio,
+    const float* log_joint_scores,
+    int nlist,
+    float posterior_mass,
+    float temperature,
+    cudaStream_t stream) {
+    if (nq < 0 || nq > kMaxGridX || nprobe < 1 || nprobe > kSelectMaxK ||
+        !(distance_ratio >= 0) || !(posterior_mass >= 0)) {
+        return cudaErrorInvalidValue;
+    }
+    const bool by_mass = posterior_mass > 0;
+    if (by_mass && (!log_joint_scores || nlist < nprobe || !(temperature > 0) ||
+                    !std::isfinite(temperature))) {
+        return cudaErrorInvalidValue;
+    }
+    if (nq == 0 || (distance_ratio == 0 && !by_mass)) {
+        return cudaSuccess;
+    }
+    if (!probes || !probe_scores) {
+        return cudaErrorInvalidValue;
+    }
+    cut_probes_kernel<<<unsigned(nq), kCutThreads, 0, stream>>>(
+        nprobe,
+        probes,
+        probe_scores,
+        distance_ratio,
+        log_joint_scores,
+        nlist,
+        posterior_mass,
+        by_mass ? 1.0 / double(temperature) : 0.0);
+    return cudaGetLastError();
+}
+
+cudaError_t ivf_prepare_probes(
+    const IvfListsView& lists,
+    int64_t nq,
+    int nprobe,
+    int64_t max_codes,
+    int32_t* probes,
+    int32_t* probe_rank,
+    int64_t* probe_offsets,
+    int64_t* segment_lengths,
+    int32_t* lists_visited,
+    cudaStream_t stream) {
+    if (nq < 0 || nprobe < 1 || nprobe > kSelectMaxK || max_codes < 0 ||
+        lists.nlist < 1 ||
+        (nq + kPrepareWarps - 1) / kPrepareWarps > kMaxGridX) {
+        return cudaErrorInvalidValue;
+    }
+    if (nq == 0) {
+        return cudaSuccess;
+    }
+    if (!lists.lengths || !probes || !probe_rank || !probe_offsets ||
+        !segment_lengths || !lists_visited) {
+        return cudaErrorInvalidValue;
+    }
+    const int64_t blocks = (nq + kPrepareWarps - 1) / kPrepareWarps;
+    prepare_probes_kernel<<<unsigned(blocks), kPrepareWarps * 32, 0, stream>>>(
+        lists.lengths,
+        lists.nlist,
+        nq,
+        nprobe,
+        max_codes,
+        probes,
+        probe_rank,
+        probe_offsets,
+        segment_lengths,
+        lists_visited);
+    return cudaGetLastError();
+}
+
+cudaError_t ivf_clear_probe_ranks(
+    int64_t nq,
+    int nprobe,
+    int nlist,
+    const int32_t* probes,
+    int32_t* probe_rank,
+    cudaStream_t stream) {
+    if (nq < 0 || nprobe < 1 || nlist < 1) {
+        return cudaErrorInvalidValue;
+    }
+    if (nq == 0) {
+        return cudaSuccess;
+    }
+    if (!probes || !probe_rank) {
+        return cudaErrorInvalidValue;
+    }
+    const int64_t total = nq * nprobe;
+    const int64_t blocks =
+        (total + kElementwiseThreads - 1) / kElementwiseThreads;
+    clear_probe_ranks_kernel<<<
+        unsigned(blocks < kNormBlocksMax ? blocks : kNormBlocksMax),
+        kElementwiseThreads,
+        0,
+        stream>>>(nq, nprobe, nlist, probes, probe_rank);
+    return cudaGetLastError();
+}
+
+cudaError_t ivf_scan_lists(
+    const IvfListsView& lists,
+    int64_t nq,
+    const float* queries,
+    int nprobe,
+    const int32_t* probes,
+    const int32_t* probe_rank,
+    const int64_t* probe_offsets,
+    const int64_t* segment_offsets,
+    float* keys,
+    int64_t* ids,
+    int64_t* duplicates,
+    cudaStream_t stream) {
+    if (nq < 0 || nprobe < 1 || nprobe > kSelectMaxK || lists.d < 1 ||
+        lists.d > kMaxDim || lists.nlist < 1 || lists.record_width < 0 ||
+        nq * nprobe > kMaxGridX) {
+        return cudaErrorInvalidValue;
+    }
+    if (nq == 0) {
+        return cudaSuccess;
+    }
+    if (!lists.vectors || !lists.ids || !lists.lengths ||
+        (lists.record_width > 0 && !lists.records) || !queries || !probes ||
+        !probe_rank || !probe_offsets || !segment_offsets || !keys || !ids ||
+        !duplicates) {
+        return cudaErrorInvalidValue;
+    }
+    const int64_t pairs = nq * nprobe;
+    switch (scan_group_size(lists.d)) {
+#define FAISS_GMM_SCAN_CASE(G)                                                 \
+    case G:                                                                    \
+        return launch_scan<G>(                                                 \
+            lists,                                                             \
+            pairs,                                                             \
+            queries,                                                           \
+            nprobe,                                                            \
+            probes,                                                            \
+            probe_rank,                                                        \
+            probe_offsets,                                                     \
+            segment_offsets,                                                   \
+            keys,                                                              \
+            ids,                                                               \
+            duplicates,                                                        \
+            stream);
+        FAISS_GMM_SCAN_CASE(1)
+        FAISS_GMM_SCAN_CASE(2)
+        FAISS_GMM_SCAN_CASE(4)
+        FAISS_GMM_SCAN_CASE(8)
+        FAISS_GMM_SCAN_CASE(16)
+        FAISS_GMM_SCAN_CASE(32)
+#undef FAISS_GMM_SCAN_CASE
+    default:
+        return cudaErrorInvalidValue;
+    }
+}
+
+} // namespace kernels
+} // namespace faiss_gmm

@@ -47,20 +47,21 @@ std::vector<idx_t> sample_distinct(idx_t n, idx_t m, int64_t seed) {
     return indices;
 }
 
-/// Nearest mean of every point (exact L2, FAISS's blocked BLAS search).
+/// Nearest mean of every point through index (reset, then holding the
+/// means): exact L2, FAISS's blocked BLAS search or the GPU kernel.
 void nearest_means(
-    int d,
+    faiss::Index* index,
     int k,
     const float* means,
     idx_t n,
     const float* x,
     std::vector<idx_t>* assign,
     std::vector<float>* dist) {
-    faiss::IndexFlatL2 index(d);
-    index.add(k, means);
+    index->reset();
+    index->add(k, means);
     assign->resize(n);
     dist->resize(n);
-    index.search(n, x, 1, dist->data(), assign->data());
+    index->search(n, x, 1, dist->data(), assign->data());
 }
 
 /**
@@ -405,11 +406,24 @@ void initialize_gmm(
     GaussianMixture* model,
     idx_t n,
     const float* x,
-    const GmmParameters& params) {
+    const GmmParameters& params,
+    faiss::Index* assign_index) {
     FAISS_THROW_IF_NOT_MSG(model, "initialize_gmm: model is null");
     const int d = model->d, k = model->k;
     FAISS_THROW_IF_NOT_FMT(d >= 1, "GMM dimension d = %d < 1", d);
     FAISS_THROW_IF_NOT_FMT(k >= 1, "GMM component count k = %d < 1", k);
+    if (assign_index) {
+        FAISS_THROW_IF_NOT_FMT(
+            assign_index->d == d,
+            "initialize_gmm: assignment index dimension %d != GMM "
+            "dimension %d",
+            int(assign_index->d),
+            d);
+        FAISS_THROW_IF_NOT_FMT(
+            assign_index->metric_type == faiss::METRIC_L2,
+            "initialize_gmm: assignment index metric %d is not METRIC_L2",
+            int(assign_index->metric_type));
+    }
     FAISS_THROW_IF_NOT_FMT(
         n >= k,
         "GMM initialisation needs n >= k points: n = %" PRId64 ", k = %d",
@@ -464,6 +478,8 @@ void initialize_gmm(
 
     std::vector<idx_t> assign;
     std::vector<float> dist;
+    faiss::IndexFlatL2 cpu_index(d);
+    faiss::Index* index = assign_index ? assign_index : &cpu_index;
     switch (params.init) {
     case GmmInit::KMeans: {
         FAISS_THROW_IF_NOT_FMT(
@@ -478,11 +494,11 @@ void initialize_gmm(
         cp.min_points_per_centroid = 1;
         cp.max_points_per_centroid = INT_MAX;
         faiss::Clustering clus(d, k, cp);
-        faiss::IndexFlatL2 index(d);
-        clus.train(n, x, index);
+        index->reset();
+        clus.train(n, x, *index);
         std::copy(
             clus.centroids.begin(), clus.centroids.end(), model->means.begin());
-        nearest_means(d, k, model->means.data(), n, x, &assign, &dist);
+        nearest_means(index, k, model->means.data(), n, x, &assign, &dist);
         break;
     }
     case GmmInit::KMeansPlusPlus:
@@ -494,7 +510,7 @@ void initialize_gmm(
             const float* src = x + size_t(rows[j]) * d;
             std::copy(src, src + d, model->means.data() + size_t(j) * d);
         }
-        nearest_means(d, k, model->means.data(), n, x, &assign, &dist);
+        nearest_means(index, k, model->means.data(), n, x, &assign, &dist);
         break;
     }
     default:
@@ -503,14 +519,17 @@ void initialize_gmm(
     moments_from_assignment(model, n, x, assign, var, data_var);
     if (params.verbose) {
         printf(
-            "GMM init: %s on %" PRId64 " points, d = %d, k = %d, %s: "
-            "%.2f s; variance floor %.3g (reg_covar %g x mean data "
-            "variance %.4g)\n",
+            "GMM init: %s on %" PRId64 " points, d = %d, k = %d, %s, "
+            "nearest means by %s: %.2f s; variance floor %.3g (reg_covar "
+            "%g x mean data variance %.4g)\n",
             gmm_init_name(params.init),
             int64_t(n),
             d,
             k,
             covariance_type_name(model->covariance),
+            params.init == GmmInit::KMeansPlusPlus ? "the CPU (kmeans++)"
+            : assign_index                         ? "the given index"
+                                                   : "a CPU IndexFlatL2",
             (faiss::getmillisecs() - t0) / 1000,
             floor,
             params.reg_covar,

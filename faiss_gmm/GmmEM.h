@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <vector>
 
+#include <faiss/Index.h>
+
 #include <faiss_gmm/GaussianMixture.h>
 #include <faiss_gmm/GmmSufficientStats.h>
 
@@ -86,12 +88,21 @@ idx_t subsample_training_set(
  * initial hard assignment) on n points x, and set model->variance_floor from
  * params.reg_covar and the data's mean per-dimension variance. Throws on n < k
  * and on non-finite input.
+ *
+ * @param assign_index L2 index of dimension model->d that finds the nearest
+ *        mean: the assignment index of faiss::Clustering (KMeans init) and
+ *        of the final hard assignment (KMeans and Random inits). Null: a CPU
+ *        faiss::IndexFlatL2. The GPU trainers pass a
+ *        gpu::GpuIndexFlatL2, so that their initialisation runs on the GPU.
+ *        KMeansPlusPlus init always runs on the CPU. The index is reset and
+ *        left holding the initial means.
  */
 void initialize_gmm(
     GaussianMixture* model,
     idx_t n,
     const float* x,
-    const GmmParameters& params);
+    const GmmParameters& params,
+    faiss::Index* assign_index = nullptr);
 
 /**
  * One M-step: new weights, means and variances from stats (taken about the

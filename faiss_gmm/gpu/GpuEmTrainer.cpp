@@ -15,6 +15,7 @@
 #include <faiss/impl/FaissAssert.h>
 #include <faiss/utils/utils.h>
 
+#include <faiss_gmm/gpu/GpuFlatL2.h>
 #include <kernels/gmm_estep.h>
 
 namespace faiss_gmm {
@@ -277,6 +278,7 @@ struct GpuEStep::Impl {
     size_t device_bytes = 0;
     double last_kernel_ms = 0;
     double last_compute_ms = 0;
+    double launch_start_ms = 0; // host clock at the last launch
 
     Stream compute_stream, copy_stream;
     Event start{true}, stop{true};
@@ -904,25 +906,63 @@ GpuEStep::~GpuEStep() {
 
 void GpuEStep::compute(
     const GaussianMixture& model, GmmSufficientStats* stats) {
+    FAISS_THROW_IF_NOT_MSG(stats, "GpuEStep: stats is null");
+    stats->check_shaped_for(model, "GpuEStep");
+    const idx_t seen = launch(model);
+    download(model, seen, stats);
+}
+
+idx_t GpuEStep::launch(const GaussianMixture& model) {
     Impl& im = *impl_;
     FAISS_THROW_IF_NOT_FMT(
         model.d == im.d,
         "GpuEStep built for d = %d, model has d = %d",
         im.d,
         model.d);
-    FAISS_THROW_IF_NOT_MSG(stats, "GpuEStep: stats is null");
-    stats->check_shaped_for(model, "GpuEStep");
     DeviceGuard guard(im.config.device);
-    const double t0 = faiss::getmillisecs();
-    const int d = im.d, k = model.k;
-    const bool diagonal = model.covariance == CovarianceType::Diagonal;
+    im.launch_start_ms = faiss::getmillisecs();
     cudaStream_t s = im.compute_stream.get();
-
     im.prepare_model(model);
     const kn::EStepModel m = im.kernel_model(model);
     check_cuda(cudaEventRecord(im.start.get(), s), "recording an event");
     const idx_t seen = im.run_all(m);
     check_cuda(cudaEventRecord(im.stop.get(), s), "recording an event");
+    return seen;
+}
+
+GpuEStep::DeviceStatistics GpuEStep::device_statistics() const {
+    const Impl& im = *impl_;
+    DeviceStatistics ds;
+    ds.count = im.acc_count.as<double>();
+    ds.count_size = im.acc_count.bytes() / sizeof(double);
+    ds.sum1 = im.acc_sum1.as<double>();
+    ds.sum1_size = im.acc_sum1.bytes() / sizeof(double);
+    ds.sum2 = im.acc_sum2.as<double>();
+    ds.sum2_size = im.acc_sum2.bytes() / sizeof(double);
+    ds.log_likelihood = im.acc_ll.as<double>();
+    ds.stream = static_cast<void*>(im.compute_stream.get());
+    return ds;
+}
+
+void GpuEStep::download(
+    const GaussianMixture& model, idx_t seen, GmmSufficientStats* stats) {
+    Impl& im = *impl_;
+    FAISS_THROW_IF_NOT_MSG(stats, "GpuEStep: stats is null");
+    stats->check_shaped_for(model, "GpuEStep");
+    const bool diagonal = model.covariance == CovarianceType::Diagonal;
+    FAISS_THROW_IF_NOT_FMT(
+        model.d == im.d && model.k == im.model_k &&
+            diagonal == im.model_diagonal,
+        "GpuEStep::download: model (d=%d, k=%d, %s) is not the one of the "
+        "last launch (d=%d, k=%d)",
+        model.d,
+        model.k,
+        covariance_type_name(model.covariance),
+        im.d,
+        im.model_k);
+    DeviceGuard guard(im.config.device);
+    const int d = im.d, k = model.k;
+    cudaStream_t s = im.compute_stream.get();
 
     const int cols = kn::estep_output_columns(d);
     const double* count = im.dl_count.doubles();
@@ -991,7 +1031,7 @@ void GpuEStep::compute(
             }
         }
     }
-    im.last_compute_ms = faiss::getmillisecs() - t0;
+    im.last_compute_ms = faiss::getmillisecs() - im.launch_start_ms;
 }
 
 size_t GpuEStep::device_bytes() const {
@@ -1071,7 +1111,10 @@ void train_gmm_gpu(
     const idx_t n_train =
         subsample_training_set(model->d, model->k, n, x, params, &sample);
     const float* x_train = sample.empty() ? x : sample.data();
-    initialize_gmm(model, n_train, x_train, params);
+    {
+        GpuIndexFlatL2 assign_index(model->d, config.device);
+        initialize_gmm(model, n_train, x_train, params, &assign_index);
+    }
     GpuEStep estep(n_train, x_train, model->d, false, config);
     run_em(model, &estep, params);
 }
@@ -1142,7 +1185,11 @@ void train_gmm_gpu_device(
             "copying the training sample to the host");
     }
     check_finite_rows(n_train, d, host_sample.data());
-    initialize_gmm(model, n_train, host_sample.data(), params);
+    {
+        GpuIndexFlatL2 assign_index(d, config.device);
+        initialize_gmm(
+            model, n_train, host_sample.data(), params, &assign_index);
+    }
     GpuEStep estep(n_train, x_train_dev, d, true, config);
     run_em(model, &estep, params);
 }
@@ -1213,7 +1260,10 @@ void train_gmm_gpu_streaming(
         "GMM training needs n >= k points: n = %" PRId64 ", k = %d",
         int64_t(m),
         k);
-    initialize_gmm(model, m, sample.data(), params);
+    {
+        GpuIndexFlatL2 assign_index(d, config.device);
+        initialize_gmm(model, m, sample.data(), params, &assign_index);
+    }
     if (m < n) {
         GpuEStep estep(m, sample.data(), d, false, config);
         run_em(model, &estep, params);

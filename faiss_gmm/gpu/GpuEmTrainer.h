@@ -115,6 +115,47 @@ class GpuEStep : public GmmEStep {
     /// wall time of the last compute, milliseconds (host clock)
     double last_compute_ms() const;
 
+    /**
+     * The statistics of the last launch() while they are still in device
+     * memory (of config.device): raw sums in the kernels' padded layout
+     * (kernels/gmm_estep.h: N_k, sum r x', second moments, log-likelihood),
+     * all doubles. Several devices' E-steps over shards of one data set
+     * (same model) add up element by element, so a reducer (NCCL
+     * all-reduce) may sum them in place between launch() and download().
+     */
+    struct DeviceStatistics {
+        double* count = nullptr;          ///< N_k accumulator
+        size_t count_size = 0;            ///< doubles at count
+        double* sum1 = nullptr;           ///< sum r x' accumulator
+        size_t sum1_size = 0;             ///< doubles at sum1
+        double* sum2 = nullptr;           ///< second-moment accumulator
+        size_t sum2_size = 0;             ///< doubles at sum2
+        double* log_likelihood = nullptr; ///< one double, sum ln Z_i
+        /// the cudaStream_t the passes run on (void*: this header needs no
+        /// CUDA header); work enqueued on it runs after the passes and
+        /// before download()'s copies
+        void* stream = nullptr;
+    };
+
+    /**
+     * First half of compute(): uploads the model, zeroes the accumulators
+     * and enqueues both passes over every row on the E-step's stream. It
+     * returns once the work is enqueued (resident data) or the last chunk
+     * is handed over (streamed data). Returns the number of rows seen.
+     */
+    idx_t launch(const GaussianMixture& model);
+    /// The device accumulators that launch() fills.
+    DeviceStatistics device_statistics() const;
+    /**
+     * Second half of compute(): waits for the stream, downloads the
+     * accumulators and adds them to stats as the statistics of `rows`
+     * points (launch()'s return value, or the sum over the devices whose
+     * accumulators were reduced into these). model must be the one given
+     * to launch().
+     */
+    void download(
+        const GaussianMixture& model, idx_t rows, GmmSufficientStats* stats);
+
    private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
@@ -123,7 +164,10 @@ class GpuEStep : public GmmEStep {
 /**
  * Same contract as GaussianMixture::train (same parameters, subsampling,
  * initialisation, M-step, verbose lines, iteration_stats), with the E-step
- * on the GPU. x is host memory.
+ * on the GPU. x is host memory. The initialisation also runs on the GPU:
+ * k-means (and the nearest-mean assignment of KMeans / Random inits) search
+ * a GpuIndexFlatL2 on config.device; only kmeans++ init stays on the CPU.
+ * The same holds for train_gmm_gpu_device and train_gmm_gpu_streaming.
  */
 void train_gmm_gpu(
     GaussianMixture* model,

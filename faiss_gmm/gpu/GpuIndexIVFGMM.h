@@ -1,0 +1,264 @@
+/**
+ * GpuIndexIVFGMM: the GPU-resident version of IndexIVFGMM (GMM coarse
+ * quantizer, spilled inverted lists, exact deduplicated search) on one CUDA
+ * device, following FAISS GPU index conventions (config struct, copyFrom /
+ * copyTo a CPU index).
+ *
+ * On the same trained model, data and parameters it stores the same lists
+ * (same entries in the same order, same spill records) and returns the same
+ * ids as the CPU IndexIVFGMM; distances agree within float tolerance (the
+ * GPU computes them with fp32 direct differences). Only the sequential CPU
+ * pruning rules (prune_margin, min_expected_hits) are not available here.
+ */
+
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <faiss/Index.h>
+#include <faiss/impl/IDSelector.h>
+
+#include <faiss_gmm/GaussianMixture.h>
+#include <faiss_gmm/IndexIVFGMM.h>
+#include <faiss_gmm/faiss_compat.h>
+#include <faiss_gmm/gpu/GpuEmTrainer.h>
+
+namespace faiss_gmm {
+namespace gpu {
+
+/** Where a GpuIndexIVFGMM lives and how much memory its steps may use. */
+struct GpuIndexIVFGMMConfig {
+    /// CUDA device ordinal that holds the index
+    int device = 0;
+    /// arithmetic of train()'s E-step (as GpuEmConfig::precision)
+    EStepPrecision precision = EStepPrecision::FP32;
+    /// device memory train()'s E-step may use, bytes (0: as
+    /// GpuEmConfig::max_device_memory, 80% of the free memory)
+    size_t max_device_memory = 0;
+    /// temporary device memory of one search tile, bytes (coarse score
+    /// matrix, probe tables, candidate buffers); queries are processed in
+    /// tiles that fit it (at least one query per tile). Default 1 GiB.
+    size_t search_memory = size_t(1) << 30;
+    /// rows uploaded and assigned per batch by add_with_ids() (> 0)
+    idx_t add_batch_rows = idx_t(1) << 16;
+    /// print what train / add / search do and how long they take
+    bool verbose = false;
+};
+
+/** Timings of the last search() (all tiles), for benchmarks. */
+struct GpuSearchTiming {
+    idx_t nq = 0;         ///< queries of the last search
+    int ntiles = 0;       ///< query tiles it was split into
+    double coarse_ms = 0; ///< coarse step: GEMM, scores, probe selection
+    double scan_ms = 0;   ///< probe preparation and list scan
+    double select_ms = 0; ///< top-k selection over the candidates
+    double total_ms = 0;  ///< whole search, uploads and downloads included
+    /// bytes of stored vectors the scan read (d floats per non-duplicate
+    /// entry scanned, i.e. nfine_distances * d * 4), for scan bandwidth
+    size_t scan_bytes = 0;
+};
+
+/**
+ * IVF index with a GMM coarse quantizer, resident on one GPU. Metric: L2.
+ *
+ * Lists: per list, device buffers of vectors (float32), ids (int64) and
+ * spill records (other_lists_width int32 per entry, the other lists holding
+ * the same vector, -1 padded) exactly as IndexIVFGMM::invlists /
+ * other_lists. ntotal counts vectors, nentries() counts list entries.
+ *
+ * add_with_ids(): in batches of config.add_batch_rows rows, the top
+ * max_assign components of each vector are found on the GPU by a fused
+ * kernel (log-joint scores for the Posterior and None spill rules, L2 for
+ * Closure), and the spill rule is applied on the host to these top lists
+ * exactly as IndexIVFGMM::assign_lists does. The Soar rule's lists are
+ * computed by the CPU IndexIVFGMM::assign_lists on the same model. Entries
+ * are appended in input order, as the CPU add does.
+ *
+ * search(): queries tiled by config.search_memory; per tile, a GEMM against
+ * the means gives the coarse scores (L2 or log-joint probe order), the
+ * nprobe best lists are selected, cut by posterior_mass / distance_ratio
+ * and max_codes as on the CPU, every probed entry's distance is computed
+ * once (an entry whose vector sits in a list probed earlier by the query is
+ * skipped) and the k smallest are selected. k and nprobe are limited to
+ * max_search_k() (2048); nprobe > nlist is capped at nlist.
+ *
+ * Counters: faiss::indexIVF_stats (nq, nlist = non-empty lists probed,
+ * ndis = fine distances) and faiss_gmm::indexIVFGMM_stats (nq,
+ * ncoarse_distances, nfine_distances, nentries_scanned,
+ * nduplicates_skipped, nlists_probed) are added to with the CPU index's
+ * meaning.
+ *
+ * Like FAISS GPU indexes, one object must not be used from several host
+ * threads at once (its search buffers and stream are shared).
+ */
+class GpuIndexIVFGMM : public faiss::Index {
+   public:
+    /// number of lists = mixture components
+    size_t nlist = 0;
+    /// the trained model (k = nlist); change it through set_gmm() only
+    GaussianMixture gmm;
+    /// EM parameters used by train()
+    GmmParameters gmm_params;
+    /// how add() spreads vectors over lists
+    SpillParameters spill;
+    /// lists probed per query (capped at nlist, at most max_search_k())
+    size_t nprobe = 1;
+    /// stop probing once this many entries are queued (0: no limit), as
+    /// faiss::IndexIVF::max_codes
+    size_t max_codes = 0;
+    /// default probe order, see SearchParametersIVFGMM
+    ProbeOrder probe_order = ProbeOrder::L2;
+    /// default adaptive probing target (0 = off), see SearchParametersIVFGMM
+    float posterior_mass = 0;
+    /// default temperature of posterior_mass, see SearchParametersIVFGMM
+    float mass_temperature = 1;
+    /// default distance-ratio cut (0 = off), see SearchParametersIVFGMM
+    float distance_ratio = 0;
+
+    /**
+     * An empty, untrained index.
+     * @param d          dimension
+     * @param nlist      number of lists (mixture components)
+     * @param gmm_params EM parameters of train()
+     * @param spill      spill rule of add()
+     * @param config     device and memory settings
+     */
+    GpuIndexIVFGMM(
+        int d,
+        size_t nlist,
+        const GmmParameters& gmm_params = GmmParameters(),
+        const SpillParameters& spill = SpillParameters(),
+        const GpuIndexIVFGMMConfig& config = GpuIndexIVFGMMConfig());
+
+    /**
+     * A copy of a CPU index (model, parameters, lists), see copyFrom.
+     * @param cpu_index the index to copy (trained or not, filled or not)
+     * @param config    device and memory settings
+     */
+    explicit GpuIndexIVFGMM(
+        const IndexIVFGMM* cpu_index,
+        const GpuIndexIVFGMMConfig& config = GpuIndexIVFGMMConfig());
+
+    ~GpuIndexIVFGMM() override;
+
+    GpuIndexIVFGMM(const GpuIndexIVFGMM&) = delete;
+    GpuIndexIVFGMM& operator=(const GpuIndexIVFGMM&) = delete;
+
+    /// the settings given at construction
+    const GpuIndexIVFGMMConfig& config() const;
+
+    /**
+     * Replace everything by a copy of cpu_index: d, nlist, model,
+     * parameters (gmm_params, spill, nprobe, max_codes, probe order and
+     * adaptive probing defaults), lists in the same order with the same ids
+     * and spill records, ntotal and nentries. Throws when cpu_index uses
+     * prune_margin or min_expected_hits (CPU-only rules) or is not L2.
+     */
+    void copyFrom(const IndexIVFGMM* cpu_index);
+
+    /**
+     * Overwrite cpu_index with a copy of this index (the inverse of
+     * copyFrom): its quantizer, model, parameters, lists and spill records.
+     * cpu_index's prune_margin and min_expected_hits are set to 0.
+     */
+    void copyTo(IndexIVFGMM* cpu_index) const;
+
+    /// Fit the GMM on n training vectors (host memory) with the fused GPU
+    /// EM (gpu::train_gmm_gpu on config.device / precision), then install
+    /// the model. The index must be empty.
+    void train(idx_t n, const float* x) override;
+
+    /// Adopt an already trained model (k must equal nlist, d must match);
+    /// the index must be empty.
+    void set_gmm(const GaussianMixture& model);
+
+    /// add_with_ids with ids ntotal, ntotal + 1, ...
+    void add(idx_t n, const float* x) override;
+
+    /**
+     * Store each of the n vectors x (host memory, n x d) in the lists
+     * chosen by `spill`, with ids xids (host, n values) or ntotal,
+     * ntotal + 1, ... when xids is null. Any n; processed in batches of
+     * config.add_batch_rows.
+     */
+    void add_with_ids(idx_t n, const float* x, const idx_t* xids) override;
+
+    /**
+     * The lists add_with_ids() would choose for the n vectors x (host),
+     * without adding: lists[i * spill.max_assign ...], primary first, -1
+     * padded; the same layout as IndexIVFGMM::assign_lists.
+     */
+    void assign_lists(idx_t n, const float* x, idx_t* lists) const;
+
+    /**
+     * k nearest stored vectors of each of the n queries x (host memory),
+     * every id at most once. params: a SearchParametersIVFGMM or
+     * faiss::SearchParametersIVF overrides nprobe, max_codes and (for the
+     * former) probe order and adaptive probing; prune_margin or
+     * min_expected_hits > 0 is rejected. Throws on a query with NaN or
+     * infinite values (naming its row), on k or nprobe above
+     * max_search_k(). Results a query cannot fill are (FLT_MAX, -1), as
+     * the CPU index's heaps leave them.
+     */
+    void search(
+        idx_t n,
+        const float* x,
+        idx_t k,
+        float* distances,
+        idx_t* labels,
+        const faiss::SearchParameters* params = nullptr) const override;
+
+    /// Empties the lists (the model stays trained).
+    void reset() override;
+
+    /// Removes every copy of each selected id (through the host); returns
+    /// the number of unique vectors removed.
+    size_t remove_ids(const faiss::IDSelector& sel) override;
+
+    /// The stored vector with id key; throws when no vector has that id.
+    void reconstruct(idx_t key, float* recons) const override;
+
+    /**
+     * Set runtime parameters from a string, with the keys of
+     * IndexIVFGMM::set_parameters ("nprobe=32,probe=posterior,tau=0.05").
+     * prune_margin or min_expected_hits > 0 is rejected (they need the
+     * sequential CPU scan); train_device is rejected (train() always runs
+     * on the GPU). Throws naming the bad key or value (the messages of the
+     * keys shared with the CPU index come from IndexIVFGMM::set_parameters);
+     * nothing is changed then.
+     */
+    void set_parameters(const std::string& description);
+
+    /// Largest k and nprobe search() accepts (kernels::kSelectMaxK).
+    static int max_search_k();
+
+    /// number of list entries (copies), >= ntotal
+    size_t nentries() const;
+    /// nentries() / ntotal (1 when empty)
+    double replication_factor() const;
+    /// int32 spill records per entry (max_assign - 1 of the widest add)
+    int other_lists_width() const;
+    /// entries of list `list`
+    size_t list_length(idx_t list) const;
+    /// ids of list `list`, in entry order (copied to the host)
+    std::vector<idx_t> list_ids(idx_t list) const;
+    /// vectors of list `list`, list_length x d (copied to the host)
+    std::vector<float> list_vectors(idx_t list) const;
+    /// spill records of list `list`, list_length x other_lists_width()
+    /// (copied to the host)
+    std::vector<int32_t> list_records(idx_t list) const;
+
+    /// timings of the last search()
+    const GpuSearchTiming& last_search_timing() const;
+
+   private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+} // namespace gpu
+} // namespace faiss_gmm

@@ -1,0 +1,516 @@
+#include <faiss_gmm/gpu/GpuIvfLists.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstring>
+#include <limits>
+#include <utility>
+
+#include <faiss/impl/FaissAssert.h>
+
+namespace faiss_gmm {
+namespace gpu {
+
+namespace {
+
+/// Smallest capacity of a non-empty list (entries): avoids a reallocation
+/// per entry for lists that start small.
+constexpr size_t kMinListCapacity = 8;
+/// Capacities are multiples of this, so that every part of a list's
+/// allocation stays 16-byte aligned.
+constexpr size_t kCapacityQuantum = 4;
+
+size_t round_up(size_t value, size_t quantum) {
+    return (value + quantum - 1) / quantum * quantum;
+}
+
+} // namespace
+
+void throw_on_cuda_error(cudaError_t err, const char* what) {
+    if (err != cudaSuccess) {
+        cudaGetLastError(); // clear a sticky launch error for the next call
+        FAISS_THROW_FMT(
+            "GpuIndexIVFGMM: %s failed: %s (%s)",
+            what,
+            cudaGetErrorName(err),
+            cudaGetErrorString(err));
+    }
+}
+
+DeviceScope::DeviceScope(int device) {
+    throw_on_cuda_error(
+        cudaGetDevice(&previous_), "querying the current CUDA device");
+    if (previous_ != device) {
+        throw_on_cuda_error(
+            cudaSetDevice(device), "selecting the index's CUDA device");
+    }
+}
+
+DeviceScope::~DeviceScope() {
+    int current = -1;
+    if (cudaGetDevice(&current) == cudaSuccess && current != previous_) {
+        cudaSetDevice(previous_);
+    }
+}
+
+DeviceAllocation::~DeviceAllocation() {
+    release();
+}
+
+DeviceAllocation::DeviceAllocation(DeviceAllocation&& other) noexcept
+    : ptr_(other.ptr_), bytes_(other.bytes_) {
+    other.ptr_ = nullptr;
+    other.bytes_ = 0;
+}
+
+DeviceAllocation&
+DeviceAllocation::operator=(DeviceAllocation&& other) noexcept {
+    if (this != &other) {
+        release();
+        std::swap(ptr_, other.ptr_);
+        std::swap(bytes_, other.bytes_);
+    }
+    return *this;
+}
+
+void DeviceAllocation::reserve(size_t bytes, const char* what) {
+    if (bytes <= bytes_) {
+        return;
+    }
+    release();
+    void* ptr = nullptr;
+    const cudaError_t err = cudaMalloc(&ptr, bytes);
+    if (err != cudaSuccess) {
+        cudaGetLastError();
+        FAISS_THROW_FMT(
+            "GpuIndexIVFGMM: allocating %zu bytes of device memory for %s "
+            "failed: %s",
+            bytes,
+            what,
+            cudaGetErrorString(err));
+    }
+    ptr_ = ptr;
+    bytes_ = bytes;
+}
+
+void DeviceAllocation::release() {
+    if (ptr_) {
+        cudaFree(ptr_);
+        ptr_ = nullptr;
+        bytes_ = 0;
+    }
+}
+
+GpuIvfLists::GpuIvfLists(int d, size_t nlist, cudaStream_t stream)
+    : d_(d),
+      stream_(stream),
+      lengths_(nlist, 0),
+      capacities_(nlist, 0),
+      storage_(nlist) {
+    FAISS_THROW_IF_NOT_FMT(d >= 1, "GpuIvfLists: d=%d must be >= 1", d);
+    FAISS_THROW_IF_NOT_FMT(
+        nlist >= 1 && nlist <= size_t(std::numeric_limits<int32_t>::max()),
+        "GpuIvfLists: nlist=%zu must be in [1, 2^31)",
+        nlist);
+    refresh_device_arrays();
+}
+
+GpuIvfLists::~GpuIvfLists() = default;
+
+size_t GpuIvfLists::length(size_t l) const {
+    FAISS_THROW_IF_NOT_FMT(
+        l < nlist(), "GpuIvfLists: list %zu is not in [0, %zu)", l, nlist());
+    return size_t(lengths_[l]);
+}
+
+size_t GpuIvfLists::device_bytes() const {
+    size_t total = device_arrays_.bytes();
+    for (const DeviceAllocation& a : storage_) {
+        total += a.bytes();
+    }
+    return total;
+}
+
+GpuIvfLists::Layout GpuIvfLists::layout(size_t capacity, int width) const {
+    Layout out;
+    out.ids = 0;
+    out.vectors = capacity * sizeof(int64_t);
+    out.records = out.vectors + capacity * size_t(d_) * sizeof(float);
+    out.total = out.records + capacity * size_t(width) * sizeof(int32_t);
+    return out;
+}
+
+void GpuIvfLists::reset(int record_width) {
+    FAISS_THROW_IF_NOT_FMT(
+        record_width >= 0,
+        "GpuIvfLists: record width %d must be >= 0",
+        record_width);
+    for (size_t l = 0; l < nlist(); l++) {
+        storage_[l].release();
+        capacities_[l] = 0;
+        lengths_[l] = 0;
+    }
+    total_entries_ = 0;
+    record_width_ = record_width;
+    refresh_device_arrays();
+}
+
+void GpuIvfLists::grow(
+    size_t l, size_t capacity, std::vector<DeviceAllocation>* retired) {
+    if (capacity <= capacities_[l]) {
+        return;
+    }
+    capacity = round_up(
+        std::max({capacity, 2 * capacities_[l], kMinListCapacity}),
+        kCapacityQuantum);
+    const Layout old_layout = layout(capacities_[l], record_width_);
+    const Layout new_layout = layout(capacity, record_width_);
+    DeviceAllocation grown;
+    grown.reserve(new_layout.total, "an inverted list");
+    const size_t n = size_t(lengths_[l]);
+    if (n > 0) {
+        char* dst = grown.as<char>();
+        const char* src = storage_[l].as<char>();
+        throw_on_cuda_error(
+            cudaMemcpyAsync(
+                dst + new_layout.ids,
+                src + old_layout.ids,
+                n * sizeof(int64_t),
+                cudaMemcpyDeviceToDevice,
+                stream_),
+            "copying list ids into a larger list");
+        throw_on_cuda_error(
+            cudaMemcpyAsync(
+                dst + new_layout.vectors,
+                src + old_layout.vectors,
+                n * size_t(d_) * sizeof(float),
+                cudaMemcpyDeviceToDevice,
+                stream_),
+            "copying list vectors into a larger list");
+        if (record_width_ > 0) {
+            throw_on_cuda_error(
+                cudaMemcpyAsync(
+                    dst + new_layout.records,
+                    src + old_layout.records,
+                    n * size_t(record_width_) * sizeof(int32_t),
+                    cudaMemcpyDeviceToDevice,
+                    stream_),
+                "copying list records into a larger list");
+        }
+    }
+    if (retired) {
+        // freed by the caller once the stream has passed the copies
+        retired->push_back(std::move(storage_[l]));
+    } else if (n > 0) {
+        throw_on_cuda_error(
+            cudaStreamSynchronize(stream_), "growing an inverted list");
+    }
+    storage_[l] = std::move(grown);
+    capacities_[l] = capacity;
+}
+
+void GpuIvfLists::widen_records(int width) {
+    FAISS_THROW_IF_NOT_FMT(
+        width >= record_width_,
+        "GpuIvfLists: cannot narrow records from %d to %d",
+        record_width_,
+        width);
+    if (width == record_width_) {
+        return;
+    }
+    const int old_width = record_width_;
+    for (size_t l = 0; l < nlist(); l++) {
+        const size_t n = size_t(lengths_[l]);
+        if (n == 0) {
+            storage_[l].release();
+            capacities_[l] = 0;
+            continue;
+        }
+        std::vector<idx_t> ids = list_ids(l);
+        std::vector<float> vectors = list_vectors(l);
+        std::vector<int32_t> old_records = list_records(l);
+        std::vector<int32_t> records(n * size_t(width), -1);
+        for (size_t j = 0; j < n; j++) {
+            std::copy_n(
+                old_records.data() + j * old_width,
+                old_width,
+                records.data() + j * width);
+        }
+        record_width_ = width;
+        set_list(l, n, vectors.data(), ids.data(), records.data(), false);
+        record_width_ = old_width;
+    }
+    record_width_ = width;
+    refresh_device_arrays();
+}
+
+void GpuIvfLists::append_batch(
+    const float* source_device,
+    int64_t n_entries,
+    const int64_t* source_row,
+    const int32_t* list,
+    const int64_t* id,
+    const int32_t* records) {
+    if (n_entries == 0) {
+        return;
+    }
+    const size_t w = size_t(record_width_);
+    FAISS_THROW_IF_NOT_MSG(
+        w == 0 || records, "GpuIvfLists::append_batch: records missing");
+    std::vector<DeviceAllocation> retired;
+    // slots in input order, so a list's entries keep the order given
+    std::vector<int64_t> position(n_entries);
+    std::vector<int64_t> new_length = lengths_;
+    for (int64_t e = 0; e < n_entries; e++) {
+        const int32_t l = list[e];
+        FAISS_THROW_IF_NOT_FMT(
+            l >= 0 && size_t(l) < nlist(),
+            "GpuIvfLists::append_batch: list %d is not in [0, %zu)",
+            l,
+            nlist());
+        position[e] = new_length[l]++;
+    }
+    for (size_t l = 0; l < nlist(); l++) {
+        FAISS_THROW_IF_NOT_FMT(
+            new_length[l] <= int64_t(std::numeric_limits<int32_t>::max()),
+            "GpuIvfLists: list %zu would hold %" PRId64
+            " entries, more than 2^31 - 1",
+            l,
+            new_length[l]);
+        if (size_t(new_length[l]) > capacities_[l]) {
+            grow(l, size_t(new_length[l]), &retired);
+        }
+    }
+    throw_on_cuda_error(
+        cudaStreamSynchronize(stream_), "growing the inverted lists");
+    retired.clear();
+    refresh_device_arrays();
+
+    // one upload of the per-entry arrays: rows, positions, ids (int64),
+    // lists (int32), records (int32)
+    const size_t n = size_t(n_entries);
+    const size_t bytes_int64 = 3 * n * sizeof(int64_t);
+    const size_t bytes = bytes_int64 + n * (1 + w) * sizeof(int32_t);
+    DeviceAllocation staging;
+    staging.reserve(bytes, "the entries of an add batch");
+    int64_t* d_rows = staging.as<int64_t>();
+    int64_t* d_positions = d_rows + n;
+    int64_t* d_ids = d_positions + n;
+    int32_t* d_lists = reinterpret_cast<int32_t*>(d_ids + n);
+    int32_t* d_records = d_lists + n;
+    const auto upload = [&](void* dst, const void* src, size_t size) {
+        throw_on_cuda_error(
+            cudaMemcpyAsync(dst, src, size, cudaMemcpyHostToDevice, stream_),
+            "uploading the entries of an add batch");
+    };
+    upload(d_rows, source_row, n * sizeof(int64_t));
+    upload(d_positions, position.data(), n * sizeof(int64_t));
+    upload(d_ids, id, n * sizeof(int64_t));
+    upload(d_lists, list, n * sizeof(int32_t));
+    if (w > 0) {
+        upload(d_records, records, n * w * sizeof(int32_t));
+    }
+
+    kernels::IvfListsWriteView dst;
+    dst.d = d_;
+    dst.record_width = record_width_;
+    float* const* pointers = device_arrays_.as<float*>();
+    dst.vectors = pointers;
+    dst.ids = reinterpret_cast<int64_t* const*>(pointers + nlist());
+    dst.records = reinterpret_cast<int32_t* const*>(pointers + 2 * nlist());
+    kernels::IvfAppendBatch batch;
+    batch.n_entries = n_entries;
+    batch.source = source_device;
+    batch.source_row = d_rows;
+    batch.list = d_lists;
+    batch.position = d_positions;
+    batch.id = d_ids;
+    batch.record = w > 0 ? d_records : nullptr;
+    throw_on_cuda_error(
+        kernels::ivf_lists_scatter(dst, batch, stream_),
+        "launching the list append kernel");
+    throw_on_cuda_error(
+        cudaStreamSynchronize(stream_), "appending entries to the lists");
+    total_entries_ += n;
+    lengths_.swap(new_length);
+    refresh_device_arrays();
+}
+
+void GpuIvfLists::set_list(
+    size_t l,
+    size_t n,
+    const float* vectors,
+    const idx_t* ids,
+    const int32_t* records,
+    bool update_arrays) {
+    FAISS_THROW_IF_NOT_FMT(
+        l < nlist(), "GpuIvfLists: list %zu is not in [0, %zu)", l, nlist());
+    FAISS_THROW_IF_NOT_FMT(
+        n <= size_t(std::numeric_limits<int32_t>::max()),
+        "GpuIvfLists: list %zu would hold %zu entries, more than 2^31 - 1",
+        l,
+        n);
+    total_entries_ -= size_t(lengths_[l]);
+    lengths_[l] = 0;
+    if (n == 0) {
+        storage_[l].release();
+        capacities_[l] = 0;
+        if (update_arrays) {
+            refresh_device_arrays();
+        }
+        return;
+    }
+    if (n > capacities_[l] ||
+        layout(capacities_[l], record_width_).total > storage_[l].bytes()) {
+        storage_[l].release();
+        capacities_[l] = 0;
+        grow(l, n, nullptr);
+    }
+    const Layout lay = layout(capacities_[l], record_width_);
+    char* base = storage_[l].as<char>();
+    static_assert(sizeof(idx_t) == sizeof(int64_t), "ids are int64");
+    throw_on_cuda_error(
+        cudaMemcpyAsync(
+            base + lay.ids,
+            ids,
+            n * sizeof(int64_t),
+            cudaMemcpyHostToDevice,
+            stream_),
+        "uploading list ids");
+    throw_on_cuda_error(
+        cudaMemcpyAsync(
+            base + lay.vectors,
+            vectors,
+            n * size_t(d_) * sizeof(float),
+            cudaMemcpyHostToDevice,
+            stream_),
+        "uploading list vectors");
+    if (record_width_ > 0) {
+        throw_on_cuda_error(
+            cudaMemcpyAsync(
+                base + lay.records,
+                records,
+                n * size_t(record_width_) * sizeof(int32_t),
+                cudaMemcpyHostToDevice,
+                stream_),
+            "uploading list records");
+    }
+    throw_on_cuda_error(cudaStreamSynchronize(stream_), "uploading a list");
+    lengths_[l] = int64_t(n);
+    total_entries_ += n;
+    if (update_arrays) {
+        refresh_device_arrays();
+    }
+}
+
+std::vector<idx_t> GpuIvfLists::list_ids(size_t l) const {
+    const size_t n = length(l);
+    std::vector<idx_t> out(n);
+    if (n > 0) {
+        throw_on_cuda_error(
+            cudaMemcpy(
+                out.data(),
+                storage_[l].as<char>() + layout(capacities_[l], 0).ids,
+                n * sizeof(int64_t),
+                cudaMemcpyDeviceToHost),
+            "downloading list ids");
+    }
+    return out;
+}
+
+std::vector<float> GpuIvfLists::list_vectors(size_t l) const {
+    const size_t n = length(l);
+    std::vector<float> out(n * size_t(d_));
+    if (n > 0) {
+        throw_on_cuda_error(
+            cudaMemcpy(
+                out.data(),
+                storage_[l].as<char>() + layout(capacities_[l], 0).vectors,
+                out.size() * sizeof(float),
+                cudaMemcpyDeviceToHost),
+            "downloading list vectors");
+    }
+    return out;
+}
+
+std::vector<int32_t> GpuIvfLists::list_records(size_t l) const {
+    const size_t n = length(l);
+    std::vector<int32_t> out(n * size_t(record_width_));
+    if (!out.empty()) {
+        throw_on_cuda_error(
+            cudaMemcpy(
+                out.data(),
+                storage_[l].as<char>() +
+                    layout(capacities_[l], record_width_).records,
+                out.size() * sizeof(int32_t),
+                cudaMemcpyDeviceToHost),
+            "downloading list records");
+    }
+    return out;
+}
+
+void GpuIvfLists::copy_vector(size_t l, size_t offset, float* out) const {
+    FAISS_THROW_IF_NOT_FMT(
+        offset < length(l),
+        "GpuIvfLists: entry %zu of list %zu does not exist",
+        offset,
+        l);
+    throw_on_cuda_error(
+        cudaMemcpy(
+            out,
+            storage_[l].as<char>() + layout(capacities_[l], 0).vectors +
+                offset * size_t(d_) * sizeof(float),
+            size_t(d_) * sizeof(float),
+            cudaMemcpyDeviceToHost),
+        "downloading a stored vector");
+}
+
+void GpuIvfLists::update_device_arrays() {
+    refresh_device_arrays();
+}
+
+void GpuIvfLists::refresh_device_arrays() {
+    const size_t nl = nlist();
+    std::vector<char> host(3 * nl * sizeof(void*) + nl * sizeof(int32_t));
+    void** pointers = reinterpret_cast<void**>(host.data());
+    int32_t* lengths =
+        reinterpret_cast<int32_t*>(host.data() + 3 * nl * sizeof(void*));
+    for (size_t l = 0; l < nl; l++) {
+        char* base = storage_[l].as<char>();
+        const Layout lay = layout(capacities_[l], record_width_);
+        pointers[l] = base ? base + lay.vectors : nullptr;
+        pointers[nl + l] = base ? base + lay.ids : nullptr;
+        pointers[2 * nl + l] = base ? base + lay.records : nullptr;
+        lengths[l] = int32_t(lengths_[l]);
+    }
+    device_arrays_.reserve(host.size(), "the list pointer arrays");
+    throw_on_cuda_error(
+        cudaMemcpyAsync(
+            device_arrays_.as<char>(),
+            host.data(),
+            host.size(),
+            cudaMemcpyHostToDevice,
+            stream_),
+        "uploading the list pointer arrays");
+    // host is a local: the copy must be complete before it goes away
+    throw_on_cuda_error(
+        cudaStreamSynchronize(stream_), "uploading the list pointer arrays");
+}
+
+kernels::IvfListsView GpuIvfLists::view() const {
+    kernels::IvfListsView v;
+    const size_t nl = nlist();
+    v.d = d_;
+    v.nlist = int(nl);
+    v.record_width = record_width_;
+    const char* base = device_arrays_.as<const char>();
+    v.vectors = reinterpret_cast<const float* const*>(base);
+    v.ids = reinterpret_cast<const int64_t* const*>(base + nl * sizeof(void*));
+    v.records =
+        reinterpret_cast<const int32_t* const*>(base + 2 * nl * sizeof(void*));
+    v.lengths = reinterpret_cast<const int32_t*>(base + 3 * nl * sizeof(void*));
+    return v;
+}
+
+} // namespace gpu
+} // namespace faiss_gmm

@@ -1,0 +1,193 @@
+/**
+ * Device storage of the inverted lists of GpuIndexIVFGMM: per list, one
+ * device allocation holding the ids (int64), vectors (float32) and spill
+ * records (int32) of its entries, grown geometrically, plus device arrays of
+ * the list pointers and lengths that the search kernels read
+ * (kernels::IvfListsView). Internal to faiss_gmm's GPU code.
+ */
+
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include <faiss_gmm/faiss_compat.h>
+#include <kernels/ivf_lists.h>
+#include <kernels/ivf_search.h>
+
+namespace faiss_gmm {
+namespace gpu {
+
+/// Throws a FaissException "<what> failed: <CUDA error>" when err is an
+/// error (and clears a sticky launch error first).
+void throw_on_cuda_error(cudaError_t err, const char* what);
+
+/// Makes `device` current for its scope and restores the previous one.
+class DeviceScope {
+   public:
+    /// @param device CUDA device ordinal to make current
+    explicit DeviceScope(int device);
+    ~DeviceScope();
+    DeviceScope(const DeviceScope&) = delete;
+    DeviceScope& operator=(const DeviceScope&) = delete;
+
+   private:
+    int previous_ = -1;
+};
+
+/// One device allocation owned by its scope (cudaMalloc / cudaFree).
+class DeviceAllocation {
+   public:
+    DeviceAllocation() = default;
+    ~DeviceAllocation();
+    DeviceAllocation(const DeviceAllocation&) = delete;
+    DeviceAllocation& operator=(const DeviceAllocation&) = delete;
+    DeviceAllocation(DeviceAllocation&& other) noexcept;
+    DeviceAllocation& operator=(DeviceAllocation&& other) noexcept;
+
+    /**
+     * Make the allocation hold at least `bytes` (contents are not kept when
+     * it grows); throws naming `what` when the device is out of memory.
+     */
+    void reserve(size_t bytes, const char* what);
+    /// Free the memory.
+    void release();
+    /// the device pointer, typed
+    template <class T>
+    T* as() const {
+        return static_cast<T*>(ptr_);
+    }
+    /// bytes allocated
+    size_t bytes() const {
+        return bytes_;
+    }
+
+   private:
+    void* ptr_ = nullptr;
+    size_t bytes_ = 0;
+};
+
+/**
+ * The inverted lists of one GPU index. Entry j of list l: id, d floats and
+ * record_width int32 (the other lists holding the same vector, -1 padded),
+ * exactly as IndexIVFGMM's invlists / other_lists. Every mutating call
+ * leaves the device pointer / length arrays up to date.
+ */
+class GpuIvfLists {
+   public:
+    /**
+     * @param d      dimension
+     * @param nlist  number of lists
+     * @param stream stream of every copy and kernel (must outlive this)
+     */
+    GpuIvfLists(int d, size_t nlist, cudaStream_t stream);
+    ~GpuIvfLists();
+    GpuIvfLists(const GpuIvfLists&) = delete;
+    GpuIvfLists& operator=(const GpuIvfLists&) = delete;
+
+    /// dimension
+    int d() const {
+        return d_;
+    }
+    /// number of lists
+    size_t nlist() const {
+        return lengths_.size();
+    }
+    /// int32 spill records per entry
+    int record_width() const {
+        return record_width_;
+    }
+    /// entries of list l
+    size_t length(size_t l) const;
+    /// entries of all lists
+    size_t total_entries() const {
+        return total_entries_;
+    }
+    /// list lengths, host copy
+    const std::vector<int64_t>& lengths() const {
+        return lengths_;
+    }
+    /// device bytes held by the lists (capacity, pointer arrays included)
+    size_t device_bytes() const;
+
+    /// Empty every list (memory freed) and set the record width.
+    void reset(int record_width);
+
+    /// Widen the spill records to `width` (>= record_width()); existing
+    /// entries are padded with -1.
+    void widen_records(int width);
+
+    /**
+     * Append a batch of entries whose vectors are on the device (source,
+     * rows x d). Host arrays, n_entries values each: source_row (row of
+     * source), list, id; records: n_entries x record_width() (may be null
+     * when the width is 0). Entries of the same list are appended in the
+     * order given.
+     */
+    void append_batch(
+        const float* source_device,
+        int64_t n_entries,
+        const int64_t* source_row,
+        const int32_t* list,
+        const int64_t* id,
+        const int32_t* records);
+
+    /**
+     * Replace list l by n host entries (vectors n x d, ids, records n x
+     * record_width()). update_arrays false defers the upload of the pointer
+     * arrays (for many set_list calls in a row): call update_device_arrays()
+     * before the lists are read again.
+     */
+    void set_list(
+        size_t l,
+        size_t n,
+        const float* vectors,
+        const idx_t* ids,
+        const int32_t* records,
+        bool update_arrays = true);
+
+    /// Upload the pointer and length arrays (after deferred set_list calls).
+    void update_device_arrays();
+
+    /// ids of list l (host copy)
+    std::vector<idx_t> list_ids(size_t l) const;
+    /// vectors of list l, length x d (host copy)
+    std::vector<float> list_vectors(size_t l) const;
+    /// records of list l, length x record_width() (host copy)
+    std::vector<int32_t> list_records(size_t l) const;
+    /// copy entry `offset` of list l (d floats) to host memory out
+    void copy_vector(size_t l, size_t offset, float* out) const;
+
+    /// The view the search kernels read (device pointers).
+    kernels::IvfListsView view() const;
+
+   private:
+    /// Where the parts of list l's allocation start for a capacity.
+    struct Layout {
+        size_t ids = 0, vectors = 0, records = 0, total = 0;
+    };
+    Layout layout(size_t capacity, int width) const;
+    /// Grow list l to hold at least `capacity` entries, keeping contents.
+    /// The old buffer goes to *retired when given (the caller synchronises
+    /// the stream before freeing it), else the copies are waited for here.
+    void
+    grow(size_t l, size_t capacity, std::vector<DeviceAllocation>* retired);
+    /// Upload the pointer and length arrays after a change.
+    void refresh_device_arrays();
+
+    int d_;
+    int record_width_ = 0;
+    cudaStream_t stream_;
+    size_t total_entries_ = 0;
+    std::vector<int64_t> lengths_;
+    std::vector<size_t> capacities_;
+    std::vector<DeviceAllocation> storage_;
+    /// 3 x nlist pointers (vectors, ids, records) then nlist int32 lengths
+    DeviceAllocation device_arrays_;
+};
+
+} // namespace gpu
+} // namespace faiss_gmm

@@ -1,0 +1,1061 @@
+/**
+ * GpuIndexIVFGMM against the CPU IndexIVFGMM on the same model and data:
+ * stored lists (ids, order, spill records), search results and counters,
+ * copies both ways, serialisation through the CPU index, rejections. Every
+ * test skips without a usable CUDA device.
+ *
+ * Results may differ only where float rounding decides a near-tie (the GPU
+ * computes distances with fp32 direct differences, the CPU with SIMD or
+ * BLAS expansions); every difference is checked to be such a tie.
+ */
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <faiss/IndexIVF.h>
+#include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/FaissAssert.h>
+#include <faiss/impl/IDSelector.h>
+
+#include <faiss_gmm/GaussianMixture.h>
+#include <faiss_gmm/IndexIVFGMM.h>
+#include <faiss_gmm/gpu/GpuEmTrainer.h>
+#include <faiss_gmm/gpu/GpuIndexIVFGMM.h>
+#include <faiss_gmm/index_io.h>
+
+using namespace faiss_gmm;
+using faiss_gmm::gpu::GpuIndexIVFGMM;
+using faiss_gmm::gpu::GpuIndexIVFGMMConfig;
+
+namespace {
+
+#define SKIP_WITHOUT_GPU()                                                     \
+    if (!gpu::gpu_is_available()) {                                            \
+        GTEST_SKIP() << "no usable CUDA device: GPU test skipped";             \
+    }
+
+/// Relative tolerance under which two scores count as a near-tie.
+constexpr double kTieTolerance = 1e-4;
+
+bool near(double a, double b) {
+    return std::abs(a - b) <=
+           kTieTolerance * std::max({1.0, std::abs(a), std::abs(b)});
+}
+
+/// A trained random model: means around an offset of 5 (exercises the
+/// centring of the coarse products), variances 0.5..1.5. weight_skew > 0
+/// gives component 0 that much extra weight (a huge list).
+GaussianMixture make_model(
+    int d, int k, CovarianceType cov, uint64_t seed, float weight_skew = 0) {
+    GaussianMixture model(d, k, cov);
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> normal;
+    std::uniform_real_distribution<float> uni(0.5f, 1.5f);
+    double wsum = 0;
+    for (int j = 0; j < k; j++) {
+        model.weights[j] = uni(rng) + (j == 0 ? weight_skew : 0.0f);
+        wsum += model.weights[j];
+    }
+    for (int j = 0; j < k; j++) {
+        model.weights[j] = float(model.weights[j] / wsum);
+    }
+    for (auto& m : model.means) {
+        m = 5.0f + 2.0f * normal(rng);
+    }
+    for (auto& v : model.variances) {
+        v = uni(rng);
+    }
+    model.is_trained = true;
+    return model;
+}
+
+/// n points drawn from the components in `components` (all when empty),
+/// uniformly, plus `noise` extra standard deviations.
+std::vector<float> sample(
+    const GaussianMixture& model,
+    idx_t n,
+    uint64_t seed,
+    const std::vector<int>& components = {}) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> normal;
+    std::uniform_int_distribution<int> pick(
+        0, components.empty() ? model.k - 1 : int(components.size()) - 1);
+    const int d = model.d;
+    std::vector<float> x(size_t(n) * d);
+    for (idx_t i = 0; i < n; i++) {
+        const int j = components.empty() ? pick(rng) : components[pick(rng)];
+        for (int l = 0; l < d; l++) {
+            const float v = model.covariance == CovarianceType::Spherical
+                                ? model.variances[j]
+                                : model.variances[size_t(j) * d + l];
+            x[size_t(i) * d + l] =
+                model.means[size_t(j) * d + l] + std::sqrt(v) * normal(rng);
+        }
+    }
+    return x;
+}
+
+/// The same trained model and parameters, CPU and GPU side, both empty.
+struct Pair {
+    std::unique_ptr<IndexIVFGMM> cpu;
+    std::unique_ptr<GpuIndexIVFGMM> gpu;
+};
+
+Pair make_pair(
+    const GaussianMixture& model,
+    const SpillParameters& spill,
+    const GpuIndexIVFGMMConfig& config = GpuIndexIVFGMMConfig()) {
+    GmmParameters gp;
+    gp.covariance = model.covariance;
+    Pair p;
+    p.cpu.reset(new IndexIVFGMM(model.d, size_t(model.k), gp, spill));
+    p.cpu->set_gmm(model);
+    p.gpu.reset(
+        new GpuIndexIVFGMM(model.d, size_t(model.k), gp, spill, config));
+    p.gpu->set_gmm(model);
+    return p;
+}
+
+/// Lists of every vector (id -> sorted lists) of a CPU index.
+std::map<idx_t, std::set<idx_t>> lists_of_ids(const IndexIVFGMM& cpu) {
+    std::map<idx_t, std::set<idx_t>> out;
+    for (size_t l = 0; l < cpu.nlist; l++) {
+        const size_t n = cpu.invlists->list_size(l);
+        const idx_t* ids = cpu.invlists->get_ids(l);
+        for (size_t j = 0; j < n; j++) {
+            out[ids[j]].insert(idx_t(l));
+        }
+        cpu.invlists->release_ids(l, ids);
+    }
+    return out;
+}
+
+std::map<idx_t, std::set<idx_t>> lists_of_ids(const GpuIndexIVFGMM& gpu) {
+    std::map<idx_t, std::set<idx_t>> out;
+    for (size_t l = 0; l < gpu.nlist; l++) {
+        for (idx_t id : gpu.list_ids(idx_t(l))) {
+            out[id].insert(idx_t(l));
+        }
+    }
+    return out;
+}
+
+/**
+ * True when the list choice of vector x can flip under float rounding:
+ * two of the involved lists (or the next best) are near-tied in log-joint
+ * or L2 distance, or a tempered posterior / closure ratio sits at its
+ * threshold.
+ */
+bool assignment_near_tie(
+    const IndexIVFGMM& cpu,
+    const float* x,
+    const std::set<idx_t>& a,
+    const std::set<idx_t>& b) {
+    const GaussianMixture& g = cpu.gmm;
+    std::vector<float> lj(g.k), l2(g.k);
+    g.log_joint(1, x, lj.data());
+    for (int j = 0; j < g.k; j++) {
+        double s = 0;
+        for (int c = 0; c < g.d; c++) {
+            const double diff = x[c] - g.means[size_t(j) * g.d + c];
+            s += diff * diff;
+        }
+        l2[j] = float(s);
+    }
+    std::set<idx_t> involved(a.begin(), a.end());
+    involved.insert(b.begin(), b.end());
+    // the best-ranked lists outside the sets take part in the ties too
+    std::vector<int> by_lj(g.k), by_l2(g.k);
+    for (int j = 0; j < g.k; j++) {
+        by_lj[j] = by_l2[j] = j;
+    }
+    std::sort(by_lj.begin(), by_lj.end(), [&](int p, int q) {
+        return lj[p] > lj[q];
+    });
+    std::sort(by_l2.begin(), by_l2.end(), [&](int p, int q) {
+        return l2[p] < l2[q];
+    });
+    const int extra = std::min(g.k, int(involved.size()) + 2);
+    for (int t = 0; t < extra; t++) {
+        involved.insert(by_lj[t]);
+        involved.insert(by_l2[t]);
+    }
+    double mx = *std::max_element(lj.begin(), lj.end()), sum = 0;
+    const double inv_t = 1.0 / cpu.spill.temperature;
+    for (int j = 0; j < g.k; j++) {
+        sum += std::exp((lj[j] - mx) * inv_t);
+    }
+    for (idx_t p : involved) {
+        const double post = std::exp((lj[p] - mx) * inv_t) / sum;
+        if (std::abs(post - cpu.spill.tau) <= 1e-4) {
+            return true;
+        }
+        if (near(l2[p], cpu.spill.closure_ratio * l2[by_l2[0]])) {
+            return true;
+        }
+        for (idx_t q : involved) {
+            if (p != q && (near(lj[p], lj[q]) || near(l2[p], l2[q]))) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/**
+ * The GPU index stores exactly the CPU's lists: per vector the same lists
+ * (but for near-ties), per list the same ids in the same order (near-tie
+ * vectors left out), the same vectors and records; same counts.
+ */
+void expect_same_lists(
+    const IndexIVFGMM& cpu,
+    const GpuIndexIVFGMM& gpu,
+    const float* x,
+    idx_t n) {
+    ASSERT_EQ(cpu.nlist, gpu.nlist);
+    ASSERT_EQ(cpu.other_lists_width, gpu.other_lists_width());
+    EXPECT_EQ(cpu.ntotal, gpu.ntotal);
+    const auto cpu_sets = lists_of_ids(cpu);
+    const auto gpu_sets = lists_of_ids(gpu);
+    ASSERT_EQ(cpu_sets.size(), gpu_sets.size());
+    std::set<idx_t> tied;
+    for (const auto& kv : cpu_sets) {
+        const auto it = gpu_sets.find(kv.first);
+        ASSERT_NE(it, gpu_sets.end()) << "id " << kv.first << " not on GPU";
+        if (it->second != kv.second) {
+            ASSERT_TRUE(kv.first >= 0 && kv.first < n);
+            EXPECT_TRUE(assignment_near_tie(
+                cpu, x + size_t(kv.first) * cpu.d, kv.second, it->second))
+                << "vector " << kv.first
+                << " is in different lists on CPU and GPU without a tie";
+            tied.insert(kv.first);
+        }
+    }
+    EXPECT_LE(tied.size(), size_t(n / 1000 + 1)) << "too many near-ties";
+    if (tied.empty()) {
+        EXPECT_EQ(cpu.nentries, gpu.nentries());
+    }
+    const int w = cpu.other_lists_width;
+    for (size_t l = 0; l < cpu.nlist; l++) {
+        const size_t n_l = cpu.invlists->list_size(l);
+        const idx_t* ids = cpu.invlists->get_ids(l);
+        const float* codes =
+            reinterpret_cast<const float*>(cpu.invlists->get_codes(l));
+        const std::vector<idx_t> g_ids = gpu.list_ids(idx_t(l));
+        const std::vector<float> g_vec = gpu.list_vectors(idx_t(l));
+        const std::vector<int32_t> g_rec = gpu.list_records(idx_t(l));
+        size_t jg = 0;
+        for (size_t jc = 0; jc < n_l; jc++) {
+            if (tied.count(ids[jc])) {
+                continue;
+            }
+            while (jg < g_ids.size() && tied.count(g_ids[jg])) {
+                jg++;
+            }
+            ASSERT_LT(jg, g_ids.size()) << "list " << l << " is shorter";
+            ASSERT_EQ(ids[jc], g_ids[jg]) << "list " << l << " entry " << jc;
+            for (int c = 0; c < cpu.d; c++) {
+                ASSERT_EQ(codes[jc * cpu.d + c], g_vec[jg * cpu.d + c]);
+            }
+            if (tied.empty()) {
+                for (int t = 0; t < w; t++) {
+                    ASSERT_EQ(cpu.other_lists[l][jc * w + t], g_rec[jg * w + t])
+                        << "record of list " << l << " entry " << jc;
+                }
+            }
+            jg++;
+        }
+        while (jg < g_ids.size() && tied.count(g_ids[jg])) {
+            jg++;
+        }
+        EXPECT_EQ(jg, g_ids.size()) << "list " << l << " is longer on GPU";
+        cpu.invlists->release_ids(l, ids);
+        cpu.invlists->release_codes(l, reinterpret_cast<const uint8_t*>(codes));
+    }
+}
+
+/// Counters of one search, CPU or GPU.
+struct Counters {
+    IndexIVFGMMStats gmm;
+    faiss::IndexIVFStats ivf;
+};
+
+template <class Index>
+Counters search_counted(
+    const Index& index,
+    idx_t nq,
+    const float* q,
+    idx_t k,
+    std::vector<float>* dis,
+    std::vector<idx_t>* ids,
+    const SearchParametersIVFGMM* params) {
+    dis->assign(size_t(nq) * k, 0);
+    ids->assign(size_t(nq) * k, 0);
+    indexIVFGMM_stats.reset();
+    faiss::indexIVF_stats.reset();
+    index.search(nq, q, k, dis->data(), ids->data(), params);
+    return Counters{indexIVFGMM_stats, faiss::indexIVF_stats};
+}
+
+/// True when query q's probe set can change under rounding: the coarse
+/// scores at ranks nprobe - 1 and nprobe are near-tied.
+bool coarse_boundary_tie(
+    const IndexIVFGMM& cpu,
+    const float* q,
+    const SearchParametersIVFGMM& params) {
+    const size_t np = std::min(params.nprobe, cpu.nlist);
+    if (np >= cpu.nlist) {
+        return false;
+    }
+    SearchParametersIVFGMM wider;
+    wider.nprobe = np + 1;
+    wider.probe_order = params.probe_order;
+    std::vector<idx_t> assign(np + 1);
+    std::vector<float> dis(np + 1);
+    cpu.coarse_assign(1, q, wider, assign.data(), dis.data());
+    return near(dis[np - 1], dis[np]);
+}
+
+/**
+ * GPU and CPU results of the same search agree: per rank the same
+ * distance (float tolerance) and the same id unless the CPU's distance at
+ * that rank is near-tied with a neighbouring rank (or it is the last
+ * rank). A query whose probe set sits on a coarse near-tie may differ
+ * (then counters are not compared). Counters are equal otherwise.
+ */
+void expect_same_search(
+    const IndexIVFGMM& cpu,
+    const GpuIndexIVFGMM& gpu,
+    idx_t nq,
+    const float* q,
+    idx_t k,
+    const SearchParametersIVFGMM& params,
+    const std::string& what) {
+    std::vector<float> dc, dg;
+    std::vector<idx_t> ic, ig;
+    const Counters cc = search_counted(cpu, nq, q, k, &dc, &ic, &params);
+    const Counters cg = search_counted(gpu, nq, q, k, &dg, &ig, &params);
+    size_t coarse_ties = 0;
+    for (idx_t i = 0; i < nq; i++) {
+        const float* dci = dc.data() + size_t(i) * k;
+        const float* dgi = dg.data() + size_t(i) * k;
+        const idx_t* ici = ic.data() + size_t(i) * k;
+        const idx_t* igi = ig.data() + size_t(i) * k;
+        bool same = true;
+        for (idx_t j = 0; j < k && same; j++) {
+            same =
+                near(dci[j], dgi[j]) && (ici[j] == igi[j] || j == k - 1 ||
+                                         (j > 0 && near(dci[j], dci[j - 1])) ||
+                                         near(dci[j], dci[j + 1]));
+        }
+        if (same) {
+            continue;
+        }
+        const bool tie =
+            coarse_boundary_tie(cpu, q + size_t(i) * cpu.d, params);
+        EXPECT_TRUE(tie) << what << ": query " << i
+                         << " differs without a near-tie (first ids " << ici[0]
+                         << " vs " << igi[0] << ")";
+        coarse_ties++;
+    }
+    EXPECT_LE(coarse_ties, size_t(nq / 20 + 1)) << what;
+    EXPECT_EQ(cc.gmm.nq, cg.gmm.nq) << what;
+    EXPECT_EQ(cc.gmm.ncoarse_distances, cg.gmm.ncoarse_distances) << what;
+    EXPECT_EQ(cc.ivf.nq, cg.ivf.nq) << what;
+    if (coarse_ties == 0) {
+        EXPECT_EQ(cc.gmm.nfine_distances, cg.gmm.nfine_distances) << what;
+        EXPECT_EQ(cc.gmm.nentries_scanned, cg.gmm.nentries_scanned) << what;
+        EXPECT_EQ(cc.gmm.nduplicates_skipped, cg.gmm.nduplicates_skipped)
+            << what;
+        EXPECT_EQ(cc.gmm.nlists_probed, cg.gmm.nlists_probed) << what;
+        EXPECT_EQ(cc.ivf.nlist, cg.ivf.nlist) << what;
+        EXPECT_EQ(cc.ivf.ndis, cg.ivf.ndis) << what;
+    }
+}
+
+SearchParametersIVFGMM
+search_params(size_t nprobe, ProbeOrder order = ProbeOrder::L2) {
+    SearchParametersIVFGMM p;
+    p.nprobe = nprobe;
+    p.probe_order = order;
+    return p;
+}
+
+std::string
+describe(CovarianceType cov, ProbeOrder order, size_t nprobe, idx_t k) {
+    return std::string(covariance_type_name(cov)) +
+           " probe=" + probe_order_name(order) +
+           " nprobe=" + std::to_string(nprobe) + " k=" + std::to_string(k);
+}
+
+/// Throws, with a message that contains `needle`.
+template <class F>
+void expect_throw_naming(F f, const std::string& needle) {
+    try {
+        f();
+        ADD_FAILURE() << "no exception; expected one naming '" << needle << "'";
+    } catch (const faiss::FaissException& e) {
+        EXPECT_NE(std::string(e.what()).find(needle), std::string::npos)
+            << "message '" << e.what() << "' does not name '" << needle << "'";
+    }
+}
+
+} // namespace
+
+TEST(GpuIndexIVFGMM, SearchAgreesWithCpu) {
+    SKIP_WITHOUT_GPU();
+    const int d = 24, nlist = 96;
+    const idx_t n = 12000, nq = 60;
+    for (CovarianceType cov :
+         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        const GaussianMixture model = make_model(d, nlist, cov, 7);
+        const std::vector<float> x = sample(model, n, 11);
+        const std::vector<float> q = sample(model, nq, 13);
+        Pair p = make_pair(model, SpillParameters());
+        p.cpu->add(n, x.data());
+        p.gpu->add(n, x.data());
+        expect_same_lists(*p.cpu, *p.gpu, x.data(), n);
+        for (ProbeOrder order : {ProbeOrder::L2, ProbeOrder::Posterior}) {
+            for (size_t nprobe :
+                 {size_t(1), size_t(8), size_t(64), size_t(nlist)}) {
+                for (idx_t k : {idx_t(1), idx_t(10), idx_t(100), idx_t(1024)}) {
+                    expect_same_search(
+                        *p.cpu,
+                        *p.gpu,
+                        nq,
+                        q.data(),
+                        k,
+                        search_params(nprobe, order),
+                        describe(cov, order, nprobe, k));
+                }
+            }
+        }
+    }
+}
+
+TEST(GpuIndexIVFGMM, DefaultParametersAndTiling) {
+    SKIP_WITHOUT_GPU();
+    const int d = 16, nlist = 32;
+    const idx_t n = 5000, nq = 300;
+    const GaussianMixture model =
+        make_model(d, nlist, CovarianceType::Spherical, 3);
+    const std::vector<float> x = sample(model, n, 5);
+    const std::vector<float> q = sample(model, nq, 6);
+    GpuIndexIVFGMMConfig tiny;
+    tiny.search_memory = 64 << 10; // a few queries per tile
+    Pair p = make_pair(model, SpillParameters(), tiny);
+    p.cpu->add(n, x.data());
+    p.gpu->add(n, x.data());
+    p.cpu->nprobe = p.gpu->nprobe = 5;
+    std::vector<float> dc(nq * 10), dg(nq * 10);
+    std::vector<idx_t> ic(nq * 10), ig(nq * 10);
+    p.cpu->search(nq, q.data(), 10, dc.data(), ic.data());
+    p.gpu->search(nq, q.data(), 10, dg.data(), ig.data());
+    EXPECT_GT(p.gpu->last_search_timing().ntiles, 1);
+    EXPECT_EQ(p.gpu->last_search_timing().nq, nq);
+    size_t differing = 0;
+    for (size_t i = 0; i < ic.size(); i++) {
+        differing += ic[i] != ig[i] && !near(dc[i], dg[i]) ? 1 : 0;
+    }
+    EXPECT_EQ(differing, 0u);
+    // the same through the parameters of one call
+    expect_same_search(
+        *p.cpu, *p.gpu, nq, q.data(), 10, search_params(5), "tiled");
+    EXPECT_GT(p.gpu->last_search_timing().scan_bytes, 0u);
+    // plain FAISS IVF parameters: nprobe and max_codes, index defaults
+    // for the rest
+    faiss::SearchParametersIVF ivf;
+    ivf.nprobe = 7;
+    ivf.max_codes = 900;
+    p.cpu->search(nq, q.data(), 10, dc.data(), ic.data(), &ivf);
+    p.gpu->search(nq, q.data(), 10, dg.data(), ig.data(), &ivf);
+    differing = 0;
+    for (size_t i = 0; i < ic.size(); i++) {
+        differing += ic[i] != ig[i] && !near(dc[i], dg[i]) ? 1 : 0;
+    }
+    EXPECT_EQ(differing, 0u);
+}
+
+TEST(GpuIndexIVFGMM, EmptyTinyAndHugeLists) {
+    SKIP_WITHOUT_GPU();
+    const int d = 12, nlist = 40;
+    // component 0 takes most points, 1..3 a few, the rest none
+    const GaussianMixture model =
+        make_model(d, nlist, CovarianceType::Diagonal, 21, 30.0f);
+    std::vector<float> x = sample(model, 6000, 22, {0});
+    const std::vector<float> few = sample(model, 9, 23, {1, 2, 3});
+    x.insert(x.end(), few.begin(), few.end());
+    const idx_t n = idx_t(x.size() / d);
+    const std::vector<float> q = sample(model, 40, 24);
+    SpillParameters spill;
+    spill.max_assign = 3;
+    Pair p = make_pair(model, spill);
+    p.cpu->add(n, x.data());
+    p.gpu->add(n, x.data());
+    expect_same_lists(*p.cpu, *p.gpu, x.data(), n);
+    size_t empty = 0, largest = 0;
+    for (size_t l = 0; l < size_t(nlist); l++) {
+        empty += p.gpu->list_length(idx_t(l)) == 0 ? 1 : 0;
+        largest = std::max(largest, p.gpu->list_length(idx_t(l)));
+    }
+    EXPECT_GT(empty, 10u);
+    EXPECT_GT(largest, 5000u);
+    for (size_t nprobe : {size_t(1), size_t(4), size_t(nlist)}) {
+        for (idx_t k : {idx_t(1), idx_t(100), idx_t(2048)}) {
+            expect_same_search(
+                *p.cpu,
+                *p.gpu,
+                idx_t(q.size() / d),
+                q.data(),
+                k,
+                search_params(nprobe),
+                "skewed nprobe=" + std::to_string(nprobe) +
+                    " k=" + std::to_string(k));
+        }
+    }
+    // an empty index: every slot (FLT_MAX, -1), as on the CPU
+    Pair e = make_pair(model, spill);
+    std::vector<float> dis(20);
+    std::vector<idx_t> ids(20);
+    e.gpu->search(2, q.data(), 10, dis.data(), ids.data());
+    for (size_t i = 0; i < ids.size(); i++) {
+        EXPECT_EQ(ids[i], -1);
+        EXPECT_EQ(dis[i], std::numeric_limits<float>::max());
+    }
+}
+
+TEST(GpuIndexIVFGMM, AddInBatchesEqualsCpuAdd) {
+    SKIP_WITHOUT_GPU();
+    const int d = 20, nlist = 50;
+    const idx_t n = 7000;
+    const GaussianMixture model =
+        make_model(d, nlist, CovarianceType::Spherical, 31);
+    const std::vector<float> x = sample(model, n, 32);
+    std::vector<idx_t> xids(n);
+    for (idx_t i = 0; i < n; i++) {
+        xids[i] = 1000 + 3 * i;
+    }
+    std::vector<SpillParameters> rules(7);
+    rules[0].rule = SpillRule::None;
+    rules[1].rule = SpillRule::None;
+    rules[1].primary_is_nearest_mean = true;
+    rules[2].rule = SpillRule::Posterior;
+    rules[2].max_assign = 3;
+    rules[3].rule = SpillRule::Posterior;
+    rules[3].primary_is_nearest_mean = true;
+    rules[3].max_assign = 3;
+    rules[4].rule = SpillRule::Closure;
+    rules[4].max_assign = 3;
+    rules[5].rule = SpillRule::Soar;
+    rules[6].rule = SpillRule::Posterior;
+    rules[6].max_assign = 20; // wider than the GPU kernel's top lists
+    rules[6].tau = 0.001f;
+    for (const SpillParameters& spill : rules) {
+        SCOPED_TRACE(
+            std::string("spill ") + spill_rule_name(spill.rule) +
+            " max_assign " + std::to_string(spill.max_assign) +
+            (spill.primary_is_nearest_mean ? " primary l2" : ""));
+        GpuIndexIVFGMMConfig batched;
+        batched.add_batch_rows = 777;
+        Pair p = make_pair(model, spill, batched);
+        GpuIndexIVFGMM one_batch(
+            d, nlist, p.cpu->gmm_params, spill, GpuIndexIVFGMMConfig());
+        one_batch.set_gmm(model);
+        // CPU and one GPU batch: sequential ids in one call; the batched
+        // GPU index: the same in two calls
+        p.cpu->add(n, x.data());
+        one_batch.add(n, x.data());
+        p.gpu->add(n / 3, x.data());
+        p.gpu->add(n - n / 3, x.data() + size_t(n / 3) * d);
+        expect_same_lists(*p.cpu, one_batch, x.data(), n);
+        expect_same_lists(*p.cpu, *p.gpu, x.data(), n);
+        // assign_lists gives the add's choice
+        std::vector<idx_t> lc(size_t(200) * spill.max_assign);
+        std::vector<idx_t> lg(lc.size());
+        p.cpu->assign_lists(200, x.data(), lc.data());
+        p.gpu->assign_lists(200, x.data(), lg.data());
+        size_t differing = 0;
+        for (size_t i = 0; i < lc.size(); i++) {
+            differing += lc[i] != lg[i] ? 1 : 0;
+        }
+        EXPECT_LE(differing, 2u);
+        // explicit ids
+        Pair with_ids = make_pair(model, spill, batched);
+        with_ids.cpu->add_with_ids(n, x.data(), xids.data());
+        with_ids.gpu->add_with_ids(n, x.data(), xids.data());
+        EXPECT_EQ(with_ids.cpu->ntotal, with_ids.gpu->ntotal);
+        for (size_t l = 0; l < size_t(nlist); l += 7) {
+            const size_t n_l = with_ids.cpu->invlists->list_size(l);
+            const std::vector<idx_t> g = with_ids.gpu->list_ids(idx_t(l));
+            const idx_t* c = with_ids.cpu->invlists->get_ids(l);
+            EXPECT_EQ(std::vector<idx_t>(c, c + n_l).size(), g.size());
+            with_ids.cpu->invlists->release_ids(l, c);
+        }
+    }
+}
+
+TEST(GpuIndexIVFGMM, WiderSecondAddWidensRecords) {
+    SKIP_WITHOUT_GPU();
+    const int d = 8, nlist = 16;
+    const GaussianMixture model =
+        make_model(d, nlist, CovarianceType::Spherical, 41);
+    const std::vector<float> x = sample(model, 3000, 42);
+    SpillParameters spill;
+    spill.max_assign = 2;
+    Pair p = make_pair(model, spill);
+    p.cpu->add(1500, x.data());
+    p.gpu->add(1500, x.data());
+    p.cpu->spill.max_assign = p.gpu->spill.max_assign = 4;
+    p.cpu->add(1500, x.data() + 1500 * d);
+    p.gpu->add(1500, x.data() + 1500 * d);
+    EXPECT_EQ(p.gpu->other_lists_width(), 3);
+    expect_same_lists(*p.cpu, *p.gpu, x.data(), 3000);
+}
+
+TEST(GpuIndexIVFGMM, CopyRoundTrips) {
+    SKIP_WITHOUT_GPU();
+    const int d = 16, nlist = 40;
+    const idx_t n = 4000;
+    const GaussianMixture model =
+        make_model(d, nlist, CovarianceType::Diagonal, 51);
+    const std::vector<float> x = sample(model, n, 52);
+    SpillParameters spill;
+    spill.max_assign = 3;
+    GmmParameters gp;
+    gp.covariance = CovarianceType::Diagonal;
+    IndexIVFGMM cpu(d, nlist, gp, spill);
+    cpu.set_gmm(model);
+    cpu.add(n, x.data());
+    cpu.nprobe = 9;
+    cpu.max_codes = 1234;
+    cpu.probe_order = ProbeOrder::Posterior;
+    cpu.posterior_mass = 0.8f;
+    cpu.mass_temperature = 3;
+
+    // CPU -> GPU: exact copy
+    GpuIndexIVFGMM gpu(&cpu);
+    EXPECT_TRUE(gpu.is_trained);
+    EXPECT_EQ(gpu.nprobe, 9u);
+    EXPECT_EQ(gpu.max_codes, 1234u);
+    EXPECT_EQ(gpu.probe_order, ProbeOrder::Posterior);
+    EXPECT_EQ(gpu.posterior_mass, 0.8f);
+    EXPECT_EQ(gpu.mass_temperature, 3.0f);
+    EXPECT_EQ(gpu.spill.max_assign, 3);
+    EXPECT_EQ(gpu.gmm.means, model.means);
+    EXPECT_EQ(gpu.gmm.variances, model.variances);
+    EXPECT_EQ(gpu.nentries(), cpu.nentries);
+    expect_same_lists(cpu, gpu, x.data(), n);
+
+    // GPU -> a CPU index of another shape: overwritten completely
+    IndexIVFGMM back(3, 5);
+    gpu.copyTo(&back);
+    EXPECT_EQ(back.d, d);
+    EXPECT_EQ(back.nlist, size_t(nlist));
+    EXPECT_EQ(back.ntotal, cpu.ntotal);
+    EXPECT_EQ(back.nentries, cpu.nentries);
+    EXPECT_EQ(back.other_lists_width, cpu.other_lists_width);
+    EXPECT_EQ(back.other_lists, cpu.other_lists);
+    EXPECT_EQ(back.gmm.means, cpu.gmm.means);
+    EXPECT_EQ(back.gmm.weights, cpu.gmm.weights);
+    EXPECT_EQ(back.nprobe, cpu.nprobe);
+    EXPECT_EQ(back.probe_order, cpu.probe_order);
+    EXPECT_EQ(back.posterior_mass, cpu.posterior_mass);
+    EXPECT_EQ(back.spill.max_assign, cpu.spill.max_assign);
+    for (size_t l = 0; l < size_t(nlist); l++) {
+        const size_t n_l = cpu.invlists->list_size(l);
+        ASSERT_EQ(back.invlists->list_size(l), n_l);
+        const idx_t* a = cpu.invlists->get_ids(l);
+        const idx_t* b = back.invlists->get_ids(l);
+        EXPECT_TRUE(std::equal(a, a + n_l, b)) << "ids of list " << l;
+        const uint8_t* ca = cpu.invlists->get_codes(l);
+        const uint8_t* cb = back.invlists->get_codes(l);
+        EXPECT_TRUE(std::equal(ca, ca + n_l * d * 4, cb))
+            << "vectors of list " << l;
+        cpu.invlists->release_ids(l, a);
+        back.invlists->release_ids(l, b);
+        cpu.invlists->release_codes(l, ca);
+        back.invlists->release_codes(l, cb);
+    }
+    // the copy searches like the original
+    const std::vector<float> q = sample(model, 20, 53);
+    std::vector<float> d1(20 * 10), d2(20 * 10);
+    std::vector<idx_t> i1(20 * 10), i2(20 * 10);
+    cpu.search(20, q.data(), 10, d1.data(), i1.data());
+    back.search(20, q.data(), 10, d2.data(), i2.data());
+    EXPECT_EQ(i1, i2);
+    EXPECT_EQ(d1, d2);
+
+    // GPU-filled index -> CPU -> GPU: identical lists and results
+    Pair p = make_pair(model, spill);
+    p.gpu->add(n, x.data());
+    IndexIVFGMM mid;
+    p.gpu->copyTo(&mid);
+    GpuIndexIVFGMM again(&mid);
+    for (size_t l = 0; l < size_t(nlist); l++) {
+        EXPECT_EQ(p.gpu->list_ids(idx_t(l)), again.list_ids(idx_t(l)));
+        EXPECT_EQ(p.gpu->list_records(idx_t(l)), again.list_records(idx_t(l)));
+        EXPECT_EQ(p.gpu->list_vectors(idx_t(l)), again.list_vectors(idx_t(l)));
+    }
+    p.gpu->search(20, q.data(), 10, d1.data(), i1.data());
+    again.search(20, q.data(), 10, d2.data(), i2.data());
+    EXPECT_EQ(i1, i2);
+    EXPECT_EQ(d1, d2);
+
+    // an untrained CPU index copies as untrained
+    IndexIVFGMM untrained(d, nlist);
+    GpuIndexIVFGMM u(&untrained);
+    EXPECT_FALSE(u.is_trained);
+    EXPECT_THROW(u.add(n, x.data()), faiss::FaissException);
+
+    // CPU-only parameters are refused
+    cpu.prune_margin = 0.3f;
+    expect_throw_naming([&] { GpuIndexIVFGMM refused(&cpu); }, "0.3");
+}
+
+TEST(GpuIndexIVFGMM, WriteReadThroughCpuIndex) {
+    SKIP_WITHOUT_GPU();
+    const int d = 16, nlist = 32;
+    const idx_t n = 3000;
+    const GaussianMixture model =
+        make_model(d, nlist, CovarianceType::Spherical, 61);
+    const std::vector<float> x = sample(model, n, 62);
+    const std::vector<float> q = sample(model, 25, 63);
+    Pair p = make_pair(model, SpillParameters());
+    p.gpu->add(n, x.data());
+    p.gpu->nprobe = 6;
+    IndexIVFGMM cpu;
+    p.gpu->copyTo(&cpu);
+    const std::string path =
+        std::string(FAISS_GMM_TEST_TMPDIR) + "/gpu_index_roundtrip.ivfgmm";
+    write_index(&cpu, path.c_str());
+    std::unique_ptr<faiss::Index> read(read_index(path.c_str()));
+    std::remove(path.c_str());
+    auto* read_gmm = dynamic_cast<IndexIVFGMM*>(read.get());
+    ASSERT_NE(read_gmm, nullptr);
+    GpuIndexIVFGMM loaded(read_gmm);
+    EXPECT_EQ(loaded.ntotal, p.gpu->ntotal);
+    EXPECT_EQ(loaded.nentries(), p.gpu->nentries());
+    EXPECT_EQ(loaded.nprobe, 6u);
+    std::vector<float> d1(25 * 20), d2(25 * 20);
+    std::vector<idx_t> i1(25 * 20), i2(25 * 20);
+    p.gpu->search(25, q.data(), 20, d1.data(), i1.data());
+    loaded.search(25, q.data(), 20, d2.data(), i2.data());
+    EXPECT_EQ(i1, i2);
+    EXPECT_EQ(d1, d2);
+}
+
+TEST(GpuIndexIVFGMM, AdaptiveProbingAgreesWithCpu) {
+    SKIP_WITHOUT_GPU();
+    const int d = 16, nlist = 64;
+    const idx_t n = 8000, nq = 50;
+    for (CovarianceType cov :
+         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        const GaussianMixture model = make_model(d, nlist, cov, 71);
+        const std::vector<float> x = sample(model, n, 72);
+        const std::vector<float> q = sample(model, nq, 73);
+        Pair p = make_pair(model, SpillParameters());
+        p.cpu->add(n, x.data());
+        p.gpu->add(n, x.data());
+        for (ProbeOrder order : {ProbeOrder::L2, ProbeOrder::Posterior}) {
+            SearchParametersIVFGMM mass = search_params(32, order);
+            mass.posterior_mass = 0.9f;
+            mass.mass_temperature = 4;
+            expect_same_search(
+                *p.cpu,
+                *p.gpu,
+                nq,
+                q.data(),
+                10,
+                mass,
+                describe(cov, order, 32, 10) + " posterior_mass=0.9");
+            SearchParametersIVFGMM codes = search_params(32, order);
+            codes.max_codes = 700;
+            expect_same_search(
+                *p.cpu,
+                *p.gpu,
+                nq,
+                q.data(),
+                10,
+                codes,
+                describe(cov, order, 32, 10) + " max_codes=700");
+        }
+        SearchParametersIVFGMM ratio = search_params(32);
+        ratio.distance_ratio = 1.5f;
+        expect_same_search(
+            *p.cpu,
+            *p.gpu,
+            nq,
+            q.data(),
+            10,
+            ratio,
+            describe(cov, ProbeOrder::L2, 32, 10) + " distance_ratio=1.5");
+        // the index defaults, set through set_parameters on both
+        p.cpu->set_parameters("nprobe=16,posterior_mass=0.95");
+        p.gpu->set_parameters("nprobe=16,posterior_mass=0.95");
+        EXPECT_EQ(p.gpu->nprobe, 16u);
+        EXPECT_EQ(p.gpu->posterior_mass, 0.95f);
+        std::vector<float> dc(nq * 5), dg(nq * 5);
+        std::vector<idx_t> ic(nq * 5), ig(nq * 5);
+        p.cpu->search(nq, q.data(), 5, dc.data(), ic.data());
+        p.gpu->search(nq, q.data(), 5, dg.data(), ig.data());
+        size_t same = 0;
+        for (size_t i = 0; i < ic.size(); i++) {
+            same += ic[i] == ig[i] ? 1 : 0;
+        }
+        EXPECT_GE(same, ic.size() - 5);
+    }
+}
+
+TEST(GpuIndexIVFGMM, Rejections) {
+    SKIP_WITHOUT_GPU();
+    const int d = 8, nlist = 16;
+    const GaussianMixture model =
+        make_model(d, nlist, CovarianceType::Spherical, 81);
+    const std::vector<float> x = sample(model, 1000, 82);
+    Pair p = make_pair(model, SpillParameters());
+    p.gpu->add(1000, x.data());
+    std::vector<float> q = sample(model, 5, 83);
+    std::vector<float> dis(5 * 3000);
+    std::vector<idx_t> ids(5 * 3000);
+    q[3 * d + 2] = std::numeric_limits<float>::quiet_NaN();
+    expect_throw_naming(
+        [&] { p.gpu->search(5, q.data(), 3, dis.data(), ids.data()); },
+        "vector 3");
+    q[3 * d + 2] = std::numeric_limits<float>::infinity();
+    expect_throw_naming(
+        [&] { p.gpu->search(5, q.data(), 3, dis.data(), ids.data()); },
+        "vector 3");
+    q[3 * d + 2] = 0;
+    expect_throw_naming(
+        [&] { p.gpu->search(5, q.data(), 2049, dis.data(), ids.data()); },
+        "2049");
+    expect_throw_naming(
+        [&] { p.gpu->search(5, q.data(), 0, dis.data(), ids.data()); }, "k=0");
+    // nprobe above nlist is capped, as on the CPU
+    p.gpu->search(5, q.data(), 3, dis.data(), ids.data(), [] {
+        static SearchParametersIVFGMM sp;
+        sp.nprobe = 100000;
+        return &sp;
+    }());
+    // CPU-only rules
+    expect_throw_naming(
+        [&] { p.gpu->set_parameters("prune_margin=0.3"); }, "0.3");
+    expect_throw_naming(
+        [&] { p.gpu->set_parameters("min_expected_hits=2.5"); }, "2.5");
+    expect_throw_naming(
+        [&] { p.gpu->set_parameters("train_device=cpu"); }, "train_device");
+    expect_throw_naming([&] { p.gpu->set_parameters("bogus=1"); }, "bogus");
+    SearchParametersIVFGMM pruned;
+    pruned.nprobe = 4;
+    pruned.prune_margin = 0.4f;
+    expect_throw_naming(
+        [&] { p.gpu->search(5, q.data(), 3, dis.data(), ids.data(), &pruned); },
+        "prune_margin=0.4");
+    // a rejected description changes nothing
+    p.gpu->nprobe = 3;
+    EXPECT_THROW(
+        p.gpu->set_parameters("nprobe=7,prune_margin=0.5"),
+        faiss::FaissException);
+    EXPECT_EQ(p.gpu->nprobe, 3u);
+    p.gpu->set_parameters("nprobe=7,probe=posterior,tau=0.05,max_assign=3");
+    EXPECT_EQ(p.gpu->nprobe, 7u);
+    EXPECT_EQ(p.gpu->probe_order, ProbeOrder::Posterior);
+    EXPECT_EQ(p.gpu->spill.tau, 0.05f);
+    EXPECT_EQ(p.gpu->spill.max_assign, 3);
+    // NaN in added vectors
+    std::vector<float> bad(x.begin(), x.begin() + 4 * d);
+    bad[2 * d] = std::numeric_limits<float>::quiet_NaN();
+    expect_throw_naming([&] { p.gpu->add(4, bad.data()); }, "vector 2");
+
+    // nprobe above the GPU limit needs nlist > 2048
+    const int big = 2100;
+    const GaussianMixture wide =
+        make_model(4, big, CovarianceType::Spherical, 84);
+    GpuIndexIVFGMM many(4, big);
+    many.set_gmm(wide);
+    const std::vector<float> xw = sample(wide, 5000, 85);
+    many.add(5000, xw.data());
+    SearchParametersIVFGMM over;
+    over.nprobe = 2049;
+    expect_throw_naming(
+        [&] { many.search(2, xw.data(), 3, dis.data(), ids.data(), &over); },
+        "2048");
+    over.nprobe = 2048;
+    many.search(2, xw.data(), 3, dis.data(), ids.data(), &over);
+    EXPECT_EQ(ids[0], 0); // the query is the first stored vector
+    EXPECT_EQ(dis[0], 0.0f);
+}
+
+TEST(GpuIndexIVFGMM, RemoveReconstructReset) {
+    SKIP_WITHOUT_GPU();
+    const int d = 12, nlist = 24;
+    const idx_t n = 3000;
+    const GaussianMixture model =
+        make_model(d, nlist, CovarianceType::Spherical, 91);
+    const std::vector<float> x = sample(model, n, 92);
+    SpillParameters spill;
+    spill.max_assign = 3;
+    Pair p = make_pair(model, spill);
+    p.cpu->add(n, x.data());
+    p.gpu->add(n, x.data());
+    std::vector<float> rc(d), rg(d);
+    for (idx_t id : {idx_t(0), idx_t(17), n - 1}) {
+        p.cpu->reconstruct(id, rc.data());
+        p.gpu->reconstruct(id, rg.data());
+        EXPECT_EQ(rc, rg);
+        EXPECT_TRUE(std::equal(rg.begin(), rg.end(), x.data() + id * d));
+    }
+    EXPECT_THROW(p.gpu->reconstruct(n + 5, rg.data()), faiss::FaissException);
+    faiss::IDSelectorRange range(100, 900);
+    const size_t removed_cpu = p.cpu->remove_ids(range);
+    const size_t removed_gpu = p.gpu->remove_ids(range);
+    EXPECT_EQ(removed_cpu, 800u);
+    EXPECT_EQ(removed_gpu, removed_cpu);
+    expect_same_lists(*p.cpu, *p.gpu, x.data(), n);
+    EXPECT_THROW(p.gpu->reconstruct(150, rg.data()), faiss::FaissException);
+    p.gpu->reconstruct(950, rg.data());
+    EXPECT_TRUE(std::equal(rg.begin(), rg.end(), x.data() + 950 * d));
+    const std::vector<float> q = sample(model, 20, 93);
+    expect_same_search(
+        *p.cpu, *p.gpu, 20, q.data(), 50, search_params(6), "after remove");
+    EXPECT_NEAR(p.gpu->replication_factor(), p.cpu->replication_factor(), 1e-9);
+    p.gpu->reset();
+    EXPECT_EQ(p.gpu->ntotal, 0);
+    EXPECT_EQ(p.gpu->nentries(), 0u);
+    EXPECT_TRUE(p.gpu->is_trained);
+    std::vector<float> dis(20 * 5);
+    std::vector<idx_t> ids(20 * 5);
+    p.gpu->search(20, q.data(), 5, dis.data(), ids.data());
+    EXPECT_TRUE(
+        std::all_of(ids.begin(), ids.end(), [](idx_t i) { return i == -1; }));
+    // refilled after reset: the same lists as a fresh CPU add
+    p.cpu->reset();
+    p.cpu->add(n, x.data());
+    p.gpu->add(n, x.data());
+    expect_same_lists(*p.cpu, *p.gpu, x.data(), n);
+}
+
+TEST(GpuIndexIVFGMM, TrainOnGpu) {
+    SKIP_WITHOUT_GPU();
+    const int d = 16, nlist = 20;
+    const GaussianMixture truth =
+        make_model(d, nlist, CovarianceType::Spherical, 101);
+    const std::vector<float> x = sample(truth, 8000, 102);
+    GmmParameters gp;
+    gp.niter = 5;
+    GpuIndexIVFGMM gpu(d, nlist, gp);
+    gpu.train(8000, x.data());
+    EXPECT_TRUE(gpu.is_trained);
+    EXPECT_TRUE(gpu.gmm.is_trained);
+    EXPECT_EQ(gpu.gmm.k, nlist);
+    gpu.add(8000, x.data());
+    EXPECT_EQ(gpu.ntotal, 8000);
+    IndexIVFGMM cpu;
+    gpu.copyTo(&cpu);
+    EXPECT_EQ(cpu.gmm.means, gpu.gmm.means);
+    // the CPU add on the GPU-trained model stores the same lists
+    IndexIVFGMM fresh(d, nlist, gp);
+    fresh.set_gmm(gpu.gmm);
+    fresh.add(8000, x.data());
+    expect_same_lists(fresh, gpu, x.data(), 8000);
+}
+
+namespace {
+
+/// First rows of a SIFT .bvecs file as floats, or empty when absent.
+std::vector<float> load_bvecs(const std::string& path, idx_t rows, int* d) {
+    FILE* f = fopen(path.c_str(), "rb");
+    if (!f) {
+        return {};
+    }
+    std::vector<float> x;
+    std::vector<unsigned char> row;
+    for (idx_t i = 0; i < rows; i++) {
+        int di = 0;
+        if (fread(&di, 4, 1, f) != 1) {
+            break;
+        }
+        row.resize(di);
+        if (fread(row.data(), 1, di, f) != size_t(di)) {
+            break;
+        }
+        *d = di;
+        x.insert(x.end(), row.begin(), row.end());
+    }
+    fclose(f);
+    return x;
+}
+
+/// SIFT base and query rows: FAISS_GMM_SIFT_DIR first, then the shared
+/// data set folder.
+bool load_sift(
+    idx_t nb,
+    idx_t nq,
+    std::vector<float>* base,
+    std::vector<float>* queries,
+    int* d) {
+    std::vector<std::string> dirs;
+    if (const char* dir = std::getenv("FAISS_GMM_SIFT_DIR")) {
+        dirs.push_back(dir);
+    }
+    dirs.push_back(std::string(FAISS_GMM_SHARED_DATASETS) + "/sift-debian-a");
+    for (const std::string& dir : dirs) {
+        *base = load_bvecs(dir + "/base.bvecs", nb, d);
+        *queries = load_bvecs(dir + "/query.bvecs", nq, d);
+        if (!base->empty() && !queries->empty()) {
+            return true;
+        }
+    }
+    return false;
+}
+
+} // namespace
+
+TEST(GpuIndexIVFGMM, Sift50kAgreesWithCpu) {
+    SKIP_WITHOUT_GPU();
+    int d = 0;
+    std::vector<float> base, queries;
+    if (!load_sift(50000, 200, &base, &queries, &d)) {
+        GTEST_SKIP() << "SIFT data not found (FAISS_GMM_SIFT_DIR or "
+                     << FAISS_GMM_SHARED_DATASETS << "/sift-debian-a)";
+    }
+    const idx_t n = idx_t(base.size() / d), nq = idx_t(queries.size() / d);
+    const int nlist = 256;
+    GmmParameters gp;
+    gp.niter = 5;
+    GpuIndexIVFGMM gpu(d, nlist, gp);
+    gpu.train(n, base.data());
+    gpu.add(n, base.data());
+    IndexIVFGMM cpu(d, nlist, gp);
+    cpu.set_gmm(gpu.gmm);
+    cpu.add(n, base.data());
+    expect_same_lists(cpu, gpu, base.data(), n);
+    EXPECT_GT(gpu.replication_factor(), 1.0);
+    for (ProbeOrder order : {ProbeOrder::L2, ProbeOrder::Posterior}) {
+        for (size_t nprobe : {size_t(1), size_t(16), size_t(64)}) {
+            for (idx_t k : {idx_t(10), idx_t(100)}) {
+                expect_same_search(
+                    cpu,
+                    gpu,
+                    nq,
+                    queries.data(),
+                    k,
+                    search_params(nprobe, order),
+                    "sift " +
+                        describe(CovarianceType::Spherical, order, nprobe, k));
+            }
+        }
+    }
+}

@@ -31,14 +31,12 @@ struct EvalOptions {
     int64_t nlist = 0;
     /// GMM build and probe settings applied to every IndexIVFGMM
     GmmOverrides gmm;
-    /// run-wide settings (k, nprobe sweep, training sample, threads)
+    /// run-wide settings (k, nprobe sweep, training sample, threads, GPU)
     EvalConfig config;
     /// output folder (empty: ./out/<dataset name>)
     std::string out_dir;
     /// run the issue-7 ablation preset instead of the index list
     bool ablation = false;
-    /// evaluate on a GPU index (reserved)
-    bool gpu = false;
     /// print the usage and exit
     bool help = false;
 };

@@ -92,6 +92,7 @@ struct EvalReport {
     int k = 10;                       ///< the k of the summary's recall@k
     int search_k = 100;               ///< results requested per query
     int threads = 0;                  ///< OpenMP threads used
+    std::string gpu;                  ///< device of a --gpu run, else ""
     std::vector<IndexResult> indexes; ///< in evaluation order
     /// position of the baseline in indexes: the first non-GMM index
     /// (-1 when every index is a GMM index)

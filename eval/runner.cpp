@@ -11,6 +11,7 @@
 #include <numeric>
 #include <random>
 #include <sstream>
+#include <typeinfo>
 
 #include <faiss/Clustering.h>
 #include <faiss/IVFlib.h>
@@ -19,6 +20,13 @@
 #include <faiss/impl/FaissAssert.h>
 
 #include <faiss_gmm/index_factory.h>
+
+#ifdef FAISS_GMM_WITH_GPU
+#include <cuda_runtime.h>
+
+#include <faiss_gmm/gpu/GpuCloner.h>
+#include <faiss_gmm/gpu/GpuIndexIVFGMM.h>
+#endif
 
 #include <eval/recall.h>
 
@@ -92,6 +100,21 @@ std::vector<size_t> list_sizes(const faiss::IndexIVF& ivf) {
     return sizes;
 }
 
+/// Entries, imbalance and bytes (codes + ids) of lists of these sizes.
+void fill_list_figures(
+    const std::vector<size_t>& sizes, size_t code_size, IndexResult* result) {
+    double sum = 0, sum_sq = 0;
+    result->list_bytes = 0;
+    for (size_t s : sizes) {
+        sum += s;
+        sum_sq += double(s) * s;
+        result->list_bytes += int64_t(s) * int64_t(code_size + sizeof(idx_t));
+    }
+    result->nentries = int64_t(sum);
+    result->imbalance =
+        sum > 0 ? double(sizes.size()) * sum_sq / (sum * sum) : 1;
+}
+
 /// Spill bookkeeping and coarse model aside, what a built index holds.
 void fill_storage_figures(
     const faiss::Index& index,
@@ -106,17 +129,8 @@ void fill_storage_figures(
     if (!ivf) {
         return;
     }
-    std::vector<size_t> sizes = list_sizes(*ivf);
-    double sum = 0, sum_sq = 0;
-    for (size_t s : sizes) {
-        sum += s;
-        sum_sq += double(s) * s;
-        result->list_bytes +=
-            int64_t(s) * int64_t(ivf->code_size + sizeof(idx_t));
-    }
-    result->nentries = int64_t(sum);
-    result->imbalance =
-        sum > 0 ? double(sizes.size()) * sum_sq / (sum * sum) : 1;
+    fill_list_figures(list_sizes(*ivf), ivf->code_size, result);
+    const double sum = double(result->nentries);
     if (gmm) {
         for (const auto& other : gmm->other_lists) {
             result->list_bytes += int64_t(other.size() * sizeof(int32_t));
@@ -126,6 +140,64 @@ void fill_storage_figures(
         result->replication = sum / double(ivf->ntotal);
     }
 }
+
+/// True for an L2 faiss::IndexIVFFlat (that class exactly) over an L2
+/// IndexFlat: the k-means baseline, whose lists a GpuIndexIVFGMM can hold.
+bool is_plain_l2_ivf_flat(const faiss::Index* index) {
+    if (!index || typeid(*index) != typeid(faiss::IndexIVFFlat)) {
+        return false;
+    }
+    auto* ivf = static_cast<const faiss::IndexIVFFlat*>(index);
+    auto* flat = dynamic_cast<const faiss::IndexFlat*>(ivf->quantizer);
+    return ivf->metric_type == faiss::METRIC_L2 && flat &&
+           flat->metric_type == faiss::METRIC_L2;
+}
+
+/// Where an evaluated index is built and searched.
+enum class Placement {
+    Cpu,       ///< the factory's index, on the CPU
+    GpuGmm,    ///< the factory's chain with a GpuIndexIVFGMM at the bottom
+    GpuKMeans, ///< FAISS k-means on the CPU, lists and search on the GPU
+};
+
+#ifdef FAISS_GMM_WITH_GPU
+/// What a GPU index holds, counted as fill_storage_figures counts a CPU
+/// IndexIVFGMM (float codes, int64 ids, int32 spill records).
+void fill_gpu_storage_figures(
+    const faiss::Index& index,
+    const gpu::GpuIndexIVFGMM& gpu_ivf,
+    IndexResult* result) {
+    result->ntotal = index.ntotal;
+    std::vector<size_t> sizes(gpu_ivf.nlist);
+    for (size_t l = 0; l < gpu_ivf.nlist; l++) {
+        sizes[l] = gpu_ivf.list_length(idx_t(l));
+    }
+    fill_list_figures(sizes, size_t(gpu_ivf.d) * sizeof(float), result);
+    result->list_bytes += result->nentries * gpu_ivf.other_lists_width() *
+                          int64_t(sizeof(int32_t));
+    result->replication = gpu_ivf.replication_factor();
+}
+
+/// The lists of a trained k-means IVF (is_plain_l2_ivf_flat) on the GPU:
+/// its centroids as a spherical GMM (gmm_from_centroids on the sample), one
+/// list per vector, the nearest centroid, as IndexIVFFlat::add chooses it;
+/// probed by L2 as IndexIVFFlat probes.
+gpu::GpuIndexIVFGMM* kmeans_ivf_to_gpu(
+    const faiss::IndexIVF& ivf,
+    const TrainingSample& sample,
+    const gpu::GpuIndexIVFGMMConfig& gpu_config) {
+    auto* flat = dynamic_cast<const faiss::IndexFlat*>(ivf.quantizer);
+    FAISS_THROW_IF_NOT_MSG(flat, "k-means IVF without a flat quantizer");
+    IndexIVFGMM lists(ivf.d, ivf.nlist);
+    lists.spill.rule = SpillRule::None;
+    lists.spill.max_assign = 1;
+    lists.spill.primary_is_nearest_mean = true;
+    lists.probe_order = ProbeOrder::L2;
+    lists.set_gmm(gmm_from_centroids(
+        ivf.d, int(ivf.nlist), flat->get_xb(), sample.n, sample.x));
+    return new gpu::GpuIndexIVFGMM(&lists, gpu_config);
+}
+#endif
 
 std::vector<float> train_kmeans_centroids(
     int d,
@@ -225,6 +297,38 @@ std::string GmmOverrides::describe() const {
         item("prune_margin", num(*prune_margin));
     }
     return out.str();
+}
+
+std::string check_gpu_usable(int device) {
+#ifdef FAISS_GMM_WITH_GPU
+    FAISS_THROW_IF_NOT_FMT(
+        gpu::gpu_is_available(device),
+        "--gpu: CUDA device %d is not usable (no such device, or no "
+        "working driver)",
+        device);
+    cudaDeviceProp prop;
+    cudaError_t err = cudaGetDeviceProperties(&prop, device);
+    FAISS_THROW_IF_NOT_FMT(
+        err == cudaSuccess,
+        "--gpu: reading the properties of CUDA device %d: %s",
+        device,
+        cudaGetErrorString(err));
+    char line[512];
+    snprintf(
+        line,
+        sizeof(line),
+        "device %d: %s, %d SMs, %.1f GB",
+        device,
+        prop.name,
+        prop.multiProcessorCount,
+        prop.totalGlobalMem / 1e9);
+    return line;
+#else
+    FAISS_THROW_FMT(
+        "--gpu: not built with GPU index (faiss_gmm was built without CUDA, "
+        "so CUDA device %d cannot be used)",
+        device);
+#endif
 }
 
 int64_t default_nlist(int64_t n_base) {
@@ -348,6 +452,17 @@ EvalReport run_evaluation(
     report.k = config.k;
     report.search_k = int(std::min<int64_t>(std::max(config.k, 100), nb));
     report.threads = omp_get_max_threads();
+    if (config.gpu) {
+        report.gpu = check_gpu_usable(config.gpu_device);
+        log << "GPU " << report.gpu << "\n";
+#ifdef FAISS_GMM_WITH_GPU
+        FAISS_THROW_IF_NOT_FMT(
+            report.search_k <= gpu::GpuIndexIVFGMM::max_search_k(),
+            "--gpu: %d results per query exceed the GPU search limit %d",
+            report.search_k,
+            gpu::GpuIndexIVFGMM::max_search_k());
+#endif
+    }
 
     // Create every index once up front: the default training size depends
     // on the largest nlist, and a bad factory string fails before hours of
@@ -374,6 +489,15 @@ EvalReport run_evaluation(
                 try_extract_index_ivfgmm(probe.get()),
             "index %s: adaptive probing needs an IndexIVFGMM",
             spec.factory.c_str());
+        if (IndexIVFGMM* gmm = try_extract_index_ivfgmm(probe.get());
+            gmm && config.gpu) {
+            spec.gmm.apply(gmm);
+            FAISS_THROW_IF_NOT_FMT(
+                gmm->prune_margin == 0 && gmm->min_expected_hits == 0,
+                "index %s: prune_margin / min_expected_hits are CPU-only "
+                "rules, the GPU index cannot run them",
+                spec.name.empty() ? spec.factory.c_str() : spec.name.c_str());
+        }
     }
 
     const datasets::FloatMatrix& train_source =
@@ -437,6 +561,27 @@ EvalReport run_evaluation(
         } else if (spec.model == ModelSource::SharedGmm) {
             result.description += " [shared GMM]";
         }
+        Placement placement = Placement::Cpu;
+        if (config.gpu && gmm) {
+            placement = Placement::GpuGmm;
+            result.description += " [GPU]";
+        } else if (config.gpu && is_plain_l2_ivf_flat(index.get())) {
+            placement = Placement::GpuKMeans;
+            result.description +=
+                " [GPU: FAISS k-means on the CPU, lists and search on the "
+                "GPU]";
+        } else if (config.gpu) {
+            result.description += " [CPU: no GPU version]";
+        }
+        // the index that is filled and searched: index, or its GPU copy
+        faiss::Index* searched = index.get();
+#ifdef FAISS_GMM_WITH_GPU
+        std::unique_ptr<faiss::Index> gpu_index;
+        gpu::GpuIndexIVFGMM* gpu_ivf = nullptr;
+        gpu::GpuIndexIVFGMMConfig gpu_config;
+        gpu_config.device = config.gpu_device;
+        gpu_config.verbose = config.verbose;
+#endif
         log << "\n[" << (s + 1) << "/" << specs.size() << "] " << result.name
             << ": " << result.description << "\n";
         log.flush();
@@ -474,14 +619,30 @@ EvalReport run_evaluation(
             log << "  adopted the shared GMM (trained in "
                 << format_seconds(shared.second) << ")\n";
         } else {
-            log << "  training on " << sample.n << " vectors...\n";
+            log << "  training on " << sample.n << " vectors"
+                << (placement == Placement::GpuGmm ? " on the GPU" : "")
+                << "...\n";
             log.flush();
-            index->train(sample.n, sample.x);
+#ifdef FAISS_GMM_WITH_GPU
+            if (placement == Placement::GpuGmm) {
+                gpu_index.reset(gpu::index_cpu_to_gpu(index.get(), gpu_config));
+                gpu_ivf = gpu::try_extract_gpu_index_ivfgmm(gpu_index.get());
+                gpu_index->train(sample.n, sample.x);
+            }
+#endif
+            if (placement != Placement::GpuGmm) {
+                index->train(sample.n, sample.x);
+            }
             result.train_s = seconds_since(t0);
             log << "  trained in " << format_seconds(result.train_s) << "\n";
             if (spec.model == ModelSource::SharedGmm) {
-                shared_gmms[gmm_training_key(*gmm)] = {
-                    gmm->gmm, result.train_s};
+#ifdef FAISS_GMM_WITH_GPU
+                const GaussianMixture& trained =
+                    gpu_ivf ? gpu_ivf->gmm : gmm->gmm;
+#else
+                const GaussianMixture& trained = gmm->gmm;
+#endif
+                shared_gmms[gmm_training_key(*gmm)] = {trained, result.train_s};
             }
             if (ivf && !gmm) {
                 auto* flat = dynamic_cast<faiss::IndexFlat*>(ivf->quantizer);
@@ -494,13 +655,41 @@ EvalReport run_evaluation(
             }
         }
 
+#ifdef FAISS_GMM_WITH_GPU
+        // the adopted models, and the k-means lists, go to the GPU now
+        if (placement != Placement::Cpu && !gpu_index) {
+            t0 = clock::now();
+            if (placement == Placement::GpuGmm) {
+                gpu_index.reset(gpu::index_cpu_to_gpu(index.get(), gpu_config));
+            } else {
+                gpu_index.reset(kmeans_ivf_to_gpu(*ivf, sample, gpu_config));
+            }
+            gpu_ivf = gpu::try_extract_gpu_index_ivfgmm(gpu_index.get());
+            const double copy_s = seconds_since(t0);
+            result.train_s += copy_s;
+            log << "  moved the trained model to the GPU in "
+                << format_seconds(copy_s) << "\n";
+        }
+        if (gpu_index) {
+            searched = gpu_index.get();
+        }
+#endif
+
         // ---- add
         log << "  adding " << nb << " vectors...\n";
         log.flush();
         t0 = clock::now();
-        index->add(nb, data.base.data.data());
+        searched->add(nb, data.base.data.data());
         result.add_s = seconds_since(t0);
+#ifdef FAISS_GMM_WITH_GPU
+        if (gpu_ivf) {
+            fill_gpu_storage_figures(*searched, *gpu_ivf, &result);
+        } else {
+            fill_storage_figures(*index, ivf, gmm, &result);
+        }
+#else
         fill_storage_figures(*index, ivf, gmm, &result);
+#endif
         log << "  added in " << format_seconds(result.add_s) << ": replication "
             << result.replication << ", imbalance " << result.imbalance
             << ", lists " << result.list_bytes / 1e6 << " MB\n";
@@ -523,6 +712,31 @@ EvalReport run_evaluation(
         } else {
             settings.push_back({0, 0});
         }
+#ifdef FAISS_GMM_WITH_GPU
+        if (gpu_ivf) {
+            const int64_t limit = gpu::GpuIndexIVFGMM::max_search_k();
+            size_t kept = 0;
+            bool capped = false;
+            for (Setting setting : settings) {
+                if (setting.mass > 0 && setting.nprobe > limit) {
+                    setting.nprobe = limit;
+                    capped = true;
+                }
+                if (setting.nprobe <= limit) {
+                    settings[kept++] = setting;
+                }
+            }
+            if (capped) {
+                log << "  note: adaptive probing capped at the GPU limit, "
+                    << "nprobe " << limit << "\n";
+            }
+            if (kept < settings.size()) {
+                log << "  note: nprobe values above the GPU limit " << limit
+                    << " dropped\n";
+            }
+            settings.resize(kept);
+        }
+#endif
         const double coarse_per_query = [&]() {
             if (!ivf) {
                 return 0.0;
@@ -538,6 +752,22 @@ EvalReport run_evaluation(
         const int search_k = report.search_k;
         std::vector<float> distances(size_t(nq) * search_k);
         std::vector<idx_t> labels(size_t(nq) * search_k);
+        // the GPU index fills indexIVFGMM_stats, also for k-means lists
+        const bool gmm_counters = gmm || placement != Placement::Cpu;
+#ifdef FAISS_GMM_WITH_GPU
+        if (gpu_ivf && !settings.empty()) {
+            // the first search on a device pays one-time costs (library
+            // handles, module loading) that no row should carry
+            gpu_ivf->nprobe = size_t(settings[0].nprobe);
+            gpu_ivf->posterior_mass = settings[0].mass;
+            searched->search(
+                std::min<int64_t>(nq, 100),
+                data.query.data.data(),
+                search_k,
+                distances.data(),
+                labels.data());
+        }
+#endif
         for (const Setting& setting : settings) {
             if (ivf) {
                 ivf->nprobe = size_t(setting.nprobe);
@@ -545,10 +775,16 @@ EvalReport run_evaluation(
             if (gmm) {
                 gmm->posterior_mass = setting.mass;
             }
+#ifdef FAISS_GMM_WITH_GPU
+            if (gpu_ivf) {
+                gpu_ivf->nprobe = size_t(setting.nprobe);
+                gpu_ivf->posterior_mass = setting.mass;
+            }
+#endif
             faiss::indexIVF_stats.reset();
             indexIVFGMM_stats.reset();
             t0 = clock::now();
-            index->search(
+            searched->search(
                 nq,
                 data.query.data.data(),
                 search_k,
@@ -582,7 +818,7 @@ EvalReport run_evaluation(
             row.recall_at_100 = recall(100);
             row.recall_at_k = recall(config.k);
 
-            if (gmm) {
+            if (gmm_counters) {
                 const IndexIVFGMMStats& st = indexIVFGMM_stats;
                 row.coarse_distances = double(st.ncoarse_distances) / nq;
                 row.fine_distances = double(st.nfine_distances) / nq;

@@ -105,6 +105,19 @@ struct EvalConfig {
     int threads = 0;
     /// verbose training (FAISS clustering and EM lines)
     bool verbose = false;
+    /**
+     * Build and search on a GPU (GPU builds only): every index holding an
+     * IndexIVFGMM becomes a gpu::GpuIndexIVFGMM (wrappers kept) that is
+     * trained, filled and searched on the device; a plain L2 IndexIVFFlat
+     * (the k-means baseline) is trained by FAISS on the CPU and its lists
+     * built and searched on the device as a GpuIndexIVFGMM holding its
+     * centroids without spill (the same lists); any other index stays on
+     * the CPU. Counters come from the GPU index (same meaning as the CPU
+     * one's). nprobe values above the GPU limit are dropped.
+     */
+    bool gpu = false;
+    /// CUDA device of the GPU indexes
+    int gpu_device = 0;
 };
 
 /// round(log2(4 sqrt(n_base))) as a power of two, at least 1: the default
@@ -126,6 +139,13 @@ nprobe_sweep(const std::vector<int64_t>& requested, int64_t nlist);
  */
 GaussianMixture gmm_from_centroids(
     int d, int k, const float* centroids, int64_t n, const float* x);
+
+/**
+ * Throws faiss::FaissException unless indexes can be evaluated on CUDA
+ * device `device`: the build has the GPU index and the device is usable.
+ * Returns a description of the device ("device 0: NVIDIA H100 ...").
+ */
+std::string check_gpu_usable(int device);
 
 /**
  * Runs the evaluation and returns every measurement. Progress (training,

@@ -201,6 +201,7 @@ void write_results_json(
     out << "  \"k\": " << report.k << ",\n";
     out << "  \"search_k\": " << report.search_k << ",\n";
     out << "  \"threads\": " << report.threads << ",\n";
+    out << "  \"gpu\": " << json_quote(report.gpu) << ",\n";
     out << "  \"baseline\": "
         << (report.baseline < 0
                 ? std::string("null")

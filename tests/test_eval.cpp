@@ -562,10 +562,16 @@ TEST(EvalCli, OptionErrors) {
     EXPECT_EQ(fe::eval_main({"--nlist", "x"}, out, err), 2);
     EXPECT_EQ(fe::eval_main({"--help"}, out, err), 0);
     EXPECT_NE(out.str().find("--ablation"), std::string::npos);
+    // device 99 exists nowhere: a CUDA build rejects it before loading data
     std::ostringstream gpu_err;
-    EXPECT_EQ(fe::eval_main({"--gpu"}, out, gpu_err), 1);
+    EXPECT_EQ(fe::eval_main({"--gpu", "--gpu-device", "99"}, out, gpu_err), 1);
+#ifdef FAISS_GMM_WITH_GPU
+    EXPECT_NE(
+        gpu_err.str().find("CUDA device 99 is not usable"), std::string::npos);
+#else
     EXPECT_NE(
         gpu_err.str().find("not built with GPU index"), std::string::npos);
+#endif
     fe::EvalOptions o = fe::parse_eval_options(
         {"--index",
          "A",

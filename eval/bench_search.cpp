@@ -1,0 +1,531 @@
+/**
+ * bench_search: search throughput of GpuIndexIVFGMM on real data, and how
+ * close its list scan comes to the device's memory bandwidth.
+ *
+ * Builds a GpuIndexIVFGMM on the data set (train and add timed on the host
+ * clock, data in host memory), then prints one line per nprobe: queries per
+ * second for one batch of nq queries (median of --reps searches after one
+ * warm-up search), recall@k (|returned top-k & true top-k| / k), distance
+ * computations per query (coarse + fine), and the scan's achieved bandwidth:
+ * bytes of stored vectors the scan read (GpuSearchTiming::scan_bytes) /
+ * scan time (GpuSearchTiming::scan_ms, CUDA events, median of the reps),
+ * beside the device-to-device copy bandwidth measured in the same run
+ * (cudaMemcpy of a 1 GiB buffer, bytes read + written / time, median of 5
+ * after a warm-up) and their ratio.
+ *
+ *   bench_search [--dataset NAME|DIR | --base F --query F [--gt F]]
+ *                [--nlist 1024] [--nprobe 1,2,4,...] [--nq 10000] [--k 10]
+ *                [--reps 5] [--device 0] ...   (--help lists everything)
+ */
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include <faiss/impl/FaissAssert.h>
+#include <faiss/utils/utils.h>
+
+#include <datasets/dataset.h>
+#include <datasets/groundtruth.h>
+#include <datasets/registry.h>
+#include <datasets/synthetic.h>
+#include <datasets/vector_io.h>
+#include <faiss_gmm/IndexIVFGMM.h>
+#include <faiss_gmm/gpu/GpuEmTrainer.h>
+#include <faiss_gmm/gpu/GpuIndexIVFGMM.h>
+
+using namespace faiss_gmm;
+
+namespace {
+
+#define CUDA_OK(call)                                                          \
+    do {                                                                       \
+        cudaError_t e_ = (call);                                               \
+        FAISS_THROW_IF_NOT_FMT(                                                \
+            e_ == cudaSuccess, "%s: %s", #call, cudaGetErrorString(e_));       \
+    } while (0)
+
+constexpr const char* kUsage =
+    R"(usage: bench_search [options]
+
+Builds a GpuIndexIVFGMM and measures, per nprobe, queries per second for a
+batch of queries, recall@k, and the list scan's bandwidth against the
+device's copy bandwidth measured in the same run.
+
+Data (default: sift-debian-a from the shared data folder):
+  --dataset NAME|DIR    a registered name (under --data-root) or a folder of
+                        base/query[/groundtruth] vector files
+  --data-root DIR       root of downloaded data sets (default: as
+                        datasets/download.sh)
+  --base FILE           base vectors (.fvecs/.bvecs/.fbin/.u8bin), instead
+                        of --dataset; with --query FILE and optionally
+                        --gt FILE (.ivecs/.bin; computed when absent)
+  --base-rows N         keep the first N base vectors (ground truth is then
+                        recomputed)
+  --synthetic N         instead: N generated base vectors (datasets/synthetic.h
+                        clusters, seed 42) of --synthetic-d dimensions
+                        (default 128), with nq queries and exact ground truth
+  --nq N                queries per batch (default 10000; fewer when the data
+                        set has fewer)
+
+Index:
+  --nlist N             lists (default 1024)
+  --spill-rule R        none | posterior | closure | soar (default: library)
+  --spill-tau F         posterior rule threshold (default: library)
+  --max-assign N        lists per vector at most (default: library)
+  --gmm-iter N          EM iterations (default: library)
+  --precision P         E-step arithmetic of train: fp32 | tf32 | bf16
+                        (default fp32)
+  --probe P             l2 | posterior (default l2)
+
+Search:
+  --nprobe LIST         comma-separated (default 1,2,4,8,16,32,64,128)
+  --k N                 neighbours per query and the k of recall@k
+                        (default 10)
+  --reps N              timed searches per nprobe, after one warm-up
+                        (default 5)
+  --device N            CUDA device (default 0)
+  --verbose             the index's own progress lines
+  -h, --help            this text
+)";
+
+std::vector<std::string> split(const std::string& s, char sep) {
+    std::vector<std::string> out;
+    std::stringstream in(s);
+    std::string item;
+    while (std::getline(in, item, sep)) {
+        if (!item.empty()) {
+            out.push_back(item);
+        }
+    }
+    return out;
+}
+
+int64_t parse_int(const std::string& option, const std::string& value) {
+    size_t used = 0;
+    long long v = 0;
+    try {
+        v = std::stoll(value, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    FAISS_THROW_IF_NOT_FMT(
+        used == value.size() && !value.empty(),
+        "%s: \"%s\" is not an integer",
+        option.c_str(),
+        value.c_str());
+    return v;
+}
+
+float parse_float(const std::string& option, const std::string& value) {
+    size_t used = 0;
+    float v = 0;
+    try {
+        v = std::stof(value, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    FAISS_THROW_IF_NOT_FMT(
+        used == value.size() && !value.empty(),
+        "%s: \"%s\" is not a number",
+        option.c_str(),
+        value.c_str());
+    return v;
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0 : v[v.size() / 2];
+}
+
+/// Device-to-device copy bandwidth: a 1 GiB cudaMemcpy, (bytes read +
+/// bytes written) / time, GB/s, median of 5 after one warm-up copy.
+double device_copy_bandwidth() {
+    const size_t bytes = size_t(1) << 30;
+    void *src = nullptr, *dst = nullptr;
+    CUDA_OK(cudaMalloc(&src, bytes));
+    CUDA_OK(cudaMalloc(&dst, bytes));
+    CUDA_OK(cudaMemset(src, 1, bytes));
+    cudaEvent_t e0, e1;
+    CUDA_OK(cudaEventCreate(&e0));
+    CUDA_OK(cudaEventCreate(&e1));
+    std::vector<double> rates;
+    for (int r = 0; r < 6; r++) {
+        CUDA_OK(cudaEventRecord(e0));
+        CUDA_OK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
+        CUDA_OK(cudaEventRecord(e1));
+        CUDA_OK(cudaEventSynchronize(e1));
+        float ms = 0;
+        CUDA_OK(cudaEventElapsedTime(&ms, e0, e1));
+        if (r > 0) {
+            rates.push_back(2.0 * bytes / (ms * 1e6));
+        }
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaFree(src);
+    cudaFree(dst);
+    return median(rates);
+}
+
+/// The first nq rows of a ground truth.
+datasets::GroundTruth
+first_queries(const datasets::GroundTruth& gt, int64_t nq) {
+    datasets::GroundTruth out;
+    out.nq = std::min(gt.nq, nq);
+    out.k = gt.k;
+    out.ids.assign(gt.ids.begin(), gt.ids.begin() + out.nq * gt.k);
+    if (!gt.distances.empty()) {
+        out.distances.assign(
+            gt.distances.begin(), gt.distances.begin() + out.nq * gt.k);
+    }
+    return out;
+}
+
+/// |returned top-k & true top-k| / k, averaged over the queries.
+double recall_at(
+    const datasets::GroundTruth& gt, int k, int64_t nq, const idx_t* labels) {
+    double hits = 0;
+    for (int64_t q = 0; q < nq; q++) {
+        std::unordered_set<idx_t> truth(gt.ids_of(q), gt.ids_of(q) + k);
+        for (int j = 0; j < k; j++) {
+            hits += truth.count(labels[q * k + j]);
+        }
+    }
+    return hits / (double(nq) * k);
+}
+
+struct Options {
+    std::string dataset;
+    std::string data_root;
+    std::string base_file, query_file, gt_file;
+    int64_t base_rows = -1;
+    int64_t synthetic_n = 0;
+    int synthetic_d = 128;
+    int64_t nq = 10000;
+    size_t nlist = 1024;
+    GmmParameters gmm_params;
+    SpillParameters spill;
+    gpu::EStepPrecision precision = gpu::EStepPrecision::FP32;
+    ProbeOrder probe = ProbeOrder::L2;
+    std::vector<int64_t> nprobes = {1, 2, 4, 8, 16, 32, 64, 128};
+    int k = 10;
+    int reps = 5;
+    int device = 0;
+    bool verbose = false;
+};
+
+Options parse_options(int argc, char** argv) {
+    Options o;
+    for (int i = 1; i < argc; i++) {
+        const std::string a = argv[i];
+        auto value = [&]() -> std::string {
+            FAISS_THROW_IF_NOT_FMT(i + 1 < argc, "%s needs a value", a.c_str());
+            return argv[++i];
+        };
+        if (a == "--dataset") {
+            o.dataset = value();
+        } else if (a == "--data-root") {
+            o.data_root = value();
+        } else if (a == "--base") {
+            o.base_file = value();
+        } else if (a == "--query") {
+            o.query_file = value();
+        } else if (a == "--gt") {
+            o.gt_file = value();
+        } else if (a == "--base-rows") {
+            o.base_rows = parse_int(a, value());
+            FAISS_THROW_IF_NOT_FMT(
+                o.base_rows >= 1, "%s must be >= 1", a.c_str());
+        } else if (a == "--synthetic") {
+            o.synthetic_n = parse_int(a, value());
+            FAISS_THROW_IF_NOT_FMT(
+                o.synthetic_n >= 1, "%s must be >= 1", a.c_str());
+        } else if (a == "--synthetic-d") {
+            o.synthetic_d = int(parse_int(a, value()));
+            FAISS_THROW_IF_NOT_FMT(
+                o.synthetic_d >= 1, "%s must be >= 1", a.c_str());
+        } else if (a == "--nq") {
+            o.nq = parse_int(a, value());
+            FAISS_THROW_IF_NOT_FMT(o.nq >= 1, "%s must be >= 1", a.c_str());
+        } else if (a == "--nlist") {
+            const int64_t v = parse_int(a, value());
+            FAISS_THROW_IF_NOT_FMT(v >= 1, "--nlist %lld < 1", (long long)v);
+            o.nlist = size_t(v);
+        } else if (a == "--spill-rule") {
+            o.spill.rule = spill_rule_from_name(value());
+        } else if (a == "--spill-tau") {
+            o.spill.tau = parse_float(a, value());
+        } else if (a == "--max-assign") {
+            o.spill.max_assign = int(parse_int(a, value()));
+        } else if (a == "--gmm-iter") {
+            o.gmm_params.niter = int(parse_int(a, value()));
+        } else if (a == "--precision") {
+            o.precision = gpu::estep_precision_from_name(value());
+        } else if (a == "--probe") {
+            o.probe = probe_order_from_name(value());
+        } else if (a == "--nprobe") {
+            o.nprobes.clear();
+            for (const std::string& p : split(value(), ',')) {
+                o.nprobes.push_back(parse_int(a, p));
+                FAISS_THROW_IF_NOT_FMT(
+                    o.nprobes.back() >= 1,
+                    "--nprobe %lld < 1",
+                    (long long)o.nprobes.back());
+            }
+            FAISS_THROW_IF_NOT_MSG(!o.nprobes.empty(), "--nprobe: empty list");
+        } else if (a == "--k") {
+            o.k = int(parse_int(a, value()));
+            FAISS_THROW_IF_NOT_FMT(o.k >= 1, "--k %d < 1", o.k);
+        } else if (a == "--reps") {
+            o.reps = int(parse_int(a, value()));
+            FAISS_THROW_IF_NOT_FMT(o.reps >= 1, "--reps %d < 1", o.reps);
+        } else if (a == "--device") {
+            o.device = int(parse_int(a, value()));
+        } else if (a == "--verbose") {
+            o.verbose = true;
+        } else {
+            FAISS_THROW_FMT("unknown option \"%s\" (see --help)", a.c_str());
+        }
+    }
+    FAISS_THROW_IF_NOT_MSG(
+        o.base_file.empty() == o.query_file.empty(),
+        "--base and --query go together");
+    FAISS_THROW_IF_NOT_MSG(
+        o.base_file.empty() || o.dataset.empty(),
+        "give either --dataset or --base/--query, not both");
+    FAISS_THROW_IF_NOT_MSG(
+        o.synthetic_n == 0 || (o.base_file.empty() && o.dataset.empty()),
+        "--synthetic replaces --dataset and --base/--query");
+    FAISS_THROW_IF_NOT_MSG(
+        o.gt_file.empty() || !o.base_file.empty(),
+        "--gt goes with --base/--query");
+    return o;
+}
+
+/// The data set of the options: files, a registered name or a folder.
+datasets::Dataset load_data(const Options& o) {
+    if (o.synthetic_n > 0) {
+        datasets::SyntheticParameters params;
+        params.n_base = o.synthetic_n;
+        params.n_query = o.nq;
+        params.d = o.synthetic_d;
+        params.groundtruth_k = o.k;
+        params.verbose = true;
+        return datasets::make_synthetic(params);
+    }
+    if (o.base_file.empty()) {
+        const std::string name =
+            o.dataset.empty() ? std::string(FAISS_GMM_DEFAULT_DATASET_DIR)
+                              : o.dataset;
+        const std::string root =
+            o.data_root.empty() ? datasets::default_data_root() : o.data_root;
+        return datasets::load_dataset(name, root, o.base_rows, o.nq, true);
+    }
+    datasets::Dataset data;
+    data.name = o.base_file;
+    data.base = datasets::read_vectors(o.base_file, 0, o.base_rows);
+    data.query = datasets::read_vectors(o.query_file, 0, o.nq);
+    if (!o.gt_file.empty() && o.base_rows < 0) {
+        data.groundtruth =
+            first_queries(datasets::read_groundtruth(o.gt_file), data.query.n);
+    } else {
+        printf("computing the ground truth (top-%d)...\n", o.k);
+        data.groundtruth =
+            datasets::compute_groundtruth(data.base, data.query, o.k, true);
+    }
+    return data;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    Options o;
+    try {
+        for (int i = 1; i < argc; i++) {
+            const std::string a = argv[i];
+            if (a == "-h" || a == "--help") {
+                fputs(kUsage, stdout);
+                return 0;
+            }
+        }
+        o = parse_options(argc, argv);
+    } catch (const std::exception& e) {
+        fprintf(stderr, "bench_search: %s\n", e.what());
+        return 2;
+    }
+    try {
+        FAISS_THROW_IF_NOT_FMT(
+            gpu::gpu_is_available(o.device),
+            "CUDA device %d is not usable",
+            o.device);
+        CUDA_OK(cudaSetDevice(o.device));
+        cudaDeviceProp prop;
+        CUDA_OK(cudaGetDeviceProperties(&prop, o.device));
+        printf(
+            "device %d: %s, %d SMs, %.1f GB\n",
+            o.device,
+            prop.name,
+            prop.multiProcessorCount,
+            prop.totalGlobalMem / 1e9);
+        const double copy_gbs = device_copy_bandwidth();
+        printf(
+            "device-to-device copy (1 GiB, read + write): %.1f GB/s\n",
+            copy_gbs);
+
+        datasets::Dataset data = load_data(o);
+        const int d = data.base.d;
+        const int64_t nb = data.base.n;
+        const int64_t nq = std::min(o.nq, data.query.n);
+        FAISS_THROW_IF_NOT_FMT(
+            data.query.d == d,
+            "queries have dimension %d, base %d",
+            data.query.d,
+            d);
+        FAISS_THROW_IF_NOT_FMT(
+            data.groundtruth.nq >= nq && data.groundtruth.k >= o.k,
+            "ground truth has %lld queries x %d neighbours, need %lld x %d",
+            (long long)data.groundtruth.nq,
+            data.groundtruth.k,
+            (long long)nq,
+            o.k);
+        FAISS_THROW_IF_NOT_FMT(
+            o.k <= gpu::GpuIndexIVFGMM::max_search_k(),
+            "--k %d above the GPU search limit %d",
+            o.k,
+            gpu::GpuIndexIVFGMM::max_search_k());
+        if (nq < o.nq) {
+            printf(
+                "note: the data set has %lld queries, not %lld\n",
+                (long long)nq,
+                (long long)o.nq);
+        }
+        printf(
+            "data %s: %" PRId64 " x %d base, %" PRId64
+            " queries, ground truth top-%d\n",
+            data.name.c_str(),
+            nb,
+            d,
+            nq,
+            data.groundtruth.k);
+
+        // ---- build
+        gpu::GpuIndexIVFGMMConfig config;
+        config.device = o.device;
+        config.precision = o.precision;
+        config.verbose = o.verbose;
+        gpu::GpuIndexIVFGMM index(d, o.nlist, o.gmm_params, o.spill, config);
+        index.probe_order = o.probe;
+        const float* train_x =
+            data.train.empty() ? data.base.data.data() : data.train.data.data();
+        const int64_t ntrain = data.train.empty() ? nb : data.train.n;
+        double t0 = faiss::getmillisecs();
+        index.train(ntrain, train_x);
+        const double train_s = (faiss::getmillisecs() - t0) / 1000;
+        t0 = faiss::getmillisecs();
+        index.add(nb, data.base.data.data());
+        const double add_s = (faiss::getmillisecs() - t0) / 1000;
+        printf(
+            "build: nlist %zu, %s E-step, spill %s: train %.2f s on "
+            "%" PRId64 " vectors (EM samples at most %d per list), add "
+            "%.2f s, total %.2f s; replication %.3f, %zu entries, "
+            "lists %.1f MB of vectors\n",
+            o.nlist,
+            gpu::estep_precision_name(o.precision),
+            spill_rule_name(o.spill.rule),
+            train_s,
+            ntrain,
+            o.gmm_params.max_points_per_component,
+            add_s,
+            train_s + add_s,
+            index.replication_factor(),
+            index.nentries(),
+            index.nentries() * d * 4 / 1e6);
+
+        // ---- search
+        const int k = o.k;
+        std::vector<float> distances(size_t(nq) * k);
+        std::vector<idx_t> labels(size_t(nq) * k);
+        const float* queries = data.query.data.data();
+        printf(
+            "\n%7s %10s %9s %8s %8s %8s %9s %10s %9s %9s %6s\n",
+            "nprobe",
+            "QPS",
+            "batch ms",
+            "scan ms",
+            "coarse",
+            "select",
+            "recall",
+            "dist/query",
+            "scan GB",
+            "scan GB/s",
+            "/copy");
+        for (int64_t nprobe : o.nprobes) {
+            if (nprobe > gpu::GpuIndexIVFGMM::max_search_k()) {
+                printf(
+                    "nprobe %lld skipped: above the GPU limit %d\n",
+                    (long long)nprobe,
+                    gpu::GpuIndexIVFGMM::max_search_k());
+                continue;
+            }
+            index.nprobe = size_t(nprobe);
+            index.search(nq, queries, k, distances.data(), labels.data());
+            std::vector<double> wall, scan, coarse, select;
+            size_t scan_bytes = 0;
+            IndexIVFGMMStats stats;
+            for (int r = 0; r < o.reps; r++) {
+                indexIVFGMM_stats.reset();
+                t0 = faiss::getmillisecs();
+                index.search(nq, queries, k, distances.data(), labels.data());
+                wall.push_back(faiss::getmillisecs() - t0);
+                const gpu::GpuSearchTiming& t = index.last_search_timing();
+                scan.push_back(t.scan_ms);
+                coarse.push_back(t.coarse_ms);
+                select.push_back(t.select_ms);
+                scan_bytes = t.scan_bytes;
+                stats = indexIVFGMM_stats;
+            }
+            const double wall_ms = median(wall);
+            const double scan_ms = median(scan);
+            const double scan_gbs = scan_bytes / (scan_ms * 1e6);
+            const double dist_per_query =
+                double(stats.ncoarse_distances + stats.nfine_distances) / nq;
+            printf(
+                "%7lld %10.0f %9.2f %8.2f %8.2f %8.2f %9.4f %10.0f %9.3f "
+                "%9.1f %6.3f\n",
+                (long long)nprobe,
+                nq / (wall_ms / 1000),
+                wall_ms,
+                scan_ms,
+                median(coarse),
+                median(select),
+                recall_at(data.groundtruth, k, nq, labels.data()),
+                dist_per_query,
+                scan_bytes / 1e9,
+                scan_gbs,
+                scan_gbs / copy_gbs);
+            fflush(stdout);
+        }
+        printf(
+            "\nQPS: %lld queries per batch, median of %d searches after "
+            "a warm-up (host clock); scan/coarse/select: CUDA events, "
+            "medians; scan GB/s = stored-vector bytes read / scan time; "
+            "/copy = that over the %.1f GB/s device copy bandwidth\n",
+            (long long)nq,
+            o.reps,
+            copy_gbs);
+        return 0;
+    } catch (const std::exception& e) {
+        fprintf(stderr, "bench_search: error: %s\n", e.what());
+        return 1;
+    }
+}

@@ -8,6 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libfaiss-dev libopenblas-dev liblapack-dev libomp-dev
   libhdf5-dev libgtest-dev
+  openmpi-bin libopenmpi-dev
   gnuplot-nox clang-format
   python3
 )

@@ -7,6 +7,7 @@
 
 #include <cub/block/block_reduce.cuh>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -26,6 +27,10 @@ constexpr int kPrepareWarps = 4;
 constexpr int kScanThreads = 128;
 /// Vector loads a scan lane issues before using them.
 constexpr int kScanLoads = 4;
+/// A list is scanned by at most this many CTAs per (query, probe) ...
+constexpr int kScanMaxChunks = 64;
+/// ... each reading at least this many entries.
+constexpr int kScanMinChunk = 2048;
 constexpr int kMaxDim = 4096;
 constexpr int64_t kMaxGridX = 0x7fffffff;
 
@@ -334,12 +339,14 @@ partial_distance(const T* __restrict__ x, const T* __restrict__ q, int n) {
     return sum;
 }
 
-// One CTA per (query, probe): the query in shared memory; the list is read
-// in batches of kScanThreads entries. With spill records, each thread first
-// decides whether one entry of the batch is a duplicate (its vector sits in
-// a list probed earlier: one record row and a few probe_rank lookups, all
-// independent across threads); then groups of G lanes stream the batch's
-// other vectors (16-byte loads when d % 4 == 0 and the list is 16-byte
+// One CTA per (query, probe, chunk of the list): the query in shared
+// memory; the CTA's chunk of the list (chunk_length entries, blockIdx.y-th)
+// is read in batches of kScanThreads entries. Chunks keep one long list from
+// holding a whole query tile back behind a single CTA. With spill records, each
+// thread first decides whether one entry of the batch is a duplicate (its
+// vector sits in a list probed earlier: one record row and a few probe_rank
+// lookups, all independent across threads); then groups of G lanes stream the
+// batch's other vectors (16-byte loads when d % 4 == 0 and the list is 16-byte
 // aligned, else scalar), one vector per group at a time, and reduce the
 // squared differences with shuffles inside the group. Duplicates are written
 // as (+inf, -1) without reading their vector. Writes keys / ids of the
@@ -356,7 +363,8 @@ __global__ void __launch_bounds__(kScanThreads) scan_lists_kernel(
     const int64_t* __restrict__ segment_offsets,
     float* __restrict__ keys,
     int64_t* __restrict__ ids,
-    int64_t* __restrict__ duplicates) {
+    int64_t* __restrict__ duplicates,
+    int chunk_length) {
     extern __shared__ float4 query_smem[];
     __shared__ bool is_duplicate[kScanThreads];
     const int64_t pair = blockIdx.x;
@@ -364,8 +372,9 @@ __global__ void __launch_bounds__(kScanThreads) scan_lists_kernel(
     if (l < 0) {
         return;
     }
-    const int32_t n = lists.lengths[l];
-    if (n == 0) {
+    const int32_t chunk_begin = int32_t(blockIdx.y) * chunk_length;
+    const int32_t n = min(lists.lengths[l], chunk_begin + chunk_length);
+    if (n <= chunk_begin) {
         return;
     }
     const int d = lists.d;
@@ -392,7 +401,7 @@ __global__ void __launch_bounds__(kScanThreads) scan_lists_kernel(
     const int lane_g = threadIdx.x % G;
     const unsigned group_mask = group_lane_mask<G>();
     int64_t dup_count = 0;
-    for (int base = 0; base < n; base += kScanThreads) {
+    for (int base = chunk_begin; base < n; base += kScanThreads) {
         if (width > 0) {
             const int j = base + threadIdx.x;
             const bool dup =
@@ -465,7 +474,19 @@ cudaError_t launch_scan(
     int64_t* duplicates,
     cudaStream_t stream) {
     const size_t smem = size_t((lists.d + 3) / 4) * sizeof(float4);
-    scan_lists_kernel<G><<<unsigned(pairs), kScanThreads, smem, stream>>>(
+    // at most kScanMaxChunks CTAs per list, each at least kScanMinChunk
+    // entries (a multiple of the batch)
+    // (max_length 0: unknown, one CTA reads the whole list)
+    const int64_t longest = lists.max_length;
+    int64_t chunk = (longest + kScanMaxChunks - 1) / kScanMaxChunks;
+    chunk = std::max<int64_t>(chunk, kScanMinChunk);
+    chunk = (chunk + kScanThreads - 1) / kScanThreads * kScanThreads;
+    const int64_t nchunks = longest > 0 ? (longest + chunk - 1) / chunk : 1;
+    if (longest <= 0) {
+        chunk = 0x7fffffff;
+    }
+    const dim3 grid{unsigned(pairs), unsigned(nchunks), 1u};
+    scan_lists_kernel<G><<<grid, kScanThreads, smem, stream>>>(
         lists,
         nprobe,
         queries,
@@ -475,7 +496,8 @@ cudaError_t launch_scan(
         segment_offsets,
         keys,
         ids,
-        duplicates);
+        duplicates,
+        int(chunk));
     return cudaGetLastError();
 }
 

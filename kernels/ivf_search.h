@@ -44,6 +44,9 @@ struct IvfListsView {
     /// nlist pointers, length x record_width (unused when record_width 0)
     const int32_t* const* records = nullptr;
     const int32_t* lengths = nullptr; ///< nlist list lengths
+    /// the longest list's length (host value), which splits long lists over
+    /// several CTAs of the scan; 0: unknown (one CTA per list)
+    int32_t max_length = 0;
 };
 
 /// How ivf_coarse_scores turns the products into "smaller is better" scores.

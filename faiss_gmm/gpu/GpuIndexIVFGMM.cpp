@@ -153,6 +153,9 @@ struct GpuIndexIVFGMM::Impl {
     idx_t probe_rank_rows = 0;
     /// search tile buffers, reused across searches
     DeviceAllocation search_workspace;
+    /// candidate keys and ids of one tile, sized by the tile's actual
+    /// candidate count (grown when a tile needs more)
+    DeviceAllocation candidate_workspace;
     /// add batch buffers, reused across batches
     DeviceAllocation add_workspace;
 
@@ -209,6 +212,7 @@ struct GpuIndexIVFGMM::Impl {
         model_buffer.release();
         probe_rank.release();
         search_workspace.release();
+        candidate_workspace.release();
         add_workspace.release();
         if (cublas) {
             cublasDestroy(cublas);
@@ -1025,8 +1029,6 @@ void GpuIndexIVFGMM::search(
         t->segment_offsets = c.take<int64_t>(q + 1);
         t->lists_visited = c.take<int32_t>(q);
         t->duplicates = c.take<int64_t>(q);
-        t->candidate_keys = c.take<float>(q * size_t(bound));
-        t->candidate_ids = c.take<int64_t>(q * size_t(bound));
         t->out_keys = c.take<float>(q * size_t(k));
         t->out_ids = c.take<int64_t>(q * size_t(k));
         t->scan_workspace_bytes = kn::segment_offsets_workspace_bytes(nq);
@@ -1042,11 +1044,21 @@ void GpuIndexIVFGMM::search(
         t->select_workspace = c.take<char>(t->select_workspace_bytes);
     };
     // queries per tile: the largest count whose buffers (probe ranks
-    // included) fit config.search_memory, at least one
+    // included) fit config.search_memory, at least one, counting for the
+    // candidates twice the mean: nprobe lists of the mean length (the bound
+    // of the longest lists is far too pessimistic when sizes are skewed).
+    // A tile with more candidates grows the candidate buffers past the
+    // budget rather than failing.
+    const int64_t mean_list =
+        int64_t((lists.total_entries() + nl - 1) / std::max<size_t>(nl, 1));
+    const int64_t expected_candidates =
+        std::max<int64_t>(1, std::min(bound, 2 * int64_t(np) * mean_list));
     SearchTile tile;
     Carver one(nullptr);
     plan(one, 1, &tile);
-    const size_t per_query = one.bytes() + nl * sizeof(int32_t);
+    const size_t per_query =
+        one.bytes() + nl * sizeof(int32_t) +
+        size_t(expected_candidates) * (sizeof(float) + sizeof(int64_t));
     idx_t tile_rows = std::max<idx_t>(
         1, idx_t(im.config.search_memory / std::max<size_t>(per_query, 1)));
     // the scan launches one CTA per (query, probe): at most 2^31 - 1
@@ -1213,6 +1225,20 @@ void GpuIndexIVFGMM::search(
                 tile.scan_workspace_bytes,
                 im.stream),
             "launching the candidate offsets scan");
+        int64_t tile_candidates = 0;
+        im.download(
+            &tile_candidates,
+            tile.segment_offsets + nq,
+            sizeof(int64_t),
+            "downloading the candidate count");
+        im.synchronize("counting the tile's candidates");
+        im.candidate_workspace.reserve(
+            size_t(std::max<int64_t>(tile_candidates, 1)) *
+                (sizeof(float) + sizeof(int64_t)),
+            "the candidate buffers");
+        tile.candidate_ids = im.candidate_workspace.as<int64_t>();
+        tile.candidate_keys =
+            reinterpret_cast<float*>(tile.candidate_ids + tile_candidates);
         throw_on_cuda_error(
             cudaMemsetAsync(tile.duplicates, 0, size_t(nq) * 8, im.stream),
             "clearing the duplicate counters");

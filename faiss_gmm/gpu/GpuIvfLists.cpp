@@ -509,6 +509,9 @@ kernels::IvfListsView GpuIvfLists::view() const {
     v.records =
         reinterpret_cast<const int32_t* const*>(base + 2 * nl * sizeof(void*));
     v.lengths = reinterpret_cast<const int32_t*>(base + 3 * nl * sizeof(void*));
+    for (int64_t length : lengths_) {
+        v.max_length = std::max(v.max_length, int32_t(length));
+    }
     return v;
 }
 

@@ -22,9 +22,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -35,6 +33,8 @@
 #include <faiss/impl/FaissAssert.h>
 #include <faiss/utils/utils.h>
 
+#include <eval/args.h>
+#include <eval/gpu_bench.h>
 #include <faiss_gmm/GaussianMixture.h>
 #include <faiss_gmm/GmmEM.h>
 #include <faiss_gmm/GmmSufficientStats.h>
@@ -42,16 +42,13 @@
 #include <kernels/gmm_estep.h>
 
 using namespace faiss_gmm;
+using faiss_gmm::eval::median;
+using faiss_gmm::eval::pinned_copy_peak;
+using faiss_gmm::eval::split;
 using faiss_gmm::gpu::EStepPrecision;
 
 namespace {
 
-#define CUDA_OK(call)                                                          \
-    do {                                                                       \
-        cudaError_t e_ = (call);                                               \
-        FAISS_THROW_IF_NOT_FMT(                                                \
-            e_ == cudaSuccess, "%s: %s", #call, cudaGetErrorString(e_));       \
-    } while (0)
 #define CUBLAS_OK(call)                                                        \
     do {                                                                       \
         cublasStatus_t s_ = (call);                                            \
@@ -67,28 +64,11 @@ struct Shape {
     int d, k;
 };
 
-std::vector<std::string> split(const std::string& s, char sep) {
-    std::vector<std::string> out;
-    std::stringstream ss(s);
-    std::string item;
-    while (std::getline(ss, item, sep)) {
-        if (!item.empty()) {
-            out.push_back(item);
-        }
-    }
-    return out;
-}
-
 Shape parse_shape(const std::string& s) {
     auto p = split(s, ',');
     FAISS_THROW_IF_NOT_FMT(
         p.size() == 3, "bad shape '%s' (want N,D,K)", s.c_str());
     return {std::stoll(p[0]), std::stoi(p[1]), std::stoi(p[2])};
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : v[v.size() / 2];
 }
 
 /// Clustered data: 4096 random centres in [0, 100)^d plus uniform noise of
@@ -220,35 +200,6 @@ double gemm_ms(
     return median(t);
 }
 
-/// Pinned host -> device copy rate of a 1 GiB buffer, GB/s (median of 5).
-double pinned_copy_peak() {
-    const size_t bytes = size_t(1) << 30;
-    void *h = nullptr, *dptr = nullptr;
-    CUDA_OK(cudaMallocHost(&h, bytes));
-    CUDA_OK(cudaMalloc(&dptr, bytes));
-    std::memset(h, 1, bytes);
-    cudaEvent_t e0, e1;
-    CUDA_OK(cudaEventCreate(&e0));
-    CUDA_OK(cudaEventCreate(&e1));
-    std::vector<double> t;
-    for (int r = 0; r < 6; r++) {
-        CUDA_OK(cudaEventRecord(e0));
-        CUDA_OK(cudaMemcpyAsync(dptr, h, bytes, cudaMemcpyHostToDevice));
-        CUDA_OK(cudaEventRecord(e1));
-        CUDA_OK(cudaEventSynchronize(e1));
-        float ms = 0;
-        CUDA_OK(cudaEventElapsedTime(&ms, e0, e1));
-        if (r > 0) {
-            t.push_back(bytes / (ms * 1e6));
-        }
-    }
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
-    cudaFreeHost(h);
-    cudaFree(dptr);
-    return median(t);
-}
-
 constexpr const char* kUsage =
     "usage: bench_em [--shapes N,D,K;N,D,K...] [--cov spherical,diagonal]\n"
     "                [--prec bf16,tf32,fp32] [--reps 5] [--device 0]\n"
@@ -318,17 +269,7 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    FAISS_THROW_IF_NOT_FMT(
-        gpu::gpu_is_available(device), "CUDA device %d is not usable", device);
-    CUDA_OK(cudaSetDevice(device));
-    cudaDeviceProp prop;
-    CUDA_OK(cudaGetDeviceProperties(&prop, device));
-    printf(
-        "device %d: %s, %d SMs, %.1f GB\n",
-        device,
-        prop.name,
-        prop.multiProcessorCount,
-        prop.totalGlobalMem / 1e9);
+    eval::use_device(device);
     cublasHandle_t handle;
     CUBLAS_OK(cublasCreate(&handle));
 

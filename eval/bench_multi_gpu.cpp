@@ -19,6 +19,7 @@
 #include <faiss/impl/FaissAssert.h>
 #include <faiss/utils/utils.h>
 
+#include <eval/gpu_bench.h>
 #include <faiss_gmm/GaussianMixture.h>
 #include <faiss_gmm/GmmEM.h>
 #include <faiss_gmm/IndexIVFGMM.h>
@@ -30,6 +31,7 @@ namespace {
 
 using faiss_gmm::idx_t;
 namespace fg = faiss_gmm::gpu;
+using faiss_gmm::eval::median;
 
 const char* kUsage =
     "usage: bench_multi_gpu [options]\n"
@@ -60,11 +62,6 @@ uint64_t splitmix(uint64_t& s) {
 
 float unit(uint64_t& s) {
     return float(splitmix(s) >> 40) * (1.0f / 16777216.0f);
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : v[v.size() / 2];
 }
 
 } // namespace

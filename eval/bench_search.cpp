@@ -24,12 +24,9 @@
 #include <cstdlib>
 #include <exception>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <unordered_set>
 #include <vector>
-
-#include <cuda_runtime.h>
 
 #include <faiss/impl/FaissAssert.h>
 #include <faiss/utils/utils.h>
@@ -39,20 +36,20 @@
 #include <datasets/registry.h>
 #include <datasets/synthetic.h>
 #include <datasets/vector_io.h>
+#include <eval/args.h>
+#include <eval/gpu_bench.h>
 #include <faiss_gmm/IndexIVFGMM.h>
 #include <faiss_gmm/gpu/GpuEmTrainer.h>
 #include <faiss_gmm/gpu/GpuIndexIVFGMM.h>
 
 using namespace faiss_gmm;
+using eval::device_copy_bandwidth;
+using eval::median;
+using eval::parse_float;
+using eval::parse_int;
+using eval::split;
 
 namespace {
-
-#define CUDA_OK(call)                                                          \
-    do {                                                                       \
-        cudaError_t e_ = (call);                                               \
-        FAISS_THROW_IF_NOT_FMT(                                                \
-            e_ == cudaSuccess, "%s: %s", #call, cudaGetErrorString(e_));       \
-    } while (0)
 
 constexpr const char* kUsage =
     R"(usage: bench_search [options]
@@ -84,7 +81,7 @@ Index:
   --max-assign N        lists per vector at most (default: library)
   --gmm-iter N          EM iterations (default: library)
   --precision P         E-step arithmetic of train: fp32 | tf32 | bf16
-                        (default fp32)
+                        (default bf16, the library's)
   --probe P             l2 | posterior (default l2)
 
 Search:
@@ -97,85 +94,6 @@ Search:
   --verbose             the index's own progress lines
   -h, --help            this text
 )";
-
-std::vector<std::string> split(const std::string& s, char sep) {
-    std::vector<std::string> out;
-    std::stringstream in(s);
-    std::string item;
-    while (std::getline(in, item, sep)) {
-        if (!item.empty()) {
-            out.push_back(item);
-        }
-    }
-    return out;
-}
-
-int64_t parse_int(const std::string& option, const std::string& value) {
-    size_t used = 0;
-    long long v = 0;
-    try {
-        v = std::stoll(value, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    FAISS_THROW_IF_NOT_FMT(
-        used == value.size() && !value.empty(),
-        "%s: \"%s\" is not an integer",
-        option.c_str(),
-        value.c_str());
-    return v;
-}
-
-float parse_float(const std::string& option, const std::string& value) {
-    size_t used = 0;
-    float v = 0;
-    try {
-        v = std::stof(value, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    FAISS_THROW_IF_NOT_FMT(
-        used == value.size() && !value.empty(),
-        "%s: \"%s\" is not a number",
-        option.c_str(),
-        value.c_str());
-    return v;
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : v[v.size() / 2];
-}
-
-/// Device-to-device copy bandwidth: a 1 GiB cudaMemcpy, (bytes read +
-/// bytes written) / time, GB/s, median of 5 after one warm-up copy.
-double device_copy_bandwidth() {
-    const size_t bytes = size_t(1) << 30;
-    void *src = nullptr, *dst = nullptr;
-    CUDA_OK(cudaMalloc(&src, bytes));
-    CUDA_OK(cudaMalloc(&dst, bytes));
-    CUDA_OK(cudaMemset(src, 1, bytes));
-    cudaEvent_t e0, e1;
-    CUDA_OK(cudaEventCreate(&e0));
-    CUDA_OK(cudaEventCreate(&e1));
-    std::vector<double> rates;
-    for (int r = 0; r < 6; r++) {
-        CUDA_OK(cudaEventRecord(e0));
-        CUDA_OK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
-        CUDA_OK(cudaEventRecord(e1));
-        CUDA_OK(cudaEventSynchronize(e1));
-        float ms = 0;
-        CUDA_OK(cudaEventElapsedTime(&ms, e0, e1));
-        if (r > 0) {
-            rates.push_back(2.0 * bytes / (ms * 1e6));
-        }
-    }
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
-    cudaFree(src);
-    cudaFree(dst);
-    return median(rates);
-}
 
 /// The first nq rows of a ground truth.
 datasets::GroundTruth
@@ -215,7 +133,7 @@ struct Options {
     size_t nlist = 1024;
     GmmParameters gmm_params;
     SpillParameters spill;
-    gpu::EStepPrecision precision = gpu::EStepPrecision::FP32;
+    gpu::EStepPrecision precision = gpu::EStepPrecision::BF16;
     ProbeOrder probe = ProbeOrder::L2;
     std::vector<int64_t> nprobes = {1, 2, 4, 8, 16, 32, 64, 128};
     int k = 10;
@@ -364,19 +282,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     try {
-        FAISS_THROW_IF_NOT_FMT(
-            gpu::gpu_is_available(o.device),
-            "CUDA device %d is not usable",
-            o.device);
-        CUDA_OK(cudaSetDevice(o.device));
-        cudaDeviceProp prop;
-        CUDA_OK(cudaGetDeviceProperties(&prop, o.device));
-        printf(
-            "device %d: %s, %d SMs, %.1f GB\n",
-            o.device,
-            prop.name,
-            prop.multiProcessorCount,
-            prop.totalGlobalMem / 1e9);
+        eval::use_device(o.device);
         const double copy_gbs = device_copy_bandwidth();
         printf(
             "device-to-device copy (1 GiB, read + write): %.1f GB/s\n",

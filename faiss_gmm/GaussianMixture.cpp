@@ -332,7 +332,7 @@ void check_model_shape(const GaussianMixture& model) {
         covariance_type_name(model.covariance));
 }
 
-void check_finite(idx_t n, int d, const float* x, const char* what) {
+idx_t first_non_finite(idx_t n, int d, const float* x) {
     const idx_t none = std::numeric_limits<idx_t>::max();
     idx_t first_bad = none; // flat index i * d + j
 #pragma omp parallel for schedule(static) if (worth_parallel(n, d))            \
@@ -347,13 +347,30 @@ void check_finite(idx_t n, int d, const float* x, const char* what) {
             }
         }
     }
-    if (first_bad != none) {
+    return first_bad == none ? -1 : first_bad;
+}
+
+void check_finite(idx_t n, int d, const float* x, const char* what) {
+    const idx_t first_bad = first_non_finite(n, d, x);
+    if (first_bad >= 0) {
         FAISS_THROW_FMT(
             "%s: non-finite value %g at row %" PRId64 ", column %d",
             what,
             x[first_bad],
             int64_t(first_bad / d),
             int(first_bad % d));
+    }
+}
+
+void check_finite_vectors(idx_t n, int d, const float* x, const char* where) {
+    const idx_t first_bad = first_non_finite(n, d, x);
+    if (first_bad >= 0) {
+        FAISS_THROW_FMT(
+            "%s: vector %" PRId64 " component %" PRId64 " is not finite (%g)",
+            where,
+            int64_t(first_bad / d),
+            int64_t(first_bad % d),
+            double(x[first_bad]));
     }
 }
 

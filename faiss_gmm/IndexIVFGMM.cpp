@@ -21,6 +21,9 @@
 #include <faiss/utils/distances.h>
 #include <faiss/utils/utils.h>
 
+#include <faiss_gmm/impl/GmmScoring.h>
+#include <faiss_gmm/impl/SpillRules.h>
+
 #ifdef FAISS_GMM_WITH_GPU
 #include <faiss_gmm/gpu/GpuEmTrainer.h>
 #endif
@@ -136,23 +139,7 @@ constexpr int32_t kNotProbed = std::numeric_limits<int32_t>::max();
 constexpr idx_t kAddBlockSize = 65536;
 
 /// Throws naming the first non-finite value of x (n vectors of dimension d).
-void check_finite(idx_t n, int d, const float* x, const char* where) {
-    const int64_t total = int64_t(n) * d;
-    int64_t first_bad = total;
-#pragma omp parallel for reduction(min : first_bad)
-    for (int64_t i = 0; i < total; i++) {
-        if (!std::isfinite(x[i])) {
-            first_bad = std::min(first_bad, i);
-        }
-    }
-    FAISS_THROW_IF_NOT_FMT(
-        first_bad == total,
-        "%s: vector %" PRId64 " component %" PRId64 " is not finite (%g)",
-        where,
-        first_bad / std::max(d, 1),
-        first_bad % std::max(d, 1),
-        first_bad < total ? double(x[first_bad]) : 0.0);
-}
+constexpr auto check_finite = impl::check_finite_vectors;
 
 /// The owned quantizer; validates d and nlist before anything is allocated.
 faiss::Index* make_quantizer(int d, size_t nlist) {
@@ -665,38 +652,26 @@ void IndexIVFGMM::assign_lists(idx_t n, const float* x, idx_t* lists) const {
         case SpillRule::Posterior:
 #pragma omp parallel for if (nb > 1000)
             for (idx_t i = 0; i < nb; i++) {
-                idx_t* li = lb + i * m;
-                int c = 0;
-                if (spill.primary_is_nearest_mean) {
-                    li[c++] = l2_idx[i * ncand];
-                }
-                for (int t = 0; t < mpost && c < m; t++) {
-                    const idx_t j = comp[i * mpost + t];
-                    const bool primary = t == 0 && c == 0;
-                    if (!primary &&
-                        (spill.tau >= 1 || post[i * mpost + t] < spill.tau)) {
-                        break; // posteriors decrease with t
-                    }
-                    if (c > 0 && j == li[0]) {
-                        continue;
-                    }
-                    li[c++] = j;
-                }
+                const float* pi = post.data() + i * mpost;
+                impl::posterior_spill_row(
+                    spill,
+                    m,
+                    mpost,
+                    comp.data() + i * mpost,
+                    [pi](int t) { return pi[t]; },
+                    [&l2_idx, i, ncand]() { return l2_idx[i * ncand]; },
+                    lb + i * m);
             }
             break;
         case SpillRule::Closure:
 #pragma omp parallel for if (nb > 1000)
             for (idx_t i = 0; i < nb; i++) {
-                const float* di = l2_dis.data() + i * ncand;
-                const idx_t* ii = l2_idx.data() + i * ncand;
-                idx_t* li = lb + i * m;
-                li[0] = ii[0];
-                for (int t = 1; t < ncand; t++) {
-                    if (ii[t] < 0 || di[t] > spill.closure_ratio * di[0]) {
-                        break;
-                    }
-                    li[t] = ii[t];
-                }
+                impl::closure_spill_row(
+                    spill.closure_ratio,
+                    ncand,
+                    l2_dis.data() + i * ncand,
+                    l2_idx.data() + i * ncand,
+                    lb + i * m);
             }
             break;
         case SpillRule::Soar: {

@@ -16,6 +16,7 @@
 #include <faiss/utils/utils.h>
 
 #include <faiss_gmm/gpu/GpuFlatL2.h>
+#include <faiss_gmm/gpu/impl/DeviceAllocation.h>
 #include <kernels/gmm_estep.h>
 
 namespace faiss_gmm {
@@ -28,64 +29,22 @@ namespace kn = faiss_gmm::kernels;
 constexpr double kLog2e = 1.4426950408889634074;
 constexpr double kLog2Pi = 1.8378770664093454836; // ln(2 pi)
 
+/// Names the E-step in its CUDA errors.
+constexpr const char* kOwner = "GPU E-step";
+
 /// Throws a FaissException naming what was being done when err is an error.
 void check_cuda(cudaError_t err, const char* what) {
-    if (err != cudaSuccess) {
-        cudaGetLastError(); // clear a sticky launch error for the next call
-        FAISS_THROW_FMT(
-            "GPU E-step: %s failed: %s (%s)",
-            what,
-            cudaGetErrorName(err),
-            cudaGetErrorString(err));
-    }
+    throw_on_cuda_error(err, what, kOwner);
 }
 
-/// Device allocation owned by its scope.
-class DeviceBuffer {
+/// A device allocation whose allocations count into a byte total.
+class DeviceBuffer : public DeviceAllocation {
    public:
-    DeviceBuffer() = default;
-    DeviceBuffer(const DeviceBuffer&) = delete;
-    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-    ~DeviceBuffer() {
-        release();
-    }
+    /// DeviceAllocation::allocate, then bytes added to *total.
     void allocate(size_t bytes, const char* what, size_t* total) {
-        release();
-        if (bytes == 0) {
-            return;
-        }
-        cudaError_t err = cudaMalloc(&ptr_, bytes);
-        if (err != cudaSuccess) {
-            ptr_ = nullptr;
-            cudaGetLastError();
-            FAISS_THROW_FMT(
-                "GPU E-step: allocating %zu bytes of device memory for %s "
-                "failed: %s",
-                bytes,
-                what,
-                cudaGetErrorString(err));
-        }
-        bytes_ = bytes;
+        DeviceAllocation::allocate(bytes, what, kOwner);
         *total += bytes;
     }
-    void release() {
-        if (ptr_) {
-            cudaFree(ptr_);
-            ptr_ = nullptr;
-            bytes_ = 0;
-        }
-    }
-    template <class T>
-    T* as() const {
-        return static_cast<T*>(ptr_);
-    }
-    size_t bytes() const {
-        return bytes_;
-    }
-
-   private:
-    void* ptr_ = nullptr;
-    size_t bytes_ = 0;
 };
 
 /// Pinned host allocation owned by its scope.
@@ -127,26 +86,6 @@ class PinnedBuffer {
     void* ptr_ = nullptr;
 };
 
-class Stream {
-   public:
-    Stream() {
-        check_cuda(
-            cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking),
-            "creating a stream");
-    }
-    Stream(const Stream&) = delete;
-    Stream& operator=(const Stream&) = delete;
-    ~Stream() {
-        cudaStreamDestroy(s_);
-    }
-    cudaStream_t get() const {
-        return s_;
-    }
-
-   private:
-    cudaStream_t s_ = nullptr;
-};
-
 class Event {
    public:
     explicit Event(bool timing = false) {
@@ -166,21 +105,6 @@ class Event {
 
    private:
     cudaEvent_t e_ = nullptr;
-};
-
-/// Restores the caller's current device on scope exit.
-class DeviceGuard {
-   public:
-    explicit DeviceGuard(int device) {
-        check_cuda(cudaGetDevice(&previous_), "querying the current device");
-        check_cuda(cudaSetDevice(device), "selecting the device");
-    }
-    ~DeviceGuard() {
-        cudaSetDevice(previous_);
-    }
-
-   private:
-    int previous_ = 0;
 };
 
 /// Round to the nearest tf32 value (10 explicit mantissa bits), as the
@@ -280,7 +204,7 @@ struct GpuEStep::Impl {
     double last_compute_ms = 0;
     double launch_start_ms = 0; // host clock at the last launch
 
-    Stream compute_stream, copy_stream;
+    ScopedStream compute_stream{kOwner}, copy_stream{kOwner};
     Event start{true}, stop{true};
     Event copied[2], consumed[2];
 
@@ -798,7 +722,7 @@ GpuEStep::GpuEStep(
     FAISS_THROW_IF_NOT_FMT(
         n >= 0, "GPU E-step: n = %" PRId64 " < 0", int64_t(n));
     FAISS_THROW_IF_NOT_MSG(x || n == 0, "GPU E-step: x is null");
-    DeviceGuard guard(config.device);
+    DeviceScope guard(config.device, kOwner);
     impl_ = std::make_unique<Impl>(config, d);
     Impl& im = *impl_;
     im.n = n;
@@ -861,7 +785,7 @@ GpuEStep::GpuEStep(GpuChunkSource* source, int d, const GpuEmConfig& config) {
     FAISS_THROW_IF_NOT_MSG(source, "GPU E-step: chunk source is null");
     FAISS_THROW_IF_NOT_FMT(
         d >= 1 && d <= 4096, "GPU E-step: d = %d out of 1..4096", d);
-    DeviceGuard guard(config.device);
+    DeviceScope guard(config.device, kOwner);
     impl_ = std::make_unique<Impl>(config, d);
     Impl& im = *impl_;
     im.source = Impl::Source::Callback;
@@ -919,7 +843,7 @@ idx_t GpuEStep::launch(const GaussianMixture& model) {
         "GpuEStep built for d = %d, model has d = %d",
         im.d,
         model.d);
-    DeviceGuard guard(im.config.device);
+    DeviceScope guard(im.config.device, kOwner);
     im.launch_start_ms = faiss::getmillisecs();
     cudaStream_t s = im.compute_stream.get();
     im.prepare_model(model);
@@ -960,7 +884,7 @@ void GpuEStep::download(
         covariance_type_name(model.covariance),
         im.d,
         im.model_k);
-    DeviceGuard guard(im.config.device);
+    DeviceScope guard(im.config.device, kOwner);
     const int d = im.d, k = model.k;
     cudaStream_t s = im.compute_stream.get();
 
@@ -1138,7 +1062,7 @@ void train_gmm_gpu_device(
     DeviceBuffer rows_dev, sample_dev;
     const float* x_train_dev = x_device;
     {
-        DeviceGuard guard(config.device);
+        DeviceScope guard(config.device, kOwner);
         if (params.max_points_per_component > 0 && n > max_points) {
             // Floyd's algorithm: max_points distinct rows, sorted.
             std::mt19937_64 rng(uint64_t(params.seed) ^ 0x9e3779b97f4a7c15ULL);

@@ -9,6 +9,7 @@
 
 #include <faiss/impl/FaissAssert.h>
 
+#include <faiss_gmm/gpu/impl/DeviceAllocation.h>
 #include <kernels/ivf_assign.h>
 
 namespace faiss_gmm {
@@ -16,95 +17,13 @@ namespace gpu {
 
 namespace {
 
+/// Names the index in its CUDA errors.
+constexpr const char* kOwner = "GpuIndexFlatL2";
+
 /// Throws a FaissException naming what was being done when err is an error.
 void check_cuda(cudaError_t err, const char* what) {
-    if (err != cudaSuccess) {
-        cudaGetLastError(); // clear a sticky launch error for the next call
-        FAISS_THROW_FMT(
-            "GpuIndexFlatL2: %s failed: %s (%s)",
-            what,
-            cudaGetErrorName(err),
-            cudaGetErrorString(err));
-    }
+    throw_on_cuda_error(err, what, kOwner);
 }
-
-/// Makes a device current for its scope.
-class DeviceScope {
-   public:
-    explicit DeviceScope(int device) {
-        check_cuda(cudaGetDevice(&previous_), "querying the current device");
-        check_cuda(cudaSetDevice(device), "selecting the device");
-    }
-    DeviceScope(const DeviceScope&) = delete;
-    DeviceScope& operator=(const DeviceScope&) = delete;
-    ~DeviceScope() {
-        cudaSetDevice(previous_);
-    }
-
-   private:
-    int previous_ = 0;
-};
-
-/// Device allocation owned by its scope.
-class DeviceArray {
-   public:
-    DeviceArray(size_t bytes, const char* what) {
-        if (bytes > 0) {
-            const cudaError_t err = cudaMalloc(&ptr_, bytes);
-            if (err != cudaSuccess) {
-                ptr_ = nullptr;
-                cudaGetLastError();
-                FAISS_THROW_FMT(
-                    "GpuIndexFlatL2: allocating %zu bytes of device "
-                    "memory for %s failed: %s",
-                    bytes,
-                    what,
-                    cudaGetErrorString(err));
-            }
-        }
-    }
-    DeviceArray(const DeviceArray&) = delete;
-    DeviceArray& operator=(const DeviceArray&) = delete;
-    ~DeviceArray() {
-        if (ptr_) {
-            cudaFree(ptr_);
-        }
-    }
-    template <class T>
-    T* as() const {
-        return static_cast<T*>(ptr_);
-    }
-    /// Hand the allocation over to the caller.
-    void* release() {
-        void* p = ptr_;
-        ptr_ = nullptr;
-        return p;
-    }
-
-   private:
-    void* ptr_ = nullptr;
-};
-
-/// A stream owned by its scope.
-class ScopedStream {
-   public:
-    ScopedStream() {
-        check_cuda(
-            cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
-            "creating a stream");
-    }
-    ScopedStream(const ScopedStream&) = delete;
-    ScopedStream& operator=(const ScopedStream&) = delete;
-    ~ScopedStream() {
-        cudaStreamDestroy(stream_);
-    }
-    cudaStream_t get() const {
-        return stream_;
-    }
-
-   private:
-    cudaStream_t stream_ = nullptr;
-};
 
 } // namespace
 
@@ -147,12 +66,14 @@ void GpuIndexFlatL2::add(idx_t n, const float* x) {
         " vectors exceed the kernel's int32 labels",
         int64_t(ntotal),
         int64_t(n));
-    DeviceScope scope(device_);
+    DeviceScope scope(device_, kOwner);
     const size_t row_bytes = size_t(d) * sizeof(float);
     if (ntotal + n > capacity_) {
         // Geometric growth: repeated small adds stay amortised O(1).
         const idx_t capacity = std::max(ntotal + n, 2 * capacity_);
-        DeviceArray grown(size_t(capacity) * row_bytes, "the stored vectors");
+        DeviceAllocation grown;
+        grown.allocate(
+            size_t(capacity) * row_bytes, "the stored vectors", kOwner);
         if (ntotal > 0) {
             check_cuda(
                 cudaMemcpy(
@@ -163,7 +84,7 @@ void GpuIndexFlatL2::add(idx_t n, const float* x) {
                 "moving the stored vectors");
         }
         cudaFree(vectors_);
-        vectors_ = static_cast<float*>(grown.release());
+        vectors_ = static_cast<float*>(grown.detach());
         capacity_ = capacity;
     }
     check_cuda(
@@ -213,19 +134,20 @@ void GpuIndexFlatL2::search(
         std::fill(labels, labels + size_t(n) * k, idx_t(-1));
         return;
     }
-    DeviceScope scope(device_);
+    DeviceScope scope(device_, kOwner);
     const size_t row_bytes = size_t(d) * sizeof(float) +
                              size_t(found) * (sizeof(float) + sizeof(int32_t));
     const idx_t batch = std::min<idx_t>(
         n, std::max<idx_t>(1, idx_t(search_batch_bytes / row_bytes)));
-    DeviceArray queries(size_t(batch) * d * sizeof(float), "the queries");
-    DeviceArray top_score(
-        size_t(batch) * found * sizeof(float), "the result distances");
-    DeviceArray top_index(
-        size_t(batch) * found * sizeof(int32_t), "the result labels");
+    DeviceAllocation queries, top_score, top_index;
+    queries.allocate(size_t(batch) * d * sizeof(float), "the queries", kOwner);
+    top_score.allocate(
+        size_t(batch) * found * sizeof(float), "the result distances", kOwner);
+    top_index.allocate(
+        size_t(batch) * found * sizeof(int32_t), "the result labels", kOwner);
     std::vector<float> host_score(size_t(batch) * found);
     std::vector<int32_t> host_index(size_t(batch) * found);
-    ScopedStream stream;
+    ScopedStream stream(kOwner);
 
     kernels::AssignModel model;
     model.d = d;

@@ -19,6 +19,8 @@
 #include <faiss/utils/utils.h>
 
 #include <faiss_gmm/gpu/GpuIvfLists.h>
+#include <faiss_gmm/impl/GmmScoring.h>
+#include <faiss_gmm/impl/SpillRules.h>
 #include <kernels/ivf_assign.h>
 #include <kernels/ivf_lists.h>
 #include <kernels/ivf_search.h>
@@ -44,23 +46,7 @@ void check_cublas(cublasStatus_t status, const char* what) {
 }
 
 /// Throws naming the first non-finite value of x (n vectors of dimension d).
-void check_finite(idx_t n, int d, const float* x, const char* where) {
-    const int64_t total = int64_t(n) * d;
-    int64_t first_bad = total;
-#pragma omp parallel for reduction(min : first_bad)
-    for (int64_t i = 0; i < total; i++) {
-        if (!std::isfinite(x[i])) {
-            first_bad = std::min(first_bad, i);
-        }
-    }
-    FAISS_THROW_IF_NOT_FMT(
-        first_bad == total,
-        "%s: vector %" PRId64 " component %" PRId64 " is not finite (%g)",
-        where,
-        first_bad / d,
-        first_bad % d,
-        first_bad < total ? double(x[first_bad]) : 0.0);
-}
+constexpr auto check_finite = impl::check_finite_vectors;
 
 /**
  * Hands out aligned sub-buffers of one allocation; with a null base it only
@@ -648,40 +634,29 @@ void spill_from_top(
         const float inv_t = 1.0f / spill.temperature;
 #pragma omp parallel for if (nb > 1000)
         for (idx_t i = 0; i < nb; i++) {
-            idx_t* li = lists + i * m;
-            int c = 0;
-            if (spill.primary_is_nearest_mean) {
-                li[c++] = nearest[i];
-            }
-            for (int t = 0; t < top && c < m; t++) {
-                const idx_t j = top_index[i * top + t];
-                const float post = float(std::exp(
-                    double(top_score[i * top + t]) * inv_t -
-                    double(log_norm[i])));
-                const bool primary = t == 0 && c == 0;
-                if (!primary && (spill.tau >= 1 || post < spill.tau)) {
-                    break; // posteriors decrease with t
-                }
-                if (c > 0 && j == li[0]) {
-                    continue;
-                }
-                li[c++] = j;
-            }
+            const float* si = top_score + i * top;
+            const double log_norm_i = double(log_norm[i]);
+            impl::posterior_spill_row(
+                spill,
+                m,
+                top,
+                top_index + i * top,
+                [si, inv_t, log_norm_i](int t) {
+                    return float(std::exp(double(si[t]) * inv_t - log_norm_i));
+                },
+                [nearest, i]() { return idx_t(nearest[i]); },
+                lists + i * m);
         }
         break;
     }
     case SpillRule::Closure:
         for (idx_t i = 0; i < nb; i++) {
-            const float* di = top_score + i * top;
-            const int32_t* ii = top_index + i * top;
-            idx_t* li = lists + i * m;
-            li[0] = ii[0];
-            for (int t = 1; t < top; t++) {
-                if (ii[t] < 0 || di[t] > spill.closure_ratio * di[0]) {
-                    break;
-                }
-                li[t] = ii[t];
-            }
+            impl::closure_spill_row(
+                spill.closure_ratio,
+                top,
+                top_score + i * top,
+                top_index + i * top,
+                lists + i * m);
         }
         break;
     case SpillRule::Soar:

@@ -15,60 +15,12 @@
 #include <cuda_runtime.h>
 
 #include <faiss_gmm/faiss_compat.h>
+#include <faiss_gmm/gpu/impl/DeviceAllocation.h>
 #include <kernels/ivf_lists.h>
 #include <kernels/ivf_search.h>
 
 namespace faiss_gmm {
 namespace gpu {
-
-/// Throws a FaissException "<what> failed: <CUDA error>" when err is an
-/// error (and clears a sticky launch error first).
-void throw_on_cuda_error(cudaError_t err, const char* what);
-
-/// Makes `device` current for its scope and restores the previous one.
-class DeviceScope {
-   public:
-    /// @param device CUDA device ordinal to make current
-    explicit DeviceScope(int device);
-    ~DeviceScope();
-    DeviceScope(const DeviceScope&) = delete;
-    DeviceScope& operator=(const DeviceScope&) = delete;
-
-   private:
-    int previous_ = -1;
-};
-
-/// One device allocation owned by its scope (cudaMalloc / cudaFree).
-class DeviceAllocation {
-   public:
-    DeviceAllocation() = default;
-    ~DeviceAllocation();
-    DeviceAllocation(const DeviceAllocation&) = delete;
-    DeviceAllocation& operator=(const DeviceAllocation&) = delete;
-    DeviceAllocation(DeviceAllocation&& other) noexcept;
-    DeviceAllocation& operator=(DeviceAllocation&& other) noexcept;
-
-    /**
-     * Make the allocation hold at least `bytes` (contents are not kept when
-     * it grows); throws naming `what` when the device is out of memory.
-     */
-    void reserve(size_t bytes, const char* what);
-    /// Free the memory.
-    void release();
-    /// the device pointer, typed
-    template <class T>
-    T* as() const {
-        return static_cast<T*>(ptr_);
-    }
-    /// bytes allocated
-    size_t bytes() const {
-        return bytes_;
-    }
-
-   private:
-    void* ptr_ = nullptr;
-    size_t bytes_ = 0;
-};
 
 /**
  * The inverted lists of one GPU index. Entry j of list l: id, d floats and

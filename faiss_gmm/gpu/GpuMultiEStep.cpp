@@ -18,6 +18,7 @@
 #include <faiss/utils/utils.h>
 
 #include <faiss_gmm/gpu/GpuFlatL2.h>
+#include <faiss_gmm/gpu/impl/DeviceAllocation.h>
 
 namespace faiss_gmm {
 namespace gpu {
@@ -25,14 +26,7 @@ namespace gpu {
 namespace {
 
 void check_cuda(cudaError_t err, const char* what) {
-    if (err != cudaSuccess) {
-        cudaGetLastError();
-        FAISS_THROW_FMT(
-            "multi-GPU E-step: %s failed: %s (%s)",
-            what,
-            cudaGetErrorName(err),
-            cudaGetErrorString(err));
-    }
+    throw_on_cuda_error(err, what, "multi-GPU E-step");
 }
 
 #ifdef FAISS_GMM_WITH_NCCL

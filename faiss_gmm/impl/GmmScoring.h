@@ -130,8 +130,16 @@ void dgemm_atb_accumulate(
 /// the mismatch.
 void check_model_shape(const GaussianMixture& model);
 
+/// Flat index i * d + j of the first NaN or Inf of x (n x d), or -1.
+idx_t first_non_finite(idx_t n, int d, const float* x);
+
 /// Throws naming the first row and column of x (n x d) that is NaN or Inf.
 void check_finite(idx_t n, int d, const float* x, const char* what);
+
+/// As check_finite, in the indexes' words ("<where>: vector i component j
+/// is not finite (value)"): the input checks of IndexIVFGMM and
+/// GpuIndexIVFGMM.
+void check_finite_vectors(idx_t n, int d, const float* x, const char* where);
 
 /**
  * Whether rows x cols elements of work are worth an OpenMP team: a parallel

@@ -1,0 +1,113 @@
+#include <faiss_gmm/gpu/impl/DeviceAllocation.h>
+
+#include <utility>
+
+#include <faiss/impl/FaissAssert.h>
+
+namespace faiss_gmm {
+namespace gpu {
+
+void throw_on_cuda_error(cudaError_t err, const char* what, const char* owner) {
+    if (err != cudaSuccess) {
+        cudaGetLastError(); // clear a sticky launch error for the next call
+        FAISS_THROW_FMT(
+            "%s: %s failed: %s (%s)",
+            owner,
+            what,
+            cudaGetErrorName(err),
+            cudaGetErrorString(err));
+    }
+}
+
+DeviceScope::DeviceScope(int device, const char* owner) {
+    throw_on_cuda_error(
+        cudaGetDevice(&previous_), "querying the current CUDA device", owner);
+    if (previous_ != device) {
+        throw_on_cuda_error(
+            cudaSetDevice(device), "selecting the CUDA device", owner);
+    }
+}
+
+DeviceScope::~DeviceScope() {
+    int current = -1;
+    if (cudaGetDevice(&current) == cudaSuccess && current != previous_) {
+        cudaSetDevice(previous_);
+    }
+}
+
+DeviceAllocation::~DeviceAllocation() {
+    release();
+}
+
+DeviceAllocation::DeviceAllocation(DeviceAllocation&& other) noexcept
+    : ptr_(other.ptr_), bytes_(other.bytes_) {
+    other.ptr_ = nullptr;
+    other.bytes_ = 0;
+}
+
+DeviceAllocation&
+DeviceAllocation::operator=(DeviceAllocation&& other) noexcept {
+    if (this != &other) {
+        release();
+        std::swap(ptr_, other.ptr_);
+        std::swap(bytes_, other.bytes_);
+    }
+    return *this;
+}
+
+void DeviceAllocation::reserve(
+    size_t bytes, const char* what, const char* owner) {
+    if (bytes > bytes_) {
+        allocate(bytes, what, owner);
+    }
+}
+
+void DeviceAllocation::allocate(
+    size_t bytes, const char* what, const char* owner) {
+    release();
+    if (bytes == 0) {
+        return;
+    }
+    void* ptr = nullptr;
+    const cudaError_t err = cudaMalloc(&ptr, bytes);
+    if (err != cudaSuccess) {
+        cudaGetLastError();
+        FAISS_THROW_FMT(
+            "%s: allocating %zu bytes of device memory for %s failed: %s",
+            owner,
+            bytes,
+            what,
+            cudaGetErrorString(err));
+    }
+    ptr_ = ptr;
+    bytes_ = bytes;
+}
+
+void DeviceAllocation::release() {
+    if (ptr_) {
+        cudaFree(ptr_);
+        ptr_ = nullptr;
+        bytes_ = 0;
+    }
+}
+
+void* DeviceAllocation::detach() {
+    void* ptr = ptr_;
+    ptr_ = nullptr;
+    bytes_ = 0;
+    return ptr;
+}
+
+ScopedStream::ScopedStream(const char* owner) {
+    throw_on_cuda_error(
+        cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
+        "creating a stream",
+        owner);
+}
+
+ScopedStream::~ScopedStream() {
+    cudaStreamDestroy(stream_);
+}
+
+} // namespace gpu
+} // namespace faiss_gmm

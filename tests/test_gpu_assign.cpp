@@ -738,7 +738,10 @@ TEST(GpuKMeansInit, TrainerLogLikelihoodMatchesCpuTrainer) {
         params.tol = 0;
         GaussianMixture cpu(d, k, cov), g(d, k, cov);
         cpu.train(n, x.data(), params);
-        gpu::train_gmm_gpu(&g, n, x.data(), params);
+        // fp32: the reference precision (the bf16 default differs by more)
+        gpu::GpuEmConfig config;
+        config.precision = gpu::EStepPrecision::FP32;
+        gpu::train_gmm_gpu(&g, n, x.data(), params, config);
         ASSERT_EQ(g.iteration_stats.size(), cpu.iteration_stats.size());
         const double ll_cpu = cpu.iteration_stats.back().log_likelihood;
         const double ll_gpu = g.iteration_stats.back().log_likelihood;

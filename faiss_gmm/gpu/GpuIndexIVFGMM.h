@@ -34,8 +34,9 @@ namespace gpu {
 struct GpuIndexIVFGMMConfig {
     /// CUDA device ordinal that holds the index
     int device = 0;
-    /// arithmetic of train()'s E-step (as GpuEmConfig::precision)
-    EStepPrecision precision = EStepPrecision::FP32;
+    /// arithmetic of train()'s E-step (default and measurements: see
+    /// GpuEmConfig::precision)
+    EStepPrecision precision = EStepPrecision::BF16;
     /// device memory train()'s E-step may use, bytes (0: as
     /// GpuEmConfig::max_device_memory, 80% of the free memory)
     size_t max_device_memory = 0;

@@ -25,6 +25,7 @@
 #include <cuda_runtime.h>
 
 #include <faiss_gmm/gpu/GpuCloner.h>
+#include <faiss_gmm/gpu/GpuFlatL2.h>
 #include <faiss_gmm/gpu/GpuIndexIVFGMM.h>
 #endif
 
@@ -199,6 +200,19 @@ gpu::GpuIndexIVFGMM* kmeans_ivf_to_gpu(
 }
 #endif
 
+/// The index k-means assigns points with: a GpuIndexFlatL2 with --gpu, else
+/// a CPU IndexFlatL2.
+std::unique_ptr<faiss::Index>
+make_kmeans_assigner(int d, const EvalConfig& config) {
+#ifdef FAISS_GMM_WITH_GPU
+    if (config.gpu) {
+        return std::make_unique<gpu::GpuIndexFlatL2>(d, config.gpu_device);
+    }
+#endif
+    (void)config;
+    return std::make_unique<faiss::IndexFlatL2>(d);
+}
+
 std::vector<float> train_kmeans_centroids(
     int d,
     int64_t nlist,
@@ -208,8 +222,10 @@ std::vector<float> train_kmeans_centroids(
     cp.niter = config.kmeans_iter;
     cp.verbose = config.verbose;
     faiss::Clustering clustering(d, int(nlist), cp);
-    faiss::IndexFlatL2 assigner(d);
-    clustering.train(sample.n, sample.x, assigner);
+    // the nearest-centroid searches of every Lloyd iteration: on the GPU
+    // with --gpu (as FAISS GPU k-means does), same algorithm and seed
+    std::unique_ptr<faiss::Index> assigner = make_kmeans_assigner(d, config);
+    clustering.train(sample.n, sample.x, *assigner);
     return clustering.centroids;
 }
 
@@ -489,15 +505,6 @@ EvalReport run_evaluation(
                 try_extract_index_ivfgmm(probe.get()),
             "index %s: adaptive probing needs an IndexIVFGMM",
             spec.factory.c_str());
-        if (IndexIVFGMM* gmm = try_extract_index_ivfgmm(probe.get());
-            gmm && config.gpu) {
-            spec.gmm.apply(gmm);
-            FAISS_THROW_IF_NOT_FMT(
-                gmm->prune_margin == 0 && gmm->min_expected_hits == 0,
-                "index %s: prune_margin / min_expected_hits are CPU-only "
-                "rules, the GPU index cannot run them",
-                spec.name.empty() ? spec.factory.c_str() : spec.name.c_str());
-        }
     }
 
     const datasets::FloatMatrix& train_source =
@@ -562,7 +569,11 @@ EvalReport run_evaluation(
             result.description += " [shared GMM]";
         }
         Placement placement = Placement::Cpu;
-        if (config.gpu && gmm) {
+        if (config.gpu && gmm &&
+            (gmm->prune_margin > 0 || gmm->min_expected_hits > 0)) {
+            result.description +=
+                " [CPU: pruning needs the sequential CPU scan]";
+        } else if (config.gpu && gmm) {
             placement = Placement::GpuGmm;
             result.description += " [GPU]";
         } else if (config.gpu && is_plain_l2_ivf_flat(index.get())) {
@@ -631,7 +642,16 @@ EvalReport run_evaluation(
             }
 #endif
             if (placement != Placement::GpuGmm) {
+                // FAISS k-means: its assignments on the GPU with --gpu
+                std::unique_ptr<faiss::Index> assigner;
+                if (config.gpu && ivf && !gmm) {
+                    assigner = make_kmeans_assigner(d, config);
+                    ivf->clustering_index = assigner.get();
+                }
                 index->train(sample.n, sample.x);
+                if (ivf) {
+                    ivf->clustering_index = nullptr;
+                }
             }
             result.train_s = seconds_since(t0);
             log << "  trained in " << format_seconds(result.train_s) << "\n";

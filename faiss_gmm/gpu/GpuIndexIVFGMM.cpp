@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <functional>
 #include <limits>
+#include <mutex>
 #include <unordered_map>
 
 #include <cublas_v2.h>
@@ -1301,6 +1302,10 @@ void GpuIndexIVFGMM::search(
     timing.scan_bytes = n_fine * size_t(d) * sizeof(float);
     timing.total_ms = faiss::getmillisecs() - t_start;
 
+    // Several GPU indexes may search at once (one thread per device in a
+    // sharded index): their additions to the global counters must not race.
+    static std::mutex global_stats_mutex;
+    std::lock_guard<std::mutex> stats_lock(global_stats_mutex);
     faiss::indexIVF_stats.nq += n;
     faiss::indexIVF_stats.nlist += n_visited;
     faiss::indexIVF_stats.ndis += n_fine;

@@ -16,11 +16,11 @@
  *
  * The container is FAISS's own faiss::IndexShards (threaded: one host
  * thread per device for add and search; per-query merge of the shards'
- * sorted results). As with FAISS's threaded shards, the global counters
- * faiss::indexIVF_stats / indexIVFGMM_stats are added to by every shard's
- * thread without a lock, so their totals are not exact during a sharded
- * search; and faiss::IndexShards (1.7.3) rejects per-call
- * SearchParameters, so runtime settings are set on the shards.
+ * sorted results). The global counters faiss::indexIVF_stats /
+ * indexIVFGMM_stats get every shard's work (each shard counts the queries
+ * and its own coarse step; GpuIndexIVFGMM adds to them under a lock, so the
+ * shards' threads do not race); faiss::IndexShards (1.7.3) rejects
+ * per-call SearchParameters, so runtime settings are set on the shards.
  */
 
 #pragma once

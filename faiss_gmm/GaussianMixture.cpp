@@ -143,7 +143,7 @@ ComponentTerms::ComponentTerms(
     const GaussianMixture& model, const float* center)
     : d(model.d), k(model.k), covariance(model.covariance) {
     check_model_shape(model);
-    const bool spherical = covariance == CovarianceType::Spherical;
+    const bool spherical = !has_per_dimension_variances(covariance);
     gemm_dim = spherical ? d : 2 * d;
     gemm_alpha = spherical ? -2.0f : 1.0f;
     gemm_rows.resize(size_t(k) * gemm_dim);
@@ -190,7 +190,7 @@ void prepare_operand(
     float* row_norms) {
     const int d = terms.d;
     const int gd = terms.gemm_dim;
-    const bool spherical = terms.covariance == CovarianceType::Spherical;
+    const bool spherical = !has_per_dimension_variances(terms.covariance);
 #pragma omp parallel for schedule(static) if (worth_parallel(nb, gd))
     for (idx_t i = 0; i < nb; i++) {
         const float* xi = x + size_t(i) * d;
@@ -391,6 +391,8 @@ const char* covariance_type_name(CovarianceType type) {
         return "spherical";
     case CovarianceType::Diagonal:
         return "diagonal";
+    case CovarianceType::TiedSpherical:
+        return "tied";
     }
     FAISS_THROW_FMT("unknown CovarianceType value %d", int(type));
 }
@@ -402,9 +404,12 @@ CovarianceType covariance_type_from_name(const std::string& name) {
     if (name == "diagonal" || name == "diag") {
         return CovarianceType::Diagonal;
     }
+    if (name == "tied" || name == "tied-spherical") {
+        return CovarianceType::TiedSpherical;
+    }
     FAISS_THROW_FMT(
         "unknown covariance type \"%s\" (expected spherical, sph, "
-        "diagonal or diag)",
+        "diagonal, diag, tied or tied-spherical)",
         name.c_str());
 }
 
@@ -561,7 +566,10 @@ void GaussianMixture::top_posteriors(
 
 size_t GaussianMixture::n_parameters() const {
     size_t kk = k, dd = d;
-    return (kk - 1) + kk * dd + kk * size_t(variances_per_component());
+    const size_t n_variances = covariance == CovarianceType::TiedSpherical
+                                   ? 1
+                                   : kk * size_t(variances_per_component());
+    return (kk - 1) + kk * dd + n_variances;
 }
 
 double GaussianMixture::bic(idx_t n, const float* x) const {
@@ -607,6 +615,17 @@ void GaussianMixture::check_consistency() const {
             i / vpc,
             i % vpc,
             variances[i]);
+    }
+    if (covariance == CovarianceType::TiedSpherical) {
+        for (int j = 1; j < k; j++) {
+            FAISS_THROW_IF_NOT_FMT(
+                variances[j] == variances[0],
+                "tied GMM: variance of component %d is %g, component 0 has "
+                "%g (a tied model shares one variance)",
+                j,
+                variances[j],
+                variances[0]);
+        }
     }
 }
 

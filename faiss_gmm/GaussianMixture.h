@@ -1,5 +1,6 @@
 /**
- * A Gaussian mixture model with spherical or diagonal covariance: the model
+ * A Gaussian mixture model with spherical, diagonal or tied-spherical
+ * covariance: the model
  * behind the GMM coarse quantizer. Scoring (log-density, posteriors) and the
  * CPU EM trainer live here; the GPU trainer is in faiss_gmm/gpu/.
  */
@@ -18,12 +19,25 @@ namespace faiss_gmm {
 enum class CovarianceType : int {
     Spherical = 0, ///< sigma_k^2 * I: one variance per component
     Diagonal = 1,  ///< diag(sigma_k1^2 ... sigma_kd^2): d variances per comp.
+    /// sigma^2 * I shared by every component (a soft k-means with mixture
+    /// weights). Stored as Spherical (one variance per component, all
+    /// equal), so every scoring path treats it as spherical; only training
+    /// estimates one pooled variance.
+    TiedSpherical = 2,
 };
 
-/// "spherical" / "diagonal".
+/// Whether a model of this covariance stores d variances per component
+/// (Diagonal) rather than one (Spherical, TiedSpherical): the layout
+/// decision of every scoring, statistics and I/O path.
+inline bool has_per_dimension_variances(CovarianceType type) {
+    return type == CovarianceType::Diagonal;
+}
+
+/// "spherical" / "diagonal" / "tied".
 const char* covariance_type_name(CovarianceType type);
-/// Inverse of covariance_type_name (also accepts "sph", "diag"); throws
-/// faiss::FaissException naming the string when it is unknown.
+/// Inverse of covariance_type_name (also accepts "sph", "diag",
+/// "tied-spherical"); throws faiss::FaissException naming the string when it
+/// is unknown.
 CovarianceType covariance_type_from_name(const std::string& name);
 
 /// How the component means are initialised before EM.
@@ -83,7 +97,8 @@ struct GmmIterationStats {
 /**
  * K Gaussian components in d dimensions:
  *   p(x) = sum_k pi_k N(x | mu_k, Sigma_k),
- * Sigma_k = variances[k] * I (spherical) or diag(variances[k*d .. k*d+d)).
+ * Sigma_k = variances[k] * I (spherical, tied: all variances[k] equal) or
+ * diag(variances[k*d .. k*d+d)) (diagonal).
  *
  * Not thread-safe for training; all const scoring methods are.
  */
@@ -91,9 +106,10 @@ struct GaussianMixture {
     int d = 0; ///< dimension
     int k = 0; ///< number of components
     CovarianceType covariance = CovarianceType::Spherical;
-    std::vector<float> weights;   ///< size k, sums to 1
-    std::vector<float> means;     ///< size k * d, row-major
-    std::vector<float> variances; ///< size k (spherical) or k * d (diagonal)
+    std::vector<float> weights; ///< size k, sums to 1
+    std::vector<float> means;   ///< size k * d, row-major
+    /// size k (spherical, tied: k equal values) or k * d (diagonal)
+    std::vector<float> variances;
     /// absolute variance floor used by the last training (0 if untrained)
     float variance_floor = 0;
     bool is_trained = false;
@@ -106,7 +122,7 @@ struct GaussianMixture {
 
     /// Number of variance values per component (1 or d).
     int variances_per_component() const {
-        return covariance == CovarianceType::Spherical ? 1 : d;
+        return has_per_dimension_variances(covariance) ? d : 1;
     }
 
     /**
@@ -142,7 +158,8 @@ struct GaussianMixture {
         idx_t* components,
         float temperature = 1.0f) const;
 
-    /// Number of free parameters (weights, means, variances).
+    /// Number of free parameters (weights, means, variances; a tied model
+    /// counts its shared variance once).
     size_t n_parameters() const;
     /// Bayesian information criterion on (n, x): -2 LL + p log n (lower is
     /// better).
@@ -150,8 +167,9 @@ struct GaussianMixture {
     /// Akaike information criterion on (n, x): -2 LL + 2 p.
     double aic(idx_t n, const float* x) const;
 
-    /// Throws when the arrays do not match (d, k, covariance) or hold
-    /// non-finite / non-positive values where they must not.
+    /// Throws when the arrays do not match (d, k, covariance), hold
+    /// non-finite / non-positive values where they must not, or (tied)
+    /// hold unequal variances.
     void check_consistency() const;
 };
 

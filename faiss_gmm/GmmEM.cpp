@@ -67,7 +67,8 @@ void nearest_means(
 /**
  * Weights (Laplace-smoothed counts, so none is 0) and variances about the
  * given means from a hard assignment. Components with fewer than two points
- * take the data's variance; every variance is floored.
+ * take the data's variance; every variance is floored. A tied model takes
+ * the pooled variance sum_i ||x_i - mu_c(i)||^2 / (n d) for every component.
  */
 void moments_from_assignment(
     GaussianMixture* model,
@@ -77,7 +78,8 @@ void moments_from_assignment(
     const std::vector<double>& data_var_per_dim,
     double data_var) {
     const int d = model->d, k = model->k;
-    const bool spherical = model->covariance == CovarianceType::Spherical;
+    const bool spherical = !has_per_dimension_variances(model->covariance);
+    const bool tied = model->covariance == CovarianceType::TiedSpherical;
     const int vpc = model->variances_per_component();
     std::vector<double> count(k, 0.0), sq(size_t(k) * vpc, 0.0);
     for (idx_t i = 0; i < n; i++) {
@@ -96,6 +98,19 @@ void moments_from_assignment(
         }
     }
     const double floor = model->variance_floor;
+    if (tied) {
+        double pooled_sq = 0;
+        for (int j = 0; j < k; j++) {
+            pooled_sq += sq[j];
+        }
+        const float pooled =
+            float(std::max(pooled_sq / (double(n) * d), floor));
+        for (int j = 0; j < k; j++) {
+            model->weights[j] = float((count[j] + 1) / (double(n) + k));
+            model->variances[j] = pooled;
+        }
+        return;
+    }
     for (int j = 0; j < k; j++) {
         model->weights[j] = float((count[j] + 1) / (double(n) + k));
         for (int v = 0; v < vpc; v++) {
@@ -210,7 +225,7 @@ void CpuEStep::compute(
     const impl::ComponentTerms terms(model, center.data());
     const int k = model.k;
     const int gd = terms.gemm_dim;
-    const bool spherical = model.covariance == CovarianceType::Spherical;
+    const bool spherical = !has_per_dimension_variances(model.covariance);
     // Statistics operand, in double: [x' | q | 1] with q = |x'|^2
     // (spherical) or x'^2 (diagonal), so that one product R^T [x' | q | 1]
     // gives sum r x', sum r q and N_k.
@@ -562,7 +577,8 @@ int gmm_m_step(
         d,
         k,
         covariance_type_name(model->covariance));
-    const bool spherical = model->covariance == CovarianceType::Spherical;
+    const bool spherical = !has_per_dimension_variances(model->covariance);
+    const bool tied = model->covariance == CovarianceType::TiedSpherical;
     const int vpc = model->variances_per_component();
     const double floor = model->variance_floor;
     double total = 0;
@@ -577,6 +593,8 @@ int gmm_m_step(
     std::vector<char> alive(k, 0);
     std::vector<double> weight(k, 0.0);
     std::vector<double> mu_new(d);
+    // tied: sum over alive components of sum r ||x - mu_new||^2, and of N_k
+    double pooled_sq = 0, pooled_count = 0;
     for (int j = 0; j < k; j++) {
         const double nk = stats.count[j];
         if (!(nk >= params.min_component_count) || !(nk > 0)) {
@@ -599,13 +617,25 @@ int gmm_m_step(
                 var[l] = float(v >= floor ? v : floor);
             }
         }
-        if (spherical) {
+        if (tied) {
+            pooled_sq += stats.sum_sq[j] - nk * shift_sq;
+            pooled_count += nk;
+        } else if (spherical) {
             double v = (stats.sum_sq[j] - nk * shift_sq) / (nk * d);
             var[0] = float(v >= floor ? v : floor);
         }
         for (int l = 0; l < d; l++) {
             mu[l] = float(mu_new[l]);
         }
+    }
+
+    if (tied && pooled_count > 0) {
+        // Every component, dead ones included: re-seeding copies it too.
+        const double v = pooled_sq / (pooled_count * d);
+        std::fill(
+            model->variances.begin(),
+            model->variances.end(),
+            float(v >= floor ? v : floor));
     }
 
     int n_reseeded = 0;

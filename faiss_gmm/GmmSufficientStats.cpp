@@ -11,7 +11,7 @@ GmmSufficientStats::GmmSufficientStats(int d, int k, CovarianceType covariance)
     FAISS_THROW_IF_NOT_FMT(d >= 1, "GMM statistics: d = %d < 1", d);
     FAISS_THROW_IF_NOT_FMT(k >= 1, "GMM statistics: k = %d < 1", k);
     size_t nsq =
-        covariance == CovarianceType::Spherical ? size_t(k) : size_t(k) * d;
+        has_per_dimension_variances(covariance) ? size_t(k) * d : size_t(k);
     count.assign(k, 0.0);
     sum_x.assign(size_t(k) * d, 0.0);
     sum_sq.assign(nsq, 0.0);

@@ -28,8 +28,8 @@ struct GmmSufficientStats {
     double log_likelihood = 0; ///< sum_i log p(x_i)
     std::vector<double> count; ///< N_k = sum_i r_ik, size k
     std::vector<double> sum_x; ///< sum_i r_ik x_i, size k * d
-    /// spherical: sum_i r_ik ||x_i - mu_k||^2 (size k);
-    /// diagonal: sum_i r_ik (x_ij - mu_kj)^2 (size k * d)
+    /// spherical and tied: sum_i r_ik ||x_i - mu_k||^2 (size k; the tied
+    /// M-step pools them); diagonal: sum_i r_ik (x_ij - mu_kj)^2 (size k * d)
     std::vector<double> sum_sq;
 
     GmmSufficientStats() = default;

@@ -118,7 +118,8 @@ bool is_letter(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-/// Parses "IVF<nlist>[k|M]_GMM[sph|diag]{_option}" into a new IndexIVFGMM.
+/// Parses "IVF<nlist>[k|M]_GMM[sph|diag|tied]{_option}" into a new
+/// IndexIVFGMM.
 IndexIVFGMM* parse_gmm_token(int d, const std::string& token) {
     if (token.compare(0, 3, "IVF") != 0) {
         throw_malformed(token);
@@ -159,6 +160,9 @@ IndexIVFGMM* parse_gmm_token(int d, const std::string& token) {
     } else if (token.compare(p, 3, "sph") == 0) {
         gmm_params.covariance = CovarianceType::Spherical;
         p += 3;
+    } else if (token.compare(p, 4, "tied") == 0) {
+        gmm_params.covariance = CovarianceType::TiedSpherical;
+        p += 4;
     }
     SpillParameters spill;
 

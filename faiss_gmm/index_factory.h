@@ -18,6 +18,7 @@
  *                  IVF4k_GMM has 4096 lists (FAISS has no suffix; powers of
  *                  two are what IVF users pick); 1 <= nlist <= 2^24
  *     covariance:= "sph" (spherical, the default) | "diag" (diagonal)
+ *                | "tied" (tied spherical: one variance for all lists)
  *     option    := "_m" int         max lists per vector, primary included
  *                                   (SpillParameters::max_assign, 1..64 and
  *                                   <= nlist)
@@ -35,6 +36,7 @@
  * Examples:
  *     "IVF1024_GMM,Flat"                   spherical GMM, 1024 lists
  *     "IVF4k_GMMdiag,Flat"                 diagonal GMM, 4096 lists
+ *     "IVF1024_GMMtied,Flat"               tied-spherical GMM, 1024 lists
  *     "IVF1024_GMM_tau0.05_m3,Flat"        spill at posterior >= 0.05, <= 3
  *     "PCA64,IVF1024_GMM,Flat"             IndexPreTransform around it
  *     "IDMap,IVF1024_GMM,Flat"             IndexIDMap around it (also as a

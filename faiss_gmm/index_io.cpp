@@ -56,6 +56,10 @@ constexpr int kMaxAssign = 1 << 16;
 constexpr uint64_t kMaxOtherListsWidth = kMaxAssign - 1;
 constexpr uint64_t kMaxIterationStats = uint64_t(1) << 20;
 constexpr uint32_t kMaxChain = 256;
+/// Largest CovarianceType value. Tied models are stored exactly as
+/// spherical ones (k variances), so adding TiedSpherical needed no version
+/// bump: a reader that predates it rejects the value by this bound.
+constexpr int kMaxCovarianceType = int(CovarianceType::TiedSpherical);
 /// IndexIVF::PARALLEL_MODE_NO_HEAP_INIT, a flag or-ed into parallel_mode 0..3
 constexpr int kParallelModeNoHeapInit = 1024;
 /// Arrays are read in chunks of this many bytes when the input size is not
@@ -466,8 +470,8 @@ GaussianMixture read_gmm_payload(CheckedReader& in) {
     GaussianMixture gmm;
     gmm.d = read_bounded<int32_t>(in, "gmm.d", 0, kMaxDim);
     gmm.k = read_bounded<int32_t>(in, "gmm.k", 0, kMaxNlist);
-    gmm.covariance =
-        CovarianceType(read_bounded<int32_t>(in, "gmm.covariance", 0, 1));
+    gmm.covariance = CovarianceType(
+        read_bounded<int32_t>(in, "gmm.covariance", 0, kMaxCovarianceType));
     gmm.is_trained = read_bool(in, "gmm.is_trained");
     gmm.variance_floor = read_finite<float>(in, "gmm.variance_floor");
     FAISS_THROW_IF_NOT_FMT(
@@ -708,8 +712,8 @@ IndexIVFGMM* read_ivfgmm(CheckedReader& in) {
         header.d);
 
     GmmParameters gp;
-    gp.covariance = CovarianceType(
-        read_bounded<int32_t>(in, "gmm_params.covariance", 0, 1));
+    gp.covariance = CovarianceType(read_bounded<int32_t>(
+        in, "gmm_params.covariance", 0, kMaxCovarianceType));
     gp.niter = read_bounded<int32_t>(in, "gmm_params.niter", 0, 1 << 30);
     gp.tol = read_finite<double>(in, "gmm_params.tol");
     gp.reg_covar = read_finite<float>(in, "gmm_params.reg_covar");

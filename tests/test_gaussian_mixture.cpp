@@ -49,14 +49,16 @@ std::vector<float> make_blobs(idx_t n, int d, int k_true, uint64_t seed) {
 /// A dense float64 EM: full n x k responsibilities, direct (x - mu)^2.
 struct ReferenceEM {
     int d, k;
-    bool spherical;
+    bool spherical; ///< one variance per component (spherical or tied)
+    bool tied;      ///< that variance is pooled over the components
     std::vector<double> w, mu, var;
     double floor;
 
     explicit ReferenceEM(const GaussianMixture& m)
         : d(m.d),
           k(m.k),
-          spherical(m.covariance == CovarianceType::Spherical),
+          spherical(m.covariance != CovarianceType::Diagonal),
+          tied(m.covariance == CovarianceType::TiedSpherical),
           w(m.weights.begin(), m.weights.end()),
           mu(m.means.begin(), m.means.end()),
           var(m.variances.begin(), m.variances.end()),
@@ -97,6 +99,7 @@ struct ReferenceEM {
     }
 
     void m_step(idx_t n, const float* x, const std::vector<double>& r) {
+        double pooled_sq = 0, pooled_count = 0;
         for (int j = 0; j < k; j++) {
             double nk = 0;
             std::vector<double> m(d, 0.0);
@@ -126,11 +129,19 @@ struct ReferenceEM {
                     s += sq[l];
                 }
                 var[j] = std::max(s / (nk * d), floor);
+                pooled_sq += s;
+                pooled_count += nk;
             } else {
                 for (int l = 0; l < d; l++) {
                     var[j * d + l] = std::max(sq[l] / nk, floor);
                 }
             }
+        }
+        if (tied) {
+            std::fill(
+                var.begin(),
+                var.end(),
+                std::max(pooled_sq / (pooled_count * d), floor));
         }
     }
 };
@@ -216,6 +227,124 @@ TEST(GaussianMixture, EmMatchesFloat64ReferenceDiagonal) {
     compare_with_reference(CovarianceType::Diagonal);
 }
 
+TEST(GaussianMixture, EmMatchesFloat64ReferenceTied) {
+    compare_with_reference(CovarianceType::TiedSpherical);
+}
+
+namespace {
+
+/// All variances of a tied model are one value: returns it after checking.
+float shared_variance(const GaussianMixture& gmm) {
+    EXPECT_EQ(gmm.variances.size(), size_t(gmm.k));
+    for (int j = 1; j < gmm.k; j++) {
+        EXPECT_EQ(gmm.variances[j], gmm.variances[0]) << "component " << j;
+    }
+    return gmm.variances[0];
+}
+
+} // namespace
+
+TEST(GaussianMixture, TiedMStepPoolsHandMadeStatistics) {
+    const int d = 2, k = 3;
+    GaussianMixture gmm(d, k, CovarianceType::TiedSpherical);
+    gmm.means = {0, 0, 10, 10, 5, -5};
+    gmm.variances = {7, 7, 7};
+    gmm.variance_floor = 1e-3f;
+    GmmParameters params;
+    params.covariance = CovarianceType::TiedSpherical;
+    params.min_component_count = 1;
+    GmmSufficientStats stats(d, k, CovarianceType::TiedSpherical);
+    ASSERT_EQ(stats.sum_sq.size(), size_t(k));
+    // Component 2 holds N = 0.5 < min_component_count: it is re-seeded and
+    // takes no part in the pooled variance.
+    stats.count = {4, 6, 0.5};
+    stats.sum_x = {4, -8, 66, 54, 2.5, -2.5};
+    stats.sum_sq = {30, 50, 1000};
+    stats.n = 10;
+    // New means (1, -2) and (11, 9): shifts (1, -2) and (1, -1), so
+    // sum r ||x - mu_new||^2 = 30 - 4 * 5 = 10 and 50 - 6 * 2 = 38.
+    const double pooled = (10.0 + 38.0) / (d * (4.0 + 6.0));
+    EXPECT_EQ(gmm_m_step(&gmm, stats, params, 0), 1);
+    for (int j = 0; j < k; j++) {
+        EXPECT_EQ(gmm.variances[j], float(pooled)) << "component " << j;
+    }
+    EXPECT_FLOAT_EQ(gmm.means[0], 1);
+    EXPECT_FLOAT_EQ(gmm.means[1], -2);
+    gmm.check_consistency();
+
+    // Floored like every variance.
+    gmm.means = {0, 0, 10, 10, 5, -5};
+    gmm.variance_floor = 100;
+    EXPECT_EQ(gmm_m_step(&gmm, stats, params, 0), 1);
+    for (int j = 0; j < k; j++) {
+        EXPECT_EQ(gmm.variances[j], 100.0f) << "component " << j;
+    }
+}
+
+TEST(GaussianMixture, TiedEmKeepsOnePooledVariance) {
+    const int d = 6, k = 5;
+    const idx_t n = 1500;
+    // Blobs of different scales: a per-component fit would differ.
+    std::vector<float> x = make_blobs(n, d, 4, 91);
+    GmmParameters params;
+    params.covariance = CovarianceType::TiedSpherical;
+    params.kmeans_niter = 5;
+    params.max_points_per_component = 0;
+    GaussianMixture gmm(d, k, CovarianceType::TiedSpherical);
+    initialize_gmm(&gmm, n, x.data(), params);
+
+    // Init: the pooled variance of the hard assignment to the nearest mean.
+    double init_sq = 0;
+    for (idx_t i = 0; i < n; i++) {
+        double best = INFINITY;
+        for (int j = 0; j < k; j++) {
+            double dist = 0;
+            for (int l = 0; l < d; l++) {
+                double diff = double(x[i * d + l]) - gmm.means[j * d + l];
+                dist += diff * diff;
+            }
+            best = std::min(best, dist);
+        }
+        init_sq += best;
+    }
+    EXPECT_NEAR(shared_variance(gmm), init_sq / (n * d), 1e-5 * init_sq / n);
+
+    CpuEStep estep(n, x.data(), d, 256);
+    GmmSufficientStats stats(d, k, CovarianceType::TiedSpherical);
+    double previous_ll = -INFINITY;
+    for (int it = 0; it < 12; it++) {
+        stats.reset();
+        estep.compute(gmm, &stats);
+        const double ll = stats.log_likelihood / stats.n;
+        EXPECT_GE(ll, previous_ll - 1e-6 * std::abs(ll)) << "iteration " << it;
+        previous_ll = ll;
+        double pooled_sq = 0, pooled_count = 0;
+        for (int j = 0; j < k; j++) {
+            const double nk = stats.count[j];
+            ASSERT_GE(nk, params.min_component_count) << "component " << j;
+            double shift_sq = 0;
+            for (int l = 0; l < d; l++) {
+                double shift =
+                    stats.sum_x[j * d + l] / nk - gmm.means[j * d + l];
+                shift_sq += shift * shift;
+            }
+            pooled_sq += stats.sum_sq[j] - nk * shift_sq;
+            pooled_count += nk;
+        }
+        ASSERT_EQ(gmm_m_step(&gmm, stats, params, it), 0);
+        const double expected = pooled_sq / (pooled_count * d);
+        EXPECT_NEAR(shared_variance(gmm), expected, 1e-6 * expected)
+            << "iteration " << it;
+        gmm.check_consistency();
+    }
+
+    // train() ends the same way: one variance, recorded as the minimum.
+    GaussianMixture trained(d, k, CovarianceType::TiedSpherical);
+    trained.train(n, x.data(), params);
+    const float v = shared_variance(trained);
+    EXPECT_EQ(trained.iteration_stats.back().min_variance, v);
+}
+
 TEST(GaussianMixture, TrainAndScoreBasic) {
     const int d = 16, k = 8;
     const idx_t n = 4000;
@@ -283,7 +412,9 @@ TEST(GaussianMixture, LogLikelihoodNeverDecreases) {
     const idx_t n = 3000;
     std::vector<float> x = make_blobs(n, d, 6, 21);
     for (CovarianceType cov :
-         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+         {CovarianceType::Spherical,
+          CovarianceType::Diagonal,
+          CovarianceType::TiedSpherical}) {
         for (GmmInit init :
              {GmmInit::KMeans, GmmInit::KMeansPlusPlus, GmmInit::Random}) {
             GaussianMixture gmm(d, k, cov);
@@ -390,7 +521,9 @@ TEST(GaussianMixture, ReseedsEmptyComponent) {
     const idx_t n = 1200;
     std::vector<float> x = make_blobs(n, d, 3, 17);
     for (CovarianceType cov :
-         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+         {CovarianceType::Spherical,
+          CovarianceType::Diagonal,
+          CovarianceType::TiedSpherical}) {
         GmmParameters params;
         params.covariance = cov;
         params.init = GmmInit::Random;
@@ -412,7 +545,7 @@ TEST(GaussianMixture, ReseedsEmptyComponent) {
             int(std::max_element(stats.count.begin(), stats.count.end()) -
                 stats.count.begin());
         EXPECT_EQ(gmm_m_step(&stepped, stats, params, 0), 1);
-        stepped.check_consistency();
+        stepped.check_consistency(); // tied: all variances still equal
         // The re-seeded component is half of the heaviest one: same
         // variance, same weight, mean close to it.
         EXPECT_FLOAT_EQ(stepped.weights[2], stepped.weights[heaviest]);
@@ -440,7 +573,7 @@ TEST(GaussianMixture, ReseedsEmptyComponent) {
         for (int it = 1; it < params.niter; it++) {
             EXPECT_EQ(gmm.iteration_stats[it].n_reseeded, 0);
         }
-        gmm.check_consistency();
+        gmm.check_consistency(); // tied: all variances still equal
         EXPECT_TRUE(model_is_finite(gmm));
         stats.reset();
         estep.compute(gmm, &stats);
@@ -594,25 +727,34 @@ TEST(GaussianMixture, BicAicByHand) {
     const std::vector<float> x = {0, 0, 1, -1, 3, 1, 4, 2, -2, 1};
     const idx_t n = 5;
     for (CovarianceType cov :
-         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+         {CovarianceType::Spherical,
+          CovarianceType::Diagonal,
+          CovarianceType::TiedSpherical}) {
         GaussianMixture gmm(d, k, cov);
         gmm.weights = {0.3f, 0.7f};
         gmm.means = {0, 0, 3, 1};
         if (cov == CovarianceType::Spherical) {
             gmm.variances = {1, 2};
-        } else {
+        } else if (cov == CovarianceType::Diagonal) {
             gmm.variances = {1, 1, 2, 2};
+        } else {
+            gmm.variances = {1, 1};
         }
-        // Both covariance types describe the same densities here.
+        const double var1 = gmm.variances.back();
+        // Spherical and diagonal describe the same densities here.
         double ll = 0;
         for (idx_t i = 0; i < n; i++) {
             double a = x[i * 2], b = x[i * 2 + 1];
             double p0 = 0.3 / (2 * M_PI * 1) * std::exp(-(a * a + b * b) / 2);
-            double p1 = 0.7 / (2 * M_PI * 2) *
-                        std::exp(-((a - 3) * (a - 3) + (b - 1) * (b - 1)) / 4);
+            double p1 =
+                0.7 / (2 * M_PI * var1) *
+                std::exp(-((a - 3) * (a - 3) + (b - 1) * (b - 1)) / (2 * var1));
             ll += std::log(p0 + p1);
         }
-        size_t p = cov == CovarianceType::Spherical ? 1 + 4 + 2 : 1 + 4 + 4;
+        // weights, means, then 2, 4 or 1 (shared) variances
+        size_t p = cov == CovarianceType::Spherical  ? 1 + 4 + 2
+                   : cov == CovarianceType::Diagonal ? 1 + 4 + 4
+                                                     : 1 + 4 + 1;
         EXPECT_EQ(gmm.n_parameters(), p);
         EXPECT_NEAR(gmm.bic(n, x.data()), -2 * ll + p * std::log(5.0), 1e-4);
         EXPECT_NEAR(gmm.aic(n, x.data()), -2 * ll + 2.0 * p, 1e-4);
@@ -730,15 +872,26 @@ TEST(GaussianMixture, BadInputThrowsNamingTheValue) {
     broken.means.pop_back();
     msg = exception_message([&] { broken.check_consistency(); });
     EXPECT_NE(msg.find("means"), std::string::npos) << msg;
+
+    GaussianMixture tied(d, 3, CovarianceType::TiedSpherical);
+    tied.variances = {2, 2, 2.5f};
+    msg = exception_message([&] { tied.check_consistency(); });
+    EXPECT_NE(msg.find("component 2 is 2.5"), std::string::npos) << msg;
 }
 
 TEST(GaussianMixture, NamesRoundTrip) {
     for (CovarianceType cov :
-         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+         {CovarianceType::Spherical,
+          CovarianceType::Diagonal,
+          CovarianceType::TiedSpherical}) {
         EXPECT_EQ(covariance_type_from_name(covariance_type_name(cov)), cov);
     }
     EXPECT_EQ(covariance_type_from_name("sph"), CovarianceType::Spherical);
     EXPECT_EQ(covariance_type_from_name("diag"), CovarianceType::Diagonal);
+    EXPECT_STREQ(covariance_type_name(CovarianceType::TiedSpherical), "tied");
+    EXPECT_EQ(
+        covariance_type_from_name("tied-spherical"),
+        CovarianceType::TiedSpherical);
     for (GmmInit init :
          {GmmInit::KMeans, GmmInit::KMeansPlusPlus, GmmInit::Random}) {
         EXPECT_EQ(gmm_init_from_name(gmm_init_name(init)), init);
@@ -845,7 +998,9 @@ TEST(GaussianMixture, EStepStatisticsMatchFloat64) {
     }
     std::vector<float> overlapping = make_blobs(n, d, 1, 72);
     for (CovarianceType cov :
-         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+         {CovarianceType::Spherical,
+          CovarianceType::Diagonal,
+          CovarianceType::TiedSpherical}) {
         for (const std::vector<float>* data : {&separated, &overlapping}) {
             const int k = data == &separated ? 24 : 6;
             GaussianMixture gmm = trained_model(cov, n, *data, d, k);
@@ -907,7 +1062,7 @@ TEST(GaussianMixture, EStepStatisticsMatchFloat64) {
                             << "component " << j << " dim " << l;
                     }
                 }
-                if (cov == CovarianceType::Spherical) {
+                if (cov != CovarianceType::Diagonal) {
                     EXPECT_NEAR(stats.sum_sq[j], sph, 1e-4 * (1 + sph))
                         << "component " << j;
                 }

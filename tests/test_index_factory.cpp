@@ -112,6 +112,19 @@ TEST(IndexFactory, CovarianceChoice) {
         CovarianceType::Spherical);
     auto diag = make(8, "IVF64_GMMdiag,Flat");
     EXPECT_EQ(as_gmm(diag.get())->gmm.covariance, CovarianceType::Diagonal);
+    auto tied = make(8, "IVF1024_GMMtied,Flat");
+    EXPECT_EQ(
+        as_gmm(tied.get())->gmm_params.covariance,
+        CovarianceType::TiedSpherical);
+    EXPECT_EQ(
+        as_gmm(tied.get())->gmm.covariance, CovarianceType::TiedSpherical);
+    EXPECT_EQ(as_gmm(tied.get())->nlist, 1024u);
+    // with options after it
+    auto tied_spill = make(8, "IVF64_GMMtied_tau0.02_m2,Flat");
+    EXPECT_EQ(
+        as_gmm(tied_spill.get())->gmm_params.covariance,
+        CovarianceType::TiedSpherical);
+    EXPECT_EQ(as_gmm(tied_spill.get())->spill.max_assign, 2);
 }
 
 TEST(IndexFactory, SpillOptions) {

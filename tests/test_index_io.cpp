@@ -333,6 +333,46 @@ TEST(IndexIO, GmmRoundTrip) {
     std::remove(path.c_str());
 }
 
+TEST(IndexIO, TiedCovarianceRoundTrips) {
+    auto index =
+        make_filled_ivfgmm(8, 300, faiss_gmm::CovarianceType::TiedSpherical);
+    const GaussianMixture& gmm = index->gmm;
+    ASSERT_EQ(gmm.covariance, faiss_gmm::CovarianceType::TiedSpherical);
+    ASSERT_EQ(gmm.variances.size(), size_t(gmm.k));
+
+    Bytes bytes = serialize(index.get());
+    auto loaded = deserialize(bytes);
+    auto* copy = dynamic_cast<IndexIVFGMM*>(loaded.get());
+    ASSERT_NE(copy, nullptr);
+    expect_same_ivfgmm(*index, *copy);
+    EXPECT_EQ(serialize(copy), bytes) << "write(read(x)) != x";
+    expect_same_search(*index, *copy, base_data().data(), 40);
+
+    // A covariance value past TiedSpherical (fields: fourcc, version, d, k,
+    // covariance), with a valid checksum: refused, naming field and value.
+    faiss::VectorIOWriter writer;
+    faiss_gmm::write_gmm(gmm, &writer);
+    Bytes model = writer.data;
+    const size_t covariance_offset = 16;
+    int32_t stored;
+    memcpy(&stored, model.data() + covariance_offset, 4);
+    ASSERT_EQ(stored, int32_t(faiss_gmm::CovarianceType::TiedSpherical));
+    const int32_t unknown = 3;
+    memcpy(model.data() + covariance_offset, &unknown, 4);
+    store_checksum(model, 0, model.size());
+    faiss::VectorIOReader reader;
+    reader.data = model;
+    try {
+        faiss_gmm::read_gmm(&reader);
+        ADD_FAILURE() << "covariance value 3 was read";
+    } catch (const faiss::FaissException& e) {
+        EXPECT_NE(
+            std::string(e.what()).find("gmm.covariance = 3 outside [0, 2]"),
+            std::string::npos)
+            << e.what();
+    }
+}
+
 TEST(IndexIO, IndexIVFGMMRoundTripIsExact) {
     auto index = make_filled_ivfgmm(16, kNb);
     // every saved setting away from its default

@@ -29,7 +29,8 @@ namespace impl {
  *                    + row_norm_i + offset_j)
  *   log pi_j + log N(x_i | j) = log_norm_j - half_inv_var_j * dist_ij
  * operand_i is x'_i (spherical, row_norm = |x'_i|^2) or [x'_i | x'_i^2]
- * (diagonal, row_norm = 0).
+ * (diagonal, row_norm = 0). A tied-spherical model takes the spherical form
+ * everywhere here ("spherical" below includes it).
  */
 struct ComponentTerms {
     int d = 0; ///< dimension

@@ -3,9 +3,11 @@
  * same shape and precision, measured in the same run.
  *
  * For each shape (N x D, K), covariance and precision it prints: the E-step
- * time (both passes, CUDA events), the full EM iteration time (model upload,
- * E-step, statistics download, host M-step; host clock; consecutive
- * iterations of one model after two untimed ones), one GEMM
+ * time (both passes, CUDA events), the full EM iteration time (the device EM
+ * loop of gpu::run_em_on_device: model preparation, E-step, M-step and the
+ * summary download; host clock per iteration; one run of reps + 2
+ * iterations with tol = 0, the first two untimed, the E-step times taken
+ * from the same iterations), one GEMM
  * X (N x D) . M^T (D x K) through cublasGemmEx (bf16 in / bf16 out, tf32 via
  * CUBLAS_COMPUTE_32F_FAST_TF32, fp32), the ratios, and the extra device
  * memory of the E-step. Medians of --reps runs after one warm-up.
@@ -36,7 +38,6 @@
 #include <eval/args.h>
 #include <eval/gpu_bench.h>
 #include <faiss_gmm/GaussianMixture.h>
-#include <faiss_gmm/GmmEM.h>
 #include <faiss_gmm/GmmSufficientStats.h>
 #include <faiss_gmm/gpu/GpuEmTrainer.h>
 #include <kernels/gmm_estep.h>
@@ -308,22 +309,28 @@ int main(int argc, char** argv) {
                     gpu::GpuEStep estep(s.n, x_dev, s.d, true, config);
                     GmmParameters params;
                     params.covariance = cov;
-                    std::vector<double> te, ti;
+                    params.niter = reps + 2;
+                    params.tol = 0;
                     // Consecutive EM iterations of one model, as training
                     // runs them; the first two (warm-up, and the re-seeding
                     // of the components the arbitrary start leaves empty)
                     // are not timed.
                     GaussianMixture model = model0;
-                    for (int r = 0; r < reps + 2; r++) {
-                        GmmSufficientStats st(s.d, s.k, cov);
-                        const double t0 = faiss::getmillisecs();
-                        estep.compute(model, &st);
-                        gmm_m_step(&model, st, params, r);
-                        const double t1 = faiss::getmillisecs();
-                        if (r >= 2) {
-                            te.push_back(estep.last_kernel_ms());
-                            ti.push_back(t1 - t0);
-                        }
+                    std::vector<double> kernel_ms;
+                    gpu::run_em_on_device(&model, &estep, params, &kernel_ms);
+                    std::vector<double> te, ti;
+                    int reseeded = 0;
+                    for (int r = 2; r < params.niter; r++) {
+                        te.push_back(kernel_ms[r]);
+                        ti.push_back(model.iteration_stats[r].time_s * 1000);
+                        reseeded += model.iteration_stats[r].n_reseeded > 0;
+                    }
+                    if (reseeded > 0) {
+                        fprintf(
+                            stderr,
+                            "note: %d timed iterations re-seeded "
+                            "components (host M-step)\n",
+                            reseeded);
                     }
                     row.estep = median(te);
                     row.iter = median(ti);

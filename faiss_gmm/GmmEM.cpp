@@ -690,19 +690,64 @@ int gmm_m_step(
     return n_reseeded;
 }
 
-void run_em(
-    GaussianMixture* model, GmmEStep* estep, const GmmParameters& params) {
-    FAISS_THROW_IF_NOT_MSG(model, "run_em: model is null");
-    FAISS_THROW_IF_NOT_MSG(estep, "run_em: estep is null");
+EmProgress::EmProgress(const GmmParameters& params)
+    : niter_(params.niter), tol_(params.tol), verbose_(params.verbose) {
     FAISS_THROW_IF_NOT_FMT(
         params.niter >= 0, "GmmParameters.niter = %d < 0", params.niter);
     FAISS_THROW_IF_NOT_FMT(
         params.tol >= 0, "GmmParameters.tol = %g < 0", params.tol);
+}
+
+bool EmProgress::finish_iteration(
+    GaussianMixture* model, const GmmIterationStats& is) {
+    FAISS_THROW_IF_NOT_MSG(model, "EmProgress: model is null");
+    model->iteration_stats.push_back(is);
+    const int it = is.iteration;
+    const double ll = is.log_likelihood;
+    const double gain = ll - previous_ll_;
+    if (verbose_) {
+        if (it == 0) {
+            printf("EM iter %d/%d: mean log-lik %.6g, ", it + 1, niter_, ll);
+        } else {
+            printf(
+                "EM iter %d/%d: mean log-lik %.6g (%+.4g), ",
+                it + 1,
+                niter_,
+                ll,
+                gain);
+        }
+        printf(
+            "%.2f s, min weight %.1e, min var %.1e, re-seeded %d\n",
+            is.time_s,
+            is.min_weight,
+            is.min_variance,
+            is.n_reseeded);
+        fflush(stdout);
+    }
+    // A gain measured across a re-seeding compares different models.
+    if (tol_ > 0 && it > 0 && previous_reseeded_ == 0 && gain < tol_) {
+        if (verbose_) {
+            printf(
+                "EM converged after %d iterations: gain %.3g < tol %.3g\n",
+                it + 1,
+                gain,
+                tol_);
+        }
+        return true;
+    }
+    previous_ll_ = ll;
+    previous_reseeded_ = is.n_reseeded;
+    return false;
+}
+
+void run_em(
+    GaussianMixture* model, GmmEStep* estep, const GmmParameters& params) {
+    FAISS_THROW_IF_NOT_MSG(model, "run_em: model is null");
+    FAISS_THROW_IF_NOT_MSG(estep, "run_em: estep is null");
+    EmProgress progress(params);
     model->check_consistency();
     model->iteration_stats.clear();
     GmmSufficientStats stats(model->d, model->k, model->covariance);
-    double previous_ll = 0;
-    int previous_reseeded = 0;
     for (int it = 0; it < params.niter; it++) {
         double t0 = faiss::getmillisecs();
         stats.reset();
@@ -722,46 +767,9 @@ void run_em(
         is.time_s = (faiss::getmillisecs() - t0) / 1000;
         is.min_weight = float(min_of(model->weights));
         is.min_variance = float(min_of(model->variances));
-        model->iteration_stats.push_back(is);
-        const double gain = ll - previous_ll;
-        if (params.verbose) {
-            if (it == 0) {
-                printf(
-                    "EM iter %d/%d: mean log-lik %.6g, ",
-                    it + 1,
-                    params.niter,
-                    ll);
-            } else {
-                printf(
-                    "EM iter %d/%d: mean log-lik %.6g (%+.4g), ",
-                    it + 1,
-                    params.niter,
-                    ll,
-                    gain);
-            }
-            printf(
-                "%.2f s, min weight %.1e, min var %.1e, re-seeded %d\n",
-                is.time_s,
-                is.min_weight,
-                is.min_variance,
-                is.n_reseeded);
-            fflush(stdout);
-        }
-        // A gain measured across a re-seeding compares different models.
-        if (params.tol > 0 && it > 0 && previous_reseeded == 0 &&
-            gain < params.tol) {
-            if (params.verbose) {
-                printf(
-                    "EM converged after %d iterations: gain %.3g < tol "
-                    "%.3g\n",
-                    it + 1,
-                    gain,
-                    params.tol);
-            }
+        if (progress.finish_iteration(model, is)) {
             break;
         }
-        previous_ll = ll;
-        previous_reseeded = is.n_reseeded;
     }
     model->is_trained = true;
 }

@@ -117,6 +117,37 @@ int gmm_m_step(
     int iteration);
 
 /**
+ * The end of every EM iteration, shared by run_em and the GPU trainer's
+ * device loop (gpu::run_em_on_device) so that both record, print and stop
+ * alike: appends the iteration's statistics to the model, prints the verbose
+ * line and applies the convergence test (stop when the mean log-likelihood
+ * gains less than params.tol, never across a re-seeding).
+ */
+class EmProgress {
+   public:
+    /// Checks params.niter >= 0 and params.tol >= 0 (throws naming them).
+    explicit EmProgress(const GmmParameters& params);
+
+    /**
+     * Record one iteration: appends is to model->iteration_stats, prints
+     * its line when params.verbose (and the convergence line when EM
+     * stops) and returns true when EM has converged after it.
+     *
+     * @param model the model being trained (iteration_stats grows)
+     * @param is    the iteration's statistics (log-likelihood of the E-step,
+     *              time, minima and re-seeds after the M-step)
+     */
+    bool finish_iteration(GaussianMixture* model, const GmmIterationStats& is);
+
+   private:
+    int niter_;                 ///< params.niter, for the verbose lines
+    double tol_;                ///< params.tol
+    bool verbose_;              ///< params.verbose
+    double previous_ll_ = 0;    ///< mean log-likelihood of the last iteration
+    int previous_reseeded_ = 0; ///< re-seeds of the last iteration
+};
+
+/**
  * Run EM iterations on an initialised model with the given E-step until
  * params.niter or the tolerance; fills model->iteration_stats and prints one
  * line per iteration when params.verbose.

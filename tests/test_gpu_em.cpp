@@ -10,6 +10,9 @@
  * with d: the d = 960 cases use bf16 tolerances of 0.05 / 0.2.
  * The SIFT trainer test compares mean log-likelihoods relative to the CPU
  * trainer's: fp32 1e-4, tf32 2e-3, bf16 5e-3.
+ * The device M-step (GpuMStep) equals gmm_m_step on the same statistics to a
+ * relative 1e-6 per value; the device EM loop (run_em_on_device) follows
+ * run_em's log-likelihoods within the precision's tolerance above.
  */
 
 #include <gtest/gtest.h>
@@ -60,6 +63,10 @@ GaussianMixture random_model(int d, int k, CovarianceType cov, uint64_t seed) {
     for (auto& v : model.variances) {
         v = uni(rng);
     }
+    if (cov == CovarianceType::TiedSpherical) {
+        std::fill(
+            model.variances.begin(), model.variances.end(), model.variances[0]);
+    }
     model.is_trained = true;
     return model;
 }
@@ -74,7 +81,7 @@ sample_points(const GaussianMixture& model, idx_t n, uint64_t seed) {
     for (idx_t i = 0; i < n; i++) {
         const int j = comp(rng);
         for (int l = 0; l < d; l++) {
-            const float v = model.covariance == CovarianceType::Spherical
+            const float v = model.variances_per_component() == 1
                                 ? model.variances[j]
                                 : model.variances[size_t(j) * d + l];
             x[size_t(i) * d + l] =
@@ -316,6 +323,294 @@ TEST(GpuEStep, StreamedEqualsResident) {
         GmmSufficientStats c2(d, k, cov);
         from_source.compute(model, &c2);
         expect_close(c2, resident, {1e-5, 1e-5}, "chunk source, pass 2");
+    }
+}
+
+namespace {
+
+/// Points drawn from model, component i % k for point i (every component
+/// owns points, so none is empty after one E-step).
+std::vector<float>
+round_robin_points(const GaussianMixture& model, idx_t n, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> normal;
+    const int d = model.d;
+    std::vector<float> x(size_t(n) * d);
+    for (idx_t i = 0; i < n; i++) {
+        const int j = int(i % model.k);
+        for (int l = 0; l < d; l++) {
+            const float v = model.variances_per_component() == 1
+                                ? model.variances[j]
+                                : model.variances[size_t(j) * d + l];
+            x[size_t(i) * d + l] =
+                model.means[size_t(j) * d + l] + std::sqrt(v) * normal(rng);
+        }
+    }
+    return x;
+}
+
+/// Every element of a within rel * max(|b|, floor) of b's.
+void expect_elementwise_close(
+    const std::vector<float>& a,
+    const std::vector<float>& b,
+    double rel,
+    double floor,
+    const std::string& what) {
+    ASSERT_EQ(a.size(), b.size()) << what;
+    size_t bad = 0, first_bad = 0;
+    double worst = 0;
+    for (size_t i = 0; i < a.size(); i++) {
+        const double scale = std::max<double>(std::fabs(b[i]), floor);
+        const double err = std::fabs(double(a[i]) - b[i]) / scale;
+        if (!(err <= rel)) {
+            if (bad++ == 0) {
+                first_bad = i;
+            }
+        }
+        worst = std::max(worst, err);
+    }
+    EXPECT_EQ(bad, 0u) << what << ": first mismatch at " << first_bad << " ("
+                       << a[first_bad] << " vs " << b[first_bad]
+                       << "), worst relative error " << worst;
+}
+
+void expect_models_close(
+    const GaussianMixture& a,
+    const GaussianMixture& b,
+    double rel,
+    double floor,
+    const std::string& what) {
+    expect_elementwise_close(a.means, b.means, rel, floor, what + " means");
+    expect_elementwise_close(
+        a.variances, b.variances, rel, floor, what + " variances");
+    expect_elementwise_close(a.weights, b.weights, rel, 0, what + " weights");
+}
+
+/// k-means-initialised model of data x (CPU initialisation).
+GaussianMixture initial_model(
+    int d,
+    int k,
+    CovarianceType cov,
+    idx_t n,
+    const float* x,
+    const GmmParameters& params) {
+    GaussianMixture model(d, k, cov);
+    initialize_gmm(&model, n, x, params);
+    return model;
+}
+
+} // namespace
+
+TEST(GpuMStep, DeviceMStepEqualsHostMStep) {
+    SKIP_WITHOUT_GPU();
+    GmmParameters params;
+    params.min_component_count = 0; // tiny N_k allowed: compare every one
+    for (CovarianceType cov :
+         {CovarianceType::Spherical,
+          CovarianceType::Diagonal,
+          CovarianceType::TiedSpherical}) {
+        for (int k : {1, 3, 1000}) {
+            for (int d : {1, 3, 128, 960}) {
+                GaussianMixture start = random_model(d, k, cov, 100 + k + d);
+                // A floor that some new variances fall under.
+                start.variance_floor = 0.4f;
+                const idx_t n = 2 * idx_t(k) + 5;
+                const std::vector<float> x =
+                    round_robin_points(start, n, 200 + k + d);
+                gpu::GpuEmConfig config;
+                config.precision = EStepPrecision::FP32;
+                gpu::GpuEStep estep(n, x.data(), d, false, config);
+                const idx_t seen = estep.launch(start);
+                GmmSufficientStats stats(d, k, cov);
+                estep.download(start, seen, &stats);
+                GaussianMixture host = start;
+                ASSERT_EQ(gmm_m_step(&host, stats, params, 0), 0);
+                GaussianMixture dev = start;
+                ASSERT_EQ(estep.device_m_step(&dev, params), 0);
+                char what[96];
+                snprintf(
+                    what,
+                    sizeof(what),
+                    "M-step k=%d d=%d %s",
+                    k,
+                    d,
+                    covariance_type_name(cov));
+                // The same statistics and per-element arithmetic: only the
+                // order of the sums over components (weights) and
+                // dimensions (spherical variances) differs.
+                expect_models_close(dev, host, 1e-6, 0, what);
+            }
+        }
+    }
+}
+
+TEST(GpuMStep, ReseedingFallsBackToHost) {
+    SKIP_WITHOUT_GPU();
+    const int d = 8, k = 5;
+    const idx_t n = 2000;
+    for (CovarianceType cov :
+         {CovarianceType::Spherical,
+          CovarianceType::Diagonal,
+          CovarianceType::TiedSpherical}) {
+        GaussianMixture truth = random_model(d, k, cov, 31);
+        const std::vector<float> x = round_robin_points(truth, n, 32);
+        GaussianMixture start = truth;
+        start.variance_floor = 1e-3f;
+        // Component 2 sits far from every point: N_2 underflows to 0.
+        for (int l = 0; l < d; l++) {
+            start.means[2 * d + l] = 1e3f;
+        }
+        gpu::GpuEmConfig config;
+        config.precision = EStepPrecision::FP32;
+        gpu::GpuEStep estep(n, x.data(), d, false, config);
+        GmmParameters params;
+        params.covariance = cov;
+        params.niter = 1;
+        params.tol = 0;
+
+        // The device M-step reports the component and leaves the model.
+        GaussianMixture dev = start;
+        estep.launch(dev);
+        EXPECT_EQ(estep.device_m_step(&dev, params), 1);
+        EXPECT_EQ(dev.means, start.means);
+        EXPECT_EQ(dev.variances, start.variances);
+        EXPECT_EQ(dev.weights, start.weights);
+
+        // The device loop re-seeds through the host M-step.
+        GaussianMixture host = start;
+        run_em(&host, &estep, params);
+        GaussianMixture loop = start;
+        gpu::run_em_on_device(&loop, &estep, params);
+        ASSERT_EQ(host.iteration_stats.size(), 1u);
+        ASSERT_EQ(loop.iteration_stats.size(), 1u);
+        EXPECT_EQ(host.iteration_stats[0].n_reseeded, 1);
+        EXPECT_EQ(loop.iteration_stats[0].n_reseeded, 1);
+        EXPECT_NEAR(
+            loop.iteration_stats[0].log_likelihood,
+            host.iteration_stats[0].log_likelihood,
+            1e-9 * std::fabs(host.iteration_stats[0].log_likelihood));
+        // Two launches: the statistics differ only by the order of the
+        // E-step's atomic additions.
+        expect_models_close(
+            loop,
+            host,
+            1e-6,
+            1,
+            std::string("re-seeded ") + covariance_type_name(cov));
+        EXPECT_TRUE(loop.is_trained);
+    }
+}
+
+TEST(GpuMStep, DeviceLoopMatchesRunEm) {
+    SKIP_WITHOUT_GPU();
+    const int d = 24, k = 40;
+    const idx_t n = 6000;
+    for (CovarianceType cov :
+         {CovarianceType::Spherical,
+          CovarianceType::Diagonal,
+          CovarianceType::TiedSpherical}) {
+        GaussianMixture truth = random_model(d, k, cov, 41);
+        const std::vector<float> x = sample_points(truth, n, 42);
+        GmmParameters params;
+        params.covariance = cov;
+        params.niter = 8;
+        params.tol = 0;
+        const GaussianMixture start =
+            initial_model(d, k, cov, n, x.data(), params);
+        for (EStepPrecision p : {EStepPrecision::FP32, EStepPrecision::BF16}) {
+            gpu::GpuEmConfig config;
+            config.precision = p;
+            gpu::GpuEStep estep(n, x.data(), d, false, config);
+            GaussianMixture host = start;
+            run_em(&host, &estep, params);
+            GaussianMixture dev = start;
+            std::vector<double> kernel_ms;
+            gpu::run_em_on_device(&dev, &estep, params, &kernel_ms);
+            ASSERT_EQ(dev.iteration_stats.size(), size_t(params.niter));
+            ASSERT_EQ(kernel_ms.size(), size_t(params.niter));
+            const double tol = tolerance(p, d).ll;
+            for (int it = 0; it < params.niter; it++) {
+                const GmmIterationStats& a = dev.iteration_stats[it];
+                const GmmIterationStats& b = host.iteration_stats[it];
+                EXPECT_EQ(a.iteration, it);
+                EXPECT_EQ(a.n_reseeded, b.n_reseeded) << "iteration " << it;
+                EXPECT_NEAR(a.log_likelihood, b.log_likelihood, tol)
+                    << gpu::estep_precision_name(p) << " iteration " << it;
+                EXPECT_GT(kernel_ms[it], 0);
+                EXPECT_GT(a.min_weight, 0);
+                EXPECT_GE(a.min_variance, dev.variance_floor);
+            }
+            EXPECT_TRUE(dev.is_trained);
+        }
+
+        // With a tolerance: the same number of iterations.
+        GmmParameters with_tol = params;
+        with_tol.niter = 100;
+        with_tol.tol = 1e-3;
+        gpu::GpuEmConfig config;
+        config.precision = EStepPrecision::FP32;
+        gpu::GpuEStep estep(n, x.data(), d, false, config);
+        GaussianMixture host = start;
+        run_em(&host, &estep, with_tol);
+        GaussianMixture dev = start;
+        gpu::run_em_on_device(&dev, &estep, with_tol);
+        EXPECT_LT(host.iteration_stats.size(), size_t(with_tol.niter));
+        EXPECT_EQ(dev.iteration_stats.size(), host.iteration_stats.size());
+        expect_models_close(
+            dev,
+            host,
+            1e-3,
+            1,
+            std::string("converged ") + covariance_type_name(cov));
+    }
+}
+
+TEST(GpuMStep, StreamedDataThroughDeviceLoop) {
+    SKIP_WITHOUT_GPU();
+    const int d = 40, k = 30;
+    const idx_t n = 10007;
+    for (CovarianceType cov :
+         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        GaussianMixture truth = random_model(d, k, cov, 51);
+        const std::vector<float> x = sample_points(truth, n, 52);
+        GmmParameters params;
+        params.covariance = cov;
+        params.niter = 5;
+        params.tol = 0;
+        const GaussianMixture start =
+            initial_model(d, k, cov, n, x.data(), params);
+        gpu::GpuEmConfig config;
+        config.precision = EStepPrecision::FP32;
+        gpu::GpuEStep resident(n, x.data(), d, false, config);
+        GaussianMixture ref = start;
+        gpu::run_em_on_device(&ref, &resident, params);
+
+        gpu::GpuEmConfig streamed_config = config;
+        streamed_config.chunk_rows = 1500;
+        gpu::GpuEStep streamed(n, x.data(), d, false, streamed_config);
+        ASSERT_TRUE(streamed.is_streaming());
+        ArraySource source(n, d, x.data());
+        gpu::GpuEStep from_source(&source, d, streamed_config);
+        for (gpu::GpuEStep* estep : {&streamed, &from_source}) {
+            GaussianMixture model = start;
+            gpu::run_em_on_device(&model, estep, params);
+            ASSERT_EQ(model.iteration_stats.size(), size_t(params.niter));
+            for (int it = 0; it < params.niter; it++) {
+                EXPECT_NEAR(
+                    model.iteration_stats[it].log_likelihood,
+                    ref.iteration_stats[it].log_likelihood,
+                    1e-7 * std::fabs(ref.iteration_stats[it].log_likelihood))
+                    << "iteration " << it;
+            }
+            // Chunks change the order of the E-step's sums: the models agree
+            // to a few float ulps, amplified a little over the iterations.
+            expect_models_close(
+                model,
+                ref,
+                1e-5,
+                1,
+                std::string("streamed ") + covariance_type_name(cov));
+        }
     }
 }
 

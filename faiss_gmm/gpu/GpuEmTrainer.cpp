@@ -17,7 +17,9 @@
 
 #include <faiss_gmm/gpu/GpuFlatL2.h>
 #include <faiss_gmm/gpu/impl/DeviceAllocation.h>
+#include <faiss_gmm/impl/GmmScoring.h>
 #include <kernels/gmm_estep.h>
+#include <kernels/gmm_mstep.h>
 
 namespace faiss_gmm {
 namespace gpu {
@@ -26,12 +28,9 @@ namespace {
 
 namespace kn = faiss_gmm::kernels;
 
-constexpr double kLog2e = 1.4426950408889634074;
-constexpr double kLog2Pi = 1.8378770664093454836; // ln(2 pi)
-
 /// Names the E-step in its CUDA errors.
 constexpr const char* kOwner = "GPU E-step";
-/// Per-iteration host loops over the model (K x D values) run on OpenMP
+/// The statistics download loops over the model (K x D values) on OpenMP
 /// threads only above this many values: below it, waking the threads costs
 /// more than the loop (bench_em on an H100 host, 1M x 128, K = 1024: an EM
 /// iteration took 1.4-2.6x the bf16 E-step with 16 threads, 1.2-1.4x with 1).
@@ -86,6 +85,10 @@ class PinnedBuffer {
     double* doubles() const {
         return static_cast<double*>(ptr_);
     }
+    template <class T>
+    T* as() const {
+        return static_cast<T*>(ptr_);
+    }
 
    private:
     void* ptr_ = nullptr;
@@ -111,20 +114,6 @@ class Event {
    private:
     cudaEvent_t e_ = nullptr;
 };
-
-/// Round to the nearest tf32 value (10 explicit mantissa bits), as the
-/// tensor cores would otherwise truncate.
-float round_to_tf32(float v) {
-    if (!std::isfinite(v)) {
-        return v;
-    }
-    uint32_t bits;
-    std::memcpy(&bits, &v, 4);
-    bits += 0x1000u; // half of the 13 dropped bits
-    bits &= 0xffffe000u;
-    std::memcpy(&v, &bits, 4);
-    return v;
-}
 
 kn::EStepMath to_kernel_math(EStepPrecision p) {
     switch (p) {
@@ -225,12 +214,20 @@ struct GpuEStep::Impl {
     // model, sized for the last k seen
     int model_k = -1;
     bool model_diagonal = false;
-    DeviceBuffer matrix_f32, matrix_bf16, center, row_const, row_scale,
-        row_norm;
+    // tied spherical: the M-step pools the variance (no buffer change)
+    bool model_tied = false;
+    // the E-step's form of the model (gmm_prepare_estep_model's output)
+    DeviceBuffer matrix, center, row_const, row_scale, row_norm;
+    // the model itself, twice: the M-step reads model_*[current] and writes
+    // the other one, which becomes current when the step is kept
+    DeviceBuffer model_means[2], model_variances[2], model_weights[2];
+    int current = 0;
+    DeviceBuffer mstep_scratch, mstep_summary;
     DeviceBuffer acc_count, acc_sum1, acc_sum2, acc_ll;
-    // pinned copies of the accumulators (fast downloads)
-    PinnedBuffer dl_count, dl_sum1, dl_sum2, dl_ll;
-    std::vector<float> h_matrix, h_center, h_const, h_scale, h_norm;
+    // pinned copies of the accumulators and of the M-step summary
+    PinnedBuffer dl_count, dl_sum1, dl_sum2, dl_ll, dl_summary;
+    Event summary_ready;
+    std::vector<float> h_center; // the centre c of the device buffer
 
     Impl(const GpuEmConfig& cfg, int dim) : config(cfg), d(dim) {}
 
@@ -257,8 +254,10 @@ struct GpuEStep::Impl {
         const size_t kp = kn::estep_padded_components(k);
         const size_t depth = kn::estep_depth(d, diagonal);
         const size_t cols = kn::estep_output_columns(d);
-        return kp * depth * 6 + kp * 16 + size_t(d) * 4 +
-               kp * cols * 8 * (diagonal ? 2 : 1) + kp * 16 + 64;
+        const size_t vpc = diagonal ? d : 1;
+        return kp * depth * 4 + kp * 16 + size_t(d) * 4 +
+               kp * cols * 8 * (diagonal ? 2 : 1) + kp * 16 + 64 +
+               2 * kp * (size_t(d) + vpc + 1) * 4 + kp * 4 + 64;
     }
 
     void plan(idx_t rows, bool data_on_device, size_t reserve_model) {
@@ -352,69 +351,133 @@ struct GpuEStep::Impl {
         allocate_row_buffers(chunk);
     }
 
-    void prepare_model(const GaussianMixture& model) {
+    /// (Re)allocates the model-sized buffers when k or the variance
+    /// layout changes.
+    void allocate_model(const GaussianMixture& model) {
         const int k = model.k;
         const bool diagonal = model.covariance == CovarianceType::Diagonal;
+        model_tied = model.covariance == CovarianceType::TiedSpherical;
+        if (k == model_k && diagonal == model_diagonal) {
+            return;
+        }
         const int kp = kn::estep_padded_components(k);
         const int depth = kn::estep_depth(d, diagonal);
-        const int d_pad = kn::estep_depth(d, false);
         const int cols = kn::estep_output_columns(d);
-        if (k != model_k || diagonal != model_diagonal) {
-            size_t bytes = device_bytes;
-            // Release first so that a new k does not hold both sizes.
-            for (DeviceBuffer* b :
-                 {&matrix_f32,
-                  &matrix_bf16,
-                  &center,
-                  &row_const,
-                  &row_scale,
-                  &row_norm,
-                  &acc_count,
-                  &acc_sum1,
-                  &acc_sum2,
-                  &acc_ll}) {
-                bytes -= b->bytes();
-                b->release();
-            }
-            device_bytes = bytes;
-            matrix_f32.allocate(
-                size_t(kp) * depth * 4, "the component matrix", &device_bytes);
-            if (config.precision == EStepPrecision::BF16) {
-                matrix_bf16.allocate(
-                    size_t(kp) * depth * 2,
-                    "the bf16 component matrix",
-                    &device_bytes);
-            }
-            center.allocate(size_t(d) * 4, "the centre", &device_bytes);
-            row_const.allocate(
-                size_t(kp) * 4, "per-component constants", &device_bytes);
-            row_scale.allocate(
-                size_t(kp) * 4, "per-component scales", &device_bytes);
-            row_norm.allocate(
-                size_t(kp) * 4, "per-component norms", &device_bytes);
-            acc_count.allocate(
-                size_t(kp) * 8, "the N_k accumulator", &device_bytes);
-            acc_sum1.allocate(
-                size_t(kp) * cols * 8,
-                "the sum r x accumulator",
-                &device_bytes);
-            acc_sum2.allocate(
-                size_t(kp) * (diagonal ? cols : 1) * 8,
-                "the second-moment accumulator",
-                &device_bytes);
-            acc_ll.allocate(8, "the log-likelihood", &device_bytes);
-            dl_count.allocate(acc_count.bytes(), "downloading N_k");
-            dl_sum1.allocate(acc_sum1.bytes(), "downloading sum r x");
-            dl_sum2.allocate(acc_sum2.bytes(), "downloading second moments");
-            dl_ll.allocate(8, "downloading the log-likelihood");
-            model_k = k;
-            model_diagonal = diagonal;
+        const size_t vpc = diagonal ? d : 1;
+        std::vector<DeviceBuffer*> buffers = {
+            &matrix,
+            &center,
+            &row_const,
+            &row_scale,
+            &row_norm,
+            &mstep_scratch,
+            &mstep_summary,
+            &acc_count,
+            &acc_sum1,
+            &acc_sum2,
+            &acc_ll};
+        for (int b = 0; b < 2; b++) {
+            buffers.insert(
+                buffers.end(),
+                {&model_means[b], &model_variances[b], &model_weights[b]});
         }
+        // Release first so that a new k does not hold both sizes.
+        for (DeviceBuffer* b : buffers) {
+            device_bytes -= b->bytes();
+            b->release();
+        }
+        const size_t element = config.precision == EStepPrecision::BF16 ? 2 : 4;
+        matrix.allocate(
+            size_t(kp) * depth * element,
+            "the component matrix",
+            &device_bytes);
+        center.allocate(size_t(d) * 4, "the centre", &device_bytes);
+        row_const.allocate(
+            size_t(kp) * 4, "per-component constants", &device_bytes);
+        row_scale.allocate(
+            size_t(kp) * 4, "per-component scales", &device_bytes);
+        row_norm.allocate(size_t(kp) * 4, "per-component norms", &device_bytes);
+        for (int b = 0; b < 2; b++) {
+            model_means[b].allocate(
+                size_t(k) * d * 4, "the model means", &device_bytes);
+            model_variances[b].allocate(
+                size_t(k) * vpc * 4, "the model variances", &device_bytes);
+            model_weights[b].allocate(
+                size_t(k) * 4, "the model weights", &device_bytes);
+        }
+        mstep_scratch.allocate(
+            size_t(kn::mstep_scratch_doubles(k)) * 8,
+            "the M-step scratch",
+            &device_bytes);
+        mstep_summary.allocate(
+            sizeof(kn::MStepSummary), "the M-step summary", &device_bytes);
+        acc_count.allocate(
+            size_t(kp) * 8, "the N_k accumulator", &device_bytes);
+        acc_sum1.allocate(
+            size_t(kp) * cols * 8, "the sum r x accumulator", &device_bytes);
+        acc_sum2.allocate(
+            size_t(kp) * (diagonal ? cols : 1) * 8,
+            "the second-moment accumulator",
+            &device_bytes);
+        acc_ll.allocate(8, "the log-likelihood", &device_bytes);
+        dl_count.allocate(acc_count.bytes(), "downloading N_k");
+        dl_sum1.allocate(acc_sum1.bytes(), "downloading sum r x");
+        dl_sum2.allocate(acc_sum2.bytes(), "downloading second moments");
+        dl_ll.allocate(8, "downloading the log-likelihood");
+        dl_summary.allocate(
+            sizeof(kn::MStepSummary), "downloading the M-step summary");
+        model_k = k;
+        model_diagonal = diagonal;
+        current = 0;
+    }
 
-        // Centre: the mixture mean (equal to the data mean after an M-step).
+    /// The device model buffer `which` (0 or 1) as the kernels take it.
+    kn::DeviceGmm device_gmm(int which) const {
+        kn::DeviceGmm g;
+        g.d = d;
+        g.k = model_k;
+        g.diagonal = model_diagonal;
+        g.tied = model_tied;
+        g.means = model_means[which].as<float>();
+        g.variances = model_variances[which].as<float>();
+        g.weights = model_weights[which].as<float>();
+        return g;
+    }
+
+    /**
+     * Copies model into the current device model. With new_center, the
+     * centre c becomes the model's mixture mean (equal to the data mean
+     * after an M-step); the device EM loop keeps the first one instead.
+     */
+    void upload_model(const GaussianMixture& model, bool new_center) {
+        cudaStream_t s = compute_stream.get();
+        const struct {
+            DeviceBuffer* dst;
+            const std::vector<float>* src;
+            const char* what;
+        } copies[] = {
+            {&model_means[current], &model.means, "uploading the means"},
+            {&model_variances[current],
+             &model.variances,
+             "uploading the variances"},
+            {&model_weights[current], &model.weights, "uploading the weights"},
+        };
+        for (const auto& c : copies) {
+            check_cuda(
+                cudaMemcpyAsync(
+                    c.dst->as<void>(),
+                    c.src->data(),
+                    c.src->size() * 4,
+                    cudaMemcpyHostToDevice,
+                    s),
+                c.what);
+        }
+        if (!new_center) {
+            return;
+        }
         std::vector<double> c(d, 0.0);
         double wsum = 0;
-        for (int j = 0; j < k; j++) {
+        for (int j = 0; j < model.k; j++) {
             const double w = model.weights[j];
             wsum += w;
             const float* mu = model.means.data() + size_t(j) * d;
@@ -426,124 +489,132 @@ struct GpuEStep::Impl {
         for (int l = 0; l < d; l++) {
             h_center[l] = float(wsum > 0 ? c[l] / wsum : 0.0);
         }
-
-        h_matrix.assign(size_t(kp) * depth, 0.0f);
-        h_const.assign(kp, -std::numeric_limits<float>::infinity());
-        h_scale.assign(kp, 0.0f);
-        h_norm.assign(kp, 0.0f);
-#pragma omp parallel for schedule(                                             \
-    static) if (size_t(k) * d >= kParallelModelValues)
-        for (int j = 0; j < k; j++) {
-            const float* mu = model.means.data() + size_t(j) * d;
-            float* row = h_matrix.data() + size_t(j) * depth;
-            const double log_w = std::log(double(model.weights[j]));
-            if (!diagonal) {
-                const double v = model.variances[j];
-                double norm = 0;
-                for (int l = 0; l < d; l++) {
-                    const float m = mu[l] - h_center[l];
-                    row[l] = m;
-                    norm += double(m) * m;
-                }
-                h_norm[j] = float(norm);
-                h_const[j] =
-                    float(kLog2e * (log_w - 0.5 * d * (kLog2Pi + std::log(v))));
-                h_scale[j] = float(kLog2e * 0.5 / v);
-            } else {
-                const float* var = model.variances.data() + size_t(j) * d;
-                double cst = log_w;
-                for (int l = 0; l < d; l++) {
-                    const double v = var[l];
-                    const double m = double(mu[l]) - h_center[l];
-                    row[l] = float(kLog2e * m / v);
-                    row[d_pad + l] = float(-kLog2e * 0.5 / v);
-                    cst -= 0.5 * (kLog2Pi + std::log(v)) + 0.5 * m * m / v;
-                }
-                h_const[j] = float(kLog2e * cst);
-            }
-        }
-        if (config.precision == EStepPrecision::TF32) {
-            const size_t total = h_matrix.size();
-#pragma omp parallel for schedule(static) if (total >= kParallelModelValues)
-            for (size_t i = 0; i < total; i++) {
-                h_matrix[i] = round_to_tf32(h_matrix[i]);
-            }
-        }
-        cudaStream_t s = compute_stream.get();
-        check_cuda(
-            cudaMemcpyAsync(
-                matrix_f32.as<void>(),
-                h_matrix.data(),
-                h_matrix.size() * 4,
-                cudaMemcpyHostToDevice,
-                s),
-            "uploading the component matrix");
-        if (config.precision == EStepPrecision::BF16) {
-            check_cuda(
-                kn::convert_to_bf16(
-                    int64_t(h_matrix.size()),
-                    matrix_f32.as<float>(),
-                    matrix_bf16.as<void>(),
-                    s),
-                "launching the bf16 conversion");
-        }
         check_cuda(
             cudaMemcpyAsync(
                 center.as<void>(),
                 h_center.data(),
-                d * 4,
+                size_t(d) * 4,
                 cudaMemcpyHostToDevice,
                 s),
             "uploading the centre");
-        check_cuda(
-            cudaMemcpyAsync(
-                row_const.as<void>(),
-                h_const.data(),
-                kp * 4,
-                cudaMemcpyHostToDevice,
-                s),
-            "uploading the component constants");
-        check_cuda(
-            cudaMemcpyAsync(
-                row_scale.as<void>(),
-                h_scale.data(),
-                kp * 4,
-                cudaMemcpyHostToDevice,
-                s),
-            "uploading the component scales");
-        check_cuda(
-            cudaMemcpyAsync(
-                row_norm.as<void>(),
-                h_norm.data(),
-                kp * 4,
-                cudaMemcpyHostToDevice,
-                s),
-            "uploading the component norms");
-        check_cuda(
-            cudaMemsetAsync(acc_count.as<void>(), 0, acc_count.bytes(), s),
-            "zeroing the accumulators");
-        check_cuda(
-            cudaMemsetAsync(acc_sum1.as<void>(), 0, acc_sum1.bytes(), s),
-            "zeroing the accumulators");
-        check_cuda(
-            cudaMemsetAsync(acc_sum2.as<void>(), 0, acc_sum2.bytes(), s),
-            "zeroing the accumulators");
-        check_cuda(
-            cudaMemsetAsync(acc_ll.as<void>(), 0, 8, s),
-            "zeroing the accumulators");
     }
 
-    kn::EStepModel kernel_model(const GaussianMixture& model) const {
+    /// Copies the device model buffer `which` into model (synchronous).
+    void download_model(int which, GaussianMixture* model) {
+        cudaStream_t s = compute_stream.get();
+        const struct {
+            std::vector<float>* dst;
+            const DeviceBuffer* src;
+            const char* what;
+        } copies[] = {
+            {&model->means, &model_means[which], "downloading the means"},
+            {&model->variances,
+             &model_variances[which],
+             "downloading the variances"},
+            {&model->weights, &model_weights[which], "downloading the weights"},
+        };
+        for (const auto& c : copies) {
+            check_cuda(
+                cudaMemcpyAsync(
+                    c.dst->data(),
+                    c.src->as<void>(),
+                    c.dst->size() * 4,
+                    cudaMemcpyDeviceToHost,
+                    s),
+                c.what);
+        }
+        check_cuda(cudaStreamSynchronize(s), "downloading the model");
+    }
+
+    /// Writes the E-step's form of the current device model (component
+    /// matrix, constants, scales, norms) and zeroes the accumulators.
+    void prepare_model() {
+        cudaStream_t s = compute_stream.get();
+        check_cuda(
+            kn::gmm_prepare_estep_model(
+                device_gmm(current),
+                center.as<const float>(),
+                to_kernel_math(config.precision),
+                matrix.as<void>(),
+                row_const.as<float>(),
+                row_scale.as<float>(),
+                row_norm.as<float>(),
+                s),
+            "launching the model preparation");
+        for (DeviceBuffer* acc : {&acc_count, &acc_sum1, &acc_sum2, &acc_ll}) {
+            check_cuda(
+                cudaMemsetAsync(acc->as<void>(), 0, acc->bytes(), s),
+                "zeroing the accumulators");
+        }
+    }
+
+    /// Both passes over every row with the prepared model, between the
+    /// timing events; returns the rows seen.
+    idx_t run_timed() {
+        cudaStream_t s = compute_stream.get();
+        const kn::EStepModel m = kernel_model();
+        check_cuda(cudaEventRecord(start.get(), s), "recording an event");
+        const idx_t seen = run_all(m);
+        check_cuda(cudaEventRecord(stop.get(), s), "recording an event");
+        return seen;
+    }
+
+    /// Device time between the timing events of the last run_timed (which
+    /// must be complete), stored as last_kernel_ms.
+    double read_kernel_ms() {
+        float ms = 0;
+        check_cuda(
+            cudaEventElapsedTime(&ms, start.get(), stop.get()),
+            "reading the E-step timer");
+        last_kernel_ms = ms;
+        return ms;
+    }
+
+    /**
+     * Enqueues the M-step from the accumulators and the current device model
+     * into the other one, then waits for its summary (the only
+     * synchronisation of a device EM iteration). Throws, as gmm_m_step
+     * does, when the total responsibility is not positive.
+     */
+    kn::MStepSummary m_step(double variance_floor, double min_count) {
+        cudaStream_t s = compute_stream.get();
+        check_cuda(
+            kn::gmm_mstep(
+                accumulators(),
+                device_gmm(current),
+                center.as<const float>(),
+                variance_floor,
+                min_count,
+                device_gmm(1 - current),
+                mstep_scratch.as<double>(),
+                mstep_summary.as<kn::MStepSummary>(),
+                s),
+            "launching the M-step");
+        check_cuda(
+            cudaMemcpyAsync(
+                dl_summary.as<void>(),
+                mstep_summary.as<void>(),
+                sizeof(kn::MStepSummary),
+                cudaMemcpyDeviceToHost,
+                s),
+            "downloading the M-step summary");
+        check_cuda(
+            cudaEventRecord(summary_ready.get(), s), "recording an event");
+        check_cuda(
+            cudaEventSynchronize(summary_ready.get()),
+            "running the E-step and the M-step");
+        return *dl_summary.as<kn::MStepSummary>();
+    }
+
+    kn::EStepModel kernel_model() const {
         kn::EStepModel m;
         m.d = d;
-        m.k = model.k;
-        m.diagonal = model.covariance == CovarianceType::Diagonal;
+        m.k = model_k;
+        m.diagonal = model_diagonal;
         m.math = to_kernel_math(config.precision);
-        m.k_pad = kn::estep_padded_components(model.k);
+        m.k_pad = kn::estep_padded_components(model_k);
         m.depth = kn::estep_depth(d, m.diagonal);
-        m.component_matrix = config.precision == EStepPrecision::BF16
-                                 ? matrix_bf16.as<const void>()
-                                 : matrix_f32.as<const void>();
+        m.component_matrix = matrix.as<const void>();
         m.center = center.as<const float>();
         m.row_const = row_const.as<const float>();
         m.row_scale = row_scale.as<const float>();
@@ -849,15 +920,13 @@ idx_t GpuEStep::launch(const GaussianMixture& model) {
         "GpuEStep built for d = %d, model has d = %d",
         im.d,
         model.d);
+    impl::check_model_shape(model);
     DeviceScope guard(im.config.device, kOwner);
     im.launch_start_ms = faiss::getmillisecs();
-    cudaStream_t s = im.compute_stream.get();
-    im.prepare_model(model);
-    const kn::EStepModel m = im.kernel_model(model);
-    check_cuda(cudaEventRecord(im.start.get(), s), "recording an event");
-    const idx_t seen = im.run_all(m);
-    check_cuda(cudaEventRecord(im.stop.get(), s), "recording an event");
-    return seen;
+    im.allocate_model(model);
+    im.upload_model(model, true);
+    im.prepare_model();
+    return im.run_timed();
 }
 
 GpuEStep::DeviceStatistics GpuEStep::device_statistics() const {
@@ -895,47 +964,31 @@ void GpuEStep::download(
     cudaStream_t s = im.compute_stream.get();
 
     const int cols = kn::estep_output_columns(d);
+    const struct {
+        PinnedBuffer* dst;
+        const DeviceBuffer* src;
+        const char* what;
+    } copies[] = {
+        {&im.dl_count, &im.acc_count, "downloading N_k"},
+        {&im.dl_sum1, &im.acc_sum1, "downloading sum r x"},
+        {&im.dl_sum2, &im.acc_sum2, "downloading the second moments"},
+        {&im.dl_ll, &im.acc_ll, "downloading the log-likelihood"},
+    };
+    for (const auto& c : copies) {
+        check_cuda(
+            cudaMemcpyAsync(
+                c.dst->as<void>(),
+                c.src->as<void>(),
+                c.src->bytes(),
+                cudaMemcpyDeviceToHost,
+                s),
+            c.what);
+    }
+    check_cuda(cudaStreamSynchronize(s), "running the E-step");
+    im.read_kernel_ms();
     const double* count = im.dl_count.doubles();
     const double* sum1 = im.dl_sum1.doubles();
     const double* sum2 = im.dl_sum2.doubles();
-    check_cuda(
-        cudaMemcpyAsync(
-            im.dl_count.doubles(),
-            im.acc_count.as<void>(),
-            im.acc_count.bytes(),
-            cudaMemcpyDeviceToHost,
-            s),
-        "downloading N_k");
-    check_cuda(
-        cudaMemcpyAsync(
-            im.dl_sum1.doubles(),
-            im.acc_sum1.as<void>(),
-            im.acc_sum1.bytes(),
-            cudaMemcpyDeviceToHost,
-            s),
-        "downloading sum r x");
-    check_cuda(
-        cudaMemcpyAsync(
-            im.dl_sum2.doubles(),
-            im.acc_sum2.as<void>(),
-            im.acc_sum2.bytes(),
-            cudaMemcpyDeviceToHost,
-            s),
-        "downloading the second moments");
-    check_cuda(
-        cudaMemcpyAsync(
-            im.dl_ll.doubles(),
-            im.acc_ll.as<void>(),
-            8,
-            cudaMemcpyDeviceToHost,
-            s),
-        "downloading the log-likelihood");
-    check_cuda(cudaStreamSynchronize(s), "running the E-step");
-    float kernel_ms = 0;
-    check_cuda(
-        cudaEventElapsedTime(&kernel_ms, im.start.get(), im.stop.get()),
-        "reading the E-step timer");
-    im.last_kernel_ms = kernel_ms;
 
     stats->n += seen;
     stats->log_likelihood += im.dl_ll.doubles()[0];
@@ -963,6 +1016,134 @@ void GpuEStep::download(
         }
     }
     im.last_compute_ms = faiss::getmillisecs() - im.launch_start_ms;
+}
+
+namespace {
+
+/// Throws as gmm_m_step does when the total responsibility is unusable.
+void check_total_responsibility(double total) {
+    FAISS_THROW_IF_NOT_FMT(
+        total > 0 && std::isfinite(total),
+        "device M-step: total responsibility %g (no points?)",
+        total);
+}
+
+float min_value(const std::vector<float>& v) {
+    return v.empty() ? 0.0f : *std::min_element(v.begin(), v.end());
+}
+
+} // namespace
+
+int GpuEStep::device_m_step(
+    GaussianMixture* model, const GmmParameters& params) {
+    Impl& im = *impl_;
+    FAISS_THROW_IF_NOT_MSG(model, "GpuEStep::device_m_step: model is null");
+    const bool diagonal = model->covariance == CovarianceType::Diagonal;
+    FAISS_THROW_IF_NOT_FMT(
+        model->d == im.d && model->k == im.model_k &&
+            diagonal == im.model_diagonal &&
+            (model->covariance == CovarianceType::TiedSpherical) ==
+                im.model_tied,
+        "GpuEStep::device_m_step: model (d=%d, k=%d, %s) is not the one of "
+        "the last launch (d=%d, k=%d)",
+        model->d,
+        model->k,
+        covariance_type_name(model->covariance),
+        im.d,
+        im.model_k);
+    DeviceScope guard(im.config.device, kOwner);
+    const kn::MStepSummary summary =
+        im.m_step(model->variance_floor, params.min_component_count);
+    check_total_responsibility(summary.total_count);
+    if (summary.dead_components > 0) {
+        return summary.dead_components;
+    }
+    im.download_model(1 - im.current, model);
+    return 0;
+}
+
+void run_em_on_device(
+    GaussianMixture* model,
+    GpuEStep* estep,
+    const GmmParameters& params,
+    std::vector<double>* estep_kernel_ms) {
+    FAISS_THROW_IF_NOT_MSG(model, "run_em_on_device: model is null");
+    FAISS_THROW_IF_NOT_MSG(estep, "run_em_on_device: estep is null");
+    EmProgress progress(params);
+    model->check_consistency();
+    model->iteration_stats.clear();
+    if (estep_kernel_ms) {
+        estep_kernel_ms->clear();
+    }
+    GpuEStep::Impl& im = *estep->impl_;
+    FAISS_THROW_IF_NOT_FMT(
+        model->d == im.d,
+        "run_em_on_device: GpuEStep built for d = %d, model has d = %d",
+        im.d,
+        model->d);
+    if (params.niter == 0) {
+        model->is_trained = true;
+        return;
+    }
+    DeviceScope guard(im.config.device, kOwner);
+    im.allocate_model(*model);
+    // The centre: this model's mixture mean, then fixed. After an M-step the
+    // mixture mean is the data mean, so it barely moves, and the statistics
+    // are exact about any centre (it only shrinks the operands).
+    im.upload_model(*model, true);
+    GmmSufficientStats stats(model->d, model->k, model->covariance);
+    for (int it = 0; it < params.niter; it++) {
+        const double t0 = faiss::getmillisecs();
+        im.launch_start_ms = t0;
+        im.prepare_model();
+        const idx_t seen = im.run_timed();
+        if (seen <= 0) {
+            im.download_model(im.current, model);
+            FAISS_THROW_FMT("EM iteration %d: the E-step saw no points", it);
+        }
+        const kn::MStepSummary summary =
+            im.m_step(model->variance_floor, params.min_component_count);
+        const double kernel_ms = im.read_kernel_ms();
+        if (estep_kernel_ms) {
+            estep_kernel_ms->push_back(kernel_ms);
+        }
+        GmmIterationStats is;
+        is.iteration = it;
+        is.log_likelihood = summary.log_likelihood / seen;
+        if (!std::isfinite(is.log_likelihood)) {
+            im.download_model(im.current, model);
+            FAISS_THROW_FMT(
+                "EM iteration %d: mean log-likelihood is %g",
+                it,
+                is.log_likelihood);
+        }
+        if (!(summary.total_count > 0 && std::isfinite(summary.total_count))) {
+            im.download_model(im.current, model);
+            check_total_responsibility(summary.total_count);
+        }
+        if (summary.dead_components == 0) {
+            im.current = 1 - im.current;
+            is.min_weight = summary.min_weight;
+            is.min_variance = summary.min_variance;
+        } else {
+            // Rare: re-seeding splits the heaviest component with the
+            // shared host code (and its random stream).
+            im.download_model(im.current, model);
+            stats.reset();
+            estep->download(*model, seen, &stats);
+            is.n_reseeded = gmm_m_step(model, stats, params, it);
+            is.min_weight = min_value(model->weights);
+            is.min_variance = min_value(model->variances);
+            im.upload_model(*model, false);
+        }
+        is.time_s = (faiss::getmillisecs() - t0) / 1000;
+        im.last_compute_ms = faiss::getmillisecs() - t0;
+        if (progress.finish_iteration(model, is)) {
+            break;
+        }
+    }
+    im.download_model(im.current, model);
+    model->is_trained = true;
 }
 
 size_t GpuEStep::device_bytes() const {
@@ -1047,7 +1228,7 @@ void train_gmm_gpu(
         initialize_gmm(model, n_train, x_train, params, &assign_index);
     }
     GpuEStep estep(n_train, x_train, model->d, false, config);
-    run_em(model, &estep, params);
+    run_em_on_device(model, &estep, params);
 }
 
 void train_gmm_gpu_device(
@@ -1122,7 +1303,7 @@ void train_gmm_gpu_device(
             model, n_train, host_sample.data(), params, &assign_index);
     }
     GpuEStep estep(n_train, x_train_dev, d, true, config);
-    run_em(model, &estep, params);
+    run_em_on_device(model, &estep, params);
 }
 
 void train_gmm_gpu_streaming(
@@ -1197,10 +1378,10 @@ void train_gmm_gpu_streaming(
     }
     if (m < n) {
         GpuEStep estep(m, sample.data(), d, false, config);
-        run_em(model, &estep, params);
+        run_em_on_device(model, &estep, params);
     } else {
         GpuEStep estep(source, d, config);
-        run_em(model, &estep, params);
+        run_em_on_device(model, &estep, params);
     }
 }
 

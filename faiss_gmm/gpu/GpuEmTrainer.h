@@ -1,13 +1,15 @@
 /**
  * GMM training on one GPU with the fused E-step kernels of kernels/.
  *
- * Initialisation, M-step, variance floor, re-seeding, convergence test and
- * verbose lines are the shared EM driver's (GmmEM.h): only the E-step runs
- * on the GPU, so the CPU and GPU trainers differ only in the arithmetic of
- * that step. The E-step never stores the N x K responsibilities; its extra
- * device memory is O(N + K D) (O(chunk + K D) when streaming), plus for
- * bf16 a converted copy of the points of at most 512 MiB (and at most a
- * quarter of the budget left), filled sub-chunk by sub-chunk.
+ * Initialisation, convergence test, verbose lines and re-seeding are the
+ * shared EM driver's (GmmEM.h). The EM loop runs on the device
+ * (run_em_on_device): E-step, M-step (gmm_m_step's arithmetic in double,
+ * kernels/gmm_mstep.h) and the preparation of the next E-step's model, with
+ * one small download per iteration; the rare iterations that must re-seed a
+ * component run the shared host M-step. The E-step never stores the N x K
+ * responsibilities; its extra device memory is O(N + K D) (O(chunk + K D) when
+ * streaming), plus for bf16 a converted copy of the points of at most 512 MiB
+ * (and at most a quarter of the budget left), filled sub-chunk by sub-chunk.
  */
 
 #pragma once
@@ -15,6 +17,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <faiss_gmm/GaussianMixture.h>
 #include <faiss_gmm/GmmEM.h>
@@ -80,6 +83,38 @@ struct GpuChunkSource {
      */
     virtual idx_t next(idx_t max_rows, float* out) = 0;
 };
+
+class GpuEStep;
+
+/**
+ * run_em's contract (same parameters, iteration_stats, verbose lines, tol
+ * test, errors on a non-finite log-likelihood or an E-step without points)
+ * with the whole EM iteration on estep's device: the model is uploaded once,
+ * each iteration runs the E-step, the M-step and the preparation of the next
+ * E-step's model there and downloads one small summary (log-likelihood,
+ * minima, re-seed count); *model receives the trained model when EM ends.
+ * An iteration in which some component must be re-seeded (N_k below
+ * params.min_component_count) downloads the statistics and the model and
+ * runs gmm_m_step on the host instead, then uploads the result.
+ *
+ * The centre c that the E-step subtracts (GpuEStep, kernels/gmm_estep.h)
+ * is the initial model's mixture mean, kept for every iteration (run_em's
+ * launches recompute it; after an M-step the mixture mean equals the data
+ * mean, so it barely moves, and the statistics are exact about any c).
+ *
+ * @param model           initialised model (d and covariance of estep's
+ *                        data); trained on return
+ * @param estep           the device E-step over the training data
+ * @param params          niter, tol, min_component_count, seed (re-seeding),
+ *                        verbose
+ * @param estep_kernel_ms if not null, receives the device time of each
+ *                        iteration's E-step (CUDA events), milliseconds
+ */
+void run_em_on_device(
+    GaussianMixture* model,
+    GpuEStep* estep,
+    const GmmParameters& params,
+    std::vector<double>* estep_kernel_ms = nullptr);
 
 /**
  * The fused GPU E-step as a GmmEStep: sufficient statistics of the whole
@@ -148,10 +183,12 @@ class GpuEStep : public GmmEStep {
     };
 
     /**
-     * First half of compute(): uploads the model, zeroes the accumulators
-     * and enqueues both passes over every row on the E-step's stream. It
-     * returns once the work is enqueued (resident data) or the last chunk
-     * is handed over (streamed data). Returns the number of rows seen.
+     * First half of compute(): uploads the model (means, variances,
+     * weights; the centre c is its mixture mean), prepares the E-step's
+     * form of it on the device (kernels/gmm_mstep.h), zeroes the
+     * accumulators and enqueues both passes over every row on the E-step's
+     * stream. It returns once the work is enqueued (resident data) or the last
+     * chunk is handed over (streamed data). Returns the number of rows seen.
      */
     idx_t launch(const GaussianMixture& model);
     /// The device accumulators that launch() fills.
@@ -165,6 +202,27 @@ class GpuEStep : public GmmEStep {
      */
     void download(
         const GaussianMixture& model, idx_t rows, GmmSufficientStats* stats);
+
+    /**
+     * The M-step on the device from the statistics of the last
+     * launch(*model) (before or after download(), which leaves them), with
+     * gmm_m_step's arithmetic. When no component needs re-seeding, writes
+     * the new means, variances and weights into *model and returns 0;
+     * otherwise leaves *model unchanged and returns the number of
+     * components that gmm_m_step would re-seed. Throws, as gmm_m_step does,
+     * when the total responsibility is not positive.
+     *
+     * @param model  the model given to the last launch(), updated
+     * @param params min_component_count (the variance floor is the model's)
+     */
+    int device_m_step(GaussianMixture* model, const GmmParameters& params);
+
+    /// the device EM loop works on this E-step's model and accumulators
+    friend void run_em_on_device(
+        GaussianMixture* model,
+        GpuEStep* estep,
+        const GmmParameters& params,
+        std::vector<double>* estep_kernel_ms);
 
    private:
     struct Impl;

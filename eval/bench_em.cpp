@@ -206,6 +206,10 @@ constexpr const char* kUsage =
     "                [--prec bf16,tf32,fp32] [--reps 5] [--device 0]\n"
     "                [--stream N,D,K] [--stream-budget-gb 4]\n"
     "                [--stream-prec bf16] [--no-stream] [--no-gemm]\n"
+    "                [--gemm-path-depth D]\n"
+    "--gemm-path-depth: GpuEmConfig::gemm_path_min_depth (logits depth from\n"
+    "which the E-step uses the cuBLAS-based path; 0 = never, 1 = always;\n"
+    "default 257).\n"
     "Defaults: the four shapes of DESIGN.md (1M x 128 K=1024, 1M x 128\n"
     "K=4096, 10M x 96 K=1024, 1M x 960 K=1024), both covariances, all\n"
     "precisions, 5 timed repetitions, a 40M x 96 streaming run.\n";
@@ -223,6 +227,7 @@ int main(int argc, char** argv) {
     std::vector<EStepPrecision> precs = {
         EStepPrecision::BF16, EStepPrecision::TF32, EStepPrecision::FP32};
     int reps = 5, device = 0;
+    int gemm_path_min_depth = gpu::GpuEmConfig().gemm_path_min_depth;
     bool do_stream = true, do_gemm = true;
     Shape stream_shape{40000000, 96, 1024};
     double stream_budget_gb = 4;
@@ -265,6 +270,8 @@ int main(int argc, char** argv) {
             do_stream = false;
         } else if (a == "--no-gemm") {
             do_gemm = false;
+        } else if (a == "--gemm-path-depth") {
+            gemm_path_min_depth = std::stoi(value());
         } else {
             fprintf(stderr, "unknown option %s\n%s", a.c_str(), kUsage);
             return 2;
@@ -304,6 +311,7 @@ int main(int argc, char** argv) {
                 gpu::GpuEmConfig config;
                 config.device = device;
                 config.precision = p;
+                config.gemm_path_min_depth = gemm_path_min_depth;
                 Row row{s, cov, p, 0, 0, 0, 0};
                 {
                     gpu::GpuEStep estep(s.n, x_dev, s.d, true, config);
@@ -372,6 +380,7 @@ int main(int argc, char** argv) {
         gpu::GpuEmConfig config;
         config.device = device;
         config.precision = stream_prec;
+        config.gemm_path_min_depth = gemm_path_min_depth;
         config.max_device_memory = size_t(stream_budget_gb * 1e9);
         const double t0 = faiss::getmillisecs();
         gpu::GpuEStep estep(s.n, x.data(), s.d, false, config);

@@ -10,6 +10,10 @@
  * with d: the d = 960 cases use bf16 tolerances of 0.05 / 0.2.
  * The SIFT trainer test compares mean log-likelihoods relative to the CPU
  * trainer's: fp32 1e-4, tf32 2e-3, bf16 5e-3.
+ * The cuBLAS-based E-step path of deep models (GpuEmConfig::
+ * gemm_path_min_depth; the default sends d = 960 there) is held to the same
+ * tolerances, against the reference and against the fused kernels forced on
+ * the same shapes.
  * The device M-step (GpuMStep) equals gmm_m_step on the same statistics to a
  * relative 1e-6 per value; the device EM loop (run_em_on_device) follows
  * run_em's log-likelihoods within the precision's tolerance above.
@@ -722,4 +726,187 @@ TEST(GpuTrainer, SiftMatchesCpuTrainer) {
             EXPECT_LE(std::fabs(ll_gpu - ll_cpu), tol * std::fabs(ll_cpu));
         }
     }
+}
+
+namespace {
+
+/// GpuEmConfig with the cuBLAS-based E-step path forced on or off.
+gpu::GpuEmConfig path_config(EStepPrecision p, bool gemm) {
+    gpu::GpuEmConfig config;
+    config.precision = p;
+    config.gemm_path_min_depth = gemm ? 1 : 0;
+    return config;
+}
+
+std::string path_label(
+    const char* path,
+    idx_t n,
+    int d,
+    int k,
+    CovarianceType cov,
+    EStepPrecision p) {
+    char what[160];
+    snprintf(
+        what,
+        sizeof(what),
+        "%s n=%ld d=%d k=%d %s %s",
+        path,
+        long(n),
+        d,
+        k,
+        covariance_type_name(cov),
+        gpu::estep_precision_name(p));
+    return what;
+}
+
+} // namespace
+
+// The GEMM path (GpuEmConfig::gemm_path_min_depth) against the fused kernels
+// and the float64 reference, on a deep shape, one component, and a shallow
+// shape with many components (which the default sends to the fused path).
+TEST(GpuEStep, GemmPathMatchesFusedAndReference) {
+    SKIP_WITHOUT_GPU();
+    const struct {
+        idx_t n;
+        int d, k;
+    } shapes[] = {{3000, 960, 37}, {1000, 300, 1}, {777, 128, 1000}};
+    uint64_t seed = 60;
+    for (const auto& sh : shapes) {
+        for (CovarianceType cov :
+             {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+            GaussianMixture model = random_model(sh.d, sh.k, cov, seed++);
+            std::vector<float> x = sample_points(model, sh.n, seed++);
+            GmmSufficientStats ref = reference_stats(model, sh.n, x.data());
+            for (EStepPrecision p :
+                 {EStepPrecision::FP32,
+                  EStepPrecision::TF32,
+                  EStepPrecision::BF16}) {
+                const Tolerance tol = tolerance(p, sh.d);
+                GmmSufficientStats gemm =
+                    gpu_stats(model, sh.n, x.data(), path_config(p, true));
+                GmmSufficientStats fused =
+                    gpu_stats(model, sh.n, x.data(), path_config(p, false));
+                expect_close(
+                    gemm,
+                    ref,
+                    tol,
+                    path_label("gemm", sh.n, sh.d, sh.k, cov, p));
+                expect_close(
+                    fused,
+                    ref,
+                    tol,
+                    path_label("fused", sh.n, sh.d, sh.k, cov, p));
+                expect_close(
+                    gemm,
+                    fused,
+                    tol,
+                    path_label("gemm vs fused", sh.n, sh.d, sh.k, cov, p));
+            }
+        }
+    }
+}
+
+// The GEMM path in sub-chunks (a small budget), in streamed chunks (host
+// array) and from a chunk source equals one resident pass. cuBLAS may
+// reduce in another order for another number of rows, so the tolerance is
+// a few fp32 roundings of depth-1920 products rather than exact equality.
+TEST(GpuEStep, GemmPathStreamedEqualsResident) {
+    SKIP_WITHOUT_GPU();
+    const idx_t n = 3000;
+    const int d = 960, k = 37;
+    const Tolerance same{2e-5, 1e-4};
+    for (CovarianceType cov :
+         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        GaussianMixture model = random_model(d, k, cov, 70);
+        std::vector<float> x = sample_points(model, n, 71);
+        for (EStepPrecision p : {EStepPrecision::FP32, EStepPrecision::BF16}) {
+            const gpu::GpuEmConfig config = path_config(p, true);
+            GmmSufficientStats resident = gpu_stats(model, n, x.data(), config);
+
+            // 250 MB leaves about 23 MB beside the model reservation
+            // (4096 components of d = 960), of which a quarter goes to the
+            // GEMM path's chunks: 704..2496 rows per sub-chunk here.
+            gpu::GpuEmConfig small = config;
+            small.max_device_memory = 250000000;
+            gpu::GpuEStep budgeted(n, x.data(), d, false, small);
+            EXPECT_FALSE(budgeted.is_streaming());
+            GmmSufficientStats b(d, k, cov);
+            budgeted.compute(model, &b);
+            expect_close(
+                b, resident, same, path_label("sub-chunks", n, d, k, cov, p));
+
+            gpu::GpuEmConfig streamed_config = config;
+            streamed_config.chunk_rows = 1000;
+            gpu::GpuEStep streamed(n, x.data(), d, false, streamed_config);
+            EXPECT_TRUE(streamed.is_streaming());
+            GmmSufficientStats s(d, k, cov);
+            streamed.compute(model, &s);
+            expect_close(
+                s, resident, same, path_label("streamed", n, d, k, cov, p));
+
+            ArraySource source(n, d, x.data());
+            gpu::GpuEStep from_source(&source, d, streamed_config);
+            for (int pass = 0; pass < 2; pass++) {
+                GmmSufficientStats c(d, k, cov);
+                from_source.compute(model, &c);
+                expect_close(
+                    c,
+                    resident,
+                    same,
+                    path_label("chunk source", n, d, k, cov, p));
+            }
+        }
+    }
+}
+
+// The device EM loop (device M-step on the accumulators) over the GEMM path
+// follows run_em over the same E-step and the device loop over the fused
+// kernels.
+TEST(GpuMStep, DeviceLoopOverGemmPath) {
+    SKIP_WITHOUT_GPU();
+    const int d = 24, k = 40;
+    const idx_t n = 6000;
+    for (CovarianceType cov :
+         {CovarianceType::Spherical,
+          CovarianceType::Diagonal,
+          CovarianceType::TiedSpherical}) {
+        GaussianMixture truth = random_model(d, k, cov, 81);
+        const std::vector<float> x = sample_points(truth, n, 82);
+        GmmParameters params;
+        params.covariance = cov;
+        params.niter = 6;
+        params.tol = 0;
+        const GaussianMixture start =
+            initial_model(d, k, cov, n, x.data(), params);
+        for (EStepPrecision p : {EStepPrecision::FP32, EStepPrecision::BF16}) {
+            gpu::GpuEStep gemm(n, x.data(), d, false, path_config(p, true));
+            gpu::GpuEStep fused(n, x.data(), d, false, path_config(p, false));
+            GaussianMixture host = start;
+            run_em(&host, &gemm, params);
+            GaussianMixture dev = start;
+            gpu::run_em_on_device(&dev, &gemm, params);
+            GaussianMixture dev_fused = start;
+            gpu::run_em_on_device(&dev_fused, &fused, params);
+            ASSERT_EQ(dev.iteration_stats.size(), size_t(params.niter));
+            ASSERT_EQ(dev_fused.iteration_stats.size(), size_t(params.niter));
+            const double tol = tolerance(p, d).ll;
+            for (int it = 0; it < params.niter; it++) {
+                const double ll = dev.iteration_stats[it].log_likelihood;
+                EXPECT_NEAR(ll, host.iteration_stats[it].log_likelihood, tol)
+                    << gpu::estep_precision_name(p) << " iteration " << it;
+                EXPECT_NEAR(
+                    ll, dev_fused.iteration_stats[it].log_likelihood, tol)
+                    << gpu::estep_precision_name(p) << " iteration " << it;
+            }
+        }
+    }
+}
+
+TEST(GpuEStep, GemmPathConfigErrors) {
+    SKIP_WITHOUT_GPU();
+    std::vector<float> x(100 * 4, 1.0f);
+    gpu::GpuEmConfig config;
+    config.gemm_path_min_depth = -1;
+    EXPECT_THROW(
+        gpu::GpuEStep(100, x.data(), 4, false, config), faiss::FaissException);
 }

@@ -10,6 +10,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <faiss/impl/FaissAssert.h>
@@ -19,6 +20,7 @@
 #include <faiss_gmm/gpu/impl/DeviceAllocation.h>
 #include <faiss_gmm/impl/GmmScoring.h>
 #include <kernels/gmm_estep.h>
+#include <kernels/gmm_estep_gemm.h>
 #include <kernels/gmm_mstep.h>
 
 namespace faiss_gmm {
@@ -40,6 +42,46 @@ constexpr size_t kParallelModelValues = size_t(1) << 21;
 void check_cuda(cudaError_t err, const char* what) {
     throw_on_cuda_error(err, what, kOwner);
 }
+
+/// Throws a FaissException naming what was being done when a cuBLAS call
+/// failed.
+void check_cublas(cublasStatus_t status, const char* what) {
+    FAISS_THROW_IF_NOT_FMT(
+        status == CUBLAS_STATUS_SUCCESS,
+        "%s: %s failed: cuBLAS status %d (%s)",
+        kOwner,
+        what,
+        int(status),
+        cublasGetStatusString(status));
+}
+
+/// A cuBLAS handle owned by its scope (created on first use).
+class CublasHandle {
+   public:
+    CublasHandle() = default;
+    CublasHandle(const CublasHandle&) = delete;
+    CublasHandle& operator=(const CublasHandle&) = delete;
+    ~CublasHandle() {
+        if (handle_) {
+            cublasDestroy(handle_);
+        }
+    }
+    /// Creates the handle (once) on the current device, bound to stream.
+    void create(cudaStream_t stream) {
+        if (handle_) {
+            return;
+        }
+        check_cublas(cublasCreate(&handle_), "creating a cuBLAS handle");
+        check_cublas(
+            cublasSetStream(handle_, stream), "binding cuBLAS to the stream");
+    }
+    cublasHandle_t get() const {
+        return handle_;
+    }
+
+   private:
+    cublasHandle_t handle_ = nullptr;
+};
 
 /// A device allocation whose allocations count into a byte total.
 class DeviceBuffer : public DeviceAllocation {
@@ -211,6 +253,18 @@ struct GpuEStep::Impl {
     DeviceBuffer prepared, prepared_norms;
     idx_t prep_rows = 0;
     int prep_depth = 0;
+    // GEMM path (deep models, kernels/gmm_estep_gemm.h): chunk buffers of
+    // at most gemm_budget bytes (gemm_rows rows), sized for the model of
+    // k_pad gemm_k_pad and depth gemm_depth; stats is k_pad x depth
+    // (the workspace outlives the handle: members die in reverse order)
+    DeviceBuffer gemm_workspace;
+    CublasHandle cublas;
+    DeviceBuffer gemm_points, gemm_norms, gemm_logits, gemm_probs;
+    DeviceBuffer gemm_log2_z, gemm_partials, gemm_stats;
+    size_t gemm_budget = 0;
+    idx_t gemm_rows = 0;
+    int gemm_k_pad = 0;
+    int gemm_depth = 0;
     // model, sized for the last k seen
     int model_k = -1;
     bool model_diagonal = false;
@@ -248,6 +302,18 @@ struct GpuEStep::Impl {
         return size_t(double(free_bytes) * 0.8);
     }
 
+    /// Chunk buffers of the GEMM path at most (a quarter of the budget left
+    /// at most): 32k rows of 960-d points with K = 1024 (bf16) per GEMM.
+    static constexpr size_t kGemmChunkBytes = size_t(256) << 20;
+    /// The cuBLAS workspace of the GEMM path (cuBLAS's advice for Hopper).
+    static constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
+
+    /// Whether models of this logits depth take the GEMM path.
+    bool uses_gemm_path(int depth) const {
+        return config.gemm_path_min_depth > 0 &&
+               depth >= config.gemm_path_min_depth;
+    }
+
     /// Device bytes of the model-dependent buffers for k components (an
     /// estimate at construction, with k unknown, uses k = 65536 / 16).
     size_t model_bytes(int k, bool diagonal) const {
@@ -255,9 +321,12 @@ struct GpuEStep::Impl {
         const size_t depth = kn::estep_depth(d, diagonal);
         const size_t cols = kn::estep_output_columns(d);
         const size_t vpc = diagonal ? d : 1;
+        const size_t gemm = uses_gemm_path(int(depth))
+                                ? kp * depth * 4 + kCublasWorkspaceBytes
+                                : 0;
         return kp * depth * 4 + kp * 16 + size_t(d) * 4 +
                kp * cols * 8 * (diagonal ? 2 : 1) + kp * 16 + 64 +
-               2 * kp * (size_t(d) + vpc + 1) * 4 + kp * 4 + 64;
+               2 * kp * (size_t(d) + vpc + 1) * 4 + kp * 4 + 64 + gemm;
     }
 
     void plan(idx_t rows, bool data_on_device, size_t reserve_model) {
@@ -269,6 +338,10 @@ struct GpuEStep::Impl {
         const size_t avail = budget();
         const size_t per_row_resident = size_t(d) * 4 + 4 + 1;
         FAISS_THROW_IF_NOT_FMT(
+            config.gemm_path_min_depth >= 0,
+            "GPU E-step: gemm_path_min_depth = %d < 0",
+            config.gemm_path_min_depth);
+        FAISS_THROW_IF_NOT_FMT(
             avail > reserve_model,
             "GPU E-step: device memory budget %zu bytes is smaller than "
             "the model buffers (%zu bytes)",
@@ -276,6 +349,7 @@ struct GpuEStep::Impl {
             reserve_model);
         size_t left = avail - reserve_model;
         reserve_prepared(rows, left);
+        reserve_gemm(left);
         const bool force_chunks =
             config.chunk_rows > 0 && config.chunk_rows < rows;
         if (data_on_device ||
@@ -314,7 +388,8 @@ struct GpuEStep::Impl {
         probe.math = kn::EStepMath::BF16;
         for (bool diagonal : {true, false}) {
             probe.depth = kn::estep_depth(d, diagonal);
-            if (kn::estep_uses_prepared_points(probe)) {
+            if (!uses_gemm_path(probe.depth) &&
+                kn::estep_uses_prepared_points(probe)) {
                 prep_depth = probe.depth;
                 break;
             }
@@ -330,6 +405,204 @@ struct GpuEStep::Impl {
                 kn::estep_padded_rows(std::max<idx_t>(rows, 1)),
                 idx_t(cap) / 64 * 64));
         left -= std::min(left, size_t(prep_rows) * row_bytes);
+    }
+
+    /// Sets gemm_budget, the chunk-buffer bytes of the GEMM path, when some
+    /// covariance takes it (the diagonal one first: the deeper), and takes
+    /// them from left.
+    void reserve_gemm(size_t& left) {
+        gemm_budget = 0;
+        if (!uses_gemm_path(kn::estep_depth(d, true))) {
+            return;
+        }
+        gemm_budget = std::min(kGemmChunkBytes, left / 4);
+        left -= gemm_budget;
+    }
+
+    /// (Re)allocates the GEMM path's buffers for model m (once per model
+    /// shape): chunks of gemm_rows rows, a multiple of 64 that fits
+    /// gemm_budget (at least 64), no more than the rows of one pass.
+    void allocate_gemm_buffers(const kn::EStepModel& m) {
+        cublas.create(compute_stream.get());
+        if (!gemm_workspace.bytes()) {
+            gemm_workspace.allocate(
+                kCublasWorkspaceBytes, "the cuBLAS workspace", &device_bytes);
+            check_cublas(
+                cublasSetWorkspace(
+                    cublas.get(),
+                    gemm_workspace.as<void>(),
+                    gemm_workspace.bytes()),
+                "setting the cuBLAS workspace");
+        }
+        if (gemm_rows > 0 && gemm_k_pad == m.k_pad && gemm_depth == m.depth) {
+            return;
+        }
+        DeviceBuffer* buffers[] = {
+            &gemm_points,
+            &gemm_norms,
+            &gemm_logits,
+            &gemm_probs,
+            &gemm_log2_z,
+            &gemm_partials,
+            &gemm_stats};
+        for (DeviceBuffer* b : buffers) {
+            device_bytes -= b->bytes();
+            b->release();
+        }
+        gemm_rows = 0;
+        constexpr idx_t align = kn::kEStepGemmRowAlign;
+        const size_t row_bytes = size_t(kn::estep_gemm_row_bytes(m));
+        const idx_t fit = idx_t(gemm_budget / row_bytes) / align * align;
+        const idx_t pass_rows =
+            (std::max<idx_t>(chunk, 1) + align - 1) / align * align;
+        const idx_t rows = std::min(std::max(fit, align), pass_rows);
+        const size_t element = kn::estep_gemm_element_bytes(m.math);
+        gemm_points.allocate(
+            size_t(rows) * m.depth * element,
+            "the GEMM path's centred points",
+            &device_bytes);
+        gemm_norms.allocate(
+            size_t(rows) * 4, "the GEMM path's point norms", &device_bytes);
+        gemm_logits.allocate(
+            size_t(rows) * m.k_pad * 4,
+            "the GEMM path's logits chunk",
+            &device_bytes);
+        if (kn::estep_gemm_separate_probabilities(m.math)) {
+            gemm_probs.allocate(
+                size_t(rows) * m.k_pad * element,
+                "the GEMM path's responsibilities chunk",
+                &device_bytes);
+        }
+        gemm_log2_z.allocate(
+            size_t(rows) * 4, "the GEMM path's log2 Z", &device_bytes);
+        gemm_partials.allocate(
+            size_t(kn::estep_gemm_partials(rows)) * 8,
+            "the GEMM path's log-likelihood partials",
+            &device_bytes);
+        gemm_stats.allocate(
+            size_t(m.k_pad) * m.depth * 4,
+            "the GEMM path's statistics product",
+            &device_bytes);
+        gemm_rows = rows;
+        gemm_k_pad = m.k_pad;
+        gemm_depth = m.depth;
+        if (config.verbose) {
+            printf(
+                "GPU E-step: cuBLAS path for logits depth %d, K = %d: chunks "
+                "of %" PRId64 " rows, %.1f MB of device memory in all\n",
+                m.depth,
+                m.k,
+                int64_t(rows),
+                device_bytes / 1e6);
+        }
+    }
+
+    /**
+     * The E-step of rows points x through the GEMM path, in sub-chunks of
+     * gemm_rows rows: X' (prepare), raw = X' M^T (cuBLAS), log2 Z and
+     * P = exp2(l - log2 Z) with N_k and the spherical distance sums,
+     * S = P^T X' (cuBLAS), S into the accumulators. cuBLAS is column-major:
+     * a row-major r x c matrix is its c x r transpose, so raw^T = M X'^T is
+     * gemm(T, N) of M (depth x k_pad, ld depth) and X'^T (depth x r), and
+     * S^T = X'^T P is gemm(N, T) of X'^T and P^T (k_pad x r, ld k_pad).
+     */
+    void run_gemm_passes(const kn::EStepModel& m, idx_t rows, const float* x) {
+        cudaStream_t s = compute_stream.get();
+        allocate_gemm_buffers(m);
+        const kn::EStepAccumulators a = accumulators();
+        const bool bf16 = m.math == kn::EStepMath::BF16;
+        const cudaDataType_t in_type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+        const cublasComputeType_t compute = m.math == kn::EStepMath::TF32
+                                                ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                : CUBLAS_COMPUTE_32F;
+        // P overwrites the logits in place unless it has its own type.
+        void* probs = kn::estep_gemm_separate_probabilities(m.math)
+                          ? gemm_probs.as<void>()
+                          : gemm_logits.as<void>();
+        const float one = 1.0f, zero = 0.0f;
+        for (idx_t off = 0; off < rows; off += gemm_rows) {
+            const int r = int(std::min(gemm_rows, rows - off));
+            check_cuda(
+                kn::gmm_estep_gemm_prepare(
+                    m,
+                    r,
+                    x + size_t(off) * d,
+                    gemm_points.as<void>(),
+                    gemm_norms.as<float>(),
+                    s),
+                "launching the GEMM-path point preparation");
+            check_cublas(
+                cublasGemmEx(
+                    cublas.get(),
+                    CUBLAS_OP_T,
+                    CUBLAS_OP_N,
+                    m.k_pad,
+                    r,
+                    m.depth,
+                    &one,
+                    m.component_matrix,
+                    in_type,
+                    m.depth,
+                    gemm_points.as<const void>(),
+                    in_type,
+                    m.depth,
+                    &zero,
+                    gemm_logits.as<void>(),
+                    CUDA_R_32F,
+                    m.k_pad,
+                    compute,
+                    CUBLAS_GEMM_DEFAULT),
+                "the logits GEMM (points x components) of the E-step");
+            check_cuda(
+                kn::gmm_estep_gemm_log_norm(
+                    m,
+                    r,
+                    gemm_logits.as<const float>(),
+                    gemm_norms.as<const float>(),
+                    gemm_log2_z.as<float>(),
+                    gemm_partials.as<double>(),
+                    a.log_likelihood,
+                    s),
+                "launching the GEMM-path log-normaliser");
+            check_cuda(
+                kn::gmm_estep_gemm_probabilities(
+                    m,
+                    r,
+                    gemm_logits.as<const float>(),
+                    gemm_norms.as<const float>(),
+                    gemm_log2_z.as<const float>(),
+                    probs,
+                    a,
+                    s),
+                "launching the GEMM-path responsibilities");
+            check_cublas(
+                cublasGemmEx(
+                    cublas.get(),
+                    CUBLAS_OP_N,
+                    CUBLAS_OP_T,
+                    m.depth,
+                    m.k_pad,
+                    r,
+                    &one,
+                    gemm_points.as<const void>(),
+                    in_type,
+                    m.depth,
+                    probs,
+                    in_type,
+                    m.k_pad,
+                    &zero,
+                    gemm_stats.as<void>(),
+                    CUDA_R_32F,
+                    m.depth,
+                    compute,
+                    CUBLAS_GEMM_DEFAULT),
+                "the statistics GEMM (responsibilities x points) of the "
+                "E-step");
+            check_cuda(
+                kn::gmm_estep_gemm_add_statistics(
+                    m, gemm_stats.as<const float>(), a, s),
+                "launching the GEMM-path statistics accumulation");
+        }
     }
 
     void allocate_row_buffers(idx_t rows) {
@@ -634,6 +907,10 @@ struct GpuEStep::Impl {
     void run_passes(const kn::EStepModel& m, idx_t rows, const float* x) {
         cudaStream_t s = compute_stream.get();
         const kn::EStepAccumulators a = accumulators();
+        if (uses_gemm_path(m.depth)) {
+            run_gemm_passes(m, rows, x);
+            return;
+        }
         if (!kn::estep_uses_prepared_points(m)) {
             check_cuda(
                 kn::gmm_estep_log_norm(

@@ -10,6 +10,9 @@
  * responsibilities; its extra device memory is O(N + K D) (O(chunk + K D) when
  * streaming), plus for bf16 a converted copy of the points of at most 512 MiB
  * (and at most a quarter of the budget left), filled sub-chunk by sub-chunk.
+ * Deep models (GpuEmConfig::gemm_path_min_depth) use two cuBLAS GEMMs per
+ * sub-chunk instead, with at most 256 MiB of chunk buffers (and at most a
+ * quarter of the budget left) plus K x depth floats and a cuBLAS workspace.
  */
 
 #pragma once
@@ -59,6 +62,17 @@ struct GpuEmConfig {
     /// rows per streamed chunk (0: the largest two chunks that fit the
     /// budget); forces streaming of host data when > 0 and < n
     idx_t chunk_rows = 0;
+    /**
+     * Logits depth (kernels/gmm_estep.h estep_depth: round_up(d, 32)
+     * spherical, twice that diagonal) from which the E-step uses the
+     * cuBLAS-based path (kernels/gmm_estep_gemm.h: two GEMMs per chunk of
+     * rows around element-wise kernels) instead of the fused kernels; 0:
+     * never, 1: always. Default 257: the fused bf16 kernels take depths up
+     * to 256 (d <= 256 spherical, d <= 128 diagonal); deeper models made
+     * them recompute the logits once per 128 output dimensions (8x the
+     * logits work at d = 960, about 100x one GEMM of the same shape).
+     */
+    int gemm_path_min_depth = 257;
     /// print what the E-step allocates and how it moves the data
     bool verbose = false;
 };

@@ -11,12 +11,12 @@
  * The SIFT trainer test compares mean log-likelihoods relative to the CPU
  * trainer's: fp32 1e-4, tf32 2e-3, bf16 5e-3.
  * The cuBLAS-based E-step path of deep models (GpuEmConfig::
- * gemm_path_min_depth; the default sends d = 960 there) is held to the same
- * tolerances, against the reference and against the fused kernels forced on
- * the same shapes.
- * The device M-step (GpuMStep) equals gmm_m_step on the same statistics to a
- * relative 1e-6 per value; the device EM loop (run_em_on_device) follows
- * run_em's log-likelihoods within the precision's tolerance above.
+ * gemm_path_min_depth; by default d = 960 and every tf32 / fp32 model) is held
+ * to the same tolerances, against the reference and against the fused kernels
+ * forced on the same shapes. The device M-step (GpuMStep) equals gmm_m_step on
+ * the same statistics to a relative 1e-6 per value; the device EM loop
+ * (run_em_on_device) follows run_em's log-likelihoods within the precision's
+ * tolerance above.
  */
 
 #include <gtest/gtest.h>
@@ -906,7 +906,7 @@ TEST(GpuEStep, GemmPathConfigErrors) {
     SKIP_WITHOUT_GPU();
     std::vector<float> x(100 * 4, 1.0f);
     gpu::GpuEmConfig config;
-    config.gemm_path_min_depth = -1;
+    config.gemm_path_min_depth = -2;
     EXPECT_THROW(
         gpu::GpuEStep(100, x.data(), 4, false, config), faiss::FaissException);
 }

@@ -310,8 +310,11 @@ struct GpuEStep::Impl {
 
     /// Whether models of this logits depth take the GEMM path.
     bool uses_gemm_path(int depth) const {
-        return config.gemm_path_min_depth > 0 &&
-               depth >= config.gemm_path_min_depth;
+        int min_depth = config.gemm_path_min_depth;
+        if (min_depth == -1) {
+            min_depth = config.precision == EStepPrecision::BF16 ? 257 : 1;
+        }
+        return min_depth > 0 && depth >= min_depth;
     }
 
     /// Device bytes of the model-dependent buffers for k components (an
@@ -338,8 +341,9 @@ struct GpuEStep::Impl {
         const size_t avail = budget();
         const size_t per_row_resident = size_t(d) * 4 + 4 + 1;
         FAISS_THROW_IF_NOT_FMT(
-            config.gemm_path_min_depth >= 0,
-            "GPU E-step: gemm_path_min_depth = %d < 0",
+            config.gemm_path_min_depth >= -1,
+            "GPU E-step: gemm_path_min_depth = %d (0: never, -1: by "
+            "precision, else the smallest logits depth)",
             config.gemm_path_min_depth);
         FAISS_THROW_IF_NOT_FMT(
             avail > reserve_model,

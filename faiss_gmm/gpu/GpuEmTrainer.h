@@ -67,12 +67,18 @@ struct GpuEmConfig {
      * spherical, twice that diagonal) from which the E-step uses the
      * cuBLAS-based path (kernels/gmm_estep_gemm.h: two GEMMs per chunk of
      * rows around element-wise kernels) instead of the fused kernels; 0:
-     * never, 1: always. Default 257: the fused bf16 kernels take depths up
-     * to 256 (d <= 256 spherical, d <= 128 diagonal); deeper models made
-     * them recompute the logits once per 128 output dimensions (8x the
-     * logits work at d = 960, about 100x one GEMM of the same shape).
+     * never, 1: always, -1 (default): by precision, as measured on an H100
+     * (bench_em --gemm-path-depth, 1M points, K = 1024):
+     * - BF16: depth >= 257. The fused bf16 kernels win where they take the
+     *   whole depth in shared memory (d = 128: 4.25 ms fused vs 8.53 ms
+     *   GEMM path spherical, 7.12 vs 8.43 diagonal); deeper models made
+     *   them recompute the logits once per 128 output dimensions (d = 960:
+     *   257 ms fused vs 14.5 ms GEMM path).
+     * - TF32 and FP32: always (d = 128 spherical: tf32 12.8 -> 9.7 ms,
+     *   fp32 46.5 -> 18.4 ms; diagonal: 23.3 -> 11.0, 86.5 -> 28.3; d = 960
+     *   spherical: 370 -> 23.9, 1059 -> 87.9).
      */
-    int gemm_path_min_depth = 257;
+    int gemm_path_min_depth = -1;
     /// print what the E-step allocates and how it moves the data
     bool verbose = false;
 };

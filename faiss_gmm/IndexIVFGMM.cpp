@@ -357,6 +357,30 @@ std::string trim(const std::string& s) {
     return s.substr(b, e - b + 1);
 }
 
+/// Throws (naming `where`, the list and the id) unless every stored id is in
+/// [0, ntotal): the rows of SearchParametersIVFGMM::precomputed_distances
+/// are indexed by id.
+void check_sequential_ids(
+    const faiss::InvertedLists& invlists, idx_t ntotal, const char* where) {
+    for (size_t l = 0; l < invlists.nlist; l++) {
+        const size_t size = invlists.list_size(l);
+        if (size == 0) {
+            continue;
+        }
+        faiss::InvertedLists::ScopedIds ids(&invlists, l);
+        for (size_t j = 0; j < size; j++) {
+            FAISS_THROW_IF_NOT_FMT(
+                ids[j] >= 0 && ids[j] < ntotal,
+                "%s: list %zu holds id %" PRId64 ", outside [0, ntotal=%" PRId64
+                "): the distance rows need sequential ids",
+                where,
+                l,
+                int64_t(ids[j]),
+                int64_t(ntotal));
+        }
+    }
+}
+
 /// Per-query counters of scan_probed_lists, summed by the callers.
 struct ScanCounts {
     size_t lists = 0;      ///< non-empty lists visited
@@ -386,11 +410,15 @@ struct ScanContext {
  * distance, computed once, to consume(dis, list, offset, id). threshold()
  * is the current k-th neighbour distance (search) or the radius (range
  * search). probe_rank (size nlist, all kNotProbed) is restored on return.
+ * distance_row, when not null, replaces each distance computation by the
+ * lookup distance_row[id] (SearchParametersIVFGMM::precomputed_distances;
+ * the caller checked the ids).
  */
 template <class Threshold, class Consumer>
 void scan_probed_lists(
     const ScanContext& ctx,
     const float* q,
+    const float* distance_row,
     const idx_t* keys,
     const float* cdis,
     size_t nprobe,
@@ -439,7 +467,9 @@ void scan_probed_lists(
             if (ctx.sel && !ctx.sel->is_member(ids[j])) {
                 continue;
             }
-            const float dis = faiss::fvec_L2sqr(q, codes + j * d, d);
+            const float dis = distance_row
+                                  ? distance_row[ids[j]]
+                                  : faiss::fvec_L2sqr(q, codes + j * d, d);
             counts->distances++;
             consume(dis, l, j, ids[j]);
         }
@@ -1016,6 +1046,8 @@ void IndexIVFGMM::resolve_search_parameters(
     resolved->prune_margin = gmm_p ? gmm_p->prune_margin : prune_margin;
     resolved->min_expected_hits =
         gmm_p ? gmm_p->min_expected_hits : min_expected_hits;
+    resolved->precomputed_distances =
+        gmm_p ? gmm_p->precomputed_distances : nullptr;
     validate_search_parameters(*resolved);
 }
 
@@ -1045,6 +1077,11 @@ void IndexIVFGMM::search(
         const double t0 = faiss::getmillisecs();
         coarse_assign(nb, xb, resolved, assign.data(), coarse_dis.data());
         const double t1 = faiss::getmillisecs();
+        // the precomputed rows of this batch's queries
+        SearchParametersIVFGMM batch_params = resolved;
+        if (resolved.precomputed_distances) {
+            batch_params.precomputed_distances += size_t(i0) * size_t(ntotal);
+        }
         search_preassigned(
             nb,
             xb,
@@ -1054,7 +1091,7 @@ void IndexIVFGMM::search(
             distances + int64_t(i0) * k,
             labels + int64_t(i0) * k,
             false,
-            &resolved,
+            &batch_params,
             &faiss::indexIVF_stats);
         faiss::indexIVF_stats.quantization_time += t1 - t0;
         faiss::indexIVF_stats.search_time += faiss::getmillisecs() - t0;
@@ -1135,6 +1172,14 @@ void IndexIVFGMM::search_preassigned(
         "IndexIVFGMM::search_preassigned: min_expected_hits > 0 needs the "
         "squared L2 distances to the means (centroid_dis is null)");
     const HitModelPruner hit_pruner(min_hits, gmm, invlists);
+    const float* precomputed =
+        gmm_params_in ? gmm_params_in->precomputed_distances : nullptr;
+    if (precomputed) {
+        check_sequential_ids(
+            *invlists,
+            idx_t(ntotal),
+            "IndexIVFGMM::search_preassigned (precomputed_distances)");
+    }
 
     const ScanContext ctx{
         invlists,
@@ -1160,6 +1205,8 @@ void IndexIVFGMM::search_preassigned(
             scan_probed_lists(
                 ctx,
                 x + int64_t(i) * d,
+                precomputed ? precomputed + size_t(i) * size_t(ntotal)
+                            : nullptr,
                 assign + size_t(i) * nprobe,
                 centroid_dis ? centroid_dis + size_t(i) * nprobe : nullptr,
                 nprobe,
@@ -1213,6 +1260,10 @@ void IndexIVFGMM::range_search(
         is_trained, "IndexIVFGMM::range_search: index is not trained");
     SearchParametersIVFGMM ivf_params;
     resolve_search_parameters(params_in, &ivf_params);
+    FAISS_THROW_IF_NOT_MSG(
+        !ivf_params.precomputed_distances,
+        "IndexIVFGMM::range_search: precomputed_distances is for search "
+        "only");
     check_finite(n, d, x, "IndexIVFGMM::range_search");
     check_lists_in_sync("IndexIVFGMM::range_search");
     const size_t nprobe = ivf_params.nprobe;
@@ -1251,6 +1302,7 @@ void IndexIVFGMM::range_search(
             scan_probed_lists(
                 ctx,
                 x + int64_t(i) * d,
+                nullptr,
                 assign.data() + size_t(i) * nprobe,
                 coarse_dis.data() + size_t(i) * nprobe,
                 nprobe,

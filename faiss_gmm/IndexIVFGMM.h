@@ -110,6 +110,18 @@ struct SearchParametersIVFGMM : faiss::SearchParametersIVF {
     /// + 2 d sigma_j^4, the mean and variance of ||q - x||^2. Costs no
     /// distance. 0 = off, else > 0. Overrides IndexIVFGMM::min_expected_hits.
     float min_expected_hits = 0;
+    /**
+     * Evaluation hook (null = off): every fine distance is read from this
+     * table instead of being computed. Row i (stride ntotal floats) holds
+     * query i's squared L2 distances to the vectors with ids 0 .. ntotal-1,
+     * so the ids must be sequential: a stored id outside [0, ntotal) throws.
+     * Rows follow the queries of the call (search, or search_preassigned
+     * called directly). Every probe rule, pruning rule and counter is
+     * unchanged; range_search rejects it. Lets an evaluation that computed
+     * the query x base distance matrix once replay many settings without
+     * recomputing distances.
+     */
+    const float* precomputed_distances = nullptr;
 };
 
 /**

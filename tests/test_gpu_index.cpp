@@ -863,6 +863,12 @@ TEST(GpuIndexIVFGMM, Rejections) {
     expect_throw_naming(
         [&] { p.gpu->search(5, q.data(), 3, dis.data(), ids.data(), &pruned); },
         "prune_margin=0.4");
+    SearchParametersIVFGMM lookup;
+    std::vector<float> table(5 * 1000, 0.0f);
+    lookup.precomputed_distances = table.data();
+    expect_throw_naming(
+        [&] { p.gpu->search(5, q.data(), 3, dis.data(), ids.data(), &lookup); },
+        "precomputed_distances");
     // a rejected description changes nothing
     p.gpu->nprobe = 3;
     EXPECT_THROW(

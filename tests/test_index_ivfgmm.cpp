@@ -21,6 +21,7 @@
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/FaissAssert.h>
 #include <faiss/impl/IDSelector.h>
+#include <faiss/utils/distances.h>
 
 #include <faiss_gmm/IndexIVFGMM.h>
 #ifdef FAISS_GMM_WITH_GPU
@@ -1323,3 +1324,106 @@ TEST_F(Fixture, TrainFitsTheModelAndLoadsTheMeans) {
 }
 
 } // namespace
+
+/// Row i: query i's squared L2 distances to base rows 0 .. nb-1, by the
+/// same fvec_L2sqr the scan uses.
+static std::vector<float> direct_distance_table(
+    int d, int n, const float* x, int nbase, const float* base) {
+    std::vector<float> table(size_t(n) * nbase);
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < nbase; j++) {
+            table[size_t(i) * nbase + j] = faiss::fvec_L2sqr(
+                x + size_t(i) * d, base + size_t(j) * d, size_t(d));
+        }
+    }
+    return table;
+}
+
+TEST_F(Fixture, PrecomputedDistancesReplaceTheComputationOnly) {
+    // with a table of the very distances the scan computes, every result
+    // and counter is unchanged under spill, pruning and adaptive probing
+    auto index = make_index();
+    index->add(nb, xb.data());
+    ASSERT_GT(index->replication_factor(), 1.0);
+    const std::vector<float> table =
+        direct_distance_table(kDim, nq, xq.data(), nb, xb.data());
+    const int k = 10;
+    std::vector<faiss_gmm::SearchParametersIVFGMM> settings(5);
+    settings[0].nprobe = 4;
+    settings[1].nprobe = kNlist;
+    settings[2].nprobe = 12;
+    settings[2].prune_margin = 0.4f;
+    settings[3].nprobe = kNlist;
+    settings[3].posterior_mass = 0.9f;
+    settings[3].mass_temperature = 4;
+    settings[4].nprobe = 12;
+    settings[4].min_expected_hits = 0.01f;
+    settings[4].distance_ratio = 2;
+    for (size_t s = 0; s < settings.size(); s++) {
+        SCOPED_TRACE(s);
+        faiss_gmm::SearchParametersIVFGMM lookup = settings[s];
+        lookup.precomputed_distances = table.data();
+        std::vector<float> d1, d2;
+        std::vector<idx_t> l1, l2;
+        const auto s1 =
+            counted_search(*index, nq, xq.data(), k, settings[s], &d1, &l1);
+        const auto s2 =
+            counted_search(*index, nq, xq.data(), k, lookup, &d2, &l2);
+        EXPECT_EQ(l1, l2);
+        EXPECT_EQ(d1, d2);
+        EXPECT_EQ(s1.nfine_distances, s2.nfine_distances);
+        EXPECT_EQ(s1.nentries_scanned, s2.nentries_scanned);
+        EXPECT_EQ(s1.nduplicates_skipped, s2.nduplicates_skipped);
+        EXPECT_EQ(s1.nlists_probed, s2.nlists_probed);
+        EXPECT_EQ(s1.nlists_pruned, s2.nlists_pruned);
+        EXPECT_EQ(s1.ncoarse_distances, s2.ncoarse_distances);
+    }
+    // the table really is what is read: a shifted table shifts the results
+    std::vector<float> shifted = table;
+    for (float& v : shifted) {
+        v += 1.0f;
+    }
+    faiss_gmm::SearchParametersIVFGMM lookup;
+    lookup.nprobe = 4;
+    lookup.precomputed_distances = shifted.data();
+    std::vector<float> d1, d2;
+    std::vector<idx_t> l1, l2;
+    faiss_gmm::SearchParametersIVFGMM plain;
+    plain.nprobe = 4;
+    counted_search(*index, nq, xq.data(), k, plain, &d1, &l1);
+    counted_search(*index, nq, xq.data(), k, lookup, &d2, &l2);
+    EXPECT_EQ(l1, l2);
+    for (size_t i = 0; i < d1.size(); i++) {
+        EXPECT_EQ(d2[i], d1[i] + 1.0f);
+    }
+}
+
+TEST_F(Fixture, PrecomputedDistancesNeedIdsInRange) {
+    auto index = make_index();
+    // ids 1000 .. 1000 + nb - 1: not rows of a table of nb columns
+    std::vector<idx_t> ids(nb);
+    std::iota(ids.begin(), ids.end(), idx_t(1000));
+    index->add_with_ids(nb, xb.data(), ids.data());
+    const std::vector<float> table =
+        direct_distance_table(kDim, nq, xq.data(), nb, xb.data());
+    faiss_gmm::SearchParametersIVFGMM lookup;
+    lookup.nprobe = 4;
+    lookup.precomputed_distances = table.data();
+    std::vector<float> dis(size_t(nq) * 10);
+    std::vector<idx_t> labels(size_t(nq) * 10);
+    try {
+        index->search(nq, xq.data(), 10, dis.data(), labels.data(), &lookup);
+        FAIL() << "ids outside [0, ntotal) must be rejected";
+    } catch (const faiss::FaissException& e) {
+        EXPECT_NE(
+            std::string(e.what()).find("sequential ids"), std::string::npos)
+            << e.what();
+    }
+    // range search has no lookup path
+    auto sequential = make_index();
+    sequential->add(nb, xb.data());
+    faiss::RangeSearchResult result(nq);
+    EXPECT_THROW(
+        sequential->range_search(nq, xq.data(), 1.0f, &result, &lookup),
+        faiss::FaissException);
+}

@@ -930,6 +930,10 @@ void GpuIndexIVFGMM::search(
     rs.mass_temperature = gp ? gp->mass_temperature : mass_temperature;
     rs.distance_ratio = gp ? gp->distance_ratio : distance_ratio;
     if (gp) {
+        FAISS_THROW_IF_NOT_MSG(
+            !gp->precomputed_distances,
+            "GpuIndexIVFGMM::search: precomputed_distances is a CPU "
+            "IndexIVFGMM option (the GPU scan computes every distance)");
         FAISS_THROW_IF_NOT_FMT(
             gp->prune_margin == 0 && gp->min_expected_hits == 0,
             "GpuIndexIVFGMM::search: prune_margin=%g and "

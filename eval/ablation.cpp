@@ -173,6 +173,34 @@ ablation_specs(int64_t nlist, std::optional<int> gmm_iter) {
         soar.prune_margin = 0.35f;
         classic("SOAR l1 m2, prune 0.35", soar);
     }
+    // Training choices (issue 7), each with the best spill rule above and
+    // its own GMM training: covariance, EM iterations, variance floor,
+    // training-sample size and initialisation.
+    {
+        auto training_row = [&](const std::string& name, GmmOverrides o) {
+            specs.push_back({name, gmm, o, ModelSource::SharedGmm, {}});
+        };
+        GmmOverrides o = best;
+        o.covariance = CovarianceType::TiedSpherical;
+        training_row("GMM tied, T4 tau0.02 m2", o);
+        for (int iterations : {3, 20}) {
+            o = best;
+            o.gmm_iter = iterations;
+            training_row(
+                "GMM sph, T4 tau0.02 m2, EM " + std::to_string(iterations) +
+                    " it",
+                o);
+        }
+        o = best;
+        o.reg_covar = 0.1f;
+        training_row("GMM sph, T4 tau0.02 m2, reg_covar 0.1", o);
+        o = best;
+        o.max_points_per_component = 64;
+        training_row("GMM sph, T4 tau0.02 m2, train 64/list", o);
+        o = best;
+        o.init = GmmInit::KMeansPlusPlus;
+        training_row("GMM sph, T4 tau0.02 m2, init k-means++", o);
+    }
     specs.push_back(
         {"GMM sph, T4 tau0.02, adaptive mass",
          gmm,

@@ -1,6 +1,7 @@
 #include <eval/cli.h>
 
 #include <chrono>
+#include <cmath>
 #include <exception>
 
 #include <faiss/impl/FaissAssert.h>
@@ -86,7 +87,28 @@ Presets and output:
                         model pruning and other indexes stay on the CPU.
                         Same tables (exact counts), with GPU times and QPS;
                         with --ablation, the fast way to run the preset.
-  --gpu-device N        CUDA device of --gpu (default 0)
+  --gpu-device N        CUDA device of --gpu and of the --distance-matrix GEMM
+                        (default 0)
+  --distance-matrix     compute the queries x base matrix of exact squared L2
+                        distances once (cuBLAS GEMM on the GPU when the build
+                        has CUDA and a device is usable, else CPU BLAS), then
+                        evaluate every row by lookups: same probe rules, same
+                        counters, each fine distance read from the matrix
+                        instead of computed. The search itself runs on the CPU
+                        in this mode, also with --gpu (which then only moves
+                        FAISS k-means assignments to the device; GMM EM follows
+                        IndexIVFGMM::train_device, auto: the GPU when usable):
+                        IndexIVFGMM rows by IndexIVFGMM::search with
+                        SearchParametersIVFGMM::precomputed_distances, the
+                        k-means baseline (IndexIVFFlat) by the same probe walk
+                        as FAISS's search; other indexes search normally.
+                        Recall as without it; QPS then times the lookups.
+                        Distances equal FAISS's exactly for integer-valued data
+                        (SIFT), else up to float rounding.
+  --distance-matrix-max-gb F
+                        fail before training when the matrix (4 * queries *
+                        base bytes) exceeds F GB (default 8); lower
+                        --query-rows to fit
   --verbose             FAISS k-means and EM progress lines
   -h, --help            this text
 
@@ -207,6 +229,16 @@ EvalOptions parse_eval_options(const std::vector<std::string>& args) {
                 o.config.gpu_device >= 0,
                 "--gpu-device %d must be >= 0",
                 o.config.gpu_device);
+        } else if (option == "--distance-matrix") {
+            flag();
+            o.config.distance_matrix = true;
+        } else if (option == "--distance-matrix-max-gb") {
+            const float gb = parse_float(option, next());
+            FAISS_THROW_IF_NOT_FMT(
+                gb > 0 && std::isfinite(gb),
+                "--distance-matrix-max-gb %g must be > 0",
+                gb);
+            o.config.distance_matrix_max_bytes = double(gb) * 1e9;
         } else if (option == "--verbose") {
             flag();
             o.config.verbose = true;

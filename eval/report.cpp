@@ -47,7 +47,11 @@ ReportFiles publish_report(
     out << "\n== " << report.dataset << ": " << report.n_base << " x "
         << report.d << ", " << report.n_query << " queries, training sample "
         << report.n_train << ", " << report.threads << " threads"
-        << (report.gpu.empty() ? "" : ", GPU " + report.gpu) << " ==\n\n";
+        << (report.gpu.empty() ? "" : ", GPU " + report.gpu)
+        << (report.distance_matrix.empty()
+                ? ""
+                : ", distance matrix on " + report.distance_matrix)
+        << " ==\n\n";
     out << format_rows_table(report) << "\n";
     for (const TargetSummary& s : target_summaries) {
         out << format_target_summary(report, s) << "\n";

@@ -83,16 +83,18 @@ struct IndexResult {
 
 /// A whole run: the data set, the settings and every index's results.
 struct EvalReport {
-    std::string dataset;              ///< data set name
-    std::string description;          ///< data set description
-    int64_t n_base = 0;               ///< base vectors indexed
-    int64_t n_query = 0;              ///< queries searched
-    int d = 0;                        ///< dimension
-    int64_t n_train = 0;              ///< rows of the shared training sample
-    int k = 10;                       ///< the k of the summary's recall@k
-    int search_k = 100;               ///< results requested per query
-    int threads = 0;                  ///< OpenMP threads used
-    std::string gpu;                  ///< device of a --gpu run, else ""
+    std::string dataset;     ///< data set name
+    std::string description; ///< data set description
+    int64_t n_base = 0;      ///< base vectors indexed
+    int64_t n_query = 0;     ///< queries searched
+    int d = 0;               ///< dimension
+    int64_t n_train = 0;     ///< rows of the shared training sample
+    int k = 10;              ///< the k of the summary's recall@k
+    int search_k = 100;      ///< results requested per query
+    int threads = 0;         ///< OpenMP threads used
+    std::string gpu;         ///< device of a --gpu run, else ""
+    /// --distance-matrix: where the matrix was computed, else ""
+    std::string distance_matrix;
     std::vector<IndexResult> indexes; ///< in evaluation order
     /// position of the baseline in indexes: the first non-GMM index
     /// (-1 when every index is a GMM index)

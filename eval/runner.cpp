@@ -19,6 +19,7 @@
 #include <faiss/IndexIVF.h>
 #include <faiss/impl/FaissAssert.h>
 
+#include <datasets/groundtruth.h>
 #include <faiss_gmm/index_factory.h>
 
 #ifdef FAISS_GMM_WITH_GPU
@@ -154,6 +155,13 @@ bool is_plain_l2_ivf_flat(const faiss::Index* index) {
            flat->metric_type == faiss::METRIC_L2;
 }
 
+/// How the fine distances of an index's search are obtained.
+enum class FineDistances {
+    Computed,      ///< by the index's own search
+    GmmLookup,     ///< IndexIVFGMM reading precomputed_distances
+    IvfFlatLookup, ///< ivf_flat_lookup_search on a plain IndexIVFFlat
+};
+
 /// Where an evaluated index is built and searched.
 enum class Placement {
     Cpu,       ///< the factory's index, on the CPU
@@ -262,6 +270,15 @@ void GmmOverrides::apply(IndexIVFGMM* index) const {
     if (gmm_iter) {
         index->gmm_params.niter = *gmm_iter;
     }
+    if (reg_covar) {
+        index->gmm_params.reg_covar = *reg_covar;
+    }
+    if (init) {
+        index->gmm_params.init = *init;
+    }
+    if (max_points_per_component) {
+        index->gmm_params.max_points_per_component = *max_points_per_component;
+    }
     if (probe_order) {
         index->probe_order = *probe_order;
     }
@@ -305,6 +322,15 @@ std::string GmmOverrides::describe() const {
     }
     if (gmm_iter) {
         item("gmm_iter", num(*gmm_iter));
+    }
+    if (reg_covar) {
+        item("reg_covar", num(*reg_covar));
+    }
+    if (init) {
+        item("init", gmm_init_name(*init));
+    }
+    if (max_points_per_component) {
+        item("max_points_per_component", num(*max_points_per_component));
     }
     if (probe_order) {
         item("probe", probe_order_name(*probe_order));
@@ -480,6 +506,12 @@ EvalReport run_evaluation(
 #endif
     }
 
+    // Before any training: a matrix that does not fit fails now.
+    std::unique_ptr<DistanceMatrix> matrix;
+    if (config.distance_matrix) {
+        check_distance_matrix_size(nq, nb, config.distance_matrix_max_bytes);
+    }
+
     // Create every index once up front: the default training size depends
     // on the largest nlist, and a bad factory string fails before hours of
     // training rather than after.
@@ -534,6 +566,27 @@ EvalReport run_evaluation(
         data.groundtruth.k,
         data.groundtruth.ids.data());
 
+    if (config.distance_matrix) {
+        const bool use_gpu = datasets::groundtruth_gpu_available();
+        log << "computing the " << nq << " x " << nb << " distance matrix ("
+            << distance_matrix_bytes(nq, nb) / 1e9 << " GB) "
+            << (use_gpu ? "on the GPU" : "on the CPU") << "...\n";
+        log.flush();
+        auto tm = clock::now();
+        matrix = std::make_unique<DistanceMatrix>(compute_distance_matrix(
+            d,
+            nq,
+            data.query.data.data(),
+            nb,
+            data.base.data.data(),
+            config.distance_matrix_max_bytes,
+            use_gpu,
+            config.gpu_device));
+        report.distance_matrix = matrix->device;
+        log << "  distance matrix computed on " << matrix->device << " in "
+            << format_seconds(seconds_since(tm)) << "\n";
+    }
+
     std::map<int64_t, std::vector<float>> kmeans_centroids;
     std::map<int64_t, double> kmeans_train_s;
     std::map<std::string, std::pair<GaussianMixture, double>> shared_gmms;
@@ -569,7 +622,18 @@ EvalReport run_evaluation(
             result.description += " [shared GMM]";
         }
         Placement placement = Placement::Cpu;
-        if (config.gpu && gmm &&
+        FineDistances fine = FineDistances::Computed;
+        if (matrix && gmm && gmm == index.get()) {
+            fine = FineDistances::GmmLookup;
+            result.description += " [distance matrix]";
+        } else if (matrix && is_plain_l2_ivf_flat(index.get())) {
+            fine = FineDistances::IvfFlatLookup;
+            result.description += " [distance matrix: IVF probe walk]";
+        } else if (matrix) {
+            result.description +=
+                " [CPU: no distance-matrix path, searched normally]";
+        } else if (
+            config.gpu && gmm &&
             (gmm->prune_margin > 0 || gmm->min_expected_hits > 0)) {
             result.description +=
                 " [CPU: pruning needs the sequential CPU scan]";
@@ -804,12 +868,50 @@ EvalReport run_evaluation(
             faiss::indexIVF_stats.reset();
             indexIVFGMM_stats.reset();
             t0 = clock::now();
-            searched->search(
-                nq,
-                data.query.data.data(),
-                search_k,
-                distances.data(),
-                labels.data());
+            if (fine == FineDistances::GmmLookup) {
+                SearchParametersIVFGMM lookup;
+                lookup.nprobe = gmm->nprobe;
+                lookup.max_codes = gmm->max_codes;
+                lookup.probe_order = gmm->probe_order;
+                lookup.posterior_mass = gmm->posterior_mass;
+                lookup.mass_temperature = gmm->mass_temperature;
+                lookup.distance_ratio = gmm->distance_ratio;
+                lookup.prune_margin = gmm->prune_margin;
+                lookup.min_expected_hits = gmm->min_expected_hits;
+                // row stride: the index's ntotal, the matrix's columns
+                FAISS_THROW_IF_NOT_FMT(
+                    gmm->ntotal == matrix->nb,
+                    "distance matrix: the index holds %lld vectors, the "
+                    "matrix has %lld columns",
+                    (long long)gmm->ntotal,
+                    (long long)matrix->nb);
+                lookup.precomputed_distances = matrix->row(0);
+                gmm->search(
+                    nq,
+                    data.query.data.data(),
+                    search_k,
+                    distances.data(),
+                    labels.data(),
+                    &lookup);
+            } else if (fine == FineDistances::IvfFlatLookup) {
+                const LookupSearchCounts counts = ivf_flat_lookup_search(
+                    *ivf,
+                    *matrix,
+                    data.query.data.data(),
+                    search_k,
+                    distances.data(),
+                    labels.data());
+                faiss::indexIVF_stats.nq += size_t(nq);
+                faiss::indexIVF_stats.nlist += counts.lists;
+                faiss::indexIVF_stats.ndis += counts.distances;
+            } else {
+                searched->search(
+                    nq,
+                    data.query.data.data(),
+                    search_k,
+                    distances.data(),
+                    labels.data());
+            }
             SearchRow row;
             row.nprobe = setting.nprobe;
             row.posterior_mass = setting.mass;

@@ -17,6 +17,7 @@
 #include <faiss_gmm/GaussianMixture.h>
 #include <faiss_gmm/IndexIVFGMM.h>
 
+#include <eval/distance_matrix.h>
 #include <eval/results.h>
 
 namespace faiss_gmm {
@@ -36,8 +37,12 @@ struct GmmOverrides {
     std::optional<float> soar_lambda;    ///< SpillParameters::soar_lambda
     std::optional<CovarianceType> covariance; ///< GmmParameters::covariance
     std::optional<int> gmm_iter;              ///< GmmParameters::niter
-    std::optional<ProbeOrder> probe_order;    ///< IndexIVFGMM::probe_order
-    std::optional<float> prune_margin;        ///< IndexIVFGMM::prune_margin
+    std::optional<float> reg_covar;           ///< GmmParameters::reg_covar
+    std::optional<GmmInit> init;              ///< GmmParameters::init
+    /// GmmParameters::max_points_per_component (training sample size)
+    std::optional<int> max_points_per_component;
+    std::optional<ProbeOrder> probe_order; ///< IndexIVFGMM::probe_order
+    std::optional<float> prune_margin;     ///< IndexIVFGMM::prune_margin
 
     /// Sets the given fields on index.
     void apply(IndexIVFGMM* index) const;
@@ -116,8 +121,25 @@ struct EvalConfig {
      * one's). nprobe values above the GPU limit are dropped.
      */
     bool gpu = false;
-    /// CUDA device of the GPU indexes
+    /// CUDA device of the GPU indexes (and of the --distance-matrix GEMM)
     int gpu_device = 0;
+    /**
+     * Evaluate by lookups in the query x base matrix of exact squared L2
+     * distances, computed once before the first index (compute_distance_
+     * matrix: cuBLAS on gpu_device when the build has CUDA and a device is
+     * usable, else CPU BLAS). Every index is then built on the CPU (with
+     * gpu, FAISS k-means assignments and GMM EM may still use the device)
+     * and searched on the CPU with the same probe rules and counters, each
+     * fine distance read from the matrix: a bare IndexIVFGMM through
+     * SearchParametersIVFGMM::precomputed_distances, a plain L2
+     * IndexIVFFlat (the k-means baseline) through ivf_flat_lookup_search;
+     * any other index is searched normally. Recall is computed as without
+     * it (exact distances of the returned ids, in double).
+     */
+    bool distance_matrix = false;
+    /// the matrix may use at most this many bytes (else the run fails
+    /// before training, naming the sizes)
+    double distance_matrix_max_bytes = kDefaultDistanceMatrixMaxBytes;
 };
 
 /// round(log2(4 sqrt(n_base))) as a power of two, at least 1: the default

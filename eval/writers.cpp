@@ -202,6 +202,8 @@ void write_results_json(
     out << "  \"search_k\": " << report.search_k << ",\n";
     out << "  \"threads\": " << report.threads << ",\n";
     out << "  \"gpu\": " << json_quote(report.gpu) << ",\n";
+    out << "  \"distance_matrix\": " << json_quote(report.distance_matrix)
+        << ",\n";
     out << "  \"baseline\": "
         << (report.baseline < 0
                 ? std::string("null")

@@ -52,7 +52,7 @@ GMM settings (applied to every IndexIVFGMM; default: the library's):
   --max-assign N        at most N lists per vector, primary included
   --closure-ratio F     closure rule: distance ratio to the nearest mean
   --soar-lambda F       SOAR rule: weight of the parallel residual
-  --covariance C        spherical | diagonal
+  --covariance C        spherical | diagonal | tied (one shared variance)
   --gmm-iter N          EM iterations
   --probe P             l2 | posterior: order in which lists are probed
 
@@ -71,11 +71,15 @@ Presets and output:
                         without spill and with posterior spill (T 1,2,4 x tau
                         0.02,0.05); diagonal GMM; probe by posterior; adaptive
                         probing; bisector pruning (prune_margin) on top of
-                        GMM, no-spill, closure and SOAR lists. One table of ratios vs k-means at recall@k
-                        0.90/0.95/0.99 (unique vectors and entries scanned),
+                        GMM, no-spill, closure and SOAR lists; training
+                        choices with the best spill (tied covariance, 3 and
+                        20 EM iterations, reg_covar 0.1, 64 training points
+                        per list, k-means++ init). One table of ratios vs
+                        k-means at recall@k 0.90/0.95/0.99 (unique vectors
+                        and entries scanned),
                         replication, imbalance, build time; and the same at
                         matched replication. Ignores --index and the spill
-                        settings (--gmm-iter applies).
+                        settings (--gmm-iter applies but to the EM rows).
   --out DIR             output folder (default: ./out/<dataset>); gets
                         results.csv, summary.csv, results.json, recall<k>.png,
                         recall<k>.svg and the gnuplot script recall<k>.gp

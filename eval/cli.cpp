@@ -79,7 +79,7 @@ Presets and output:
                         and entries scanned),
                         replication, imbalance, build time; and the same at
                         matched replication. Ignores --index and the spill
-                        settings (--gmm-iter applies but to the EM rows).
+                        settings (--gmm-iter applies, except to the EM-iteration rows).
   --out DIR             output folder (default: ./out/<dataset>); gets
                         results.csv, summary.csv, results.json, recall<k>.png,
                         recall<k>.svg and the gnuplot script recall<k>.gp

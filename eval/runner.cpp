@@ -285,6 +285,9 @@ void GmmOverrides::apply(IndexIVFGMM* index) const {
     if (prune_margin) {
         index->prune_margin = *prune_margin;
     }
+    if (mass_temperature) {
+        index->mass_temperature = *mass_temperature;
+    }
 }
 
 std::string GmmOverrides::describe() const {
@@ -337,6 +340,9 @@ std::string GmmOverrides::describe() const {
     }
     if (prune_margin) {
         item("prune_margin", num(*prune_margin));
+    }
+    if (mass_temperature) {
+        item("mass_temperature", num(*mass_temperature));
     }
     return out.str();
 }

@@ -43,6 +43,8 @@ struct GmmOverrides {
     std::optional<int> max_points_per_component;
     std::optional<ProbeOrder> probe_order; ///< IndexIVFGMM::probe_order
     std::optional<float> prune_margin;     ///< IndexIVFGMM::prune_margin
+    /// IndexIVFGMM::mass_temperature (adaptive probing by posterior mass)
+    std::optional<float> mass_temperature;
 
     /// Sets the given fields on index.
     void apply(IndexIVFGMM* index) const;

@@ -511,7 +511,7 @@ TEST(EvalRunner, SharedModelsAndAdaptiveProbing) {
 
 TEST(EvalAblation, PresetAndTable) {
     std::vector<fe::IndexSpec> specs = fe::ablation_specs(64, 7);
-    ASSERT_EQ(specs.size(), 26u);
+    ASSERT_EQ(specs.size(), 27u);
     EXPECT_EQ(specs[0].factory, "IVF64,Flat");
     EXPECT_EQ(specs[0].model, fe::ModelSource::OwnTraining);
     int classic = 0, shared = 0, adaptive = 0, pruned = 0;
@@ -542,8 +542,8 @@ TEST(EvalAblation, PresetAndTable) {
         }
     }
     EXPECT_EQ(classic, 7);
-    EXPECT_EQ(shared, 18);
-    EXPECT_EQ(adaptive, 1);
+    EXPECT_EQ(shared, 19);
+    EXPECT_EQ(adaptive, 2);
     EXPECT_EQ(pruned, 5);
 
     fe::EvalReport report = two_index_report();

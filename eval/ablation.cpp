@@ -175,7 +175,8 @@ ablation_specs(int64_t nlist, std::optional<int> gmm_iter) {
     }
     // Training choices (issue 7), each with the best spill rule above and
     // its own GMM training: covariance, EM iterations, variance floor,
-    // training-sample size and initialisation.
+    // training-sample size and initialisation (the default is 20 EM
+    // iterations: GmmParameters::niter).
     {
         auto training_row = [&](const std::string& name, GmmOverrides o) {
             specs.push_back({name, gmm, o, ModelSource::SharedGmm, {}});
@@ -183,7 +184,7 @@ ablation_specs(int64_t nlist, std::optional<int> gmm_iter) {
         GmmOverrides o = best;
         o.covariance = CovarianceType::TiedSpherical;
         training_row("GMM tied, T4 tau0.02 m2", o);
-        for (int iterations : {3, 20}) {
+        for (int iterations : {3, 10}) {
             o = best;
             o.gmm_iter = iterations;
             training_row(

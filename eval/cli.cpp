@@ -73,7 +73,7 @@ Presets and output:
                         probing; bisector pruning (prune_margin) on top of
                         GMM, no-spill, closure and SOAR lists; training
                         choices with the best spill (tied covariance, 3 and
-                        20 EM iterations, reg_covar 0.1, 64 training points
+                        10 EM iterations, reg_covar 0.1, 64 training points
                         per list, k-means++ init). One table of ratios vs
                         k-means at recall@k 0.90/0.95/0.99 (unique vectors
                         and entries scanned),

@@ -56,8 +56,14 @@ GmmInit gmm_init_from_name(const std::string& name);
 struct GmmParameters {
     /// covariance shape of the components
     CovarianceType covariance = CovarianceType::Spherical;
-    /// maximum number of EM iterations (E-step + M-step)
-    int niter = 10;
+    /**
+     * maximum number of EM iterations (E-step + M-step). Default 20: the
+     * best IVF measured (faiss_gmm_eval --ablation, sift-debian-a, 5000
+     * queries, spill T4 tau 0.02): cost ratio vs k-means at recall@10 0.95
+     * after 3 / 10 / 20 iterations 1.230 / 1.244 / 1.256 (nlist 1024) and
+     * 1.216 / 1.246 / 1.267 (nlist 2048).
+     */
+    int niter = 20;
     /// stop when the mean log-likelihood per point gains less than this
     /// (nats) in one iteration; 0 disables the test
     double tol = 1e-4;

@@ -179,9 +179,10 @@ TrainDevice train_device_from_name(const std::string& name);
  * (nlist) + fine distances per query, fine counting each vector once;
  * "entries" = the same cost counting list entries visited (duplicates
  * included). k-means: FAISS IndexIVFFlat, 20 Lloyd iterations. GMM:
- * spherical, 10 EM iterations from a 20-iteration k-means (GmmParameters
- * defaults), spill T = 4, tau = 0.02, max_assign 2, primary = argmax
- * posterior (replication 1.785, imbalance 1.044 vs 1.098 for k-means).
+ * spherical, 10 EM iterations (the default before it became 20, see
+ * GmmParameters::niter) from a 20-iteration k-means, spill T = 4, tau = 0.02,
+ * max_assign 2, primary = argmax posterior (replication 1.785, imbalance 1.044
+ * vs 1.098 for k-means).
  *
  *   nprobe | k-means recall  cost  | GMM recall  cost  entries
  *   -------+-----------------------+---------------------------

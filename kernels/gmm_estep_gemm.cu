@@ -454,6 +454,38 @@ cudaError_t gmm_estep_gemm_log_norm(
     return cudaGetLastError();
 }
 
+namespace {
+
+/// One launch of gemm_probabilities_kernel<T, DIAG> (arguments checked by
+/// the caller).
+template <typename T, bool DIAG>
+void launch_probabilities(
+    int64_t blocks,
+    dim3 block,
+    cudaStream_t stream,
+    int64_t rows,
+    const EStepModel& m,
+    const float* raw,
+    const float* norms,
+    const float* log2_z,
+    T* probs,
+    const EStepAccumulators& acc) {
+    gemm_probabilities_kernel<T, DIAG><<<unsigned(blocks), block, 0, stream>>>(
+        rows,
+        m.k_pad,
+        raw,
+        m.row_const,
+        m.row_scale,
+        m.row_norm,
+        norms,
+        log2_z,
+        probs,
+        acc.count,
+        acc.sum2);
+}
+
+} // namespace
+
 cudaError_t gmm_estep_gemm_probabilities(
     const EStepModel& m,
     int64_t rows,
@@ -481,64 +513,20 @@ cudaError_t gmm_estep_gemm_probabilities(
     if (m.math == EStepMath::BF16) {
         auto* p = static_cast<__nv_bfloat16*>(probs);
         if (m.diagonal) {
-            gemm_probabilities_kernel<__nv_bfloat16, true>
-                <<<unsigned(blocks), block, 0, stream>>>(
-                    rows,
-                    m.k_pad,
-                    raw,
-                    m.row_const,
-                    m.row_scale,
-                    m.row_norm,
-                    norms,
-                    log2_z,
-                    p,
-                    acc.count,
-                    acc.sum2);
+            launch_probabilities<__nv_bfloat16, true>(
+                blocks, block, stream, rows, m, raw, norms, log2_z, p, acc);
         } else {
-            gemm_probabilities_kernel<__nv_bfloat16, false>
-                <<<unsigned(blocks), block, 0, stream>>>(
-                    rows,
-                    m.k_pad,
-                    raw,
-                    m.row_const,
-                    m.row_scale,
-                    m.row_norm,
-                    norms,
-                    log2_z,
-                    p,
-                    acc.count,
-                    acc.sum2);
+            launch_probabilities<__nv_bfloat16, false>(
+                blocks, block, stream, rows, m, raw, norms, log2_z, p, acc);
         }
     } else {
         auto* p = static_cast<float*>(probs);
         if (m.diagonal) {
-            gemm_probabilities_kernel<float, true>
-                <<<unsigned(blocks), block, 0, stream>>>(
-                    rows,
-                    m.k_pad,
-                    raw,
-                    m.row_const,
-                    m.row_scale,
-                    m.row_norm,
-                    norms,
-                    log2_z,
-                    p,
-                    acc.count,
-                    acc.sum2);
+            launch_probabilities<float, true>(
+                blocks, block, stream, rows, m, raw, norms, log2_z, p, acc);
         } else {
-            gemm_probabilities_kernel<float, false>
-                <<<unsigned(blocks), block, 0, stream>>>(
-                    rows,
-                    m.k_pad,
-                    raw,
-                    m.row_const,
-                    m.row_scale,
-                    m.row_norm,
-                    norms,
-                    log2_z,
-                    p,
-                    acc.count,
-                    acc.sum2);
+            launch_probabilities<float, false>(
+                blocks, block, stream, rows, m, raw, norms, log2_z, p, acc);
         }
     }
     return cudaGetLastError();

@@ -174,41 +174,6 @@ void validate_spill(const SpillParameters& spill) {
         spill.soar_lambda);
 }
 
-/// Throws naming the first out-of-range adaptive probing parameter.
-void validate_search_parameters(const SearchParametersIVFGMM& p) {
-    FAISS_THROW_IF_NOT_FMT(
-        p.posterior_mass >= 0 && p.posterior_mass <= 1,
-        "IndexIVFGMM: posterior_mass=%g must be in [0, 1]",
-        p.posterior_mass);
-    FAISS_THROW_IF_NOT_FMT(
-        p.mass_temperature > 0 && std::isfinite(p.mass_temperature),
-        "IndexIVFGMM: mass_temperature=%g must be > 0",
-        p.mass_temperature);
-    FAISS_THROW_IF_NOT_FMT(
-        p.distance_ratio == 0 ||
-            (p.distance_ratio >= 1 && !std::isnan(p.distance_ratio)),
-        "IndexIVFGMM: distance_ratio=%g must be 0 (off) or >= 1",
-        p.distance_ratio);
-    FAISS_THROW_IF_NOT_FMT(
-        p.prune_margin >= 0 && !std::isnan(p.prune_margin),
-        "IndexIVFGMM: prune_margin=%g must be >= 0 (0 = off)",
-        p.prune_margin);
-    FAISS_THROW_IF_NOT_FMT(
-        p.min_expected_hits >= 0 && !std::isnan(p.min_expected_hits),
-        "IndexIVFGMM: min_expected_hits=%g must be >= 0 (0 = off)",
-        p.min_expected_hits);
-    FAISS_THROW_IF_NOT_FMT(
-        p.probe_order == ProbeOrder::L2 ||
-            (p.distance_ratio == 0 && p.prune_margin == 0 &&
-             p.min_expected_hits == 0),
-        "IndexIVFGMM: distance_ratio=%g, prune_margin=%g and "
-        "min_expected_hits=%g need probe order l2, not %s",
-        p.distance_ratio,
-        p.prune_margin,
-        p.min_expected_hits,
-        probe_order_name(p.probe_order));
-}
-
 /// The entry of a vector in list l is its canonical copy when l is the
 /// smallest of its lists: exactly one copy per vector has that property.
 bool is_canonical_copy(size_t list_no, const int32_t* record, int width) {
@@ -487,6 +452,46 @@ void scan_probed_lists(
 }
 
 } // namespace
+
+void check_search_parameters(const SearchParametersIVFGMM& p, const char* who) {
+    FAISS_THROW_IF_NOT_FMT(
+        p.posterior_mass >= 0 && p.posterior_mass <= 1,
+        "%s: posterior_mass=%g must be in [0, 1]",
+        who,
+        p.posterior_mass);
+    FAISS_THROW_IF_NOT_FMT(
+        p.mass_temperature > 0 && std::isfinite(p.mass_temperature),
+        "%s: mass_temperature=%g must be > 0",
+        who,
+        p.mass_temperature);
+    FAISS_THROW_IF_NOT_FMT(
+        p.distance_ratio == 0 ||
+            (p.distance_ratio >= 1 && !std::isnan(p.distance_ratio)),
+        "%s: distance_ratio=%g must be 0 (off) or >= 1",
+        who,
+        p.distance_ratio);
+    FAISS_THROW_IF_NOT_FMT(
+        p.prune_margin >= 0 && !std::isnan(p.prune_margin),
+        "%s: prune_margin=%g must be >= 0 (0 = off)",
+        who,
+        p.prune_margin);
+    FAISS_THROW_IF_NOT_FMT(
+        p.min_expected_hits >= 0 && !std::isnan(p.min_expected_hits),
+        "%s: min_expected_hits=%g must be >= 0 (0 = off)",
+        who,
+        p.min_expected_hits);
+    FAISS_THROW_IF_NOT_FMT(
+        p.probe_order == ProbeOrder::L2 ||
+            (p.distance_ratio == 0 && p.prune_margin == 0 &&
+             p.min_expected_hits == 0),
+        "%s: distance_ratio=%g, prune_margin=%g and "
+        "min_expected_hits=%g need probe order l2, not %s",
+        who,
+        p.distance_ratio,
+        p.prune_margin,
+        p.min_expected_hits,
+        probe_order_name(p.probe_order));
+}
 
 /*************************************************************
  * construction, training
@@ -942,7 +947,7 @@ void IndexIVFGMM::coarse_assign(
         "IndexIVFGMM: nprobe=%zu must be in [1, nlist=%zu]",
         nprobe,
         nlist);
-    validate_search_parameters(params);
+    check_search_parameters(params, "IndexIVFGMM");
     if (n == 0) {
         return;
     }
@@ -1048,7 +1053,7 @@ void IndexIVFGMM::resolve_search_parameters(
         gmm_p ? gmm_p->min_expected_hits : min_expected_hits;
     resolved->precomputed_distances =
         gmm_p ? gmm_p->precomputed_distances : nullptr;
-    validate_search_parameters(*resolved);
+    check_search_parameters(*resolved, "IndexIVFGMM");
 }
 
 void IndexIVFGMM::search(
@@ -1676,7 +1681,7 @@ void IndexIVFGMM::set_parameters(const std::string& description) {
     validate_spill(new_spill);
     new_search.probe_order = new_order;
     new_search.posterior_mass = new_mass;
-    validate_search_parameters(new_search);
+    check_search_parameters(new_search, "IndexIVFGMM");
     nprobe = new_nprobe;
     max_codes = new_max_codes;
     probe_order = new_order;

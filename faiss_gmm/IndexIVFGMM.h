@@ -125,6 +125,18 @@ struct SearchParametersIVFGMM : faiss::SearchParametersIVF {
 };
 
 /**
+ * Throw, naming the first out-of-range value, unless the adaptive probing
+ * and pruning parameters of p are valid (posterior_mass in [0, 1],
+ * mass_temperature > 0, distance_ratio 0 or >= 1, prune_margin and
+ * min_expected_hits >= 0, the last three only with probe order L2). Shared
+ * by IndexIVFGMM and gpu::GpuIndexIVFGMM.
+ *
+ * @param p   the resolved search parameters
+ * @param who prefix of the error message, e.g. "IndexIVFGMM"
+ */
+void check_search_parameters(const SearchParametersIVFGMM& p, const char* who);
+
+/**
  * Exact per-search counters (in addition to faiss::indexIVF_stats, which is
  * filled as IndexIVF fills it: nq, nlist = non-empty lists probed, ndis =
  * fine distances, nheap_updates). search() and range_search() add to the

@@ -942,26 +942,12 @@ void GpuIndexIVFGMM::search(
             gp->prune_margin,
             gp->min_expected_hits);
     }
-    FAISS_THROW_IF_NOT_FMT(
-        rs.mass >= 0 && rs.mass <= 1,
-        "GpuIndexIVFGMM::search: posterior_mass=%g must be in [0, 1]",
-        rs.mass);
-    FAISS_THROW_IF_NOT_FMT(
-        rs.mass_temperature > 0 && std::isfinite(rs.mass_temperature),
-        "GpuIndexIVFGMM::search: mass_temperature=%g must be > 0",
-        rs.mass_temperature);
-    FAISS_THROW_IF_NOT_FMT(
-        rs.distance_ratio == 0 ||
-            (rs.distance_ratio >= 1 && !std::isnan(rs.distance_ratio)),
-        "GpuIndexIVFGMM::search: distance_ratio=%g must be 0 (off) or "
-        ">= 1",
-        rs.distance_ratio);
-    FAISS_THROW_IF_NOT_FMT(
-        rs.order == ProbeOrder::L2 || rs.distance_ratio == 0,
-        "GpuIndexIVFGMM::search: distance_ratio=%g needs probe order l2, "
-        "not %s",
-        rs.distance_ratio,
-        probe_order_name(rs.order));
+    SearchParametersIVFGMM checked;
+    checked.posterior_mass = rs.mass;
+    checked.mass_temperature = rs.mass_temperature;
+    checked.distance_ratio = rs.distance_ratio;
+    checked.probe_order = rs.order;
+    check_search_parameters(checked, "GpuIndexIVFGMM::search");
     check_finite(n, d, x, "GpuIndexIVFGMM::search");
     GpuSearchTiming& timing = impl_->timing;
     timing = GpuSearchTiming();

@@ -22,7 +22,8 @@
  *              - 2 x'_i . mu'_k + row_norm_k)
  *   diagonal:  l2_ik = row_const_k + [x'_i | x'_i^2] . component_matrix_k
  * where component_matrix_k = mu'_k (spherical) or
- * log2(e) [mu'_k / v_k | -1 / (2 v_k)] (diagonal), prepared by the host.
+ * log2(e) [mu'_k / v_k | -1 / (2 v_k)] (diagonal), prepared on the device by
+ * gmm_prepare_estep_model (gmm_mstep.h).
  */
 
 #pragma once

@@ -367,37 +367,21 @@ cudaError_t launch_prepare(
     const int depth = estep_depth(m.d, m.diagonal);
     const int d_pad = estep_depth(m.d, false);
     auto* out = static_cast<typename MatrixElement<MATH>::T*>(matrix);
-    if (m.diagonal) {
-        prepare_model_kernel<MATH, true>
-            <<<unsigned(kp), kMStepComponentThreads, 0, stream>>>(
-                m.d,
-                m.k,
-                depth,
-                d_pad,
-                m.means,
-                m.variances,
-                m.weights,
-                center,
-                out,
-                row_const,
-                row_scale,
-                row_norm);
-    } else {
-        prepare_model_kernel<MATH, false>
-            <<<unsigned(kp), kMStepComponentThreads, 0, stream>>>(
-                m.d,
-                m.k,
-                depth,
-                d_pad,
-                m.means,
-                m.variances,
-                m.weights,
-                center,
-                out,
-                row_const,
-                row_scale,
-                row_norm);
-    }
+    auto* kernel = m.diagonal ? prepare_model_kernel<MATH, true>
+                              : prepare_model_kernel<MATH, false>;
+    kernel<<<unsigned(kp), kMStepComponentThreads, 0, stream>>>(
+        m.d,
+        m.k,
+        depth,
+        d_pad,
+        m.means,
+        m.variances,
+        m.weights,
+        center,
+        out,
+        row_const,
+        row_scale,
+        row_norm);
     return cudaGetLastError();
 }
 
@@ -425,39 +409,22 @@ cudaError_t gmm_mstep(
         return cudaErrorInvalidValue;
     }
     const int cols = estep_output_columns(old.d);
-    if (old.diagonal) {
-        mstep_component_kernel<true>
-            <<<unsigned(old.k), kMStepComponentThreads, 0, stream>>>(
-                old.d,
-                cols,
-                acc.count,
-                acc.sum1,
-                acc.sum2,
-                old.means,
-                center,
-                variance_floor,
-                min_component_count,
-                out.means,
-                old.tied,
-                out.variances,
-                scratch);
-    } else {
-        mstep_component_kernel<false>
-            <<<unsigned(old.k), kMStepComponentThreads, 0, stream>>>(
-                old.d,
-                cols,
-                acc.count,
-                acc.sum1,
-                acc.sum2,
-                old.means,
-                center,
-                variance_floor,
-                min_component_count,
-                out.means,
-                old.tied,
-                out.variances,
-                scratch);
-    }
+    auto* component_kernel = old.diagonal ? mstep_component_kernel<true>
+                                          : mstep_component_kernel<false>;
+    component_kernel<<<unsigned(old.k), kMStepComponentThreads, 0, stream>>>(
+        old.d,
+        cols,
+        acc.count,
+        acc.sum1,
+        acc.sum2,
+        old.means,
+        center,
+        variance_floor,
+        min_component_count,
+        out.means,
+        old.tied,
+        out.variances,
+        scratch);
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) {
         return err;

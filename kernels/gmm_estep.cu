@@ -641,19 +641,22 @@ __global__ void __launch_bounds__(kThreads, MATH == 2 ? 4 : 3) log_norm_kernel(
     }
 }
 
-/// Adds the pass-1 partials to *total in a fixed order (one CTA).
-__global__ void sum_partials_kernel(
+/// Threads of the one CTA of sum_partials_kernel.
+constexpr int kSumThreads = 256;
+
+/// Adds log-likelihood partials to *total in a fixed order (one CTA).
+__global__ void __launch_bounds__(kSumThreads) sum_partials_kernel(
     int64_t count,
     const double* __restrict__ partials,
     double* __restrict__ total) {
-    __shared__ double part[256];
+    __shared__ double part[kSumThreads];
     double s = 0;
-    for (int64_t i = threadIdx.x; i < count; i += blockDim.x) {
+    for (int64_t i = threadIdx.x; i < count; i += kSumThreads) {
         s += partials[i];
     }
     part[threadIdx.x] = s;
     __syncthreads();
-    for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+    for (int w = kSumThreads / 2; w > 0; w >>= 1) {
         if (int(threadIdx.x) < w) {
             part[threadIdx.x] += part[threadIdx.x + w];
         }
@@ -1788,8 +1791,16 @@ cudaError_t gmm_estep_log_norm(
     if (err != cudaSuccess) {
         return err;
     }
-    sum_partials_kernel<<<1, 256, 0, stream>>>(
-        estep_log_norm_scratch(n), scratch, acc.log_likelihood);
+    return gmm_estep_sum_partials(
+        estep_log_norm_scratch(n), scratch, acc.log_likelihood, stream);
+}
+
+cudaError_t gmm_estep_sum_partials(
+    int64_t count, const double* partials, double* total, cudaStream_t stream) {
+    if (count < 0 || !total || (count > 0 && !partials)) {
+        return cudaErrorInvalidValue;
+    }
+    sum_partials_kernel<<<1, kSumThreads, 0, stream>>>(count, partials, total);
     return cudaGetLastError();
 }
 

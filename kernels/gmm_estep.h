@@ -89,6 +89,13 @@ int estep_depth(int d, bool diagonal);
 int estep_output_columns(int d);
 /// Doubles of scratch gmm_estep_log_norm needs for n points.
 int64_t estep_log_norm_scratch(int64_t n);
+/**
+ * *total += sum of partials[0 .. count), added in a fixed order by one CTA
+ * (deterministic log-likelihood whatever the grid that wrote the partials).
+ * Shared by both E-step paths.
+ */
+cudaError_t gmm_estep_sum_partials(
+    int64_t count, const double* partials, double* total, cudaStream_t stream);
 /// Rows of the log2 Z buffer and of prepared points for n points:
 /// round_up(n, kEStepPointTile).
 int64_t estep_padded_rows(int64_t n);

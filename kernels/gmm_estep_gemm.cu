@@ -31,7 +31,6 @@ constexpr int kProbPhases = 4;
 /// Rows per CTA of the probabilities kernel (its slab).
 constexpr int kProbRows = 256;
 /// Threads of the fixed-order partial sum (one CTA).
-constexpr int kSumThreads = 256;
 /// Threads of the add-statistics CTAs.
 constexpr int kAddThreads = 256;
 /// Largest grid of the grid-stride kernels.
@@ -197,29 +196,6 @@ __global__ void __launch_bounds__(kRowThreads) gemm_log_norm_kernel(
             total += ll_warp[w];
         }
         partials[blockIdx.x] = total;
-    }
-}
-
-/// Adds the log-norm partials to *total in a fixed order (one CTA).
-__global__ void __launch_bounds__(kSumThreads) gemm_sum_partials_kernel(
-    int64_t count,
-    const double* __restrict__ partials,
-    double* __restrict__ total) {
-    __shared__ double part[kSumThreads];
-    double s = 0;
-    for (int64_t i = threadIdx.x; i < count; i += kSumThreads) {
-        s += partials[i];
-    }
-    part[threadIdx.x] = s;
-    __syncthreads();
-    for (int w = kSumThreads / 2; w > 0; w >>= 1) {
-        if (int(threadIdx.x) < w) {
-            part[threadIdx.x] += part[threadIdx.x + w];
-        }
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) {
-        *total += part[0];
     }
 }
 
@@ -420,38 +396,23 @@ cudaError_t gmm_estep_gemm_log_norm(
     if (rows == 0) {
         return cudaSuccess;
     }
-    if (m.diagonal) {
-        gemm_log_norm_kernel<true>
-            <<<unsigned(blocks), kRowThreads, 0, stream>>>(
-                rows,
-                m.k_pad,
-                raw,
-                m.row_const,
-                m.row_scale,
-                m.row_norm,
-                norms,
-                log2_z,
-                partials);
-    } else {
-        gemm_log_norm_kernel<false>
-            <<<unsigned(blocks), kRowThreads, 0, stream>>>(
-                rows,
-                m.k_pad,
-                raw,
-                m.row_const,
-                m.row_scale,
-                m.row_norm,
-                norms,
-                log2_z,
-                partials);
-    }
+    auto* kernel =
+        m.diagonal ? gemm_log_norm_kernel<true> : gemm_log_norm_kernel<false>;
+    kernel<<<unsigned(blocks), kRowThreads, 0, stream>>>(
+        rows,
+        m.k_pad,
+        raw,
+        m.row_const,
+        m.row_scale,
+        m.row_norm,
+        norms,
+        log2_z,
+        partials);
     err = cudaGetLastError();
     if (err != cudaSuccess) {
         return err;
     }
-    gemm_sum_partials_kernel<<<1, kSumThreads, 0, stream>>>(
-        blocks, partials, log_likelihood);
-    return cudaGetLastError();
+    return gmm_estep_sum_partials(blocks, partials, log_likelihood, stream);
 }
 
 namespace {

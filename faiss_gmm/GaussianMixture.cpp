@@ -11,6 +11,7 @@
 #include <faiss/impl/FaissAssert.h>
 
 #include <faiss_gmm/GmmEM.h>
+#include <faiss_gmm/impl/EnumNames.h>
 #include <faiss_gmm/impl/GmmScoring.h>
 
 extern "C" {
@@ -385,60 +386,82 @@ idx_t scoring_block_rows(int k) {
  * names
  *********************************************************************/
 
+namespace {
+
+const impl::EnumName<CovarianceType> kCovarianceNames[] = {
+    {CovarianceType::Spherical, "spherical"},
+    {CovarianceType::Diagonal, "diagonal"},
+    {CovarianceType::TiedSpherical, "tied"},
+    {CovarianceType::Spherical, "sph"},
+    {CovarianceType::Diagonal, "diag"},
+    {CovarianceType::TiedSpherical, "tied-spherical"},
+};
+
+const impl::EnumName<GmmInit> kInitNames[] = {
+    {GmmInit::KMeans, "kmeans"},
+    {GmmInit::KMeansPlusPlus, "kmeans++"},
+    {GmmInit::Random, "random"},
+};
+
+} // namespace
+
 const char* covariance_type_name(CovarianceType type) {
-    switch (type) {
-    case CovarianceType::Spherical:
-        return "spherical";
-    case CovarianceType::Diagonal:
-        return "diagonal";
-    case CovarianceType::TiedSpherical:
-        return "tied";
-    }
-    FAISS_THROW_FMT("unknown CovarianceType value %d", int(type));
+    return impl::enum_name(kCovarianceNames, type, "covariance type");
 }
 
 CovarianceType covariance_type_from_name(const std::string& name) {
-    if (name == "spherical" || name == "sph") {
-        return CovarianceType::Spherical;
-    }
-    if (name == "diagonal" || name == "diag") {
-        return CovarianceType::Diagonal;
-    }
-    if (name == "tied" || name == "tied-spherical") {
-        return CovarianceType::TiedSpherical;
-    }
-    FAISS_THROW_FMT(
-        "unknown covariance type \"%s\" (expected spherical, sph, "
-        "diagonal, diag, tied or tied-spherical)",
-        name.c_str());
+    return impl::enum_from_name(kCovarianceNames, name, "covariance type");
 }
 
 const char* gmm_init_name(GmmInit init) {
-    switch (init) {
-    case GmmInit::KMeans:
-        return "kmeans";
-    case GmmInit::KMeansPlusPlus:
-        return "kmeans++";
-    case GmmInit::Random:
-        return "random";
-    }
-    FAISS_THROW_FMT("unknown GmmInit value %d", int(init));
+    return impl::enum_name(kInitNames, init, "GMM initialisation");
 }
 
 GmmInit gmm_init_from_name(const std::string& name) {
-    if (name == "kmeans") {
-        return GmmInit::KMeans;
-    }
-    if (name == "kmeans++") {
-        return GmmInit::KMeansPlusPlus;
-    }
-    if (name == "random") {
-        return GmmInit::Random;
-    }
-    FAISS_THROW_FMT(
-        "unknown GMM initialisation \"%s\" (expected kmeans, kmeans++ "
-        "or random)",
-        name.c_str());
+    return impl::enum_from_name(kInitNames, name, "GMM initialisation");
+}
+
+void GmmParameters::check(const char* who) const {
+    covariance_type_name(covariance); // throws on a value outside the enum
+    gmm_init_name(init);
+    FAISS_THROW_IF_NOT_FMT(
+        niter >= 0 && niter <= kMaxIterations,
+        "%s: niter=%d must be in [0, %d]",
+        who,
+        niter,
+        kMaxIterations);
+    FAISS_THROW_IF_NOT_FMT(
+        std::isfinite(tol) && tol >= 0,
+        "%s: tol=%g must be finite and >= 0",
+        who,
+        tol);
+    FAISS_THROW_IF_NOT_FMT(
+        std::isfinite(reg_covar) && reg_covar >= 0,
+        "%s: reg_covar=%g must be finite and >= 0",
+        who,
+        reg_covar);
+    FAISS_THROW_IF_NOT_FMT(
+        kmeans_niter >= 0 && kmeans_niter <= kMaxIterations,
+        "%s: kmeans_niter=%d must be in [0, %d]",
+        who,
+        kmeans_niter,
+        kMaxIterations);
+    FAISS_THROW_IF_NOT_FMT(
+        max_points_per_component >= 0,
+        "%s: max_points_per_component=%d must be >= 0 (0: no subsampling)",
+        who,
+        max_points_per_component);
+    FAISS_THROW_IF_NOT_FMT(
+        std::isfinite(min_component_count) && min_component_count >= 0,
+        "%s: min_component_count=%g must be finite and >= 0",
+        who,
+        min_component_count);
+    FAISS_THROW_IF_NOT_FMT(
+        block_size >= 1 && block_size <= kMaxBlockSize,
+        "%s: block_size=%" PRId64 " must be in [1, %" PRId64 "]",
+        who,
+        block_size,
+        kMaxBlockSize);
 }
 
 /*********************************************************************

@@ -88,6 +88,17 @@ struct GmmParameters {
     /// print one line per iteration (log-likelihood, time, smallest weight,
     /// smallest variance, re-seeded components)
     bool verbose = false;
+
+    /// Largest niter and kmeans_niter.
+    static constexpr int kMaxIterations = 1 << 30;
+    /// Largest block_size.
+    static constexpr int64_t kMaxBlockSize = int64_t(1) << 40;
+
+    /// Throws naming the first out-of-range field (prefixed by `who`):
+    /// niter, kmeans_niter in [0, kMaxIterations]; tol, reg_covar,
+    /// min_component_count finite and >= 0; max_points_per_component >= 0;
+    /// block_size in [1, kMaxBlockSize]; enums in range.
+    void check(const char* who = "GmmParameters") const;
 };
 
 /** What one EM iteration did, filled by every trainer (CPU and GPU). */

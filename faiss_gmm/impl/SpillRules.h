@@ -1,13 +1,15 @@
 /**
- * Internal (not installed): the per-vector posterior and closure spill rules,
- * shared by IndexIVFGMM::assign_lists (candidates from the CPU quantizer and
- * GaussianMixture::top_posteriors) and GpuIndexIVFGMM (the assignment
- * kernel's top lists), so that both build the very same lists.
+ * Internal (not installed): the per-vector spill rules, applied by
+ * ListAssignment.cpp to candidates from the CPU (quantizer,
+ * GaussianMixture::top_posteriors) or from the GPU assignment kernel, so
+ * that both build the very same lists.
  */
 
 #pragma once
 
-#include <faiss_gmm/IndexIVFGMM.h>
+#include <limits>
+
+#include <faiss_gmm/IVFGMMParameters.h>
 
 namespace faiss_gmm {
 namespace impl {
@@ -77,6 +79,59 @@ inline void closure_spill_row(
         }
         lists[t] = ids[t];
     }
+}
+
+/**
+ * SOAR rule for one vector: the nearest mean, then the candidate j that
+ * minimises ||r_j||^2 + lambda (<r, r_j> / ||r||)^2, r = x - mu_primary,
+ * r_j = x - mu_j.
+ *
+ * @param lambda    weight of the parallel component
+ * @param d         dimension
+ * @param x         the vector
+ * @param means     k x d means
+ * @param top       candidates, nearest first
+ * @param distances their squared L2 distances
+ * @param ids       their ids (-1: none)
+ * @param m         lists per vector at most (only 1 or 2 are filled)
+ * @param lists     m slots, -1 on entry
+ */
+template <class Id>
+inline void soar_spill_row(
+    float lambda,
+    int d,
+    const float* x,
+    const float* means,
+    int top,
+    const float* distances,
+    const Id* ids,
+    int m,
+    idx_t* lists) {
+    lists[0] = ids[0];
+    if (m < 2) {
+        return;
+    }
+    const float* mu1 = means + int64_t(ids[0]) * d;
+    float best_loss = std::numeric_limits<float>::infinity();
+    idx_t best = -1;
+    for (int t = 1; t < top; t++) {
+        if (ids[t] < 0) {
+            break;
+        }
+        const float* muj = means + int64_t(ids[t]) * d;
+        float dot = 0;
+        for (int c = 0; c < d; c++) {
+            dot += (x[c] - mu1[c]) * (x[c] - muj[c]);
+        }
+        const float parallel =
+            distances[0] > 0 ? dot * dot / distances[0] : 0.0f;
+        const float loss = distances[t] + lambda * parallel;
+        if (loss < best_loss) {
+            best_loss = loss;
+            best = ids[t];
+        }
+    }
+    lists[1] = best;
 }
 
 } // namespace impl

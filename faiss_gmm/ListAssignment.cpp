@@ -1,0 +1,208 @@
+#include <faiss_gmm/ListAssignment.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cmath>
+#include <vector>
+
+#include <faiss/impl/FaissAssert.h>
+
+#include <faiss_gmm/impl/SpillRules.h>
+
+namespace faiss_gmm {
+
+namespace {
+
+/// Vectors per block: bounds the temporary memory of assignment.
+constexpr idx_t kAssignBlockSize = 65536;
+
+} // namespace
+
+void assign_lists(
+    const GaussianMixture& gmm,
+    const faiss::Index& quantizer,
+    const SpillParameters& spill,
+    idx_t n,
+    const float* x,
+    idx_t* lists) {
+    spill.check("assign_lists");
+    FAISS_THROW_IF_NOT_MSG(
+        gmm.is_trained, "assign_lists: model is not trained");
+    FAISS_THROW_IF_NOT_FMT(
+        quantizer.d == gmm.d && quantizer.ntotal == gmm.k,
+        "assign_lists: quantizer (d=%d, ntotal=%" PRId64
+        ") does not hold the model's %d means of dimension %d",
+        quantizer.d,
+        int64_t(quantizer.ntotal),
+        gmm.k,
+        gmm.d);
+    const int m = spill.max_assign;
+    const size_t nlist = size_t(gmm.k);
+    const int d = gmm.d;
+    std::fill(lists, lists + int64_t(n) * m, idx_t(-1));
+    if (n == 0) {
+        return;
+    }
+    const bool by_l2 = spill.rule == SpillRule::Closure ||
+                       spill.rule == SpillRule::Soar ||
+                       spill.primary_is_nearest_mean;
+    // Soar looks for its secondary among the nearest means only.
+    const int ncand = spill.rule == SpillRule::Soar
+                          ? int(std::min<size_t>(nlist, std::max(16, 4 * m)))
+                      : spill.rule == SpillRule::Closure
+                          ? int(std::min<size_t>(nlist, m))
+                          : 1;
+    const int mpost = int(std::min<size_t>(nlist, m));
+    const idx_t bs = std::min(n, kAssignBlockSize);
+    std::vector<float> l2_dis(by_l2 ? bs * ncand : 0);
+    std::vector<idx_t> l2_idx(by_l2 ? bs * ncand : 0);
+    const bool need_posteriors =
+        spill.rule == SpillRule::Posterior ||
+        (spill.rule == SpillRule::None && !spill.primary_is_nearest_mean);
+    std::vector<float> post(need_posteriors ? bs * mpost : 0);
+    std::vector<idx_t> comp(need_posteriors ? bs * mpost : 0);
+
+    for (idx_t i0 = 0; i0 < n; i0 += bs) {
+        const idx_t nb = std::min(bs, n - i0);
+        const float* xb = x + int64_t(i0) * d;
+        idx_t* lb = lists + int64_t(i0) * m;
+        if (by_l2) {
+            quantizer.search(nb, xb, ncand, l2_dis.data(), l2_idx.data());
+        }
+        if (need_posteriors) {
+            const bool primary_only = spill.rule == SpillRule::None;
+            gmm.top_posteriors(
+                nb,
+                xb,
+                primary_only ? 1 : mpost,
+                post.data(),
+                comp.data(),
+                primary_only ? 1.0f : spill.temperature);
+            if (primary_only) {
+                for (idx_t i = 0; i < nb; i++) {
+                    lb[i * m] = comp[i];
+                }
+                continue;
+            }
+        }
+        switch (spill.rule) {
+        case SpillRule::None:
+            for (idx_t i = 0; i < nb; i++) {
+                lb[i * m] = l2_idx[i * ncand];
+            }
+            break;
+        case SpillRule::Posterior:
+#pragma omp parallel for if (nb > 1000)
+            for (idx_t i = 0; i < nb; i++) {
+                const float* pi = post.data() + i * mpost;
+                impl::posterior_spill_row(
+                    spill,
+                    m,
+                    mpost,
+                    comp.data() + i * mpost,
+                    [pi](int t) { return pi[t]; },
+                    [&l2_idx, i, ncand]() { return l2_idx[i * ncand]; },
+                    lb + i * m);
+            }
+            break;
+        case SpillRule::Closure:
+#pragma omp parallel for if (nb > 1000)
+            for (idx_t i = 0; i < nb; i++) {
+                impl::closure_spill_row(
+                    spill.closure_ratio,
+                    ncand,
+                    l2_dis.data() + i * ncand,
+                    l2_idx.data() + i * ncand,
+                    lb + i * m);
+            }
+            break;
+        case SpillRule::Soar:
+#pragma omp parallel for if (nb > 1000)
+            for (idx_t i = 0; i < nb; i++) {
+                impl::soar_spill_row(
+                    spill.soar_lambda,
+                    d,
+                    xb + int64_t(i) * d,
+                    gmm.means.data(),
+                    ncand,
+                    l2_dis.data() + i * ncand,
+                    l2_idx.data() + i * ncand,
+                    m,
+                    lb + i * m);
+            }
+            break;
+        }
+    }
+}
+
+int top_candidates_needed(
+    const SpillParameters& spill, size_t nlist, bool* by_log_joint) {
+    switch (spill.rule) {
+    case SpillRule::None:
+        *by_log_joint = !spill.primary_is_nearest_mean;
+        return 1;
+    case SpillRule::Posterior:
+        *by_log_joint = true;
+        return int(std::min<size_t>(nlist, spill.max_assign));
+    case SpillRule::Closure:
+        *by_log_joint = false;
+        return int(std::min<size_t>(nlist, spill.max_assign));
+    case SpillRule::Soar:
+        break;
+    }
+    FAISS_THROW_MSG("top_candidates_needed: the Soar rule needs the vectors "
+                    "(assign_lists)");
+}
+
+void lists_from_top_candidates(
+    const SpillParameters& spill,
+    idx_t nb,
+    const TopCandidates& c,
+    idx_t* lists) {
+    const int m = spill.max_assign;
+    const int top = c.top;
+    std::fill(lists, lists + int64_t(nb) * m, idx_t(-1));
+    switch (spill.rule) {
+    case SpillRule::None:
+        for (idx_t i = 0; i < nb; i++) {
+            lists[i * m] = c.index[i * top];
+        }
+        break;
+    case SpillRule::Posterior: {
+        const float inv_t = 1.0f / spill.temperature;
+#pragma omp parallel for if (nb > 1000)
+        for (idx_t i = 0; i < nb; i++) {
+            const float* si = c.score + i * top;
+            const double log_norm_i = double(c.log_norm[i]);
+            const int32_t* nearest = c.nearest;
+            impl::posterior_spill_row(
+                spill,
+                m,
+                top,
+                c.index + i * top,
+                [si, inv_t, log_norm_i](int t) {
+                    return float(std::exp(double(si[t]) * inv_t - log_norm_i));
+                },
+                [nearest, i]() { return idx_t(nearest[i]); },
+                lists + i * m);
+        }
+        break;
+    }
+    case SpillRule::Closure:
+        for (idx_t i = 0; i < nb; i++) {
+            impl::closure_spill_row(
+                spill.closure_ratio,
+                top,
+                c.score + i * top,
+                c.index + i * top,
+                lists + i * m);
+        }
+        break;
+    case SpillRule::Soar:
+        FAISS_THROW_MSG(
+            "lists_from_top_candidates: the Soar rule needs the vectors "
+            "(assign_lists)");
+    }
+}
+
+} // namespace faiss_gmm

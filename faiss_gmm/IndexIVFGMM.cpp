@@ -6,23 +6,28 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <limits>
 #include <memory>
-#include <numeric>
+#include <typeinfo>
+#include <unordered_set>
+#include <vector>
 
 #include <faiss/IndexFlat.h>
+#include <faiss/IndexIVFFlat.h>
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/FaissAssert.h>
 #include <faiss/impl/IDSelector.h>
-#include <faiss/invlists/DirectMap.h>
 #include <faiss/utils/Heap.h>
-#include <faiss/utils/distances.h>
 #include <faiss/utils/utils.h>
+#if FAISS_GMM_HAS_SEARCH1
+#include <faiss/impl/ResultHandler.h>
+#endif
 
+#include <faiss_gmm/CoarseProbe.h>
+#include <faiss_gmm/ListAssignment.h>
+#include <faiss_gmm/impl/DedupScan.h>
 #include <faiss_gmm/impl/GmmScoring.h>
-#include <faiss_gmm/impl/SpillRules.h>
+#include <faiss_gmm/impl/ListPruning.h>
 
 #ifdef FAISS_GMM_WITH_GPU
 #include <faiss_gmm/gpu/GpuEmTrainer.h>
@@ -30,508 +35,193 @@
 
 namespace faiss_gmm {
 
-IndexIVFGMMStats indexIVFGMM_stats;
-
-void IndexIVFGMMStats::reset() {
-    *this = IndexIVFGMMStats();
-}
-
-void IndexIVFGMMStats::add(const IndexIVFGMMStats& other) {
-    nq += other.nq;
-    ncoarse_distances += other.ncoarse_distances;
-    nfine_distances += other.nfine_distances;
-    nentries_scanned += other.nentries_scanned;
-    nduplicates_skipped += other.nduplicates_skipped;
-    nlists_probed += other.nlists_probed;
-    nbound_distances += other.nbound_distances;
-    nlists_pruned += other.nlists_pruned;
-}
-
-const char* probe_order_name(ProbeOrder order) {
-    switch (order) {
-    case ProbeOrder::L2:
-        return "l2";
-    case ProbeOrder::Posterior:
-        return "posterior";
-    }
-    FAISS_THROW_FMT("unknown ProbeOrder %d", int(order));
-}
-
-ProbeOrder probe_order_from_name(const std::string& name) {
-    if (name == "l2") {
-        return ProbeOrder::L2;
-    }
-    if (name == "posterior") {
-        return ProbeOrder::Posterior;
-    }
-    FAISS_THROW_FMT(
-        "unknown probe order '%s' (expected l2 or posterior)", name.c_str());
-}
-
-const char* spill_rule_name(SpillRule rule) {
-    switch (rule) {
-    case SpillRule::None:
-        return "none";
-    case SpillRule::Posterior:
-        return "posterior";
-    case SpillRule::Closure:
-        return "closure";
-    case SpillRule::Soar:
-        return "soar";
-    }
-    FAISS_THROW_FMT("unknown SpillRule %d", int(rule));
-}
-
-SpillRule spill_rule_from_name(const std::string& name) {
-    if (name == "none") {
-        return SpillRule::None;
-    }
-    if (name == "posterior") {
-        return SpillRule::Posterior;
-    }
-    if (name == "closure") {
-        return SpillRule::Closure;
-    }
-    if (name == "soar") {
-        return SpillRule::Soar;
-    }
-    FAISS_THROW_FMT(
-        "unknown spill rule '%s' (expected none, posterior, closure or "
-        "soar)",
-        name.c_str());
-}
-
-const char* train_device_name(TrainDevice device) {
-    switch (device) {
-    case TrainDevice::Auto:
-        return "auto";
-    case TrainDevice::Cpu:
-        return "cpu";
-    case TrainDevice::Gpu:
-        return "gpu";
-    }
-    FAISS_THROW_FMT("unknown TrainDevice %d", int(device));
-}
-
-TrainDevice train_device_from_name(const std::string& name) {
-    if (name == "auto") {
-        return TrainDevice::Auto;
-    }
-    if (name == "cpu") {
-        return TrainDevice::Cpu;
-    }
-    if (name == "gpu") {
-        return TrainDevice::Gpu;
-    }
-    FAISS_THROW_FMT(
-        "unknown train device '%s' (expected auto, cpu or gpu)", name.c_str());
-}
-
 namespace {
 
-using IdLocationMap = std::unordered_map<idx_t, uint64_t>;
 using HeapForL2 = faiss::CMax<float, idx_t>;
 
-/// Rank of a list that the current query has not probed (yet).
-constexpr int32_t kNotProbed = std::numeric_limits<int32_t>::max();
-
-/// Vectors per block in add(): bounds the temporary memory of assignment.
+/// Vectors per block in add(): bounds the temporary memory of encoding.
 constexpr idx_t kAddBlockSize = 65536;
+/// Queries per block in search(): bounds the coarse buffers.
+constexpr idx_t kSearchBlockSize = 16384;
 
 /// Throws naming the first non-finite value of x (n vectors of dimension d).
 constexpr auto check_finite = impl::check_finite_vectors;
 
-/// The owned quantizer; validates d and nlist before anything is allocated.
-faiss::Index* make_quantizer(int d, size_t nlist) {
+/// Validates codes_index and returns its quantizer, which the IndexIVFGMM
+/// being constructed takes over.
+faiss::Index* take_quantizer(faiss::IndexIVF* codes) {
+    FAISS_THROW_IF_NOT_MSG(codes, "IndexIVFGMM: codes_index is null");
+    FAISS_THROW_IF_NOT_FMT(
+        codes->metric_type == faiss::METRIC_L2,
+        "IndexIVFGMM: codes_index has metric_type=%d (L2 only)",
+        int(codes->metric_type));
+    FAISS_THROW_IF_NOT_FMT(
+        codes->ntotal == 0,
+        "IndexIVFGMM: codes_index holds %" PRId64 " vectors (must be empty)",
+        int64_t(codes->ntotal));
+    FAISS_THROW_IF_NOT_FMT(
+        codes->nlist >= 1 &&
+            codes->nlist <= size_t(std::numeric_limits<int32_t>::max()),
+        "IndexIVFGMM: nlist=%zu must be in [1, 2^31)",
+        codes->nlist);
+    const auto* flat = dynamic_cast<const faiss::IndexFlat*>(codes->quantizer);
+    FAISS_THROW_IF_NOT_MSG(
+        flat && flat->metric_type == faiss::METRIC_L2 && codes->own_fields &&
+            (flat->ntotal == 0 || size_t(flat->ntotal) == codes->nlist),
+        "IndexIVFGMM: codes_index must own an L2 IndexFlat quantizer, empty "
+        "or holding nlist means (as faiss::index_factory builds it)");
+    return codes->quantizer;
+}
+
+/// An IndexIVFFlat over a new IndexFlatL2: the default code.
+faiss::IndexIVF* make_flat_codes(int d, size_t nlist) {
     FAISS_THROW_IF_NOT_FMT(d >= 1, "IndexIVFGMM: d=%d must be >= 1", d);
     FAISS_THROW_IF_NOT_FMT(
         nlist >= 1 && nlist <= size_t(std::numeric_limits<int32_t>::max()),
         "IndexIVFGMM: nlist=%zu must be in [1, 2^31)",
         nlist);
-    return new faiss::IndexFlatL2(d);
+    auto* codes = new faiss::IndexIVFFlat(
+        new faiss::IndexFlatL2(d), size_t(d), nlist, faiss::METRIC_L2);
+    codes->own_fields = true;
+    return codes;
 }
 
-void validate_spill(const SpillParameters& spill) {
-    FAISS_THROW_IF_NOT_FMT(
-        spill.max_assign >= 1,
-        "IndexIVFGMM: spill max_assign=%d must be >= 1",
-        spill.max_assign);
-    FAISS_THROW_IF_NOT_FMT(
-        spill.tau >= 0 && spill.tau <= 1,
-        "IndexIVFGMM: spill tau=%g must be in [0, 1]",
-        spill.tau);
-    FAISS_THROW_IF_NOT_FMT(
-        spill.temperature > 0 && std::isfinite(spill.temperature),
-        "IndexIVFGMM: spill temperature=%g must be > 0",
-        spill.temperature);
-    FAISS_THROW_IF_NOT_FMT(
-        spill.closure_ratio >= 1 && std::isfinite(spill.closure_ratio),
-        "IndexIVFGMM: spill closure_ratio=%g must be >= 1",
-        spill.closure_ratio);
-    FAISS_THROW_IF_NOT_FMT(
-        spill.soar_lambda >= 0 && std::isfinite(spill.soar_lambda),
-        "IndexIVFGMM: spill soar_lambda=%g must be >= 0",
-        spill.soar_lambda);
-}
-
-/// The entry of a vector in list l is its canonical copy when l is the
-/// smallest of its lists: exactly one copy per vector has that property.
-bool is_canonical_copy(size_t list_no, const int32_t* record, int width) {
-    for (int t = 0; t < width && record[t] >= 0; t++) {
-        if (size_t(record[t]) < list_no) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/// An entry is a duplicate for this query when one of its other lists was
-/// probed before the list it is read from (probe rank `rank_here`).
-bool probed_earlier(
-    const int32_t* record,
-    int width,
-    const int32_t* probe_rank,
-    int32_t rank_here) {
-    for (int t = 0; t < width && record[t] >= 0; t++) {
-        if (probe_rank[record[t]] < rank_here) {
-            return true;
-        }
-    }
-    return false;
+/// Whether a code has nothing to train besides the coarse quantizer.
+bool code_needs_no_training(const faiss::IndexIVF& codes) {
+    return typeid(codes) == typeid(faiss::IndexIVFFlat);
 }
 
 /**
- * Bisector pruning of one list (see SearchParametersIVFGMM::prune_margin):
- * q is at least (d_l - d_1) / (2 ||mu_l - mu_1||) from every point whose
- * nearest mean is mu_l (d_j: squared distance from q to mu_j).
+ * What the dedup scans of one call read: the pruning rules of the call's
+ * parameters and the scan context pointing at them and at the index.
  */
-struct BisectorPruner {
-    float margin; ///< 0 = off
-    int d;
-    const float* means;
+struct CallScan {
+    impl::BisectorPruner bisector;
+    impl::HitModelPruner hit_model;
+    impl::ScanContext ctx;
 
-    bool active() const {
-        return margin > 0;
+    CallScan(
+        const IndexIVFGMM& index,
+        const SearchParametersIVFGMM& p,
+        bool coarse_is_l2)
+        : bisector{p.prune_margin, index.d, index.gmm.means.data()},
+          hit_model(p.min_expected_hits, index.gmm, index.invlists) {
+        ctx.invlists = index.invlists;
+        ctx.records = &index.spill_records;
+        ctx.code_size = index.code_size;
+        ctx.d = index.d;
+        ctx.means = index.gmm.means.data();
+        ctx.coarse_is_l2 = coarse_is_l2;
+        ctx.sel = p.sel;
+        ctx.max_codes = p.max_codes;
+        ctx.bisector = &bisector;
+        ctx.hit_model = &hit_model;
     }
-
-    /// true when list l can be skipped given the current k-th neighbour
-    /// squared distance kth_dis; counts a mean-to-mean distance in *nbound
-    /// when the free triangle bound does not decide.
-    bool
-    prunes(idx_t l1, float d1, idx_t l, float dl, float kth_dis, size_t* nbound)
-        const {
-        if (!(kth_dis < std::numeric_limits<float>::infinity())) {
-            return false; // fewer than k results so far
-        }
-        const float limit = margin * std::sqrt(kth_dis);
-        const float s1 = std::sqrt(std::max(d1, 0.0f));
-        const float sl = std::sqrt(std::max(dl, 0.0f));
-        // ||mu_l - mu_1|| <= sl + s1, so the gap is >= (sl - s1) / 2
-        if ((sl - s1) * 0.5f > limit) {
-            return true;
-        }
-        const float mean_dis = faiss::fvec_L2sqr(
-            means + int64_t(l) * d, means + int64_t(l1) * d, size_t(d));
-        (*nbound)++;
-        return dl - d1 > 2 * limit * std::sqrt(mean_dis);
-    }
+    CallScan(const CallScan&) = delete;
+    CallScan& operator=(const CallScan&) = delete;
 };
-
-/**
- * Model-based pruning of one list (see
- * SearchParametersIVFGMM::min_expected_hits): the expected number of the
- * list's vectors, modelled as N(mu_l, sigma_l^2 I), closer to q than the
- * current k-th neighbour, from the normal approximation of ||q - x||^2.
- */
-struct HitModelPruner {
-    float min_hits; ///< 0 = off
-    int d;
-    std::vector<float> variance; ///< per list: mean per-dimension variance
-    const faiss::InvertedLists* invlists;
-
-    HitModelPruner(
-        float min_hits,
-        const GaussianMixture& gmm,
-        const faiss::InvertedLists* invlists)
-        : min_hits(min_hits), d(gmm.d), invlists(invlists) {
-        if (min_hits == 0) {
-            return;
-        }
-        const int vpc = gmm.variances_per_component();
-        variance.resize(gmm.k);
-        for (int j = 0; j < gmm.k; j++) {
-            double sum = 0;
-            for (int c = 0; c < vpc; c++) {
-                sum += gmm.variances[size_t(j) * vpc + c];
-            }
-            variance[j] = float(sum / vpc);
-        }
-    }
-
-    bool active() const {
-        return min_hits > 0;
-    }
-
-    /// true when list l (squared distance dl to its mean) is expected to
-    /// hold fewer than min_hits vectors within kth_dis (squared)
-    bool prunes(idx_t l, float dl, float kth_dis) const {
-        if (!(kth_dis < std::numeric_limits<float>::infinity())) {
-            return false; // fewer than k results so far
-        }
-        const double s2 = variance[l];
-        const double mean = double(dl) + d * s2;
-        const double sd = std::sqrt(4 * s2 * dl + 2 * d * s2 * s2);
-        const double z = (double(kth_dis) - mean) / std::max(sd, 1e-30);
-        const double expected = double(invlists->list_size(l)) * 0.5 *
-                                std::erfc(-z / std::sqrt(2.0));
-        return expected < min_hits;
-    }
-};
-
-/// Parsed value of one set_parameters token; throws naming the token.
-double parse_number(const std::string& token, const std::string& value) {
-    const char* begin = value.c_str();
-    char* end = nullptr;
-    const double v = std::strtod(begin, &end);
-    FAISS_THROW_IF_NOT_FMT(
-        end != begin && *end == '\0' && std::isfinite(v),
-        "IndexIVFGMM::set_parameters: '%s' is not a number in '%s'",
-        value.c_str(),
-        token.c_str());
-    return v;
-}
-
-int64_t parse_integer(const std::string& token, const std::string& value) {
-    const char* begin = value.c_str();
-    char* end = nullptr;
-    const long long v = std::strtoll(begin, &end, 10);
-    FAISS_THROW_IF_NOT_FMT(
-        end != begin && *end == '\0',
-        "IndexIVFGMM::set_parameters: '%s' is not an integer in '%s'",
-        value.c_str(),
-        token.c_str());
-    return v;
-}
-
-std::string trim(const std::string& s) {
-    const size_t b = s.find_first_not_of(" \t");
-    if (b == std::string::npos) {
-        return "";
-    }
-    const size_t e = s.find_last_not_of(" \t");
-    return s.substr(b, e - b + 1);
-}
-
-/// Throws (naming `where`, the list and the id) unless every stored id is in
-/// [0, ntotal): the rows of SearchParametersIVFGMM::precomputed_distances
-/// are indexed by id.
-void check_sequential_ids(
-    const faiss::InvertedLists& invlists, idx_t ntotal, const char* where) {
-    for (size_t l = 0; l < invlists.nlist; l++) {
-        const size_t size = invlists.list_size(l);
-        if (size == 0) {
-            continue;
-        }
-        faiss::InvertedLists::ScopedIds ids(&invlists, l);
-        for (size_t j = 0; j < size; j++) {
-            FAISS_THROW_IF_NOT_FMT(
-                ids[j] >= 0 && ids[j] < ntotal,
-                "%s: list %zu holds id %" PRId64 ", outside [0, ntotal=%" PRId64
-                "): the distance rows need sequential ids",
-                where,
-                l,
-                int64_t(ids[j]),
-                int64_t(ntotal));
-        }
-    }
-}
-
-/// Per-query counters of scan_probed_lists, summed by the callers.
-struct ScanCounts {
-    size_t lists = 0;      ///< non-empty lists visited
-    size_t distances = 0;  ///< unique vectors compared
-    size_t scanned = 0;    ///< list entries visited, duplicates included
-    size_t duplicates = 0; ///< entries skipped as already compared
-    size_t bound = 0;      ///< mean-to-mean distances of the bisector bound
-    size_t pruned = 0;     ///< lists skipped by a pruning rule
-};
-
-/// What the probe loop reads besides the query.
-struct ScanContext {
-    const faiss::InvertedLists* invlists;
-    const std::vector<std::vector<int32_t>>* other_lists;
-    int other_lists_width;
-    int d;
-    const faiss::IDSelector* sel;
-    size_t max_codes;
-    const BisectorPruner* pruner;
-    const HitModelPruner* hit_pruner;
-};
-
-/**
- * The probe loop shared by search and range search. Visits the query's
- * lists in probe order, skips lists a pruning rule rejects and entries whose
- * vector was compared in an earlier-probed list, and hands every other
- * distance, computed once, to consume(dis, list, offset, id). threshold()
- * is the current k-th neighbour distance (search) or the radius (range
- * search). probe_rank (size nlist, all kNotProbed) is restored on return.
- * distance_row, when not null, replaces each distance computation by the
- * lookup distance_row[id] (SearchParametersIVFGMM::precomputed_distances;
- * the caller checked the ids).
- */
-template <class Threshold, class Consumer>
-void scan_probed_lists(
-    const ScanContext& ctx,
-    const float* q,
-    const float* distance_row,
-    const idx_t* keys,
-    const float* cdis,
-    size_t nprobe,
-    std::vector<int32_t>& probe_rank,
-    Threshold threshold,
-    Consumer consume,
-    ScanCounts* counts) {
-    const int w = ctx.other_lists_width;
-    const int d = ctx.d;
-    size_t scanned_here = 0;
-    for (size_t r = 0; r < nprobe; r++) {
-        const idx_t l = keys[r];
-        if (l < 0 || probe_rank[l] != kNotProbed) {
-            continue;
-        }
-        if (r > 0 && ((ctx.hit_pruner->active() &&
-                       ctx.hit_pruner->prunes(l, cdis[r], threshold())) ||
-                      (ctx.pruner->active() && ctx.pruner->prunes(
-                                                   keys[0],
-                                                   cdis[0],
-                                                   l,
-                                                   cdis[r],
-                                                   threshold(),
-                                                   &counts->bound)))) {
-            counts->pruned++;
-            continue;
-        }
-        probe_rank[l] = int32_t(r);
-        const size_t list_size = ctx.invlists->list_size(l);
-        if (list_size == 0) {
-            continue;
-        }
-        counts->lists++;
-        faiss::InvertedLists::ScopedCodes scodes(ctx.invlists, l);
-        faiss::InvertedLists::ScopedIds sids(ctx.invlists, l);
-        const float* codes = reinterpret_cast<const float*>(scodes.get());
-        const idx_t* ids = sids.get();
-        const int32_t* records = (*ctx.other_lists)[l].data();
-        for (size_t j = 0; j < list_size; j++) {
-            if (w > 0 &&
-                probed_earlier(
-                    records + j * w, w, probe_rank.data(), int32_t(r))) {
-                counts->duplicates++;
-                continue;
-            }
-            if (ctx.sel && !ctx.sel->is_member(ids[j])) {
-                continue;
-            }
-            const float dis = distance_row
-                                  ? distance_row[ids[j]]
-                                  : faiss::fvec_L2sqr(q, codes + j * d, d);
-            counts->distances++;
-            consume(dis, l, j, ids[j]);
-        }
-        counts->scanned += list_size;
-        scanned_here += list_size;
-        if (ctx.max_codes && scanned_here >= ctx.max_codes) {
-            break;
-        }
-    }
-    for (size_t r = 0; r < nprobe; r++) {
-        if (keys[r] >= 0) {
-            probe_rank[keys[r]] = kNotProbed;
-        }
-    }
-}
 
 } // namespace
-
-void check_search_parameters(const SearchParametersIVFGMM& p, const char* who) {
-    FAISS_THROW_IF_NOT_FMT(
-        p.posterior_mass >= 0 && p.posterior_mass <= 1,
-        "%s: posterior_mass=%g must be in [0, 1]",
-        who,
-        p.posterior_mass);
-    FAISS_THROW_IF_NOT_FMT(
-        p.mass_temperature > 0 && std::isfinite(p.mass_temperature),
-        "%s: mass_temperature=%g must be > 0",
-        who,
-        p.mass_temperature);
-    FAISS_THROW_IF_NOT_FMT(
-        p.distance_ratio == 0 ||
-            (p.distance_ratio >= 1 && !std::isnan(p.distance_ratio)),
-        "%s: distance_ratio=%g must be 0 (off) or >= 1",
-        who,
-        p.distance_ratio);
-    FAISS_THROW_IF_NOT_FMT(
-        p.prune_margin >= 0 && !std::isnan(p.prune_margin),
-        "%s: prune_margin=%g must be >= 0 (0 = off)",
-        who,
-        p.prune_margin);
-    FAISS_THROW_IF_NOT_FMT(
-        p.min_expected_hits >= 0 && !std::isnan(p.min_expected_hits),
-        "%s: min_expected_hits=%g must be >= 0 (0 = off)",
-        who,
-        p.min_expected_hits);
-    FAISS_THROW_IF_NOT_FMT(
-        p.probe_order == ProbeOrder::L2 ||
-            (p.distance_ratio == 0 && p.prune_margin == 0 &&
-             p.min_expected_hits == 0),
-        "%s: distance_ratio=%g, prune_margin=%g and "
-        "min_expected_hits=%g need probe order l2, not %s",
-        who,
-        p.distance_ratio,
-        p.prune_margin,
-        p.min_expected_hits,
-        probe_order_name(p.probe_order));
-}
 
 /*************************************************************
  * construction, training
  *************************************************************/
 
 IndexIVFGMM::IndexIVFGMM(
-    int d,
-    size_t nlist,
-    const GmmParameters& gmm_params,
-    const SpillParameters& spill)
-    : faiss::IndexIVFFlat(make_quantizer(d, nlist), d, nlist, faiss::METRIC_L2),
-      gmm(d, int(nlist), gmm_params.covariance),
-      gmm_params(gmm_params),
-      spill(spill),
-      other_lists(nlist),
-      other_lists_width(std::max(spill.max_assign - 1, 0)) {
+    int d, size_t nlist, const IVFGMMBuildParameters& build_params)
+    : IndexIVFGMM(make_flat_codes(d, nlist), build_params) {}
+
+IndexIVFGMM::IndexIVFGMM(
+    faiss::IndexIVF* codes, const IVFGMMBuildParameters& build_params_in)
+    : faiss::IndexIVF(
+          take_quantizer(codes),
+          size_t(codes->d),
+          codes->nlist,
+          codes->code_size,
+          faiss::METRIC_L2),
+      gmm(codes->d, int(codes->nlist), build_params_in.gmm.covariance),
+      build_params(build_params_in) {
+    std::unique_ptr<faiss::IndexIVF> owned(codes);
+    build_params.check("IndexIVFGMM");
+    adopt_codes(owned.release());
+}
+
+void IndexIVFGMM::adopt_codes(faiss::IndexIVF* codes) {
+    // the quantizer becomes ours and the code index shares it; the lists
+    // are ours alone (the code index's own stay empty)
     own_fields = true;
-    validate_spill(spill);
+    codes->own_fields = false;
+    is_trained = false;
+    spill_records.reset(nlist, std::max(build_params.spill.max_assign - 1, 0));
+    codes_index = codes;
+    invalidate_id_locations();
+}
+
+void IndexIVFGMM::reset_to(
+    faiss::IndexIVF* codes, const IVFGMMBuildParameters& new_params) {
+    std::unique_ptr<faiss::IndexIVF> owned(codes);
+    faiss::Index* new_quantizer = take_quantizer(codes);
+    new_params.check("IndexIVFGMM::reset_to");
+    delete codes_index;
+    codes_index = nullptr;
+    if (own_fields) {
+        delete quantizer;
+    }
+    replace_invlists(nullptr, false);
+    d = codes->d;
+    nlist = codes->nlist;
+    code_size = codes->code_size;
+    metric_type = faiss::METRIC_L2;
+    ntotal = 0;
+    quantizer = new_quantizer;
+    invlists = new faiss::ArrayInvertedLists(nlist, code_size);
+    own_invlists = true;
+    direct_map.clear();
+    gmm = GaussianMixture(d, int(nlist), new_params.gmm.covariance);
+    build_params = new_params;
+    search_options = IVFGMMSearchOptions();
+    nprobe = 1;
+    max_codes = 0;
+    adopt_codes(owned.release());
 }
 
 IndexIVFGMM::IndexIVFGMM() = default;
 
-IndexIVFGMM::~IndexIVFGMM() = default;
+IndexIVFGMM::~IndexIVFGMM() {
+    delete codes_index;
+}
 
-void IndexIVFGMM::check_usable(const char* where) const {
+const faiss::IndexIVF& IndexIVFGMM::codes() const {
+    FAISS_THROW_IF_NOT_MSG(codes_index, "IndexIVFGMM: no codes_index");
+    FAISS_THROW_IF_NOT_MSG(
+        codes_index->quantizer == quantizer,
+        "IndexIVFGMM: the quantizer was replaced behind the index "
+        "(codes_index no longer shares it)");
+    return *codes_index;
+}
+
+void IndexIVFGMM::check_usable(const char* who) const {
     FAISS_THROW_IF_NOT_FMT(
         metric_type == faiss::METRIC_L2,
         "%s: metric_type=%d is not supported (L2 only)",
-        where,
+        who,
         int(metric_type));
     FAISS_THROW_IF_NOT_FMT(
-        quantizer && invlists,
-        "%s: index has no quantizer or inverted lists",
-        where);
+        quantizer && invlists && codes_index,
+        "%s: index has no quantizer, inverted lists or codes_index",
+        who);
+    codes();
     FAISS_THROW_IF_NOT_FMT(
-        other_lists.size() == nlist,
-        "%s: other_lists has %zu lists, nlist=%zu",
-        where,
-        other_lists.size(),
+        spill_records.nlist() == nlist,
+        "%s: spill records cover %zu lists, nlist=%zu",
+        who,
+        spill_records.nlist(),
         nlist);
+}
+
+void IndexIVFGMM::check_lists_in_sync(const char* who) const {
+    spill_records.check_in_sync(
+        [this](size_t l) { return invlists->list_size(l); }, who);
 }
 
 void IndexIVFGMM::train(idx_t n, const float* x) {
@@ -543,10 +233,11 @@ void IndexIVFGMM::train(idx_t n, const float* x) {
         int64_t(n),
         nlist);
     FAISS_THROW_IF_NOT_FMT(
-        nentries == 0,
+        nentries() == 0,
         "IndexIVFGMM::train: the index holds %zu entries; reset() it "
         "before training again",
-        nentries);
+        nentries());
+    build_params.check("IndexIVFGMM::train");
     check_finite(n, d, x, "IndexIVFGMM::train");
 
 #ifdef FAISS_GMM_WITH_GPU
@@ -556,13 +247,14 @@ void IndexIVFGMM::train(idx_t n, const float* x) {
     const bool gpu_usable = false;
     const char* no_gpu_reason = "faiss_gmm was built without GPU support";
 #endif
+    const TrainDevice device = build_params.train_device;
     FAISS_THROW_IF_NOT_FMT(
-        train_device != TrainDevice::Gpu || gpu_usable,
+        device != TrainDevice::Gpu || gpu_usable,
         "IndexIVFGMM::train: train_device=gpu but %s",
         no_gpu_reason);
-    const bool on_gpu = train_device != TrainDevice::Cpu && gpu_usable;
+    const bool on_gpu = device != TrainDevice::Cpu && gpu_usable;
 
-    GmmParameters params = gmm_params;
+    GmmParameters params = build_params.gmm;
     params.verbose = params.verbose || verbose;
     if (verbose) {
         printf(
@@ -584,6 +276,7 @@ void IndexIVFGMM::train(idx_t n, const float* x) {
         model.train(n, x, params);
     }
     install_model(model);
+    train_codes(n, x);
     if (verbose) {
         printf(
             "IndexIVFGMM::train: done in %.2f s (%zu EM iterations)\n",
@@ -591,6 +284,57 @@ void IndexIVFGMM::train(idx_t n, const float* x) {
             model.iteration_stats.size());
     }
 }
+
+void IndexIVFGMM::train_codes(idx_t n, const float* x) {
+    check_usable("IndexIVFGMM::train_codes");
+    FAISS_THROW_IF_NOT_MSG(
+        gmm.is_trained, "IndexIVFGMM::train_codes: the model is not trained");
+    FAISS_THROW_IF_NOT_FMT(
+        nentries() == 0,
+        "IndexIVFGMM::train_codes: the index holds %zu entries; reset() it "
+        "first",
+        nentries());
+    if (code_needs_no_training(*codes_index)) {
+        codes_index->is_trained = true;
+    } else {
+        FAISS_THROW_IF_NOT_FMT(
+            n >= 1 && x,
+            "IndexIVFGMM::train_codes: the %s code needs training vectors "
+            "(n=%" PRId64 ")",
+            typeid(*codes_index).name(),
+            int64_t(n));
+        check_finite(n, d, x, "IndexIVFGMM::train_codes");
+        const double t0 = faiss::getmillisecs();
+        codes_index->verbose = verbose;
+        // The quantizer holds the model's nlist means: FAISS trains only
+        // the code's own parameters, on residuals to the nearest mean.
+        codes_index->train(n, x);
+        if (verbose) {
+            printf(
+                "IndexIVFGMM::train_codes: code trained on %" PRId64
+                " vectors in %.2f s\n",
+                int64_t(n),
+                (faiss::getmillisecs() - t0) / 1000);
+        }
+    }
+    is_trained = gmm.is_trained && codes_index->is_trained;
+}
+
+#if FAISS_GMM_HAS_TRAIN_ENCODER
+void IndexIVFGMM::train_encoder(idx_t n, const float* x, const idx_t* assign) {
+    check_usable("IndexIVFGMM::train_encoder");
+    codes_index->train_encoder(n, x, assign);
+}
+
+idx_t IndexIVFGMM::train_encoder_num_vectors() const {
+    return codes().train_encoder_num_vectors();
+}
+#else
+void IndexIVFGMM::train_residual(idx_t n, const float* x) {
+    check_usable("IndexIVFGMM::train_residual");
+    codes_index->train_residual(n, x);
+}
+#endif
 
 void IndexIVFGMM::set_gmm(const GaussianMixture& model) {
     check_usable("IndexIVFGMM::set_gmm");
@@ -607,19 +351,24 @@ void IndexIVFGMM::set_gmm(const GaussianMixture& model) {
     FAISS_THROW_IF_NOT_MSG(
         model.is_trained, "IndexIVFGMM::set_gmm: model is not trained");
     FAISS_THROW_IF_NOT_FMT(
-        nentries == 0,
+        nentries() == 0,
         "IndexIVFGMM::set_gmm: the index holds %zu entries; reset() "
         "it first",
-        nentries);
+        nentries());
     model.check_consistency();
     install_model(model);
+    if (code_needs_no_training(*codes_index)) {
+        codes_index->is_trained = true;
+    }
+    is_trained = codes_index->is_trained;
 }
 
 void IndexIVFGMM::install_model(const GaussianMixture& model) {
     gmm = model;
     quantizer->reset();
     quantizer->add(idx_t(nlist), gmm.means.data());
-    is_trained = true;
+    quantizer->is_trained = true;
+    is_trained = false;
 }
 
 /*************************************************************
@@ -629,153 +378,8 @@ void IndexIVFGMM::install_model(const GaussianMixture& model) {
 void IndexIVFGMM::assign_lists(idx_t n, const float* x, idx_t* lists) const {
     check_usable("IndexIVFGMM::assign_lists");
     FAISS_THROW_IF_NOT_MSG(
-        is_trained, "IndexIVFGMM::assign_lists: index is not trained");
-    validate_spill(spill);
-    const int m = spill.max_assign;
-    std::fill(lists, lists + int64_t(n) * m, idx_t(-1));
-    if (n == 0) {
-        return;
-    }
-    const bool by_l2 = spill.rule == SpillRule::Closure ||
-                       spill.rule == SpillRule::Soar ||
-                       spill.primary_is_nearest_mean;
-    // Soar looks for its secondary among the nearest means only.
-    const int ncand = spill.rule == SpillRule::Soar
-                          ? int(std::min<size_t>(nlist, std::max(16, 4 * m)))
-                      : spill.rule == SpillRule::Closure
-                          ? int(std::min<size_t>(nlist, m))
-                          : 1;
-    const int mpost = int(std::min<size_t>(nlist, m));
-    const idx_t bs = std::min(n, kAddBlockSize);
-    std::vector<float> l2_dis(by_l2 ? bs * ncand : 0);
-    std::vector<idx_t> l2_idx(by_l2 ? bs * ncand : 0);
-    const bool need_posteriors =
-        spill.rule == SpillRule::Posterior ||
-        (spill.rule == SpillRule::None && !spill.primary_is_nearest_mean);
-    std::vector<float> post(need_posteriors ? bs * mpost : 0);
-    std::vector<idx_t> comp(need_posteriors ? bs * mpost : 0);
-
-    for (idx_t i0 = 0; i0 < n; i0 += bs) {
-        const idx_t nb = std::min(bs, n - i0);
-        const float* xb = x + int64_t(i0) * d;
-        idx_t* lb = lists + int64_t(i0) * m;
-        if (by_l2) {
-            quantizer->search(nb, xb, ncand, l2_dis.data(), l2_idx.data());
-        }
-        if (need_posteriors) {
-            const int mp = spill.rule == SpillRule::None ? 1 : mpost;
-            gmm.top_posteriors(
-                nb,
-                xb,
-                mp,
-                post.data(),
-                comp.data(),
-                spill.rule == SpillRule::None ? 1.0f : spill.temperature);
-            if (spill.rule == SpillRule::None) {
-                for (idx_t i = 0; i < nb; i++) {
-                    lb[i * m] = comp[i];
-                }
-                continue;
-            }
-        }
-        switch (spill.rule) {
-        case SpillRule::None:
-            for (idx_t i = 0; i < nb; i++) {
-                lb[i * m] = l2_idx[i * ncand];
-            }
-            break;
-        case SpillRule::Posterior:
-#pragma omp parallel for if (nb > 1000)
-            for (idx_t i = 0; i < nb; i++) {
-                const float* pi = post.data() + i * mpost;
-                impl::posterior_spill_row(
-                    spill,
-                    m,
-                    mpost,
-                    comp.data() + i * mpost,
-                    [pi](int t) { return pi[t]; },
-                    [&l2_idx, i, ncand]() { return l2_idx[i * ncand]; },
-                    lb + i * m);
-            }
-            break;
-        case SpillRule::Closure:
-#pragma omp parallel for if (nb > 1000)
-            for (idx_t i = 0; i < nb; i++) {
-                impl::closure_spill_row(
-                    spill.closure_ratio,
-                    ncand,
-                    l2_dis.data() + i * ncand,
-                    l2_idx.data() + i * ncand,
-                    lb + i * m);
-            }
-            break;
-        case SpillRule::Soar: {
-            const float* means = gmm.means.data();
-#pragma omp parallel for if (nb > 1000)
-            for (idx_t i = 0; i < nb; i++) {
-                const float* xi = xb + int64_t(i) * d;
-                const float* di = l2_dis.data() + i * ncand;
-                const idx_t* ii = l2_idx.data() + i * ncand;
-                idx_t* li = lb + i * m;
-                li[0] = ii[0];
-                if (m < 2) {
-                    continue;
-                }
-                // loss(j) = ||r_j||^2 + lambda (<r, r_j> / ||r||)^2,
-                // r = x - mu_primary, r_j = x - mu_j
-                const float* mu1 = means + int64_t(ii[0]) * d;
-                float best_loss = std::numeric_limits<float>::infinity();
-                idx_t best = -1;
-                for (int t = 1; t < ncand; t++) {
-                    if (ii[t] < 0) {
-                        break;
-                    }
-                    const float* muj = means + int64_t(ii[t]) * d;
-                    float dot = 0;
-                    for (int c = 0; c < d; c++) {
-                        dot += (xi[c] - mu1[c]) * (xi[c] - muj[c]);
-                    }
-                    const float parallel = di[0] > 0 ? dot * dot / di[0] : 0.0f;
-                    const float loss = di[t] + spill.soar_lambda * parallel;
-                    if (loss < best_loss) {
-                        best_loss = loss;
-                        best = ii[t];
-                    }
-                }
-                li[1] = best;
-            }
-            break;
-        }
-        }
-    }
-}
-
-void IndexIVFGMM::set_other_lists_width(int width) {
-    if (nentries == 0) {
-        other_lists.assign(nlist, {});
-        other_lists_width = width;
-        return;
-    }
-    if (width <= other_lists_width) {
-        return;
-    }
-    const int old_width = other_lists_width;
-#pragma omp parallel for schedule(dynamic)
-    for (size_t l = 0; l < nlist; l++) {
-        const size_t n_l = other_lists[l].size() / std::max(old_width, 1);
-        std::vector<int32_t> wider(n_l * width, -1);
-        for (size_t j = 0; j < n_l && old_width > 0; j++) {
-            std::copy_n(
-                other_lists[l].data() + j * old_width,
-                old_width,
-                wider.data() + j * width);
-        }
-        if (old_width == 0) {
-            wider.assign(invlists->list_size(l) * width, -1);
-        }
-        other_lists[l].swap(wider);
-    }
-    other_lists_width = width;
+        gmm.is_trained, "IndexIVFGMM::assign_lists: index is not trained");
+    faiss_gmm::assign_lists(gmm, *quantizer, build_params.spill, n, x, lists);
 }
 
 void IndexIVFGMM::add_assigned(
@@ -785,13 +389,23 @@ void IndexIVFGMM::add_assigned(
     idx_t first_sequential_id,
     const idx_t* lists,
     int m) {
-    const int w = other_lists_width;
+    const faiss::IndexIVF& code = codes();
+    const size_t cs = code_size;
+    // each copy a is encoded against its own list lists[i * m + a]
+    std::vector<uint8_t> encoded(size_t(n) * m * cs);
+    std::vector<idx_t> column(n);
+    for (int a = 0; a < m; a++) {
+        for (idx_t i = 0; i < n; i++) {
+            column[i] = lists[int64_t(i) * m + a];
+        }
+        code.encode_vectors(
+            n, x, column.data(), encoded.data() + size_t(a) * n * cs);
+    }
     size_t n_entries = 0, n_vectors = 0;
 #pragma omp parallel reduction(+ : n_entries, n_vectors)
     {
         const int nt = omp_get_num_threads();
         const int rank = omp_get_thread_num();
-        std::vector<int32_t> record(w);
         // each thread owns the lists l with l % nt == rank, so list order
         // follows the input order whatever the thread count
         for (idx_t i = 0; i < n; i++) {
@@ -806,41 +420,33 @@ void IndexIVFGMM::add_assigned(
                 }
                 const idx_t id = xids ? xids[i] : first_sequential_id + i;
                 invlists->add_entry(
-                    l,
-                    id,
-                    reinterpret_cast<const uint8_t*>(x + int64_t(i) * d));
-                std::fill(record.begin(), record.end(), -1);
-                int c = 0;
-                for (int b = 0; b < m; b++) {
-                    if (b != a && li[b] >= 0) {
-                        record[c++] = int32_t(li[b]);
-                    }
-                }
-                other_lists[l].insert(
-                    other_lists[l].end(), record.begin(), record.end());
+                    l, id, encoded.data() + (size_t(a) * n + i) * cs);
+                spill_records.append_record(li, m, a);
                 n_entries++;
             }
         }
     }
     ntotal += n_vectors;
-    nentries += n_entries;
+    spill_records.nentries += n_entries;
 }
 
 void IndexIVFGMM::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
     check_usable("IndexIVFGMM::add_with_ids");
     FAISS_THROW_IF_NOT_MSG(
         is_trained, "IndexIVFGMM::add_with_ids: index is not trained");
-    validate_spill(spill);
+    build_params.spill.check("IndexIVFGMM::add_with_ids");
     check_finite(n, d, x, "IndexIVFGMM::add_with_ids");
     if (n == 0) {
         return;
     }
+    check_lists_in_sync("IndexIVFGMM::add_with_ids");
     const double t0 = faiss::getmillisecs();
-    const int m = spill.max_assign;
-    set_other_lists_width(m - 1);
+    const int m = build_params.spill.max_assign;
+    spill_records.widen(
+        m - 1, [this](size_t l) { return invlists->list_size(l); });
     invalidate_id_locations();
     const idx_t first_id = idx_t(ntotal);
-    const size_t nentries0 = nentries;
+    const size_t nentries0 = nentries();
     const idx_t bs = std::min(n, kAddBlockSize);
     std::vector<idx_t> lists(int64_t(bs) * m);
     for (idx_t i0 = 0; i0 < n; i0 += bs) {
@@ -849,15 +455,24 @@ void IndexIVFGMM::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
         assign_lists(nb, xb, lists.data());
         add_assigned(
             nb, xb, xids ? xids + i0 : nullptr, first_id + i0, lists.data(), m);
+        if (verbose && n > bs) {
+            printf(
+                "\rIndexIVFGMM::add_with_ids: %" PRId64 " / %" PRId64
+                " vectors",
+                int64_t(i0 + nb),
+                int64_t(n));
+            fflush(stdout);
+        }
     }
     if (verbose) {
         printf(
-            "IndexIVFGMM::add_with_ids: %" PRId64
+            "%sIndexIVFGMM::add_with_ids: %" PRId64
             " vectors in %zu entries (spill %s, max_assign %d), "
             "replication now %.3f, %.2f s\n",
+            n > bs ? "\n" : "",
             int64_t(n),
-            nentries - nentries0,
-            spill_rule_name(spill.rule),
+            nentries() - nentries0,
+            spill_rule_name(build_params.spill.rule),
             m,
             replication_factor(),
             (faiss::getmillisecs() - t0) / 1000);
@@ -868,8 +483,8 @@ void IndexIVFGMM::add_core(
     idx_t n,
     const float* x,
     const idx_t* xids,
-    const idx_t* coarse_idx FAISS_GMM_ADD_CORE_CONTEXT_PARAM) {
-#if FAISS_GMM_FAISS_VERSION_AT_LEAST(1, 8, 0)
+    const idx_t* coarse_idx FAISS_GMM_ADD_CORE_CONTEXT_PARAM_NO_DEFAULT) {
+#if FAISS_GMM_HAS_INVERTED_LIST_CONTEXT
     (void)inverted_list_context; // array lists need no context
 #endif
     check_usable("IndexIVFGMM::add_core");
@@ -886,11 +501,40 @@ void IndexIVFGMM::add_core(
             nlist);
     }
     check_finite(n, d, x, "IndexIVFGMM::add_core");
-    if (nentries == 0) {
-        set_other_lists_width(0);
-    }
+    check_lists_in_sync("IndexIVFGMM::add_core");
     invalidate_id_locations();
     add_assigned(n, x, xids, idx_t(ntotal), coarse_idx, 1);
+}
+
+void IndexIVFGMM::add_sa_codes(
+    idx_t n, const uint8_t* codes_in, const idx_t* xids) {
+    check_usable("IndexIVFGMM::add_sa_codes");
+    FAISS_THROW_IF_NOT_MSG(
+        is_trained, "IndexIVFGMM::add_sa_codes: index is not trained");
+    check_lists_in_sync("IndexIVFGMM::add_sa_codes");
+    const size_t coarse_size = coarse_code_size();
+    const size_t sa_size = coarse_size + code_size;
+    std::vector<idx_t> list_of(n);
+    for (idx_t i = 0; i < n; i++) {
+        const idx_t l = decode_listno(codes_in + size_t(i) * sa_size);
+        FAISS_THROW_IF_NOT_FMT(
+            l >= 0 && l < idx_t(nlist),
+            "IndexIVFGMM::add_sa_codes: code %" PRId64 " names list %" PRId64
+            " (nlist=%zu)",
+            int64_t(i),
+            int64_t(l),
+            nlist);
+        list_of[i] = l;
+    }
+    invalidate_id_locations();
+    for (idx_t i = 0; i < n; i++) {
+        const idx_t id = xids ? xids[i] : idx_t(ntotal) + i;
+        invlists->add_entry(
+            list_of[i], id, codes_in + size_t(i) * sa_size + coarse_size);
+        spill_records.append_record(&list_of[i], 1, 0);
+    }
+    spill_records.nentries += size_t(n);
+    ntotal += n;
 }
 
 /*************************************************************
@@ -900,160 +544,59 @@ void IndexIVFGMM::add_core(
 void IndexIVFGMM::coarse_assign(
     idx_t n,
     const float* x,
-    size_t nprobe,
-    ProbeOrder order,
-    float mass,
-    idx_t* assign,
-    float* coarse_dis) const {
-    SearchParametersIVFGMM params;
-    params.nprobe = nprobe;
-    params.probe_order = order;
-    params.posterior_mass = mass;
-    coarse_assign(n, x, params, assign, coarse_dis);
-}
-
-namespace {
-
-/// Drops (-1, +inf) the lists of each query whose squared distance exceeds
-/// ratio times the nearest one's; coarse_dis is sorted per query.
-void cut_by_distance_ratio(
-    idx_t n, size_t nprobe, float ratio, idx_t* assign, float* coarse_dis) {
-    if (ratio == 0) {
-        return;
-    }
-    for (idx_t i = 0; i < n; i++) {
-        idx_t* ai = assign + size_t(i) * nprobe;
-        float* di = coarse_dis + size_t(i) * nprobe;
-        for (size_t r = 1; r < nprobe; r++) {
-            if (ai[r] >= 0 && di[r] > ratio * di[0]) {
-                ai[r] = -1;
-                di[r] = std::numeric_limits<float>::infinity();
-            }
-        }
-    }
-}
-
-} // namespace
-
-void IndexIVFGMM::coarse_assign(
-    idx_t n,
-    const float* x,
     const SearchParametersIVFGMM& params,
     idx_t* assign,
     float* coarse_dis) const {
-    const size_t nprobe = params.nprobe;
-    FAISS_THROW_IF_NOT_FMT(
-        nprobe >= 1 && nprobe <= nlist,
-        "IndexIVFGMM: nprobe=%zu must be in [1, nlist=%zu]",
-        nprobe,
-        nlist);
-    check_search_parameters(params, "IndexIVFGMM");
-    if (n == 0) {
-        return;
-    }
-    const ProbeOrder order = params.probe_order;
-    const float mass = params.posterior_mass;
-    const double inv_temperature = 1.0 / double(params.mass_temperature);
-    if (order == ProbeOrder::L2 && mass == 0) {
-        quantizer->search(n, x, nprobe, coarse_dis, assign);
-        cut_by_distance_ratio(
-            n, nprobe, params.distance_ratio, assign, coarse_dis);
-        return;
-    }
-    // log-joint of a block of queries against every component
-    const idx_t bs =
-        std::max<idx_t>(1, std::min<idx_t>(n, (idx_t(1) << 22) / idx_t(nlist)));
-    std::vector<float> log_joint(size_t(bs) * nlist);
-    for (idx_t i0 = 0; i0 < n; i0 += bs) {
-        const idx_t nb = std::min(bs, n - i0);
-        const float* xb = x + int64_t(i0) * d;
-        idx_t* ab = assign + int64_t(i0) * nprobe;
-        float* db = coarse_dis + int64_t(i0) * nprobe;
-        gmm.log_joint(nb, xb, log_joint.data());
-        if (order == ProbeOrder::L2) {
-            quantizer->search(nb, xb, nprobe, db, ab);
-            cut_by_distance_ratio(nb, nprobe, params.distance_ratio, ab, db);
-        }
-#pragma omp parallel
-        {
-            std::vector<idx_t> order_buf(
-                order == ProbeOrder::Posterior ? nlist : 0);
-#pragma omp for
-            for (idx_t i = 0; i < nb; i++) {
-                const float* row = log_joint.data() + size_t(i) * nlist;
-                idx_t* ai = ab + size_t(i) * nprobe;
-                float* di = db + size_t(i) * nprobe;
-                if (order == ProbeOrder::Posterior) {
-                    std::iota(order_buf.begin(), order_buf.end(), idx_t(0));
-                    std::partial_sort(
-                        order_buf.begin(),
-                        order_buf.begin() + nprobe,
-                        order_buf.end(),
-                        [row](idx_t a, idx_t b) {
-                            return row[a] > row[b] ||
-                                   (row[a] == row[b] && a < b);
-                        });
-                    for (size_t r = 0; r < nprobe; r++) {
-                        ai[r] = order_buf[r];
-                        di[r] = -row[order_buf[r]];
-                    }
-                }
-                if (mass > 0) {
-                    const float max_lj = *std::max_element(row, row + nlist);
-                    // tempered posterior: softmax of log-joint / T
-                    double sum = 0;
-                    for (size_t j = 0; j < nlist; j++) {
-                        sum += std::exp(
-                            (double(row[j]) - max_lj) * inv_temperature);
-                    }
-                    double cumulated = 0;
-                    for (size_t r = 0; r < nprobe; r++) {
-                        if (cumulated >= mass) {
-                            ai[r] = -1;
-                            di[r] = std::numeric_limits<float>::infinity();
-                        } else if (ai[r] >= 0) {
-                            cumulated += std::exp(
-                                             (double(row[ai[r]]) - max_lj) *
-                                             inv_temperature) /
-                                         sum;
-                        }
-                    }
-                }
-            }
-        }
-    }
+    check_usable("IndexIVFGMM::coarse_assign");
+    FAISS_THROW_IF_NOT_MSG(
+        gmm.is_trained, "IndexIVFGMM::coarse_assign: index is not trained");
+    coarse_probe(gmm, *quantizer, params, n, x, assign, coarse_dis);
 }
 
-void IndexIVFGMM::resolve_search_parameters(
-    const faiss::SearchParameters* params_in,
-    SearchParametersIVFGMM* resolved) const {
-    const faiss::SearchParametersIVF* ivf = nullptr;
-    const SearchParametersIVFGMM* gmm_p = nullptr;
+SearchParametersIVFGMM IndexIVFGMM::search_defaults() const {
+    return SearchParametersIVFGMM(nprobe, max_codes, search_options);
+}
+
+void IndexIVFGMM::set_search_defaults(const SearchParametersIVFGMM& p) {
+    p.check("IndexIVFGMM::set_search_defaults");
+    FAISS_THROW_IF_NOT_MSG(
+        !p.sel && !p.precomputed_distances,
+        "IndexIVFGMM::set_search_defaults: sel and precomputed_distances "
+        "are per-call parameters");
+    nprobe = p.nprobe;
+    max_codes = p.max_codes;
+    search_options = p.options();
+}
+
+SearchParametersIVFGMM IndexIVFGMM::resolve_search_parameters(
+    const faiss::SearchParameters* params_in, const char* who) const {
+    SearchParametersIVFGMM resolved = search_defaults();
     if (params_in) {
-        ivf = dynamic_cast<const faiss::SearchParametersIVF*>(params_in);
-        FAISS_THROW_IF_NOT_MSG(
+        const auto* ivf =
+            dynamic_cast<const faiss::SearchParametersIVF*>(params_in);
+        FAISS_THROW_IF_NOT_FMT(
             ivf,
-            "IndexIVFGMM: search parameters must be a "
-            "SearchParametersIVF or SearchParametersIVFGMM");
-        gmm_p = dynamic_cast<const SearchParametersIVFGMM*>(params_in);
+            "%s: search parameters must be a SearchParametersIVF or "
+            "SearchParametersIVFGMM",
+            who);
+        resolved.nprobe = ivf->nprobe;
+        resolved.max_codes = ivf->max_codes;
+        resolved.sel = ivf->sel;
+        resolved.quantizer_params = ivf->quantizer_params;
+#if FAISS_GMM_HAS_IVF_SEARCH_BUDGETS
+        resolved.max_lists_num = ivf->max_lists_num;
+        resolved.ensure_topk_full = ivf->ensure_topk_full;
+        resolved.max_empty_result_buckets = ivf->max_empty_result_buckets;
+#endif
+        if (const auto* g =
+                dynamic_cast<const SearchParametersIVFGMM*>(params_in)) {
+            static_cast<IVFGMMSearchOptions&>(resolved) = g->options();
+            resolved.precomputed_distances = g->precomputed_distances;
+        }
     }
-    const size_t nprobe_asked = ivf ? ivf->nprobe : this->nprobe;
-    FAISS_THROW_IF_NOT_FMT(
-        nprobe_asked >= 1, "IndexIVFGMM: nprobe=%zu", nprobe_asked);
-    resolved->nprobe = std::min(nlist, nprobe_asked);
-    resolved->max_codes = ivf ? ivf->max_codes : this->max_codes;
-    resolved->sel = params_in ? params_in->sel : nullptr;
-    resolved->probe_order = gmm_p ? gmm_p->probe_order : probe_order;
-    resolved->posterior_mass = gmm_p ? gmm_p->posterior_mass : posterior_mass;
-    resolved->mass_temperature =
-        gmm_p ? gmm_p->mass_temperature : mass_temperature;
-    resolved->distance_ratio = gmm_p ? gmm_p->distance_ratio : distance_ratio;
-    resolved->prune_margin = gmm_p ? gmm_p->prune_margin : prune_margin;
-    resolved->min_expected_hits =
-        gmm_p ? gmm_p->min_expected_hits : min_expected_hits;
-    resolved->precomputed_distances =
-        gmm_p ? gmm_p->precomputed_distances : nullptr;
-    check_search_parameters(*resolved, "IndexIVFGMM");
+    resolved.check(who);
+    resolved.nprobe = std::min(nlist, resolved.nprobe);
+    return resolved;
 }
 
 void IndexIVFGMM::search(
@@ -1068,24 +611,33 @@ void IndexIVFGMM::search(
         k > 0, "IndexIVFGMM::search: k=%" PRId64 " must be > 0", int64_t(k));
     FAISS_THROW_IF_NOT_MSG(
         is_trained, "IndexIVFGMM::search: index is not trained");
-    SearchParametersIVFGMM resolved;
-    resolve_search_parameters(params_in, &resolved);
+    const SearchParametersIVFGMM resolved =
+        resolve_search_parameters(params_in, "IndexIVFGMM::search");
     check_finite(n, d, x, "IndexIVFGMM::search");
-    const size_t nprobe = resolved.nprobe;
+    const size_t np = resolved.nprobe;
 
-    const idx_t bs = std::min<idx_t>(n, 16384);
-    std::vector<idx_t> assign(size_t(bs) * nprobe);
-    std::vector<float> coarse_dis(size_t(bs) * nprobe);
+    const idx_t bs = std::min<idx_t>(n, kSearchBlockSize);
+    std::vector<idx_t> assign(size_t(bs) * np);
+    std::vector<float> coarse_dis(size_t(bs) * np);
+    faiss::IndexIVFStats ivf_stats;
+    ivf_stats.reset();
     for (idx_t i0 = 0; i0 < n; i0 += bs) {
         const idx_t nb = std::min(bs, n - i0);
         const float* xb = x + int64_t(i0) * d;
         const double t0 = faiss::getmillisecs();
-        coarse_assign(nb, xb, resolved, assign.data(), coarse_dis.data());
+        coarse_probe(
+            gmm,
+            *quantizer,
+            resolved,
+            nb,
+            xb,
+            assign.data(),
+            coarse_dis.data());
         const double t1 = faiss::getmillisecs();
-        // the precomputed rows of this batch's queries
-        SearchParametersIVFGMM batch_params = resolved;
+        // the precomputed rows of this block's queries
+        SearchParametersIVFGMM block_params = resolved;
         if (resolved.precomputed_distances) {
-            batch_params.precomputed_distances += size_t(i0) * size_t(ntotal);
+            block_params.precomputed_distances += size_t(i0) * size_t(ntotal);
         }
         search_preassigned(
             nb,
@@ -1096,28 +648,61 @@ void IndexIVFGMM::search(
             distances + int64_t(i0) * k,
             labels + int64_t(i0) * k,
             false,
-            &batch_params,
-            &faiss::indexIVF_stats);
-        faiss::indexIVF_stats.quantization_time += t1 - t0;
-        faiss::indexIVF_stats.search_time += faiss::getmillisecs() - t0;
+            &block_params,
+            &ivf_stats);
+        ivf_stats.quantization_time += t1 - t0;
+        ivf_stats.search_time += faiss::getmillisecs() - t0;
     }
-    indexIVFGMM_stats.ncoarse_distances += size_t(n) * nlist;
+    IndexIVFGMMStats coarse;
+    coarse.ncoarse_distances = size_t(n) * nlist;
+    // search_preassigned added its own counters; FAISS's go in here
+    add_to_global_stats(coarse, &ivf_stats);
 }
 
-void IndexIVFGMM::check_lists_in_sync(const char* where) const {
-    const size_t w = other_lists_width;
-    for (size_t l = 0; l < nlist; l++) {
-        FAISS_THROW_IF_NOT_FMT(
-            other_lists[l].size() == invlists->list_size(l) * w,
-            "%s: list %zu has %zu entries but %zu spill records of "
-            "width %zu (inverted lists changed behind IndexIVFGMM)",
-            where,
-            l,
-            invlists->list_size(l),
-            other_lists[l].size(),
-            w);
-    }
+#if FAISS_GMM_HAS_SEARCH1
+void IndexIVFGMM::search1(
+    const float* x,
+    faiss::ResultHandler& handler,
+    faiss::SearchParameters* params_in) const {
+    check_usable("IndexIVFGMM::search1");
+    FAISS_THROW_IF_NOT_MSG(
+        is_trained, "IndexIVFGMM::search1: index is not trained");
+    const SearchParametersIVFGMM p =
+        resolve_search_parameters(params_in, "IndexIVFGMM::search1");
+    FAISS_THROW_IF_NOT_MSG(
+        !p.precomputed_distances,
+        "IndexIVFGMM::search1: precomputed_distances is for search only");
+    check_finite(1, d, x, "IndexIVFGMM::search1");
+    check_lists_in_sync("IndexIVFGMM::search1");
+    std::vector<idx_t> assign(p.nprobe);
+    std::vector<float> coarse_dis(p.nprobe);
+    coarse_probe(gmm, *quantizer, p, 1, x, assign.data(), coarse_dis.data());
+    const CallScan call(*this, p, p.probe_order == ProbeOrder::L2);
+    impl::DedupScan scan(call.ctx, codes(), &p);
+    impl::ScanCounts counts;
+    scan.scan(
+        x,
+        nullptr,
+        assign.data(),
+        coarse_dis.data(),
+        p.nprobe,
+        [&]() { return handler.threshold; },
+        [&](float dis, idx_t, size_t, idx_t id) {
+            if (dis < handler.threshold) {
+                handler.add_result(dis, id);
+            }
+        },
+        &counts);
+    IndexIVFGMMStats stats = counts.to_stats(1);
+    stats.ncoarse_distances += nlist;
+    faiss::IndexIVFStats ivf_stats;
+    ivf_stats.reset();
+    ivf_stats.nq = 1;
+    ivf_stats.nlist = counts.lists;
+    ivf_stats.ndis = counts.distances;
+    add_to_global_stats(stats, &ivf_stats);
 }
+#endif
 
 void IndexIVFGMM::search_preassigned(
     idx_t n,
@@ -1128,94 +713,78 @@ void IndexIVFGMM::search_preassigned(
     float* distances,
     idx_t* labels,
     bool store_pairs,
-    const faiss::IVFSearchParameters* params,
+    const faiss::IVFSearchParameters* params_in,
     faiss::IndexIVFStats* stats) const {
-    check_usable("IndexIVFGMM::search_preassigned");
+    const char* who = "IndexIVFGMM::search_preassigned";
+    check_usable(who);
     FAISS_THROW_IF_NOT_FMT(
-        k > 0,
-        "IndexIVFGMM::search_preassigned: k=%" PRId64 " must be > 0",
-        int64_t(k));
-    const size_t nprobe =
-        std::min(nlist, params ? params->nprobe : this->nprobe);
-    FAISS_THROW_IF_NOT_MSG(
-        nprobe > 0, "IndexIVFGMM::search_preassigned: nprobe is 0");
-    const size_t max_codes = params ? params->max_codes : this->max_codes;
-    const faiss::IDSelector* sel = params ? params->sel : nullptr;
-    FAISS_THROW_IF_NOT_MSG(
-        !(sel && store_pairs),
-        "IndexIVFGMM: selector and store_pairs cannot be combined");
-    for (size_t i = 0; i < size_t(n) * nprobe; i++) {
+        k > 0, "%s: k=%" PRId64 " must be > 0", who, int64_t(k));
+    const SearchParametersIVFGMM p = resolve_search_parameters(params_in, who);
+    const size_t np = p.nprobe;
+    FAISS_THROW_IF_NOT_FMT(
+        !(p.sel && store_pairs),
+        "%s: a selector and store_pairs cannot be combined",
+        who);
+    for (size_t i = 0; i < size_t(n) * np; i++) {
         FAISS_THROW_IF_NOT_FMT(
             assign[i] >= -1 && assign[i] < idx_t(nlist),
-            "IndexIVFGMM::search_preassigned: list %" PRId64
-            " is not in [-1, nlist=%zu)",
+            "%s: list %" PRId64 " is not in [-1, nlist=%zu)",
+            who,
             int64_t(assign[i]),
             nlist);
     }
-    check_lists_in_sync("IndexIVFGMM::search_preassigned");
-    const auto* gmm_params_in =
-        dynamic_cast<const SearchParametersIVFGMM*>(params);
-    const float margin =
-        gmm_params_in ? gmm_params_in->prune_margin : prune_margin;
+    check_lists_in_sync(who);
+    const bool pruning = p.prune_margin > 0 || p.min_expected_hits > 0;
     FAISS_THROW_IF_NOT_FMT(
-        margin >= 0 && !std::isnan(margin),
-        "IndexIVFGMM::search_preassigned: prune_margin=%g must be >= 0",
-        margin);
-    FAISS_THROW_IF_NOT_MSG(
-        margin == 0 || centroid_dis,
-        "IndexIVFGMM::search_preassigned: prune_margin > 0 needs the "
-        "squared L2 distances to the means (centroid_dis is null)");
-    const BisectorPruner pruner{margin, d, gmm.means.data()};
-    const float min_hits =
-        gmm_params_in ? gmm_params_in->min_expected_hits : min_expected_hits;
-    FAISS_THROW_IF_NOT_FMT(
-        min_hits >= 0 && !std::isnan(min_hits),
-        "IndexIVFGMM::search_preassigned: min_expected_hits=%g must be >= 0",
-        min_hits);
-    FAISS_THROW_IF_NOT_MSG(
-        min_hits == 0 || centroid_dis,
-        "IndexIVFGMM::search_preassigned: min_expected_hits > 0 needs the "
-        "squared L2 distances to the means (centroid_dis is null)");
-    const HitModelPruner hit_pruner(min_hits, gmm, invlists);
-    const float* precomputed =
-        gmm_params_in ? gmm_params_in->precomputed_distances : nullptr;
-    if (precomputed) {
-        check_sequential_ids(
-            *invlists,
-            idx_t(ntotal),
-            "IndexIVFGMM::search_preassigned (precomputed_distances)");
+        !pruning || centroid_dis,
+        "%s: prune_margin=%g / min_expected_hits=%g need the squared L2 "
+        "distances to the means (centroid_dis is null)",
+        who,
+        p.prune_margin,
+        p.min_expected_hits);
+    if (p.precomputed_distances) {
+        for (size_t l = 0; l < nlist; l++) {
+            const size_t size = invlists->list_size(l);
+            if (size == 0) {
+                continue;
+            }
+            faiss::InvertedLists::ScopedIds ids(invlists, l);
+            for (size_t j = 0; j < size; j++) {
+                FAISS_THROW_IF_NOT_FMT(
+                    ids[j] >= 0 && ids[j] < idx_t(ntotal),
+                    "%s (precomputed_distances): list %zu holds id %" PRId64
+                    ", outside [0, ntotal=%" PRId64
+                    "): the distance rows need sequential ids",
+                    who,
+                    l,
+                    int64_t(ids[j]),
+                    int64_t(ntotal));
+            }
+        }
     }
+    const CallScan call(
+        *this, p, p.probe_order == ProbeOrder::L2 && centroid_dis);
+    const faiss::IndexIVF& code = codes();
 
-    const ScanContext ctx{
-        invlists,
-        &other_lists,
-        other_lists_width,
-        d,
-        sel,
-        max_codes,
-        &pruner,
-        &hit_pruner};
-    size_t nlistv = 0, ndis = 0, nheap = 0, nscanned = 0, ndup = 0;
-    size_t nbound = 0, npruned = 0;
-#pragma omp parallel reduction( \
-        + : nlistv, ndis, nheap, nscanned, ndup, nbound, npruned)
+    impl::ScanCounts total;
+    size_t nheap = 0;
+#pragma omp parallel reduction(+ : nheap)
     {
-        std::vector<int32_t> probe_rank(nlist, kNotProbed);
+        impl::DedupScan scan(call.ctx, code, &p);
+        impl::ScanCounts mine;
 #pragma omp for schedule(dynamic)
         for (idx_t i = 0; i < n; i++) {
             float* simi = distances + int64_t(i) * k;
             idx_t* idxi = labels + int64_t(i) * k;
             faiss::heap_heapify<HeapForL2>(k, simi, idxi);
-            ScanCounts counts;
-            scan_probed_lists(
-                ctx,
+            scan.scan(
                 x + int64_t(i) * d,
-                precomputed ? precomputed + size_t(i) * size_t(ntotal)
-                            : nullptr,
-                assign + size_t(i) * nprobe,
-                centroid_dis ? centroid_dis + size_t(i) * nprobe : nullptr,
-                nprobe,
-                probe_rank,
+                p.precomputed_distances
+                    ? p.precomputed_distances + size_t(i) * size_t(ntotal)
+                    : nullptr,
+                assign + size_t(i) * np,
+                centroid_dis ? centroid_dis + size_t(i) * np : nullptr,
+                np,
                 [&]() { return simi[0]; },
                 [&](float dis, idx_t list, size_t offset, idx_t id) {
                     if (dis < simi[0]) {
@@ -1227,31 +796,22 @@ void IndexIVFGMM::search_preassigned(
                         nheap++;
                     }
                 },
-                &counts);
+                &mine);
             faiss::heap_reorder<HeapForL2>(k, simi, idxi);
-            nlistv += counts.lists;
-            ndis += counts.distances;
-            nscanned += counts.scanned;
-            ndup += counts.duplicates;
-            nbound += counts.bound;
-            npruned += counts.pruned;
         }
+#pragma omp critical
+        total.add(mine);
     }
-
+    faiss::IndexIVFStats ivf_stats;
+    ivf_stats.reset();
+    ivf_stats.nq = n;
+    ivf_stats.nlist = total.lists;
+    ivf_stats.ndis = total.distances;
+    ivf_stats.nheap_updates = nheap;
     if (stats) {
-        stats->nq += n;
-        stats->nlist += nlistv;
-        stats->ndis += ndis;
-        stats->nheap_updates += nheap;
+        stats->add(ivf_stats);
     }
-    indexIVFGMM_stats.nq += n;
-    indexIVFGMM_stats.ncoarse_distances += nbound;
-    indexIVFGMM_stats.nbound_distances += nbound;
-    indexIVFGMM_stats.nlists_pruned += npruned;
-    indexIVFGMM_stats.nfine_distances += ndis;
-    indexIVFGMM_stats.nentries_scanned += nscanned;
-    indexIVFGMM_stats.nduplicates_skipped += ndup;
-    indexIVFGMM_stats.nlists_probed += nlistv;
+    add_to_global_stats(total.to_stats(size_t(n)), nullptr);
 }
 
 void IndexIVFGMM::range_search(
@@ -1260,88 +820,141 @@ void IndexIVFGMM::range_search(
     float radius,
     faiss::RangeSearchResult* result,
     const faiss::SearchParameters* params_in) const {
-    check_usable("IndexIVFGMM::range_search");
-    FAISS_THROW_IF_NOT_MSG(
-        is_trained, "IndexIVFGMM::range_search: index is not trained");
-    SearchParametersIVFGMM ivf_params;
-    resolve_search_parameters(params_in, &ivf_params);
-    FAISS_THROW_IF_NOT_MSG(
-        !ivf_params.precomputed_distances,
-        "IndexIVFGMM::range_search: precomputed_distances is for search "
-        "only");
-    check_finite(n, d, x, "IndexIVFGMM::range_search");
-    check_lists_in_sync("IndexIVFGMM::range_search");
-    const size_t nprobe = ivf_params.nprobe;
-    const size_t max_codes = ivf_params.max_codes;
-    const faiss::IDSelector* sel = ivf_params.sel;
-
+    const char* who = "IndexIVFGMM::range_search";
+    check_usable(who);
+    FAISS_THROW_IF_NOT_FMT(is_trained, "%s: index is not trained", who);
+    const SearchParametersIVFGMM p = resolve_search_parameters(params_in, who);
+    FAISS_THROW_IF_NOT_FMT(
+        !p.precomputed_distances,
+        "%s: precomputed_distances is for search only",
+        who);
+    check_finite(n, d, x, who);
     const double t0 = faiss::getmillisecs();
-    std::vector<idx_t> assign(size_t(n) * nprobe);
-    std::vector<float> coarse_dis(size_t(n) * nprobe);
-    coarse_assign(n, x, ivf_params, assign.data(), coarse_dis.data());
+    std::vector<idx_t> assign(size_t(n) * p.nprobe);
+    std::vector<float> coarse_dis(size_t(n) * p.nprobe);
+    coarse_probe(gmm, *quantizer, p, n, x, assign.data(), coarse_dis.data());
     const double t1 = faiss::getmillisecs();
-    // the radius plays the part of the k-th neighbour distance
-    const BisectorPruner pruner{ivf_params.prune_margin, d, gmm.means.data()};
-    const HitModelPruner hit_pruner(
-        ivf_params.min_expected_hits, gmm, invlists);
+    faiss::IndexIVFStats ivf_stats;
+    ivf_stats.reset();
+    range_search_preassigned(
+        n,
+        x,
+        radius,
+        assign.data(),
+        coarse_dis.data(),
+        result,
+        false,
+        &p,
+        &ivf_stats);
+    ivf_stats.quantization_time += t1 - t0;
+    ivf_stats.search_time += faiss::getmillisecs() - t0;
+    IndexIVFGMMStats coarse;
+    coarse.ncoarse_distances = size_t(n) * nlist;
+    add_to_global_stats(coarse, &ivf_stats);
+}
 
-    const ScanContext ctx{
-        invlists,
-        &other_lists,
-        other_lists_width,
-        d,
-        sel,
-        max_codes,
-        &pruner,
-        &hit_pruner};
-    size_t nlistv = 0, ndis = 0, nscanned = 0, ndup = 0;
-    size_t nbound = 0, npruned = 0;
-#pragma omp parallel reduction(+ : nlistv, ndis, nscanned, ndup, nbound, npruned)
+void IndexIVFGMM::range_search_preassigned(
+    idx_t nx,
+    const float* x,
+    float radius,
+    const idx_t* keys,
+    const float* coarse_dis,
+    faiss::RangeSearchResult* result,
+    bool store_pairs,
+    const faiss::IVFSearchParameters* params_in,
+    faiss::IndexIVFStats* stats) const {
+    const char* who = "IndexIVFGMM::range_search_preassigned";
+    check_usable(who);
+    FAISS_THROW_IF_NOT_FMT(result, "%s: result is null", who);
+    const SearchParametersIVFGMM p = resolve_search_parameters(params_in, who);
+    FAISS_THROW_IF_NOT_FMT(
+        !p.precomputed_distances,
+        "%s: precomputed_distances is for search only",
+        who);
+    FAISS_THROW_IF_NOT_FMT(
+        !(p.sel && store_pairs),
+        "%s: a selector and store_pairs cannot be combined",
+        who);
+    const size_t np = p.nprobe;
+    for (size_t i = 0; i < size_t(nx) * np; i++) {
+        FAISS_THROW_IF_NOT_FMT(
+            keys[i] >= -1 && keys[i] < idx_t(nlist),
+            "%s: list %" PRId64 " is not in [-1, nlist=%zu)",
+            who,
+            int64_t(keys[i]),
+            nlist);
+    }
+    const bool pruning = p.prune_margin > 0 || p.min_expected_hits > 0;
+    FAISS_THROW_IF_NOT_FMT(
+        !pruning || coarse_dis,
+        "%s: pruning needs the squared L2 distances to the means",
+        who);
+    check_lists_in_sync(who);
+    // the radius plays the part of the k-th neighbour distance
+    const CallScan call(
+        *this, p, p.probe_order == ProbeOrder::L2 && coarse_dis);
+    const faiss::IndexIVF& code = codes();
+
+    impl::ScanCounts total;
+#pragma omp parallel
     {
         faiss::RangeSearchPartialResult pres(result);
-        std::vector<int32_t> probe_rank(nlist, kNotProbed);
+        impl::DedupScan scan(call.ctx, code, &p);
+        impl::ScanCounts mine;
 #pragma omp for schedule(dynamic)
-        for (idx_t i = 0; i < n; i++) {
+        for (idx_t i = 0; i < nx; i++) {
             faiss::RangeQueryResult& qres = pres.new_result(i);
-            ScanCounts counts;
-            scan_probed_lists(
-                ctx,
+            scan.scan(
                 x + int64_t(i) * d,
                 nullptr,
-                assign.data() + size_t(i) * nprobe,
-                coarse_dis.data() + size_t(i) * nprobe,
-                nprobe,
-                probe_rank,
+                keys + size_t(i) * np,
+                coarse_dis ? coarse_dis + size_t(i) * np : nullptr,
+                np,
                 [&]() { return radius; },
-                [&](float dis, idx_t, size_t, idx_t id) {
+                [&](float dis, idx_t list, size_t offset, idx_t id) {
                     if (dis < radius) {
-                        qres.add(dis, id);
+                        qres.add(
+                            dis,
+                            store_pairs ? idx_t(faiss::lo_build(list, offset))
+                                        : id);
                     }
                 },
-                &counts);
-            nlistv += counts.lists;
-            ndis += counts.distances;
-            nscanned += counts.scanned;
-            ndup += counts.duplicates;
-            nbound += counts.bound;
-            npruned += counts.pruned;
+                &mine);
         }
         pres.finalize();
+#pragma omp critical
+        total.add(mine);
     }
+    faiss::IndexIVFStats ivf_stats;
+    ivf_stats.reset();
+    ivf_stats.nq = nx;
+    ivf_stats.nlist = total.lists;
+    ivf_stats.ndis = total.distances;
+    if (stats) {
+        stats->add(ivf_stats);
+    }
+    add_to_global_stats(total.to_stats(size_t(nx)), nullptr);
+}
 
-    faiss::indexIVF_stats.nq += n;
-    faiss::indexIVF_stats.nlist += nlistv;
-    faiss::indexIVF_stats.ndis += ndis;
-    faiss::indexIVF_stats.quantization_time += t1 - t0;
-    faiss::indexIVF_stats.search_time += faiss::getmillisecs() - t0;
-    indexIVFGMM_stats.nq += n;
-    indexIVFGMM_stats.ncoarse_distances += size_t(n) * nlist + nbound;
-    indexIVFGMM_stats.nbound_distances += nbound;
-    indexIVFGMM_stats.nlists_pruned += npruned;
-    indexIVFGMM_stats.nfine_distances += ndis;
-    indexIVFGMM_stats.nentries_scanned += nscanned;
-    indexIVFGMM_stats.nduplicates_skipped += ndup;
-    indexIVFGMM_stats.nlists_probed += nlistv;
+void IndexIVFGMM::search_and_reconstruct(
+    idx_t n,
+    const float* x,
+    idx_t k,
+    float* distances,
+    idx_t* labels,
+    float* recons,
+    const faiss::SearchParameters* params) const {
+    search(n, x, k, distances, labels, params);
+    const std::shared_ptr<const IdLocations> where = id_locations();
+    for (idx_t i = 0; i < n * k; i++) {
+        float* out = recons + size_t(i) * d;
+        size_t l = 0, offset = 0;
+        if (labels[i] >= 0 && where->find(labels[i], &l, &offset)) {
+            reconstruct_from_offset(int64_t(l), int64_t(offset), out);
+        } else {
+            std::fill(out, out + d, -1.0f); // as FAISS leaves missing rows
+        }
+    }
 }
 
 /*************************************************************
@@ -1349,139 +962,201 @@ void IndexIVFGMM::range_search(
  *************************************************************/
 
 size_t IndexIVFGMM::remove_ids(const faiss::IDSelector& sel) {
-    check_usable("IndexIVFGMM::remove_ids");
-    check_lists_in_sync("IndexIVFGMM::remove_ids");
-    const int w = other_lists_width;
-    std::vector<size_t> removed_entries(nlist, 0);
-    size_t removed_vectors = 0;
-#pragma omp parallel for schedule(dynamic) reduction(+ : removed_vectors)
+    const char* who = "IndexIVFGMM::remove_ids";
+    check_usable(who);
+    FAISS_THROW_IF_NOT_FMT(
+        !is_idmap_translated_selector(sel),
+        "%s: called through faiss::IndexIDMap, whose remove_ids assumes "
+        "that the sub-index renumbers its vectors after a removal (an IVF "
+        "index keeps its ids, so the IndexIDMap would return wrong labels). "
+        "IndexIVFGMM stores ids itself: use add_with_ids instead of an "
+        "IndexIDMap",
+        who);
+    check_lists_in_sync(who);
+    const int w = spill_records.width;
+    std::vector<SpillRemoval> removed(nlist);
+#pragma omp parallel for schedule(dynamic)
     for (size_t l = 0; l < nlist; l++) {
-        const size_t size0 = invlists->list_size(l);
-        if (size0 == 0) {
+        const size_t size = invlists->list_size(l);
+        if (size == 0) {
             continue;
         }
         faiss::InvertedLists::ScopedIds sids(invlists, l);
         const idx_t* ids = sids.get();
-        int32_t* records = other_lists[l].data();
-        size_t size = size0, j = 0;
-        // swap-with-last removal, as FAISS's DirectMap::remove_ids does
-        while (j < size) {
-            if (!sel.is_member(ids[j])) {
-                j++;
-                continue;
-            }
-            if (is_canonical_copy(l, records + j * w, w)) {
-                removed_vectors++;
-            }
-            size--;
-            if (j < size) {
+        removed[l] = remove_spilled_entries(
+            l,
+            size,
+            w,
+            spill_records.records[l].data(),
+            [&](size_t j) { return sel.is_member(ids[j]); },
+            [&](size_t dst, size_t src) {
                 invlists->update_entry(
                     l,
-                    j,
-                    ids[size],
-                    faiss::InvertedLists::ScopedCodes(invlists, l, size).get());
-                std::copy_n(records + size * w, w, records + j * w);
-            }
-        }
-        removed_entries[l] = size0 - size;
+                    dst,
+                    ids[src],
+                    faiss::InvertedLists::ScopedCodes(invlists, l, src).get());
+            });
     }
-    size_t removed_total = 0;
+    size_t removed_vectors = 0;
     for (size_t l = 0; l < nlist; l++) {
-        if (removed_entries[l] > 0) {
-            const size_t size = invlists->list_size(l) - removed_entries[l];
+        if (removed[l].entries > 0) {
+            const size_t size = invlists->list_size(l) - removed[l].entries;
             invlists->resize(l, size);
-            other_lists[l].resize(size * w);
-            removed_total += removed_entries[l];
+            spill_records.records[l].resize(size * size_t(w));
+            spill_records.nentries -= removed[l].entries;
+            removed_vectors += removed[l].vectors;
         }
     }
     ntotal -= removed_vectors;
-    nentries -= removed_total;
     invalidate_id_locations();
     return removed_vectors;
 }
 
+void IndexIVFGMM::update_vectors(int nv, const idx_t* idx, const float* v) {
+    const char* who = "IndexIVFGMM::update_vectors";
+    check_usable(who);
+    FAISS_THROW_IF_NOT_FMT(nv >= 0, "%s: nv=%d must be >= 0", who, nv);
+    FAISS_THROW_IF_NOT_FMT(is_trained, "%s: index is not trained", who);
+    check_finite(nv, d, v, who);
+    const std::shared_ptr<const IdLocations> where = id_locations();
+    std::unordered_set<idx_t> seen;
+    for (int i = 0; i < nv; i++) {
+        size_t l = 0, offset = 0;
+        FAISS_THROW_IF_NOT_FMT(
+            where->find(idx[i], &l, &offset),
+            "%s: no vector with id %" PRId64 " to update",
+            who,
+            int64_t(idx[i]));
+        FAISS_THROW_IF_NOT_FMT(
+            seen.insert(idx[i]).second,
+            "%s: id %" PRId64 " appears twice",
+            who,
+            int64_t(idx[i]));
+    }
+    faiss::IDSelectorBatch sel(nv, idx);
+    remove_ids(sel);
+    add_with_ids(nv, v, idx);
+}
+
 void IndexIVFGMM::reset() {
-    faiss::IndexIVFFlat::reset();
-    other_lists.assign(nlist, {});
-    nentries = 0;
+    faiss::IndexIVF::reset();
+    spill_records.reset(nlist, spill_records.width);
     invalidate_id_locations();
 }
 
+std::shared_ptr<const IdLocations> IndexIVFGMM::id_locations() const {
+    return id_location_cache_.get([this]() {
+        return std::make_shared<const IdLocations>(
+            nlist, [this](size_t l, std::vector<idx_t>& ids) {
+                const size_t size = invlists->list_size(l);
+                ids.resize(size);
+                if (size > 0) {
+                    faiss::InvertedLists::ScopedIds sids(invlists, l);
+                    std::copy(sids.get(), sids.get() + size, ids.begin());
+                }
+            });
+    });
+}
+
 void IndexIVFGMM::invalidate_id_locations() {
-    std::atomic_store(
-        &id_location_cache, std::shared_ptr<const IdLocationMap>());
+    id_location_cache_.reset();
 }
 
 void IndexIVFGMM::reconstruct(idx_t key, float* recons) const {
     check_usable("IndexIVFGMM::reconstruct");
-    std::shared_ptr<const IdLocationMap> locations =
-        std::atomic_load(&id_location_cache);
-    if (!locations) {
-        auto built = std::make_shared<IdLocationMap>();
-        built->reserve(ntotal);
-        for (size_t l = 0; l < nlist; l++) {
-            const size_t list_size = invlists->list_size(l);
-            if (list_size == 0) {
-                continue;
-            }
-            faiss::InvertedLists::ScopedIds sids(invlists, l);
-            for (size_t j = 0; j < list_size; j++) {
-                built->emplace(sids[j], faiss::lo_build(l, j));
-            }
-        }
-        locations = built;
-        std::atomic_store(&id_location_cache, locations);
-    }
-    const auto it = locations->find(key);
+    size_t l = 0, offset = 0;
     FAISS_THROW_IF_NOT_FMT(
-        it != locations->end(),
+        id_locations()->find(key, &l, &offset),
         "IndexIVFGMM::reconstruct: no vector with id %" PRId64,
         int64_t(key));
-    reconstruct_from_offset(
-        faiss::lo_listno(it->second), faiss::lo_offset(it->second), recons);
+    reconstruct_from_offset(int64_t(l), int64_t(offset), recons);
+}
+
+void IndexIVFGMM::reconstruct_n(idx_t i0, idx_t ni, float* recons) const {
+    FAISS_THROW_IF_NOT_FMT(
+        i0 >= 0 && ni >= 0,
+        "IndexIVFGMM::reconstruct_n: i0=%" PRId64 ", ni=%" PRId64,
+        int64_t(i0),
+        int64_t(ni));
+    for (idx_t i = 0; i < ni; i++) {
+        reconstruct(i0 + i, recons + size_t(i) * d);
+    }
+}
+
+void IndexIVFGMM::reconstruct_from_offset(
+    int64_t list_no, int64_t offset, float* recons) const {
+    FAISS_THROW_IF_NOT_FMT(
+        list_no >= 0 && size_t(list_no) < nlist && offset >= 0 &&
+            size_t(offset) < invlists->list_size(list_no),
+        "IndexIVFGMM::reconstruct_from_offset: no entry %" PRId64
+        " in list %" PRId64,
+        offset,
+        list_no);
+    // FAISS's standalone code (list number, then the code) decoded by the
+    // code index, whose own lists are empty
+    const faiss::IndexIVF& code = codes();
+    const size_t coarse_size = code.coarse_code_size();
+    std::vector<uint8_t> sa_code(coarse_size + code_size);
+    code.encode_listno(list_no, sa_code.data());
+    faiss::InvertedLists::ScopedCodes stored(invlists, list_no, offset);
+    std::copy(
+        stored.get(), stored.get() + code_size, sa_code.data() + coarse_size);
+    code.sa_decode(1, sa_code.data(), recons);
+}
+
+void IndexIVFGMM::check_compatible_for_merge(
+    const faiss::Index& other_index) const {
+    const char* who = "IndexIVFGMM::merge_from";
+    check_usable(who);
+    const auto* other = dynamic_cast<const IndexIVFGMM*>(&other_index);
+    FAISS_THROW_IF_NOT_FMT(
+        other, "%s: the other index is not an IndexIVFGMM", who);
+    FAISS_THROW_IF_NOT_FMT(
+        other != this, "%s: cannot merge an index into itself", who);
+    other->check_usable("IndexIVFGMM::merge_from (other)");
+    FAISS_THROW_IF_NOT_FMT(
+        other->d == d && other->nlist == nlist,
+        "%s: other d=%d nlist=%zu, this d=%d nlist=%zu",
+        who,
+        other->d,
+        other->nlist,
+        d,
+        nlist);
+    FAISS_THROW_IF_NOT_FMT(
+        is_trained && other->is_trained,
+        "%s: both indexes must be trained",
+        who);
+    for (size_t c = 0; c < nlist; c++) {
+        FAISS_THROW_IF_NOT_FMT(
+            std::equal(
+                gmm.means.begin() + c * d,
+                gmm.means.begin() + (c + 1) * d,
+                other->gmm.means.begin() + c * d),
+            "%s: mean of component %zu differs between the indexes "
+            "(different models)",
+            who,
+            c);
+    }
+    FAISS_THROW_IF_NOT_FMT(
+        typeid(*codes_index) == typeid(*other->codes_index) &&
+            code_size == other->code_size,
+        "%s: the codes differ (%s, %zu bytes vs %s, %zu bytes)",
+        who,
+        typeid(*codes_index).name(),
+        code_size,
+        typeid(*other->codes_index).name(),
+        other->code_size);
+    codes().check_compatible_for_merge(other->codes());
 }
 
 void IndexIVFGMM::merge_from(faiss::Index& other_index, idx_t add_id) {
-    check_usable("IndexIVFGMM::merge_from");
-    IndexIVFGMM* other = dynamic_cast<IndexIVFGMM*>(&other_index);
-    FAISS_THROW_IF_NOT_MSG(
-        other,
-        "IndexIVFGMM::merge_from: the other index is not an "
-        "IndexIVFGMM");
-    FAISS_THROW_IF_NOT_MSG(
-        other != this,
-        "IndexIVFGMM::merge_from: cannot merge an index into itself");
-    FAISS_THROW_IF_NOT_FMT(
-        other->d == d,
-        "IndexIVFGMM::merge_from: other d=%d, this d=%d",
-        other->d,
-        d);
-    FAISS_THROW_IF_NOT_FMT(
-        other->nlist == nlist,
-        "IndexIVFGMM::merge_from: other nlist=%zu, this nlist=%zu",
-        other->nlist,
-        nlist);
-    FAISS_THROW_IF_NOT_MSG(
-        is_trained && other->is_trained,
-        "IndexIVFGMM::merge_from: both indexes must be trained");
-    other->check_usable("IndexIVFGMM::merge_from (other)");
+    check_compatible_for_merge(other_index);
+    auto* other = dynamic_cast<IndexIVFGMM*>(&other_index);
     other->check_lists_in_sync("IndexIVFGMM::merge_from (other)");
     check_lists_in_sync("IndexIVFGMM::merge_from");
-    {
-        std::vector<float> mine(d), theirs(d);
-        for (size_t c = 0; c < nlist; c++) {
-            quantizer->reconstruct(c, mine.data());
-            other->quantizer->reconstruct(c, theirs.data());
-            FAISS_THROW_IF_NOT_FMT(
-                mine == theirs,
-                "IndexIVFGMM::merge_from: mean of component %zu differs "
-                "between the indexes (different models)",
-                c);
-        }
-    }
-    const int w = std::max(other_lists_width, other->other_lists_width);
-    set_other_lists_width(w);
-    const int ow = other->other_lists_width;
+    spill_records.widen(
+        std::max(spill_records.width, other->spill_records.width),
+        [this](size_t l) { return invlists->list_size(l); });
 #pragma omp parallel for schedule(dynamic)
     for (size_t l = 0; l < nlist; l++) {
         const size_t n_other = other->invlists->list_size(l);
@@ -1495,28 +1170,120 @@ void IndexIVFGMM::merge_from(faiss::Index& other_index, idx_t add_id) {
             id += add_id;
         }
         invlists->add_entries(l, n_other, shifted.data(), scodes.get());
-        std::vector<int32_t>& mine = other_lists[l];
-        const size_t start = mine.size();
-        mine.resize(start + n_other * w, -1);
-        for (size_t j = 0; j < n_other && ow > 0; j++) {
-            std::copy_n(
-                other->other_lists[l].data() + j * ow,
-                ow,
-                mine.data() + start + j * w);
-        }
     }
+    spill_records.append_all(other->spill_records);
     ntotal += other->ntotal;
-    nentries += other->nentries;
     invalidate_id_locations();
     other->reset();
 }
 
+void IndexIVFGMM::copy_subset_to(
+    faiss::IndexIVF& other_index,
+    CopySubsetType subset_type,
+    idx_t a1,
+    idx_t a2) const {
+    const char* who = "IndexIVFGMM::copy_subset_to";
+    auto* other = dynamic_cast<IndexIVFGMM*>(&other_index);
+    FAISS_THROW_IF_NOT_FMT(
+        other, "%s: the other index must be an IndexIVFGMM", who);
+    check_compatible_for_merge(*other);
+    FAISS_THROW_IF_NOT_FMT(
+        int(subset_type) == 0 || int(subset_type) == 1,
+        "%s: subset_type=%d is not supported (0: id range, 1: id modulo); "
+        "list positions would split a vector's copies",
+        who,
+        int(subset_type));
+    FAISS_THROW_IF_NOT_FMT(
+        int(subset_type) == 0 || a1 > 0,
+        "%s: subset_type 1 needs a1 > 0 (a1=%" PRId64 ")",
+        who,
+        int64_t(a1));
+    check_lists_in_sync(who);
+    other->check_lists_in_sync(who);
+    const auto selected = [&](idx_t id) {
+        return int(subset_type) == 0 ? (id >= a1 && id < a2) : (id % a1 == a2);
+    };
+    other->spill_records.widen(
+        std::max(spill_records.width, other->spill_records.width),
+        [other](size_t l) { return other->invlists->list_size(l); });
+    const int w = spill_records.width, ow = other->spill_records.width;
+    size_t copied_entries = 0, copied_vectors = 0;
+    for (size_t l = 0; l < nlist; l++) {
+        const size_t size = invlists->list_size(l);
+        if (size == 0) {
+            continue;
+        }
+        faiss::InvertedLists::ScopedIds ids(invlists, l);
+        faiss::InvertedLists::ScopedCodes codes_l(invlists, l);
+        for (size_t j = 0; j < size; j++) {
+            if (!selected(ids[j])) {
+                continue;
+            }
+            other->invlists->add_entry(
+                l, ids[j], codes_l.get() + j * code_size);
+            const int32_t* rec = spill_records.record(l, j);
+            std::vector<int32_t>& dst = other->spill_records.records[l];
+            const size_t start = dst.size();
+            dst.resize(start + size_t(ow), -1);
+            std::copy(rec, rec + w, dst.begin() + start);
+            copied_entries++;
+            copied_vectors += is_canonical_copy(l, rec, w) ? 1 : 0;
+        }
+    }
+    other->spill_records.nentries += copied_entries;
+    other->ntotal += copied_vectors;
+    other->invalidate_id_locations();
+}
+
+/*************************************************************
+ * the code
+ *************************************************************/
+
+void IndexIVFGMM::encode_vectors(
+    idx_t n,
+    const float* x,
+    const idx_t* list_nos,
+    uint8_t* codes_out,
+    bool include_listnos) const {
+    codes().encode_vectors(n, x, list_nos, codes_out, include_listnos);
+}
+
+#if FAISS_GMM_HAS_DECODE_VECTORS
+void IndexIVFGMM::decode_vectors(
+    idx_t n, const uint8_t* codes_in, const idx_t* list_nos, float* x) const {
+    codes().decode_vectors(n, codes_in, list_nos, x);
+}
+#endif
+
+void IndexIVFGMM::sa_decode(idx_t n, const uint8_t* bytes, float* x) const {
+    codes().sa_decode(n, bytes, x);
+}
+
+faiss::InvertedListScanner* IndexIVFGMM::get_InvertedListScanner(
+    bool store_pairs,
+    const faiss::IDSelector* sel
+#if FAISS_GMM_HAS_SCANNER_PARAMS
+    ,
+    const faiss::IVFSearchParameters* params
+#endif
+) const {
+#if FAISS_GMM_HAS_SCANNER_PARAMS
+    return codes().get_InvertedListScanner(store_pairs, sel, params);
+#else
+    return codes().get_InvertedListScanner(store_pairs, sel);
+#endif
+}
+
+/*************************************************************
+ * statistics, parameters
+ *************************************************************/
+
 double IndexIVFGMM::replication_factor() const {
-    return ntotal == 0 ? 1.0 : double(nentries) / double(ntotal);
+    return ntotal == 0 ? 1.0 : double(nentries()) / double(ntotal);
 }
 
 double IndexIVFGMM::imbalance_factor() const {
-    if (nentries == 0 || !invlists) {
+    if (nentries() == 0 || !invlists) {
         return 1.0;
     }
     double sum = 0, sum_sq = 0;
@@ -1528,170 +1295,18 @@ double IndexIVFGMM::imbalance_factor() const {
     return sum_sq * double(nlist) / (sum * sum);
 }
 
-void IndexIVFGMM::set_parameters(const std::string& description) {
-    size_t new_nprobe = nprobe;
-    size_t new_max_codes = max_codes;
-    ProbeOrder new_order = probe_order;
-    float new_mass = posterior_mass;
-    SearchParametersIVFGMM new_search;
-    new_search.mass_temperature = mass_temperature;
-    new_search.distance_ratio = distance_ratio;
-    new_search.prune_margin = prune_margin;
-    new_search.min_expected_hits = min_expected_hits;
-    SpillParameters new_spill = spill;
-    TrainDevice new_device = train_device;
+void IndexIVFGMM::set_search_parameters(const std::string& description) {
+    SearchParametersIVFGMM p = search_defaults();
+    parse_search_parameters(
+        description, &p, "IndexIVFGMM::set_search_parameters");
+    set_search_defaults(p);
+}
 
-    size_t start = 0;
-    while (start <= description.size()) {
-        size_t end = description.find(',', start);
-        if (end == std::string::npos) {
-            end = description.size();
-        }
-        const std::string token = trim(description.substr(start, end - start));
-        start = end + 1;
-        if (token.empty()) {
-            FAISS_THROW_IF_NOT_FMT(
-                end == description.size() || description.empty(),
-                "IndexIVFGMM::set_parameters: empty token in '%s'",
-                description.c_str());
-            continue;
-        }
-        const size_t eq = token.find('=');
-        FAISS_THROW_IF_NOT_FMT(
-            eq != std::string::npos,
-            "IndexIVFGMM::set_parameters: token '%s' is not key=value",
-            token.c_str());
-        const std::string key = trim(token.substr(0, eq));
-        const std::string value = trim(token.substr(eq + 1));
-        if (key == "nprobe") {
-            const int64_t v = parse_integer(token, value);
-            FAISS_THROW_IF_NOT_FMT(
-                v >= 1,
-                "IndexIVFGMM::set_parameters: '%s': nprobe must be >= 1",
-                token.c_str());
-            new_nprobe = size_t(v);
-        } else if (key == "max_codes") {
-            const int64_t v = parse_integer(token, value);
-            FAISS_THROW_IF_NOT_FMT(
-                v >= 0,
-                "IndexIVFGMM::set_parameters: '%s': max_codes must be "
-                ">= 0",
-                token.c_str());
-            new_max_codes = size_t(v);
-        } else if (key == "probe") {
-            new_order = probe_order_from_name(value);
-        } else if (key == "posterior_mass") {
-            const double v = parse_number(token, value);
-            FAISS_THROW_IF_NOT_FMT(
-                v >= 0 && v <= 1,
-                "IndexIVFGMM::set_parameters: '%s': posterior_mass must "
-                "be in [0, 1]",
-                token.c_str());
-            new_mass = float(v);
-        } else if (key == "mass_temperature") {
-            const double v = parse_number(token, value);
-            FAISS_THROW_IF_NOT_FMT(
-                v > 0,
-                "IndexIVFGMM::set_parameters: '%s': mass_temperature must "
-                "be > 0",
-                token.c_str());
-            new_search.mass_temperature = float(v);
-        } else if (key == "distance_ratio") {
-            const double v = parse_number(token, value);
-            FAISS_THROW_IF_NOT_FMT(
-                v == 0 || v >= 1,
-                "IndexIVFGMM::set_parameters: '%s': distance_ratio must "
-                "be 0 (off) or >= 1",
-                token.c_str());
-            new_search.distance_ratio = float(v);
-        } else if (key == "prune_margin") {
-            const double v = parse_number(token, value);
-            FAISS_THROW_IF_NOT_FMT(
-                v >= 0,
-                "IndexIVFGMM::set_parameters: '%s': prune_margin must be "
-                ">= 0 (0 = off)",
-                token.c_str());
-            new_search.prune_margin = float(v);
-        } else if (key == "min_expected_hits") {
-            const double v = parse_number(token, value);
-            FAISS_THROW_IF_NOT_FMT(
-                v >= 0,
-                "IndexIVFGMM::set_parameters: '%s': min_expected_hits must "
-                "be >= 0 (0 = off)",
-                token.c_str());
-            new_search.min_expected_hits = float(v);
-        } else if (key == "spill") {
-            new_spill.rule = spill_rule_from_name(value);
-        } else if (key == "tau") {
-            const double v = parse_number(token, value);
-            FAISS_THROW_IF_NOT_FMT(
-                v >= 0 && v <= 1,
-                "IndexIVFGMM::set_parameters: '%s': tau must be in "
-                "[0, 1]",
-                token.c_str());
-            new_spill.tau = float(v);
-        } else if (key == "temperature") {
-            const double v = parse_number(token, value);
-            FAISS_THROW_IF_NOT_FMT(
-                v > 0,
-                "IndexIVFGMM::set_parameters: '%s': temperature must be "
-                "> 0",
-                token.c_str());
-            new_spill.temperature = float(v);
-        } else if (key == "max_assign") {
-            const int64_t v = parse_integer(token, value);
-            FAISS_THROW_IF_NOT_FMT(
-                v >= 1 && v <= 1024,
-                "IndexIVFGMM::set_parameters: '%s': max_assign must be "
-                "in [1, 1024]",
-                token.c_str());
-            new_spill.max_assign = int(v);
-        } else if (key == "closure_ratio") {
-            const double v = parse_number(token, value);
-            FAISS_THROW_IF_NOT_FMT(
-                v >= 1,
-                "IndexIVFGMM::set_parameters: '%s': closure_ratio must "
-                "be >= 1",
-                token.c_str());
-            new_spill.closure_ratio = float(v);
-        } else if (key == "soar_lambda") {
-            const double v = parse_number(token, value);
-            FAISS_THROW_IF_NOT_FMT(
-                v >= 0,
-                "IndexIVFGMM::set_parameters: '%s': soar_lambda must be "
-                ">= 0",
-                token.c_str());
-            new_spill.soar_lambda = float(v);
-        } else if (key == "primary") {
-            FAISS_THROW_IF_NOT_FMT(
-                value == "l2" || value == "posterior",
-                "IndexIVFGMM::set_parameters: '%s': primary must be l2 "
-                "or posterior",
-                token.c_str());
-            new_spill.primary_is_nearest_mean = value == "l2";
-        } else if (key == "train_device") {
-            new_device = train_device_from_name(value);
-        } else {
-            FAISS_THROW_FMT(
-                "IndexIVFGMM::set_parameters: unknown key '%s' in '%s'",
-                key.c_str(),
-                token.c_str());
-        }
-    }
-    validate_spill(new_spill);
-    new_search.probe_order = new_order;
-    new_search.posterior_mass = new_mass;
-    check_search_parameters(new_search, "IndexIVFGMM");
-    nprobe = new_nprobe;
-    max_codes = new_max_codes;
-    probe_order = new_order;
-    posterior_mass = new_mass;
-    mass_temperature = new_search.mass_temperature;
-    distance_ratio = new_search.distance_ratio;
-    prune_margin = new_search.prune_margin;
-    min_expected_hits = new_search.min_expected_hits;
-    spill = new_spill;
-    train_device = new_device;
+void IndexIVFGMM::set_build_parameters(const std::string& description) {
+    IVFGMMBuildParameters p = build_params;
+    parse_build_parameters(
+        description, &p, "IndexIVFGMM::set_build_parameters");
+    build_params = p;
 }
 
 } // namespace faiss_gmm

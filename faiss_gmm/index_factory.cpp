@@ -1,13 +1,13 @@
 #include <faiss_gmm/index_factory.h>
 
-#include <cerrno>
-#include <cmath>
-#include <cstdlib>
+#include <algorithm>
 #include <memory>
+#include <typeinfo>
 #include <vector>
 
 #include <faiss/AutoTune.h>
 #include <faiss/IndexIDMap.h>
+#include <faiss/IndexIVFFastScan.h>
 #include <faiss/IndexPreTransform.h>
 #include <faiss/VectorTransform.h>
 #include <faiss/impl/FaissAssert.h>
@@ -21,8 +21,6 @@ namespace {
 
 /// Largest nlist a GMM token may ask for.
 constexpr uint64_t kMaxNlist = uint64_t(1) << 24;
-/// Largest SpillParameters::max_assign a GMM token may ask for.
-constexpr int kMaxAssign = 64;
 
 std::vector<std::string> split_tokens(const std::string& description) {
     std::vector<std::string> tokens;
@@ -48,25 +46,6 @@ bool has_gmm_token(const std::vector<std::string>& tokens) {
         }
     }
     return false;
-}
-
-/// A finite number that fills the whole string, else throws naming it.
-double parse_number(
-    const std::string& text,
-    const std::string& option,
-    const std::string& token) {
-    errno = 0;
-    char* end = nullptr;
-    double value = std::strtod(text.c_str(), &end);
-    FAISS_THROW_IF_NOT_FMT(
-        !text.empty() && end == text.c_str() + text.size() && errno == 0 &&
-            std::isfinite(value),
-        "index_factory: option '%s' of token '%s' has no valid number "
-        "('%s')",
-        option.c_str(),
-        token.c_str(),
-        text.c_str());
-    return value;
 }
 
 /**
@@ -118,14 +97,20 @@ bool is_letter(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-/// Parses "IVF<nlist>[k|M]_GMM[sph|diag|tied]{_option}" into a new
-/// IndexIVFGMM.
-IndexIVFGMM* parse_gmm_token(int d, const std::string& token) {
+/// Parsed "IVF<nlist>[k|M]_GMM[sph|diag|tied]{_option}".
+struct GmmToken {
+    uint64_t nlist = 0;
+    IVFGMMBuildParameters params;
+};
+
+/// Parses a GMM token; options are set through the parameter key table.
+GmmToken parse_gmm_token(const std::string& token) {
     if (token.compare(0, 3, "IVF") != 0) {
         throw_malformed(token);
     }
     size_t p = 3;
-    uint64_t nlist = 0;
+    GmmToken out;
+    uint64_t& nlist = out.nlist;
     const size_t digits_begin = p;
     for (; p < token.size() && is_digit(token[p]); p++) {
         nlist = nlist * 10 + uint64_t(token[p] - '0');
@@ -153,22 +138,21 @@ IndexIVFGMM* parse_gmm_token(int d, const std::string& token) {
     }
     p += 4;
 
-    GmmParameters gmm_params;
+    IVFGMMBuildParameters& params = out.params;
     if (token.compare(p, 4, "diag") == 0) {
-        gmm_params.covariance = CovarianceType::Diagonal;
+        params.gmm.covariance = CovarianceType::Diagonal;
         p += 4;
     } else if (token.compare(p, 3, "sph") == 0) {
-        gmm_params.covariance = CovarianceType::Spherical;
+        params.gmm.covariance = CovarianceType::Spherical;
         p += 3;
     } else if (token.compare(p, 4, "tied") == 0) {
-        gmm_params.covariance = CovarianceType::TiedSpherical;
+        params.gmm.covariance = CovarianceType::TiedSpherical;
         p += 4;
     }
-    SpillParameters spill;
 
     // options: "_<name><value>" pieces, name in letters, value a number
     std::string rule_option; // the option that chose the spill rule
-    bool has_max_assign = false, has_temperature = false;
+    std::vector<std::string> seen;
     while (p < token.size()) {
         if (token[p] != '_') {
             throw_malformed(token);
@@ -185,85 +169,57 @@ IndexIVFGMM* parse_gmm_token(int d, const std::string& token) {
         }
         const std::string name = whole.substr(0, name_len);
         const std::string value = whole.substr(name_len);
-        bool chooses_rule = false;
-        if (name == "m") {
-            FAISS_THROW_IF_NOT_FMT(
-                !has_max_assign,
-                "index_factory: option '%s' repeated in token '%s'",
-                whole.c_str(),
-                token.c_str());
-            double m = parse_number(value, whole, token);
-            FAISS_THROW_IF_NOT_FMT(
-                m == std::floor(m) && m >= 1 && m <= kMaxAssign,
-                "index_factory: option '%s' of token '%s': max lists "
-                "per vector must be an integer in [1, %d]",
-                whole.c_str(),
-                token.c_str(),
-                kMaxAssign);
-            spill.max_assign = int(m);
-            has_max_assign = true;
-        } else if (name == "T") {
-            FAISS_THROW_IF_NOT_FMT(
-                !has_temperature,
-                "index_factory: option '%s' repeated in token '%s'",
-                whole.c_str(),
-                token.c_str());
-            double t = parse_number(value, whole, token);
-            FAISS_THROW_IF_NOT_FMT(
-                t > 0,
-                "index_factory: option '%s' of token '%s': temperature "
-                "must be > 0",
-                whole.c_str(),
-                token.c_str());
-            spill.temperature = float(t);
-            has_temperature = true;
-        } else if (name == "tau") {
-            double tau = parse_number(value, whole, token);
-            FAISS_THROW_IF_NOT_FMT(
-                tau >= 0 && tau <= 1,
-                "index_factory: option '%s' of token '%s': tau must be "
-                "in [0, 1]",
-                whole.c_str(),
-                token.c_str());
-            spill.rule = SpillRule::Posterior;
-            spill.tau = float(tau);
-            chooses_rule = true;
-        } else if (name == "closure") {
-            double ratio = parse_number(value, whole, token);
-            FAISS_THROW_IF_NOT_FMT(
-                ratio >= 1,
-                "index_factory: option '%s' of token '%s': closure ratio "
-                "must be >= 1",
-                whole.c_str(),
-                token.c_str());
-            spill.rule = SpillRule::Closure;
-            spill.closure_ratio = float(ratio);
-            chooses_rule = true;
-        } else if (name == "soar") {
-            double lambda = parse_number(value, whole, token);
-            FAISS_THROW_IF_NOT_FMT(
-                lambda >= 0,
-                "index_factory: option '%s' of token '%s': SOAR lambda "
-                "must be >= 0",
-                whole.c_str(),
-                token.c_str());
-            spill.rule = SpillRule::Soar;
-            spill.soar_lambda = float(lambda);
-            chooses_rule = true;
-        } else if (name == "nospill") {
+        FAISS_THROW_IF_NOT_FMT(
+            std::find(seen.begin(), seen.end(), name) == seen.end(),
+            "index_factory: option '%s' repeated in token '%s'",
+            name.c_str(),
+            token.c_str());
+        seen.push_back(name);
+        SpillRule rule_chosen = SpillRule::None;
+        bool chooses_rule = true;
+        if (name == "nospill") {
             FAISS_THROW_IF_NOT_FMT(
                 value.empty(),
                 "index_factory: option '%s' of token '%s' takes no value",
                 whole.c_str(),
                 token.c_str());
-            spill.rule = SpillRule::None;
-            chooses_rule = true;
         } else {
-            FAISS_THROW_FMT(
-                "index_factory: unknown option '%s' in token '%s' "
-                "(known: m, tau, T, closure, soar, nospill)",
+            const ParameterKey* key = find_factory_option(name);
+            if (!key) {
+                std::string known = "nospill";
+                for (const ParameterKey& k : ivfgmm_parameter_keys()) {
+                    if (k.factory_option) {
+                        known += std::string(", ") + k.factory_option;
+                    }
+                }
+                FAISS_THROW_FMT(
+                    "index_factory: unknown option '%s' in token '%s' "
+                    "(known: %s)",
+                    whole.c_str(),
+                    token.c_str(),
+                    known.c_str());
+            }
+            FAISS_THROW_IF_NOT_FMT(
+                !value.empty(),
+                "index_factory: option '%s' of token '%s' needs a value",
                 whole.c_str(),
                 token.c_str());
+            try {
+                set_build_parameter(&params, key->name, value);
+            } catch (const faiss::FaissException& e) {
+                FAISS_THROW_FMT(
+                    "index_factory: option '%s' of token '%s': %s",
+                    whole.c_str(),
+                    token.c_str(),
+                    e.what());
+            }
+            const std::string k = key->name;
+            rule_chosen = k == "tau"             ? SpillRule::Posterior
+                          : k == "closure_ratio" ? SpillRule::Closure
+                          : k == "soar_lambda"   ? SpillRule::Soar
+                                                 : SpillRule::None;
+            chooses_rule =
+                k == "tau" || k == "closure_ratio" || k == "soar_lambda";
         }
         if (chooses_rule) {
             FAISS_THROW_IF_NOT_FMT(
@@ -274,30 +230,76 @@ IndexIVFGMM* parse_gmm_token(int d, const std::string& token) {
                 token.c_str(),
                 rule_option.c_str());
             rule_option = whole;
+            params.spill.rule = rule_chosen;
         }
     }
-    if (spill.rule == SpillRule::None) {
+    const bool has_max_assign =
+        std::find(seen.begin(), seen.end(), "m") != seen.end();
+    const bool has_temperature =
+        std::find(seen.begin(), seen.end(), "T") != seen.end();
+    if (params.spill.rule == SpillRule::None) {
         FAISS_THROW_IF_NOT_FMT(
-            !has_max_assign || spill.max_assign == 1,
+            !has_max_assign || params.spill.max_assign == 1,
             "index_factory: token '%s' combines nospill with m%d",
             token.c_str(),
-            spill.max_assign);
-        spill.max_assign = 1;
+            params.spill.max_assign);
+        params.spill.max_assign = 1;
     }
     FAISS_THROW_IF_NOT_FMT(
-        !has_temperature || spill.rule == SpillRule::Posterior,
+        !has_temperature || params.spill.rule == SpillRule::Posterior,
         "index_factory: token '%s': option T applies to the posterior "
         "spill rule only, not to the %s rule",
         token.c_str(),
-        spill_rule_name(spill.rule));
+        spill_rule_name(params.spill.rule));
     FAISS_THROW_IF_NOT_FMT(
-        uint64_t(spill.max_assign) <= nlist,
+        uint64_t(params.spill.max_assign) <= nlist,
         "index_factory: token '%s': max lists per vector %d exceeds "
         "nlist %llu",
         token.c_str(),
-        spill.max_assign,
+        params.spill.max_assign,
         (unsigned long long)nlist);
-    return new IndexIVFGMM(d, size_t(nlist), gmm_params, spill);
+    return out;
+}
+
+/**
+ * The IndexIVFGMM of "<gmm token>,<code...>": FAISS builds
+ * "IVF<nlist>,<code...>" and the GMM index takes it over as its code.
+ */
+IndexIVFGMM* build_gmm_index(
+    int d,
+    const std::string& gmm_token,
+    const std::string& code,
+    const std::string& description) {
+    const GmmToken parsed = parse_gmm_token(gmm_token);
+    if (code == "Flat") {
+        return new IndexIVFGMM(d, size_t(parsed.nlist), parsed.params);
+    }
+    const std::string faiss_string =
+        "IVF" + std::to_string(parsed.nlist) + "," + code;
+    std::unique_ptr<faiss::Index> built;
+    try {
+        built.reset(faiss::index_factory(d, faiss_string.c_str()));
+    } catch (const faiss::FaissException& e) {
+        FAISS_THROW_FMT(
+            "index_factory: code '%s' after GMM token '%s' in '%s' is not "
+            "a FAISS IVF code (%s)",
+            code.c_str(),
+            gmm_token.c_str(),
+            description.c_str(),
+            e.what());
+    }
+    auto* ivf = dynamic_cast<faiss::IndexIVF*>(built.get());
+    FAISS_THROW_IF_NOT_FMT(
+        ivf && !dynamic_cast<faiss::IndexIVFFastScan*>(ivf),
+        "index_factory: code '%s' after GMM token '%s' in '%s' is not "
+        "supported: FAISS builds a %s for it (the GMM quantizer takes IVF "
+        "codes with an inverted-list scanner: Flat, SQ..., PQ...)",
+        code.c_str(),
+        gmm_token.c_str(),
+        description.c_str(),
+        typeid(*built).name());
+    built.release();
+    return new IndexIVFGMM(ivf, parsed.params);
 }
 
 /// tokens hold at least one GMM token; builds the chain (grammar in header).
@@ -331,26 +333,22 @@ faiss::Index* build_gmm_chain(
         return pt.release();
     }
 
-    // IDMap / IDMap2, as a prefix or a suffix (FAISS accepts both)
+    // IDMap / IDMap2, as a prefix or a suffix (FAISS accepts both): the
+    // IndexIVFGMM stores ids itself (add_with_ids, remove_ids, reconstruct
+    // by id), so the wrapper is not built. A faiss::IndexIDMap around it
+    // would mislabel results after remove_ids (IndexIDMap assumes that its
+    // sub-index renumbers vectors after a removal).
     const std::string& head = tokens.front();
     const std::string& tail = tokens.back();
     if (tokens.size() > 1 && (head == "IDMap" || head == "IDMap2" ||
                               tail == "IDMap" || tail == "IDMap2")) {
         bool prefix = head == "IDMap" || head == "IDMap2";
-        const std::string& kind = prefix ? head : tail;
         std::vector<std::string> rest(
             tokens.begin() + (prefix ? 1 : 0), tokens.end() - (prefix ? 0 : 1));
-        std::unique_ptr<faiss::Index> sub(
-            build_gmm_chain(d, rest, description));
-        faiss::IndexIDMap* idmap = kind == "IDMap2"
-                                       ? new faiss::IndexIDMap2(sub.get())
-                                       : new faiss::IndexIDMap(sub.get());
-        sub.release();
-        idmap->own_fields = true;
-        return idmap;
+        return build_gmm_chain(d, rest, description);
     }
 
-    // the core: exactly "<gmm token>,Flat"
+    // the core: "<gmm token>,<code>" (the code may itself hold commas)
     if (!is_gmm_token(head)) {
         FAISS_THROW_FMT(
             "index_factory: unsupported token '%s' before the GMM token "
@@ -360,25 +358,15 @@ faiss::Index* build_gmm_chain(
     }
     FAISS_THROW_IF_NOT_FMT(
         tokens.size() >= 2,
-        "index_factory: GMM token '%s' must be followed by ',Flat' in "
-        "'%s'",
+        "index_factory: GMM token '%s' must be followed by a code (',Flat', "
+        "',SQ8', ...) in '%s'",
         head.c_str(),
         description.c_str());
-    FAISS_THROW_IF_NOT_FMT(
-        tokens[1] == "Flat",
-        "index_factory: encoding '%s' after GMM token '%s' is not "
-        "supported (only Flat) in '%s'",
-        tokens[1].c_str(),
-        head.c_str(),
-        description.c_str());
-    FAISS_THROW_IF_NOT_FMT(
-        tokens.size() == 2,
-        "index_factory: unsupported token '%s' after '%s,Flat' in '%s' "
-        "(allowed: IDMap, IDMap2)",
-        tokens[2].c_str(),
-        head.c_str(),
-        description.c_str());
-    return parse_gmm_token(d, head);
+    std::string code = tokens[1];
+    for (size_t t = 2; t < tokens.size(); t++) {
+        code += "," + tokens[t];
+    }
+    return build_gmm_index(d, head, code, description);
 }
 
 } // namespace
@@ -430,7 +418,7 @@ IndexIVFGMM* try_extract_index_ivfgmm(faiss::Index* index) {
 void set_index_parameters(faiss::Index* index, const std::string& description) {
     FAISS_THROW_IF_NOT_MSG(index, "set_index_parameters: index is null");
     if (IndexIVFGMM* gmm = try_extract_index_ivfgmm(index)) {
-        gmm->set_parameters(description);
+        gmm->set_search_parameters(description);
     } else {
         faiss::ParameterSpace().set_index_parameters(
             index, description.c_str());

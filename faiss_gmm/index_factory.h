@@ -8,7 +8,7 @@
  *     chain     := transform "," chain
  *                | ("IDMap" | "IDMap2") "," chain
  *                | chain "," ("IDMap" | "IDMap2")
- *                | gmm "," "Flat"
+ *                | gmm "," code
  *     transform := a FAISS VectorTransform token starting with PCA, OPQ,
  *                  RR, ITQ, L2norm or Pad: PCA64, PCAW64, PCAR64, OPQ16,
  *                  OPQ16_64, RR64, ITQ64, L2norm, Pad160, ... (parsed by
@@ -20,32 +20,44 @@
  *     covariance:= "sph" (spherical, the default) | "diag" (diagonal)
  *                | "tied" (tied spherical: one variance for all lists)
  *     option    := "_m" int         max lists per vector, primary included
- *                                   (SpillParameters::max_assign, 1..64 and
+ *                                   (key max_assign, in [1, 1024] and
  *                                   <= nlist)
  *                | "_tau" float     posterior spill threshold in [0, 1]
- *                | "_T" float       posterior temperature, > 0
+ *                                   (key tau)
+ *                | "_T" float       posterior temperature, > 0 (key
+ *                                   temperature)
  *                | "_closure" float closure spill rule, distance ratio >= 1
- *                | "_soar" float    SOAR spill rule, lambda >= 0
+ *                                   (key closure_ratio)
+ *                | "_soar" float    SOAR spill rule, lambda >= 0 (key
+ *                                   soar_lambda)
  *                | "_nospill"       one list per vector (max_assign = 1)
+ *     code      := "Flat", or any FAISS IVF code with an inverted-list
+ *                  scanner ("SQ8", "SQfp16", "PQ16", ...): FAISS builds
+ *                  "IVF<nlist>,<code>" and the IndexIVFGMM uses its codes
  *
- * At most one of tau / closure / soar / nospill selects the spill rule
- * (otherwise SpillParameters' default rule applies); _T needs the posterior
- * rule.
+ * Options are the build keys of the parameter key table
+ * (IVFGMMParameters.h), so they accept exactly the values
+ * IndexIVFGMM::set_build_parameters accepts. At most one of tau / closure /
+ * soar / nospill selects the spill rule (otherwise SpillParameters' default
+ * rule applies); _T needs the posterior rule; no option may repeat.
  * Unspecified values keep the defaults of GmmParameters and SpillParameters.
+ *
+ * IDMap and IDMap2 give the index without the wrapper: IndexIVFGMM stores
+ * arbitrary ids itself (add_with_ids, remove_ids, reconstruct by id), while
+ * a faiss::IndexIDMap around it would return wrong labels after remove_ids.
  *
  * Examples:
  *     "IVF1024_GMM,Flat"                   spherical GMM, 1024 lists
  *     "IVF4k_GMMdiag,Flat"                 diagonal GMM, 4096 lists
  *     "IVF1024_GMMtied,Flat"               tied-spherical GMM, 1024 lists
  *     "IVF1024_GMM_tau0.05_m3,Flat"        spill at posterior >= 0.05, <= 3
+ *     "IVF1024_GMM,SQ8"                    8-bit scalar-quantized codes
  *     "PCA64,IVF1024_GMM,Flat"             IndexPreTransform around it
- *     "IDMap,IVF1024_GMM,Flat"             IndexIDMap around it (also as a
- *                                          suffix: "IVF1024_GMM,Flat,IDMap")
+ *     "IDMap,IVF1024_GMM,Flat"             the IndexIVFGMM (ids inside)
  *     "IVF1024,Flat", "HNSW32", "Flat"     no GMM token: plain FAISS
  *
- * Only IVF-Flat storage is supported after a GMM token; the metric must be
- * L2. A malformed string throws faiss::FaissException naming the offending
- * token.
+ * The metric must be L2. A malformed string throws faiss::FaissException
+ * naming the offending token.
  */
 
 #pragma once
@@ -83,10 +95,11 @@ IndexIVFGMM* try_extract_index_ivfgmm(faiss::Index* index);
 const IndexIVFGMM* try_extract_index_ivfgmm(const faiss::Index* index);
 
 /**
- * Set runtime parameters from a string, FAISS ParameterSpace style
+ * Set search-time parameters from a string, FAISS ParameterSpace style
  * ("nprobe=32,probe=posterior"). When an IndexIVFGMM sits inside the
  * PreTransform / IDMap wrappers it receives the whole string through
- * IndexIVFGMM::set_parameters; any other index goes to
+ * IndexIVFGMM::set_search_parameters (build keys such as tau are refused
+ * there: use IndexIVFGMM::set_build_parameters); any other index goes to
  * faiss::ParameterSpace::set_index_parameters.
  *
  * @param index       index to configure (not nullptr)

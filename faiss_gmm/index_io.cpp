@@ -1,10 +1,14 @@
 #include <faiss_gmm/index_io.h>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <new>
@@ -19,6 +23,7 @@
 #include <faiss/IndexPreTransform.h>
 #include <faiss/IndexRefine.h>
 #include <faiss/VectorTransform.h>
+#include <faiss/clone_index.h>
 #include <faiss/impl/FaissAssert.h>
 #include <faiss/impl/ThreadedIndex.h>
 #include <faiss/index_io.h>
@@ -39,12 +44,15 @@ constexpr uint32_t make_fourcc(const char (&s)[5]) {
 }
 constexpr uint32_t kFourccIVFGMM = make_fourcc("GmIv");
 constexpr uint32_t kFourccPreTransform = make_fourcc("GmPT");
-constexpr uint32_t kFourccIDMap = make_fourcc("GmMp");
-constexpr uint32_t kFourccIDMap2 = make_fourcc("GmM2");
+/// IndexIDMap(2) payloads of format 1, refused with a message
+constexpr uint32_t kFourccIDMapV1 = make_fourcc("GmMp");
+constexpr uint32_t kFourccIDMap2V1 = make_fourcc("GmM2");
 constexpr uint32_t kFourccGMM = make_fourcc("GmMx");
 
 /// Format versions written by this build (and the only ones it reads).
-constexpr uint32_t kVersionIVFGMM = 1;
+/// IndexIVFGMM 2: parameters as key=value strings, the code as a FAISS
+/// index (format 1 stored IVF-Flat lists of its own).
+constexpr uint32_t kVersionIVFGMM = 2;
 constexpr uint32_t kVersionWrapper = 1;
 constexpr uint32_t kVersionGMM = 1;
 
@@ -52,16 +60,15 @@ constexpr uint32_t kVersionGMM = 1;
 constexpr int64_t kMaxDim = int64_t(1) << 16;
 constexpr uint64_t kMaxNlist = uint64_t(1) << 24;
 constexpr int64_t kMaxNtotal = int64_t(1) << 40;
-constexpr int kMaxAssign = 1 << 16;
-constexpr uint64_t kMaxOtherListsWidth = kMaxAssign - 1;
+constexpr uint64_t kMaxOtherListsWidth = uint64_t(kMaxAssign - 1);
 constexpr uint64_t kMaxIterationStats = uint64_t(1) << 20;
 constexpr uint32_t kMaxChain = 256;
+constexpr uint64_t kMaxParameterStringBytes = uint64_t(1) << 16;
+constexpr uint64_t kMaxCodeSize = uint64_t(1) << 20;
 /// Largest CovarianceType value. Tied models are stored exactly as
 /// spherical ones (k variances), so adding TiedSpherical needed no version
 /// bump: a reader that predates it rejects the value by this bound.
 constexpr int kMaxCovarianceType = int(CovarianceType::TiedSpherical);
-/// IndexIVF::PARALLEL_MODE_NO_HEAP_INIT, a flag or-ed into parallel_mode 0..3
-constexpr int kParallelModeNoHeapInit = 1024;
 /// Arrays are read in chunks of this many bytes when the input size is not
 /// known, so a corrupt count can only allocate what the input delivers.
 constexpr size_t kReadChunkBytes = size_t(1) << 20;
@@ -146,8 +153,8 @@ struct ChecksumWriter : faiss::IOWriter {
         return written;
     }
 
-    int fileno() override {
-        return sink->fileno();
+    int FAISS_GMM_IO_DESCRIPTOR_METHOD() override {
+        return sink->FAISS_GMM_IO_DESCRIPTOR_METHOD();
     }
 };
 
@@ -258,8 +265,8 @@ struct CheckedReader : faiss::IOReader {
         return got / size;
     }
 
-    int fileno() override {
-        return source->fileno();
+    int FAISS_GMM_IO_DESCRIPTOR_METHOD() override {
+        return source->FAISS_GMM_IO_DESCRIPTOR_METHOD();
     }
 
     /// Makes the next read return these bytes first.
@@ -564,13 +571,27 @@ void apply_index_header(const IndexHeader& h, faiss::Index* index) {
 
 // ---- IndexIVFGMM -----------------------------------------------------------
 
+void write_string(faiss::IOWriter* w, const std::string& text) {
+    write_value<uint64_t>(w, text.size());
+    write_bytes(w, text.data(), text.size());
+}
+
+std::string read_string(CheckedReader& in, const char* field) {
+    const uint64_t n =
+        read_bounded<uint64_t>(in, field, 0, kMaxParameterStringBytes);
+    std::string text(n, '\0');
+    in.read_exact(&text[0], n, field);
+    return text;
+}
+
 /// Throws before anything is written when read_ivfgmm would reject the file.
 void check_writable(const IndexIVFGMM& index) {
     FAISS_THROW_IF_NOT_FMT(
         index.d >= 1 && index.d <= kMaxDim && index.nlist >= 1 &&
-            index.nlist <= kMaxNlist && index.quantizer && index.invlists,
+            index.nlist <= kMaxNlist && index.quantizer && index.invlists &&
+            index.codes_index,
         "write_index: IndexIVFGMM with d=%d, nlist=%zu (limits: d <= %lld, "
-        "nlist <= %llu, quantizer and lists present)",
+        "nlist <= %llu, quantizer, lists and codes present)",
         index.d,
         index.nlist,
         (long long)kMaxDim,
@@ -579,32 +600,27 @@ void check_writable(const IndexIVFGMM& index) {
         index.metric_type == faiss::METRIC_L2,
         "write_index: IndexIVFGMM with metric %d (only L2 is valid)",
         int(index.metric_type));
+    FAISS_THROW_IF_NOT_MSG(
+        index.codes_index->quantizer == index.quantizer,
+        "write_index: IndexIVFGMM whose codes_index does not share its "
+        "quantizer (replaced behind the index)");
     FAISS_THROW_IF_NOT_FMT(
-        index.other_lists_width >= 0 &&
-            uint64_t(index.other_lists_width) <= kMaxOtherListsWidth &&
-            index.spill.max_assign >= 1 && index.spill.max_assign <= kMaxAssign,
-        "write_index: IndexIVFGMM other_lists_width = %d, max_assign = %d",
-        index.other_lists_width,
-        index.spill.max_assign);
+        index.code_size == index.codes_index->code_size &&
+            index.code_size <= kMaxCodeSize,
+        "write_index: IndexIVFGMM code_size=%zu (codes_index %zu, limit "
+        "%zu)",
+        index.code_size,
+        index.codes_index->code_size,
+        size_t(kMaxCodeSize));
+    index.check_lists_in_sync("write_index");
     FAISS_THROW_IF_NOT_FMT(
-        index.other_lists.empty() || index.other_lists.size() == index.nlist,
-        "write_index: IndexIVFGMM has %zu other_lists for nlist %zu",
-        index.other_lists.size(),
-        index.nlist);
-    const size_t width = size_t(index.other_lists_width);
-    for (size_t l = 0; l < index.nlist; l++) {
-        const size_t n = index.invlists->list_size(l);
-        const size_t records =
-            index.other_lists.empty() ? 0 : index.other_lists[l].size();
-        FAISS_THROW_IF_NOT_FMT(
-            records == n * width,
-            "write_index: list %zu has %zu entries but %zu other_lists "
-            "values (width %zu)",
-            l,
-            n,
-            records,
-            width);
-    }
+        index.spill_records.width >= 0 &&
+            uint64_t(index.spill_records.width) <= kMaxOtherListsWidth,
+        "write_index: IndexIVFGMM spill record width %d",
+        index.spill_records.width);
+    // the same validation that reading applies
+    index.build_params.check("write_index");
+    index.search_defaults().check("write_index");
     FAISS_THROW_IF_NOT_FMT(
         index.gmm.iteration_stats.size() <= kMaxIterationStats,
         "write_index: the model has %zu iteration stats (limit %llu)",
@@ -615,63 +631,72 @@ void check_writable(const IndexIVFGMM& index) {
 void write_ivfgmm(const IndexIVFGMM& index, ChecksumWriter& cw) {
     check_writable(index);
     faiss::IOWriter* w = &cw;
-    const size_t width = size_t(index.other_lists_width);
     begin_payload(cw, kFourccIVFGMM, kVersionIVFGMM);
     write_index_header(&index, w);
-
     write_value<uint64_t>(w, index.nlist);
-    write_value<uint64_t>(w, index.nprobe);
-    write_value<uint64_t>(w, index.max_codes);
-    write_value<int32_t>(w, index.parallel_mode);
-    write_value<uint64_t>(w, index.code_size);
-
-    const GmmParameters& gp = index.gmm_params;
-    write_value<int32_t>(w, int32_t(gp.covariance));
-    write_value<int32_t>(w, gp.niter);
-    write_value<double>(w, gp.tol);
-    write_value<float>(w, gp.reg_covar);
-    write_value<int32_t>(w, int32_t(gp.init));
-    write_value<int32_t>(w, gp.kmeans_niter);
-    write_value<int64_t>(w, gp.seed);
-    write_value<int32_t>(w, gp.max_points_per_component);
-    write_value<double>(w, gp.min_component_count);
-    write_value<int64_t>(w, gp.block_size);
-    write_value<uint8_t>(w, gp.verbose);
-
-    const SpillParameters& sp = index.spill;
-    write_value<int32_t>(w, int32_t(sp.rule));
-    write_value<float>(w, sp.tau);
-    write_value<float>(w, sp.temperature);
-    write_value<int32_t>(w, sp.max_assign);
-    write_value<float>(w, sp.closure_ratio);
-    write_value<float>(w, sp.soar_lambda);
-    write_value<uint8_t>(w, sp.primary_is_nearest_mean);
-
-    write_value<int32_t>(w, int32_t(index.probe_order));
-    write_value<float>(w, index.posterior_mass);
-    write_value<float>(w, index.mass_temperature);
-    write_value<float>(w, index.distance_ratio);
-    write_value<float>(w, index.prune_margin);
-    write_value<float>(w, index.min_expected_hits);
-    write_value<int32_t>(w, int32_t(index.train_device));
-
+    write_string(w, format_build_parameters(index.build_params));
+    write_string(w, format_search_parameters(index.search_defaults()));
     write_gmm_payload(index.gmm, cw);
-
+    // The code: FAISS writes the code index (its parameters, its quantizer
+    // holding the means, its own empty lists) into a blob with its own
+    // checksum, verified before FAISS parses it.
+    faiss::VectorIOWriter code_blob;
+    faiss::write_index(index.codes_index, &code_blob);
+    write_array(w, code_blob.data);
+    write_value<uint64_t>(w, checksum_of(code_blob.data));
+    // the lists: per list its size, ids, codes and spill records
+    const SpillRecords& records = index.spill_records;
+    const size_t width = size_t(records.width);
+    write_value<uint64_t>(w, index.code_size);
     write_value<uint64_t>(w, width);
     for (size_t l = 0; l < index.nlist; l++) {
-        size_t n = index.invlists->list_size(l);
-        static const std::vector<int32_t> none;
-        const std::vector<int32_t>& others =
-            index.other_lists.empty() ? none : index.other_lists[l];
+        const size_t n = index.invlists->list_size(l);
         write_value<uint64_t>(w, n);
+        if (n == 0) {
+            continue;
+        }
         faiss::InvertedLists::ScopedIds ids(index.invlists, l);
         faiss::InvertedLists::ScopedCodes codes(index.invlists, l);
         write_bytes(w, ids.get(), n * sizeof(idx_t));
         write_bytes(w, codes.get(), n * index.code_size);
-        write_bytes(w, others.data(), others.size() * sizeof(int32_t));
+        write_bytes(w, records.records[l].data(), n * width * sizeof(int32_t));
     }
-    write_value<uint64_t>(w, index.nentries);
+    write_value<uint64_t>(w, records.nentries);
     end_payload(cw);
+}
+
+/// The code index from its blob: checksum first, then FAISS parses it; an
+/// L2 IndexIVF of the right shape that IndexIVFGMM can take over.
+faiss::IndexIVF*
+read_code_index(CheckedReader& in, const IndexHeader& header, uint64_t nlist) {
+    faiss::VectorIOReader blob;
+    blob.name = in.name + " (IndexIVFGMM code)";
+    in.read_array(blob.data, in.read_value<uint64_t>("code size"), "code");
+    const uint64_t stored = in.read_value<uint64_t>("code checksum");
+    const uint64_t computed = checksum_of(blob.data);
+    FAISS_THROW_IF_NOT_FMT(
+        stored == computed,
+        "corrupt input %s: checksum of the IndexIVFGMM code is 0x%016llx, "
+        "its bytes give 0x%016llx",
+        in.name.c_str(),
+        (unsigned long long)stored,
+        (unsigned long long)computed);
+    std::unique_ptr<faiss::Index> read(call_faiss_reader(
+        in.name, "IndexIVFGMM code", [&] { return faiss::read_index(&blob); }));
+    auto* ivf = dynamic_cast<faiss::IndexIVF*>(read.get());
+    FAISS_THROW_IF_NOT_FMT(
+        ivf && ivf->d == header.d && ivf->nlist == nlist &&
+            ivf->metric_type == faiss::METRIC_L2 && ivf->quantizer &&
+            blob.rp == blob.data.size() &&
+            (ivf->quantizer->ntotal == idx_t(nlist) ||
+             (ivf->quantizer->ntotal == 0 && !header.is_trained)),
+        "corrupt input %s: the IndexIVFGMM code is not an L2 IndexIVF with "
+        "d=%d, nlist=%llu and a quantizer of nlist means",
+        in.name.c_str(),
+        header.d,
+        (unsigned long long)nlist);
+    read.release();
+    return ivf;
 }
 
 IndexIVFGMM* read_ivfgmm(CheckedReader& in) {
@@ -682,8 +707,7 @@ IndexIVFGMM* read_ivfgmm(CheckedReader& in) {
         "corrupt input %s: IndexIVFGMM with metric_type %d (only L2)",
         in.name.c_str(),
         int(header.metric_type));
-
-    uint64_t nlist = read_bounded<uint64_t>(in, "nlist", 1, kMaxNlist);
+    const uint64_t nlist = read_bounded<uint64_t>(in, "nlist", 1, kMaxNlist);
     // every list stores at least its size: reject absurd nlist before
     // allocating nlist lists
     FAISS_THROW_IF_NOT_FMT(
@@ -693,168 +717,91 @@ IndexIVFGMM* read_ivfgmm(CheckedReader& in) {
         in.name.c_str(),
         (unsigned long long)nlist,
         in.remaining());
-    uint64_t nprobe = read_bounded<uint64_t>(in, "nprobe", 1, 1ULL << 40);
-    uint64_t max_codes = in.read_value<uint64_t>("max_codes");
-    int32_t parallel_mode = in.read_value<int32_t>("parallel_mode");
-    FAISS_THROW_IF_NOT_FMT(
-        (parallel_mode & ~kParallelModeNoHeapInit) >= 0 &&
-            (parallel_mode & ~kParallelModeNoHeapInit) <= 3,
-        "corrupt input %s: field parallel_mode = %d",
-        in.name.c_str(),
-        parallel_mode);
-    uint64_t code_size = in.read_value<uint64_t>("code_size");
-    FAISS_THROW_IF_NOT_FMT(
-        code_size == uint64_t(header.d) * sizeof(float),
-        "corrupt input %s: field code_size = %llu, expected %zu for d=%d",
-        in.name.c_str(),
-        (unsigned long long)code_size,
-        size_t(header.d) * sizeof(float),
-        header.d);
-
-    GmmParameters gp;
-    gp.covariance = CovarianceType(read_bounded<int32_t>(
-        in, "gmm_params.covariance", 0, kMaxCovarianceType));
-    gp.niter = read_bounded<int32_t>(in, "gmm_params.niter", 0, 1 << 30);
-    gp.tol = read_finite<double>(in, "gmm_params.tol");
-    gp.reg_covar = read_finite<float>(in, "gmm_params.reg_covar");
-    gp.init = GmmInit(read_bounded<int32_t>(in, "gmm_params.init", 0, 2));
-    gp.kmeans_niter =
-        read_bounded<int32_t>(in, "gmm_params.kmeans_niter", 0, 1 << 30);
-    gp.seed = in.read_value<int64_t>("gmm_params.seed");
-    gp.max_points_per_component = read_bounded<int32_t>(
-        in, "gmm_params.max_points_per_component", 0, 1 << 30);
-    gp.min_component_count =
-        read_finite<double>(in, "gmm_params.min_component_count");
-    gp.block_size = read_bounded<int64_t>(
-        in, "gmm_params.block_size", 1, uint64_t(1) << 40);
-    gp.verbose = read_bool(in, "gmm_params.verbose");
-
-    SpillParameters sp;
-    sp.rule = SpillRule(read_bounded<int32_t>(in, "spill.rule", 0, 3));
-    sp.tau = read_finite<float>(in, "spill.tau");
-    sp.temperature = read_finite<float>(in, "spill.temperature");
-    sp.max_assign =
-        read_bounded<int32_t>(in, "spill.max_assign", 1, kMaxAssign);
-    sp.closure_ratio = read_finite<float>(in, "spill.closure_ratio");
-    sp.soar_lambda = read_finite<float>(in, "spill.soar_lambda");
-    sp.primary_is_nearest_mean = read_bool(in, "spill.primary_is_nearest_mean");
-
-    auto probe_order =
-        ProbeOrder(read_bounded<int32_t>(in, "probe_order", 0, 1));
-    float posterior_mass = read_finite<float>(in, "posterior_mass");
-    FAISS_THROW_IF_NOT_FMT(
-        posterior_mass >= 0 && posterior_mass <= 1,
-        "corrupt input %s: field posterior_mass = %g outside [0, 1]",
-        in.name.c_str(),
-        posterior_mass);
-    float mass_temperature = read_finite<float>(in, "mass_temperature");
-    FAISS_THROW_IF_NOT_FMT(
-        mass_temperature > 0,
-        "corrupt input %s: field mass_temperature = %g is not > 0",
-        in.name.c_str(),
-        mass_temperature);
-    float distance_ratio = read_finite<float>(in, "distance_ratio");
-    FAISS_THROW_IF_NOT_FMT(
-        distance_ratio == 0 || distance_ratio >= 1,
-        "corrupt input %s: field distance_ratio = %g is neither 0 nor >= 1",
-        in.name.c_str(),
-        distance_ratio);
-    float prune_margin = read_finite<float>(in, "prune_margin");
-    FAISS_THROW_IF_NOT_FMT(
-        prune_margin >= 0,
-        "corrupt input %s: field prune_margin = %g is negative",
-        in.name.c_str(),
-        prune_margin);
-    float min_expected_hits = read_finite<float>(in, "min_expected_hits");
-    FAISS_THROW_IF_NOT_FMT(
-        min_expected_hits >= 0,
-        "corrupt input %s: field min_expected_hits = %g is negative",
-        in.name.c_str(),
-        min_expected_hits);
-    FAISS_THROW_IF_NOT_FMT(
-        probe_order == ProbeOrder::L2 ||
-            (distance_ratio == 0 && prune_margin == 0 &&
-             min_expected_hits == 0),
-        "corrupt input %s: distance_ratio = %g, prune_margin = %g, "
-        "min_expected_hits = %g with probe order %s (they need l2)",
-        in.name.c_str(),
-        distance_ratio,
-        prune_margin,
-        min_expected_hits,
-        probe_order_name(probe_order));
-    auto train_device =
-        TrainDevice(read_bounded<int32_t>(in, "train_device", 0, 2));
+    IVFGMMBuildParameters build;
+    SearchParametersIVFGMM search;
+    const std::string what = "corrupt input " + in.name;
+    parse_build_parameters(
+        read_string(in, "build parameters"), &build, what.c_str());
+    parse_search_parameters(
+        read_string(in, "search parameters"), &search, what.c_str());
 
     // The model comes first: its arrays (nlist * d means) were read from
-    // the input, which bounds what the IndexIVFGMM constructor allocates.
+    // the input, which bounds what the index allocates.
     GaussianMixture gmm = read_gmm_payload(in);
     FAISS_THROW_IF_NOT_FMT(
-        gmm.is_trained == header.is_trained,
-        "corrupt input %s: IndexIVFGMM is_trained = %d but its model has "
-        "is_trained = %d",
-        in.name.c_str(),
-        int(header.is_trained),
-        int(gmm.is_trained));
+        gmm.is_trained || !header.is_trained,
+        "corrupt input %s: IndexIVFGMM is trained but its model is not",
+        in.name.c_str());
     FAISS_THROW_IF_NOT_FMT(
-        gmm.d == header.d && uint64_t(gmm.k) == nlist &&
-            gmm.means.size() == uint64_t(gmm.k) * uint64_t(gmm.d),
-        "corrupt input %s: model (d=%d, k=%d, %zu mean values) does not "
-        "match the index (d=%d, nlist=%llu)",
+        gmm.d == header.d && uint64_t(gmm.k) == nlist,
+        "corrupt input %s: model (d=%d, k=%d) does not match the index "
+        "(d=%d, nlist=%llu)",
         in.name.c_str(),
         gmm.d,
         gmm.k,
-        gmm.means.size(),
         header.d,
         (unsigned long long)nlist);
-
     std::unique_ptr<IndexIVFGMM> index(
-        new IndexIVFGMM(header.d, size_t(nlist), gp, sp));
+        new IndexIVFGMM(read_code_index(in, header, nlist), build));
     if (gmm.is_trained) {
-        index->set_gmm(gmm);
-    } else {
-        index->gmm = std::move(gmm);
+        std::vector<float> means(size_t(nlist) * header.d);
+        index->quantizer->reconstruct_n(0, idx_t(nlist), means.data());
+        FAISS_THROW_IF_NOT_FMT(
+            means == gmm.means,
+            "corrupt input %s: the quantizer does not hold the model's means",
+            in.name.c_str());
     }
+    index->gmm = std::move(gmm);
     apply_index_header(header, index.get());
-    index->nprobe = nprobe;
-    index->max_codes = max_codes;
-    index->parallel_mode = parallel_mode;
-    index->probe_order = probe_order;
-    index->posterior_mass = posterior_mass;
-    index->mass_temperature = mass_temperature;
-    index->distance_ratio = distance_ratio;
-    index->prune_margin = prune_margin;
-    index->min_expected_hits = min_expected_hits;
-    index->train_device = train_device;
-
-    const uint64_t width =
-        read_bounded<uint64_t>(in, "other_lists_width", 0, kMaxOtherListsWidth);
-    index->other_lists_width = int(width);
+    FAISS_THROW_IF_NOT_FMT(
+        !header.is_trained ||
+            (index->gmm.is_trained && index->codes_index->is_trained),
+        "corrupt input %s: IndexIVFGMM is trained but its code is not",
+        in.name.c_str());
     FAISS_THROW_IF_NOT_FMT(
         header.is_trained || header.ntotal == 0,
         "corrupt input %s: untrained IndexIVFGMM with ntotal = %lld",
         in.name.c_str(),
         (long long)header.ntotal);
-    index->other_lists.assign(nlist, {});
+
+    const uint64_t code_size =
+        read_bounded<uint64_t>(in, "code_size", 1, kMaxCodeSize);
+    FAISS_THROW_IF_NOT_FMT(
+        code_size == index->code_size,
+        "corrupt input %s: field code_size = %llu, the code has %zu",
+        in.name.c_str(),
+        (unsigned long long)code_size,
+        index->code_size);
+    const uint64_t width = read_bounded<uint64_t>(
+        in, "spill record width", 0, kMaxOtherListsWidth);
+    SpillRecords& records = index->spill_records;
+    records.reset(size_t(nlist), int(width));
     // the constructor made ArrayInvertedLists: read straight into them
     auto* lists = dynamic_cast<faiss::ArrayInvertedLists*>(index->invlists);
     FAISS_THROW_IF_NOT_MSG(
         lists, "read_index: IndexIVFGMM without ArrayInvertedLists");
-    uint64_t total_entries = 0;
+    uint64_t total_entries = 0, canonical = 0;
+    std::vector<idx_t> ids;
+    std::vector<uint8_t> codes;
     for (uint64_t l = 0; l < nlist; l++) {
-        uint64_t n =
-            read_bounded<uint64_t>(in, "list size", 0, uint64_t(header.ntotal));
-        in.read_array(lists->ids[l], n, "list ids");
-        in.read_array(lists->codes[l], n * code_size, "list codes");
-        std::vector<int32_t>& others = index->other_lists[l];
-        in.read_array(others, n * width, "other_lists");
+        const uint64_t n =
+            read_bounded<uint64_t>(in, "list size", 0, uint64_t(kMaxNtotal));
+        if (n == 0) {
+            continue;
+        }
+        in.read_array(ids, n, "list ids");
+        in.read_array(codes, n * code_size, "list codes");
+        lists->add_entries(l, n, ids.data(), codes.data());
+        std::vector<int32_t>& r = records.records[l];
+        in.read_array(r, n * width, "spill records");
         // each record: list numbers other than l, then -1 padding
-        for (size_t i = 0; i < others.size(); i++) {
-            const int32_t o = others[i];
-            const bool padded = i % width > 0 && others[i - 1] == -1;
+        for (size_t i = 0; i < r.size(); i++) {
+            const int32_t o = r[i];
+            const bool padded = i % width > 0 && r[i - 1] == -1;
             FAISS_THROW_IF_NOT_FMT(
                 (o == -1 || (!padded && o >= 0 && uint64_t(o) < nlist &&
                              uint64_t(o) != l)),
-                "corrupt input %s: list %llu, entry %zu has other_lists "
+                "corrupt input %s: list %llu, entry %zu has spill record "
                 "value %d (nlist %llu)",
                 in.name.c_str(),
                 (unsigned long long)l,
@@ -862,20 +809,24 @@ IndexIVFGMM* read_ivfgmm(CheckedReader& in) {
                 o,
                 (unsigned long long)nlist);
         }
+        for (uint64_t j = 0; j < n; j++) {
+            canonical +=
+                is_canonical_copy(l, r.data() + j * width, int(width)) ? 1 : 0;
+        }
         total_entries += n;
     }
-    uint64_t nentries = in.read_value<uint64_t>("nentries");
+    records.nentries = in.read_value<uint64_t>("nentries");
     FAISS_THROW_IF_NOT_FMT(
-        nentries == total_entries && nentries >= uint64_t(header.ntotal) &&
-            nentries <= uint64_t(header.ntotal) * (width + 1),
-        "corrupt input %s: field nentries = %llu, lists hold %llu "
-        "entries, ntotal = %lld, other_lists_width = %llu",
+        records.nentries == total_entries &&
+            canonical == uint64_t(header.ntotal),
+        "corrupt input %s: field nentries = %llu and ntotal = %lld, but the "
+        "lists hold %llu entries of %llu vectors",
         in.name.c_str(),
-        (unsigned long long)nentries,
-        (unsigned long long)total_entries,
+        (unsigned long long)records.nentries,
         (long long)header.ntotal,
-        (unsigned long long)width);
-    index->nentries = nentries;
+        (unsigned long long)total_entries,
+        (unsigned long long)canonical);
+    index->set_search_defaults(search);
     end_payload(in, "IndexIVFGMM");
     return index.release();
 }
@@ -996,53 +947,9 @@ faiss::Index* read_pretransform(CheckedReader& in, int io_flags) {
     return pt.release();
 }
 
-void write_idmap(const faiss::IndexIDMap& idmap, ChecksumWriter& w) {
-    bool is_idmap2 = dynamic_cast<const faiss::IndexIDMap2*>(&idmap);
-    begin_payload(w, is_idmap2 ? kFourccIDMap2 : kFourccIDMap, kVersionWrapper);
-    write_index_header(&idmap, &w);
-    write_index_checked(idmap.index, w);
-    write_array(&w, idmap.id_map);
-    end_payload(w);
-}
-
-faiss::Index* read_idmap(CheckedReader& in, int io_flags, uint32_t fourcc) {
-    const bool is_idmap2 = fourcc == kFourccIDMap2;
-    begin_payload(
-        in, fourcc, is_idmap2 ? "IndexIDMap2" : "IndexIDMap", kVersionWrapper);
-    IndexHeader header = read_index_header(in);
-    std::unique_ptr<faiss::Index> sub(read_index_checked(in, io_flags));
-    FAISS_THROW_IF_NOT_FMT(
-        sub->d == header.d && sub->ntotal == header.ntotal,
-        "corrupt input %s: sub-index has d=%d ntotal=%lld, the "
-        "IndexIDMap expects d=%d ntotal=%lld",
-        in.name.c_str(),
-        sub->d,
-        (long long)sub->ntotal,
-        header.d,
-        (long long)header.ntotal);
-    std::unique_ptr<faiss::IndexIDMap> idmap(
-        is_idmap2 ? new faiss::IndexIDMap2() : new faiss::IndexIDMap());
-    uint64_t n = in.read_value<uint64_t>("id_map size");
-    FAISS_THROW_IF_NOT_FMT(
-        n == uint64_t(header.ntotal),
-        "corrupt input %s: field id_map size = %llu, ntotal = %lld",
-        in.name.c_str(),
-        (unsigned long long)n,
-        (long long)header.ntotal);
-    in.read_array(idmap->id_map, n, "id_map");
-    end_payload(in, is_idmap2 ? "IndexIDMap2" : "IndexIDMap");
-    apply_index_header(header, idmap.get());
-    idmap->index = sub.release();
-    idmap->own_fields = true;
-    if (is_idmap2) {
-        static_cast<faiss::IndexIDMap2*>(idmap.get())->construct_rev_map();
-    }
-    return idmap.release();
-}
-
 bool is_plugin_fourcc(uint32_t h) {
     return h == kFourccIVFGMM || h == kFourccPreTransform ||
-           h == kFourccIDMap || h == kFourccIDMap2 || h == kFourccGMM;
+           h == kFourccIDMapV1 || h == kFourccIDMap2V1 || h == kFourccGMM;
 }
 
 faiss::Index* read_index_checked(CheckedReader& in, int io_flags) {
@@ -1051,9 +958,12 @@ faiss::Index* read_index_checked(CheckedReader& in, int io_flags) {
         return read_ivfgmm(in);
     } else if (h == kFourccPreTransform) {
         return read_pretransform(in, io_flags);
-    } else if (h == kFourccIDMap || h == kFourccIDMap2) {
-        return read_idmap(in, io_flags, h);
     }
+    FAISS_THROW_IF_NOT_FMT(
+        h != kFourccIDMapV1 && h != kFourccIDMap2V1,
+        "input %s: an IndexIDMap around an IndexIVFGMM written by faiss-gmm "
+        "format 1, which this build does not read (rebuild the index)",
+        in.name.c_str());
     FAISS_THROW_IF_NOT_FMT(
         h != kFourccGMM,
         "input %s holds a GaussianMixture, not an index (use read_gmm)",
@@ -1072,14 +982,103 @@ void write_index_checked(const faiss::Index* index, ChecksumWriter& w) {
     } else if (
         auto* pt = dynamic_cast<const faiss::IndexPreTransform*>(index)) {
         write_pretransform(*pt, w);
-    } else if (auto* idmap = dynamic_cast<const faiss::IndexIDMap*>(index)) {
-        write_idmap(*idmap, w);
+    } else if (dynamic_cast<const faiss::IndexIDMap*>(index)) {
+        FAISS_THROW_MSG(
+            "write_index: an IndexIDMap around an IndexIVFGMM is not "
+            "written: IndexIVFGMM stores ids itself (index_factory's IDMap "
+            "token gives it without the wrapper) and faiss::IndexIDMap's "
+            "remove_ids would mislabel its results");
     } else {
         FAISS_THROW_FMT(
             "write_index: cannot write a %s that contains an IndexIVFGMM "
-            "(supported wrappers: IndexPreTransform, IndexIDMap, "
-            "IndexIDMap2)",
+            "(supported wrapper: IndexPreTransform)",
             typeid(*index).name());
+    }
+}
+
+/// The directory part of a path ("." when it has none).
+std::string directory_of(const std::string& path) {
+    const size_t slash = path.rfind('/');
+    if (slash == std::string::npos) {
+        return ".";
+    }
+    return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+/**
+ * Writes a file so that a failure never leaves a truncated or silently
+ * short file: a regular file (or a new one) is written to a temporary file
+ * in the same directory, every write, the flush, fsync and close are
+ * checked, then it is renamed over the target; any failure throws (naming
+ * the file and the error) and leaves the target as it was. A target that
+ * exists and is not a regular file (a device, a pipe) is written in place,
+ * with the same checks.
+ */
+void write_file_safely(
+    const char* fname,
+    const char* who,
+    const std::function<void(faiss::IOWriter*)>& write) {
+    const std::string target = fname;
+    struct stat st;
+    const bool exists = ::stat(fname, &st) == 0;
+    const bool in_place = exists && !S_ISREG(st.st_mode);
+    std::string temp;
+    FILE* f = nullptr;
+    if (in_place) {
+        f = fopen(fname, "wb");
+    } else {
+        temp = target + ".tmp.XXXXXX";
+        const int fd = mkstemp(&temp[0]);
+        if (fd >= 0) {
+            f = fdopen(fd, "wb");
+            if (!f) {
+                ::close(fd);
+            }
+        }
+        if (!f && !temp.empty()) {
+            ::unlink(temp.c_str());
+        }
+    }
+    FAISS_THROW_IF_NOT_FMT(
+        f,
+        "%s: cannot open %s for writing (%s)",
+        who,
+        in_place ? fname : (directory_of(target) + " (temporary file)").c_str(),
+        strerror(errno));
+    const auto fail = [&](const std::string& what, int err) {
+        if (f) {
+            fclose(f);
+        }
+        if (!temp.empty()) {
+            ::unlink(temp.c_str());
+        }
+        FAISS_THROW_FMT(
+            "%s: writing %s failed: %s (%s)",
+            who,
+            fname,
+            what.c_str(),
+            strerror(err));
+    };
+    try {
+        faiss::FileIOWriter writer(f);
+        writer.name = target;
+        write(&writer);
+    } catch (const faiss::FaissException& e) {
+        fail(e.what(), errno);
+    }
+    if (fflush(f) != 0 || ferror(f)) {
+        fail("flush", errno);
+    }
+    if (!in_place && ::fsync(::fileno(f)) != 0) {
+        fail("fsync", errno);
+    }
+    const int closed = fclose(f);
+    f = nullptr;
+    if (closed != 0) {
+        fail("close", errno);
+    }
+    if (!in_place && ::rename(temp.c_str(), fname) != 0) {
+        fail("rename of the temporary file", errno);
     }
 }
 
@@ -1097,8 +1096,10 @@ void write_index(const faiss::Index* index, faiss::IOWriter* writer) {
 
 void write_index(const faiss::Index* index, const char* fname) {
     FAISS_THROW_IF_NOT_MSG(fname, "write_index: file name is null");
-    faiss::FileIOWriter writer(fname);
-    faiss_gmm::write_index(index, &writer);
+    FAISS_THROW_IF_NOT_MSG(index, "write_index: index is null");
+    write_file_safely(fname, "write_index", [index](faiss::IOWriter* w) {
+        faiss_gmm::write_index(index, w);
+    });
 }
 
 faiss::Index* read_index(faiss::IOReader* reader, int io_flags) {
@@ -1140,8 +1141,8 @@ void write_gmm(const GaussianMixture& gmm, faiss::IOWriter* writer) {
 
 void write_gmm(const GaussianMixture& gmm, const char* fname) {
     FAISS_THROW_IF_NOT_MSG(fname, "write_gmm: file name is null");
-    faiss::FileIOWriter writer(fname);
-    write_gmm(gmm, &writer);
+    write_file_safely(
+        fname, "write_gmm", [&gmm](faiss::IOWriter* w) { write_gmm(gmm, w); });
 }
 
 GaussianMixture read_gmm(faiss::IOReader* reader) {
@@ -1157,6 +1158,18 @@ GaussianMixture read_gmm(const char* fname) {
     FAISS_THROW_IF_NOT_MSG(fname, "read_gmm: file name is null");
     faiss::FileIOReader reader(fname);
     return read_gmm(&reader);
+}
+
+faiss::Index* clone_index(const faiss::Index* index) {
+    FAISS_THROW_IF_NOT_MSG(index, "clone_index: index is null");
+    if (!contains_ivfgmm(index)) {
+        return faiss::clone_index(index);
+    }
+    faiss::VectorIOWriter writer;
+    faiss_gmm::write_index(index, &writer);
+    faiss::VectorIOReader reader;
+    reader.data.swap(writer.data);
+    return faiss_gmm::read_index(&reader);
 }
 
 } // namespace faiss_gmm

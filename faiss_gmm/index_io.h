@@ -1,20 +1,22 @@
 /**
- * Serialisation of faiss-gmm indexes. faiss::write_index would save an
- * IndexIVFGMM as a plain IndexIVFFlat (losing the model and the spill
- * bookkeeping), so these functions write the plugin classes in their own
- * format and delegate every other index to FAISS:
+ * Serialisation of faiss-gmm indexes. faiss::write_index does not know
+ * IndexIVFGMM (it refuses it), so these functions write the plugin classes
+ * in their own format and delegate every other index to FAISS:
  *
- *  - IndexIVFGMM: fourcc "GmIv", a versioned payload: index header, IVF
- *    parameters (nlist, nprobe, max_codes, parallel_mode, code_size), GMM
- *    and spill parameters, probe order, posterior mass, train device, the
- *    model (as write_gmm), other_lists_width, then per list its size, ids,
- *    codes and other_lists records, and nentries. The quantizer is rebuilt
- *    from the model's means; the reconstruct() cache is not stored.
- *  - IndexPreTransform / IndexIDMap / IndexIDMap2 that (transitively) wrap an
- *    IndexIVFGMM: fourccs "GmPT" / "GmMp" / "GmM2"; each transform is a
- *    blob from faiss::write_VectorTransform with its size and checksum
- *    (checked before FAISS parses it), the sub-index is written recursively
- *    by write_index.
+ *  - IndexIVFGMM: fourcc "GmIv", version 2: index header, nlist, the build
+ *    and search parameters as key=value strings (IVFGMMParameters.h: the
+ *    same key table and checks as every other way of setting them), the
+ *    model (as write_gmm), the code index (its parameters and its
+ *    quantizer of the means, in FAISS's own format for every code) as a
+ *    blob with its own checksum, checked before FAISS parses it, then
+ *    code_size, the spill record width and per list its size, ids, codes
+ *    and spill records, and nentries. Reading checks every record and that
+ *    the canonical copies add up to ntotal.
+ *  - IndexPreTransform that (transitively) wraps an IndexIVFGMM: fourcc
+ *    "GmPT"; each transform is a blob from faiss::write_VectorTransform
+ *    with its size and checksum (checked before FAISS parses it), the
+ *    sub-index is written recursively by write_index. IndexIDMap around an
+ *    IndexIVFGMM is refused (IndexIVFGMM stores ids itself).
  *  - A bare GaussianMixture (write_gmm / read_gmm): fourcc "GmMx".
  *  - Anything else: exactly faiss::write_index / faiss::read_index, so such
  *    files stay readable by FAISS alone.
@@ -22,7 +24,12 @@
  * Each payload of ours is fourcc, uint32 version, fields, and a 64-bit
  * checksum of all its bytes (nested payloads included; the word-wise hash is
  * documented in index_io.cpp), so random corruption is detected even where
- * every field is still in range.
+ * every field is still in range. Files of another format version are
+ * refused with a message naming it.
+ *
+ * Writing to a file goes through a temporary file in the same directory,
+ * checks every write, the flush, fsync and close, then renames it over the
+ * target: a failure throws and never leaves a truncated file behind.
  *
  * read_index peeks the first four bytes; a foreign fourcc is handed to
  * faiss::read_index with those bytes replayed. Every count read from a file
@@ -30,8 +37,8 @@
  * bytes left when the size of the input is known (files, VectorIOReader) and
  * against the other fields; arrays are read in bounded chunks, so a corrupt
  * or truncated file throws faiss::FaissException naming the field and value
- * instead of crashing or allocating absurd sizes. Foreign (FAISS) files are
- * checked by FAISS's own reader only.
+ * instead of crashing or allocating absurd sizes. FAISS parts (codes,
+ * foreign files) are checked by FAISS's own reader, then by our checksum.
  *
  * Numbers are stored in the machine's byte order, as FAISS does.
  */
@@ -81,6 +88,18 @@ faiss::Index* read_index(const char* fname, int io_flags = 0);
  * @return a new index owned by the caller
  */
 faiss::Index* read_index(faiss::IOReader* reader, int io_flags = 0);
+
+/**
+ * A deep copy of an index. Indexes that hold an IndexIVFGMM (bare or in
+ * the wrappers write_index supports) are copied exactly through the
+ * write_index / read_index format; every other index goes to
+ * faiss::clone_index (which refuses IndexIVFGMM, whose class it does not
+ * know).
+ *
+ * @param index the index to copy
+ * @return a new index owned by the caller
+ */
+faiss::Index* clone_index(const faiss::Index* index);
 
 /**
  * Write a GaussianMixture (model and last training's iteration stats).

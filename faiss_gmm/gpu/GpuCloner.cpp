@@ -131,19 +131,9 @@ bool holds_plugin_index(const faiss::Index* index) {
 /// A new IndexIVFGMM holding a copy of gpu_index.
 IndexIVFGMM* copy_to_new_cpu_index(const GpuIndexIVFGMM& gpu_index) {
     auto cpu = std::make_unique<IndexIVFGMM>(
-        gpu_index.d, gpu_index.nlist, gpu_index.gmm_params, gpu_index.spill);
+        gpu_index.d, gpu_index.nlist, gpu_index.build_params);
     gpu_index.copyTo(cpu.get());
     return cpu.release();
-}
-
-/// A deep copy of a CPU IndexIVFGMM through its own (exact) serialisation.
-faiss::Index* clone_cpu_ivfgmm(const IndexIVFGMM& index) {
-    faiss::VectorIOWriter writer;
-    write_index(&index, &writer);
-    faiss::VectorIOReader reader;
-    reader.data.swap(writer.data);
-    reader.name = "index_gpu_to_cpu copy of an IndexIVFGMM";
-    return read_index(&reader);
 }
 
 } // namespace
@@ -177,8 +167,8 @@ faiss::Index* index_gpu_to_cpu(const faiss::Index* index) {
             if (auto* gpu = dynamic_cast<const GpuIndexIVFGMM*>(&leaf)) {
                 return copy_to_new_cpu_index(*gpu);
             }
-            if (auto* cpu = dynamic_cast<const IndexIVFGMM*>(&leaf)) {
-                return clone_cpu_ivfgmm(*cpu);
+            if (dynamic_cast<const IndexIVFGMM*>(&leaf)) {
+                return faiss_gmm::clone_index(&leaf);
             }
             FAISS_THROW_IF_NOT_FMT(
                 !holds_plugin_index(&leaf),

@@ -7,8 +7,17 @@
  * On the same trained model, data and parameters it stores the same lists
  * (same entries in the same order, same spill records) and returns the same
  * ids as the CPU IndexIVFGMM; distances agree within float tolerance (the
- * GPU computes them with fp32 direct differences). Only the sequential CPU
- * pruning rules (prune_margin, min_expected_hits) are not available here.
+ * GPU computes them with fp32 direct differences). It shares the CPU
+ * index's parameters (IVFGMMParameters.h), spill rules (ListAssignment.h)
+ * and ownership rules (SpillRecords.h); its search runs in stages of their
+ * own (gpu/impl/GpuCoarseProbe, GpuListScan, GpuTopK). Not available here:
+ * the sequential CPU pruning rules (prune_margin, min_expected_hits),
+ * max_codes (it counts unique vectors, which the GPU cannot bound before
+ * its scan), selectors, range search and codes other than flat floats.
+ *
+ * Naming: Gpu* classes follow FAISS GPU (config struct, copyFrom / copyTo,
+ * camelCase for those two, as faiss::gpu::GpuIndexIVF); everything they
+ * share with the CPU index keeps the CPU names.
  */
 
 #pragma once
@@ -23,6 +32,7 @@
 #include <faiss/impl/IDSelector.h>
 
 #include <faiss_gmm/GaussianMixture.h>
+#include <faiss_gmm/IVFGMMParameters.h>
 #include <faiss_gmm/IndexIVFGMM.h>
 #include <faiss_gmm/faiss_compat.h>
 #include <faiss_gmm/gpu/GpuEmTrainer.h>
@@ -67,22 +77,22 @@ struct GpuSearchTiming {
  * IVF index with a GMM coarse quantizer, resident on one GPU. Metric: L2.
  *
  * Lists: per list, device buffers of vectors (float32), ids (int64) and
- * spill records (other_lists_width int32 per entry, the other lists holding
- * the same vector, -1 padded) exactly as IndexIVFGMM::invlists /
- * other_lists. ntotal counts vectors, nentries() counts list entries.
+ * spill records (other_lists_width() int32 per entry, the other lists
+ * holding the same vector, -1 padded) exactly as IndexIVFGMM's invlists
+ * and spill_records. ntotal counts vectors, nentries() list entries.
  *
  * add_with_ids(): in batches of config.add_batch_rows rows, the top
  * max_assign components of each vector are found on the GPU by a fused
  * kernel (log-joint scores for the Posterior and None spill rules, L2 for
- * Closure), and the spill rule is applied on the host to these top lists
- * exactly as IndexIVFGMM::assign_lists does. The Soar rule's lists are
- * computed by the CPU IndexIVFGMM::assign_lists on the same model. Entries
- * are appended in input order, as the CPU add does.
+ * Closure), and the spill rule of ListAssignment.h is applied on the host
+ * to these candidates, as the CPU index applies it. The Soar rule's lists
+ * come from the CPU assign_lists on the same model. Entries are appended
+ * in input order, as the CPU add does.
  *
  * search(): queries tiled by config.search_memory; per tile, a GEMM against
  * the means gives the coarse scores (L2 or log-joint probe order), the
  * nprobe best lists are selected, cut by posterior_mass / distance_ratio
- * and max_codes as on the CPU, every probed entry's distance is computed
+ * as on the CPU, every probed entry's distance is computed
  * once (an entry whose vector sits in a list probed earlier by the query is
  * skipped) and the k smallest are selected. k and nprobe are limited to
  * max_search_k() (2048); nprobe > nlist is capped at nlist.
@@ -102,37 +112,28 @@ class GpuIndexIVFGMM : public faiss::Index {
     size_t nlist = 0;
     /// the trained model (k = nlist); change it through set_gmm() only
     GaussianMixture gmm;
-    /// EM parameters used by train()
-    GmmParameters gmm_params;
-    /// how add() spreads vectors over lists
-    SpillParameters spill;
+    /// how train() and add() build the index (train_device is ignored:
+    /// train() always runs on the GPU)
+    IVFGMMBuildParameters build_params;
     /// lists probed per query (capped at nlist, at most max_search_k())
     size_t nprobe = 1;
-    /// stop probing once this many entries are queued (0: no limit), as
-    /// faiss::IndexIVF::max_codes
+    /// must stay 0 on the GPU (see the class comment)
     size_t max_codes = 0;
-    /// default probe order, see SearchParametersIVFGMM
-    ProbeOrder probe_order = ProbeOrder::L2;
-    /// default adaptive probing target (0 = off), see SearchParametersIVFGMM
-    float posterior_mass = 0;
-    /// default temperature of posterior_mass, see SearchParametersIVFGMM
-    float mass_temperature = 1;
-    /// default distance-ratio cut (0 = off), see SearchParametersIVFGMM
-    float distance_ratio = 0;
+    /// default GMM search options (prune_margin and min_expected_hits must
+    /// stay 0 on the GPU)
+    IVFGMMSearchOptions search_options;
 
     /**
      * An empty, untrained index.
-     * @param d          dimension
-     * @param nlist      number of lists (mixture components)
-     * @param gmm_params EM parameters of train()
-     * @param spill      spill rule of add()
-     * @param config     device and memory settings
+     * @param d            dimension
+     * @param nlist        number of lists (mixture components)
+     * @param build_params EM parameters of train(), spill rule of add()
+     * @param config       device and memory settings
      */
     GpuIndexIVFGMM(
         int d,
         size_t nlist,
-        const GmmParameters& gmm_params = GmmParameters(),
-        const SpillParameters& spill = SpillParameters(),
+        const IVFGMMBuildParameters& build_params = IVFGMMBuildParameters(),
         const GpuIndexIVFGMMConfig& config = GpuIndexIVFGMMConfig());
 
     /**
@@ -154,17 +155,18 @@ class GpuIndexIVFGMM : public faiss::Index {
 
     /**
      * Replace everything by a copy of cpu_index: d, nlist, model,
-     * parameters (gmm_params, spill, nprobe, max_codes, probe order and
-     * adaptive probing defaults), lists in the same order with the same ids
-     * and spill records, ntotal and nentries. Throws when cpu_index uses
-     * prune_margin or min_expected_hits (CPU-only rules) or is not L2.
+     * parameters (build_params, nprobe and search_options), lists in the
+     * same order with the same ids and spill records, ntotal and
+     * nentries. Throws when cpu_index uses what the GPU index does not
+     * (prune_margin, min_expected_hits, max_codes, codes other than Flat)
+     * or is not L2.
      */
     void copyFrom(const IndexIVFGMM* cpu_index);
 
     /**
      * Overwrite cpu_index with a copy of this index (the inverse of
-     * copyFrom): its quantizer, model, parameters, lists and spill records.
-     * cpu_index's prune_margin and min_expected_hits are set to 0.
+     * copyFrom): an IndexIVFGMM over Flat codes with this model,
+     * parameters, lists and spill records.
      */
     void copyTo(IndexIVFGMM* cpu_index) const;
 
@@ -182,7 +184,7 @@ class GpuIndexIVFGMM : public faiss::Index {
 
     /**
      * Store each of the n vectors x (host memory, n x d) in the lists
-     * chosen by `spill`, with ids xids (host, n values) or ntotal,
+     * chosen by build_params.spill, with ids xids (host, n values) or ntotal,
      * ntotal + 1, ... when xids is null. Any n; processed in batches of
      * config.add_batch_rows.
      */
@@ -190,17 +192,17 @@ class GpuIndexIVFGMM : public faiss::Index {
 
     /**
      * The lists add_with_ids() would choose for the n vectors x (host),
-     * without adding: lists[i * spill.max_assign ...], primary first, -1
-     * padded; the same layout as IndexIVFGMM::assign_lists.
+     * without adding: lists[i * max_assign ...], primary first, -1 padded;
+     * the same layout as IndexIVFGMM::assign_lists.
      */
     void assign_lists(idx_t n, const float* x, idx_t* lists) const;
 
     /**
      * k nearest stored vectors of each of the n queries x (host memory),
      * every id at most once. params: a SearchParametersIVFGMM or
-     * faiss::SearchParametersIVF overrides nprobe, max_codes and (for the
-     * former) probe order and adaptive probing; prune_margin or
-     * min_expected_hits > 0 is rejected. Throws on a query with NaN or
+     * faiss::SearchParametersIVF overrides nprobe and (for the former)
+     * probe order and adaptive probing; what the GPU does not implement
+     * (see the class comment) is rejected. Throws on a query with NaN or
      * infinite values (naming its row), on k or nprobe above
      * max_search_k(). Results a query cannot fill are (FLT_MAX, -1), as
      * the CPU index's heaps leave them.
@@ -223,16 +225,21 @@ class GpuIndexIVFGMM : public faiss::Index {
     /// The stored vector with id key; throws when no vector has that id.
     void reconstruct(idx_t key, float* recons) const override;
 
+    /// The defaults of a search: nprobe, max_codes and search_options.
+    SearchParametersIVFGMM search_defaults() const;
+
     /**
-     * Set runtime parameters from a string, with the keys of
-     * IndexIVFGMM::set_parameters ("nprobe=32,probe=posterior,tau=0.05").
-     * prune_margin or min_expected_hits > 0 is rejected (they need the
-     * sequential CPU scan); train_device is rejected (train() always runs
-     * on the GPU). Throws naming the bad key or value (the messages of the
-     * keys shared with the CPU index come from IndexIVFGMM::set_parameters);
-     * nothing is changed then.
+     * Set search-time defaults from a string ("nprobe=32,probe=posterior"),
+     * the keys of parse_search_parameters (IVFGMMParameters.h). What the
+     * GPU does not implement is rejected; nothing changes on error.
      */
-    void set_parameters(const std::string& description);
+    void set_search_parameters(const std::string& description);
+
+    /**
+     * Set build-time parameters from a string ("tau=0.05,max_assign=3"),
+     * the keys of parse_build_parameters. Nothing changes on error.
+     */
+    void set_build_parameters(const std::string& description);
 
     /// Largest k and nprobe search() accepts (kernels::kSelectMaxK).
     static int max_search_k();

@@ -29,11 +29,15 @@ faiss::IndexShards* index_ivfgmm_cpu_to_gpu_shards(
         "index_ivfgmm_cpu_to_gpu_shards: a device is listed twice among %d",
         int(devices.size()));
     FAISS_THROW_IF_NOT_FMT(
-        cpu_index->prune_margin == 0 && cpu_index->min_expected_hits == 0,
-        "index_ivfgmm_cpu_to_gpu_shards: prune_margin = %g and "
-        "min_expected_hits = %g must be 0 (not supported by the GPU search)",
-        cpu_index->prune_margin,
-        cpu_index->min_expected_hits);
+        cpu_index->search_options.prune_margin == 0 &&
+            cpu_index->search_options.min_expected_hits == 0 &&
+            cpu_index->max_codes == 0,
+        "index_ivfgmm_cpu_to_gpu_shards: prune_margin = %g, "
+        "min_expected_hits = %g and max_codes = %zu must be 0 (not "
+        "supported by the GPU search)",
+        cpu_index->search_options.prune_margin,
+        cpu_index->search_options.min_expected_hits,
+        cpu_index->max_codes);
     for (int device : devices) {
         FAISS_THROW_IF_NOT_FMT(
             gpu_is_available(device),
@@ -48,14 +52,10 @@ faiss::IndexShards* index_ivfgmm_cpu_to_gpu_shards(
         GpuIndexIVFGMMConfig cfg = config;
         cfg.device = device;
         std::unique_ptr<GpuIndexIVFGMM> shard(new GpuIndexIVFGMM(
-            d, cpu_index->nlist, cpu_index->gmm_params, cpu_index->spill, cfg));
+            d, cpu_index->nlist, cpu_index->build_params, cfg));
         shard->set_gmm(cpu_index->gmm);
         shard->nprobe = cpu_index->nprobe;
-        shard->max_codes = cpu_index->max_codes;
-        shard->probe_order = cpu_index->probe_order;
-        shard->posterior_mass = cpu_index->posterior_mass;
-        shard->mass_temperature = cpu_index->mass_temperature;
-        shard->distance_ratio = cpu_index->distance_ratio;
+        shard->search_options = cpu_index->search_options;
         shards->add_shard(shard.release());
     }
     shards->syncWithSubIndexes();

@@ -1,4 +1,4 @@
-#include <faiss_gmm/gpu/GpuIvfLists.h>
+#include <faiss_gmm/gpu/impl/GpuIvfLists.h>
 
 #include <algorithm>
 #include <cinttypes>

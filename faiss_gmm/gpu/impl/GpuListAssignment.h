@@ -1,0 +1,46 @@
+/**
+ * Internal (not installed): the lists GpuIndexIVFGMM::add stores a batch of
+ * vectors in. The fused top-m kernel (kernels/ivf_assign.h) finds each
+ * vector's candidate components on the device; the spill rule of
+ * ListAssignment.h (lists_from_top_candidates) turns them into lists, the
+ * very rule and code the CPU index uses. The Soar rule and spills wider
+ * than the kernel's top-m go through the CPU assign_lists itself.
+ */
+
+#pragma once
+
+#include <faiss/IndexFlat.h>
+
+#include <faiss_gmm/GaussianMixture.h>
+#include <faiss_gmm/IVFGMMParameters.h>
+#include <faiss_gmm/faiss_compat.h>
+#include <faiss_gmm/gpu/impl/DeviceAllocation.h>
+#include <faiss_gmm/gpu/impl/GpuIndexContext.h>
+#include <faiss_gmm/gpu/impl/GpuModel.h>
+
+namespace faiss_gmm {
+namespace gpu {
+
+/**
+ * lists (nb x spill.max_assign, as assign_lists lays them out) of nb
+ * vectors, given on the host (xh) and on the device (xd).
+ *
+ * @param gmm         the model (host)
+ * @param host_means  an exact L2 index over gmm's means (CPU rules)
+ * @param model       the model on the device
+ * @param workspace   device scratch, grown as needed
+ */
+void gpu_assign_lists(
+    const GpuIndexContext& ctx,
+    const GaussianMixture& gmm,
+    const faiss::IndexFlatL2& host_means,
+    const GpuModel& model,
+    const SpillParameters& spill,
+    idx_t nb,
+    const float* xh,
+    const float* xd,
+    DeviceAllocation& workspace,
+    idx_t* lists);
+
+} // namespace gpu
+} // namespace faiss_gmm

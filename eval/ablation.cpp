@@ -47,176 +47,107 @@ std::vector<double> ablation_targets() {
 }
 
 std::vector<IndexSpec>
-ablation_specs(int64_t nlist, std::optional<int> gmm_iter) {
+ablation_specs(int64_t nlist, const std::string& gmm_iter) {
     const std::string kmeans = "IVF" + std::to_string(nlist) + ",Flat";
     const std::string gmm = "IVF" + std::to_string(nlist) + "_GMM,Flat";
     std::vector<IndexSpec> specs;
 
     specs.push_back({"k-means", kmeans, {}, ModelSource::OwnTraining, {}});
 
-    auto classic = [&](const std::string& name, GmmOverrides o) {
-        specs.push_back(
-            {kClassicPrefix + name, gmm, o, ModelSource::KMeansCentroids, {}});
+    // every variant's settings as build / search key strings
+    auto overrides = [](const std::string& build, const std::string& search) {
+        GmmOverrides o;
+        o.build = build;
+        o.search = search;
+        return o;
     };
-    {
-        GmmOverrides o;
-        o.spill_rule = SpillRule::Closure;
-        o.closure_ratio = 1.1f;
-        o.max_assign = 2;
-        classic("closure 1.1 m2", o);
-        o.closure_ratio = 1.3f;
-        o.max_assign = 3;
-        classic("closure 1.3 m3", o);
-    }
-    {
-        GmmOverrides o;
-        o.spill_rule = SpillRule::Soar;
-        o.soar_lambda = 1.0f;
-        o.max_assign = 2;
-        classic("SOAR l1 m2", o);
-    }
-    {
-        GmmOverrides o;
-        o.spill_rule = SpillRule::Posterior;
-        o.temperature = 4.0f;
-        o.tau = 0.02f;
-        o.max_assign = 2;
-        classic("posterior T4 tau0.02 m2", o);
-    }
+    auto classic = [&](const std::string& name,
+                       const std::string& build,
+                       const std::string& search = "") {
+        specs.push_back(
+            {kClassicPrefix + name,
+             gmm,
+             overrides(build, search),
+             ModelSource::KMeansCentroids,
+             {}});
+    };
+    classic("closure 1.1 m2", "spill=closure,closure_ratio=1.1,max_assign=2");
+    classic("closure 1.3 m3", "spill=closure,closure_ratio=1.3,max_assign=3");
+    classic("SOAR l1 m2", "spill=soar,soar_lambda=1,max_assign=2");
+    classic(
+        "posterior T4 tau0.02 m2",
+        "spill=posterior,temperature=4,tau=0.02,max_assign=2");
 
-    GmmOverrides spherical;
-    spherical.covariance = CovarianceType::Spherical;
-    spherical.gmm_iter = gmm_iter;
-    spherical.probe_order = ProbeOrder::L2;
-    {
-        GmmOverrides o = spherical;
-        o.spill_rule = SpillRule::None;
-        o.max_assign = 1;
+    const std::string spherical =
+        "covariance=spherical" + (gmm_iter.empty() ? "" : ",niter=" + gmm_iter);
+    auto shared = [&](const std::string& name,
+                      const std::string& build,
+                      const std::string& search = "probe=l2",
+                      std::vector<float> masses = {}) {
         specs.push_back(
-            {"GMM sph, no spill", gmm, o, ModelSource::SharedGmm, {}});
-    }
-    for (float temperature : {1.0f, 2.0f, 4.0f}) {
-        for (float tau : {0.02f, 0.05f}) {
-            GmmOverrides o = spherical;
-            o.spill_rule = SpillRule::Posterior;
-            o.temperature = temperature;
-            o.tau = tau;
-            o.max_assign = 2;
-            std::ostringstream name;
-            name << "GMM sph, T" << temperature << " tau" << tau << " m2";
-            specs.push_back({name.str(), gmm, o, ModelSource::SharedGmm, {}});
+            {name,
+             gmm,
+             overrides(spherical + "," + build, search),
+             ModelSource::SharedGmm,
+             masses});
+    };
+    shared("GMM sph, no spill", "spill=none,max_assign=1");
+    for (const char* temperature : {"1", "2", "4"}) {
+        for (const char* tau : {"0.02", "0.05"}) {
+            shared(
+                std::string("GMM sph, T") + temperature + " tau" + tau + " m2",
+                std::string("spill=posterior,temperature=") + temperature +
+                    ",tau=" + tau + ",max_assign=2");
         }
     }
-    {
-        GmmOverrides o = spherical;
-        o.covariance = CovarianceType::Diagonal;
-        o.spill_rule = SpillRule::None;
-        o.max_assign = 1;
-        specs.push_back(
-            {"GMM diag, no spill", gmm, o, ModelSource::SharedGmm, {}});
+    shared("GMM diag, no spill", "covariance=diagonal,spill=none,max_assign=1");
+    const std::string best =
+        "spill=posterior,temperature=4,tau=0.02,max_assign=2";
+    shared("GMM sph, T4 tau0.02, probe posterior", best, "probe=posterior");
+    // Bisector pruning on top of spill rules (prune_margin): measured to
+    // help every spill rule alike, so each gets a row.
+    shared("GMM sph, T4 tau0.02, prune 0.3", best, "probe=l2,prune_margin=0.3");
+    shared(
+        "GMM sph, T4 tau0.1, prune 0.4",
+        "spill=posterior,temperature=4,tau=0.1,max_assign=2",
+        "probe=l2,prune_margin=0.4");
+    classic(
+        "no spill, prune 0.4",
+        "spill=none,max_assign=1",
+        "probe=l2,prune_margin=0.4");
+    classic(
+        "closure 1.15 m2, prune 0.4",
+        "spill=closure,closure_ratio=1.15,max_assign=2",
+        "probe=l2,prune_margin=0.4");
+    classic(
+        "SOAR l1 m2, prune 0.35",
+        "spill=soar,soar_lambda=1,max_assign=2",
+        "probe=l2,prune_margin=0.35");
+    // Training choices, each with the best spill rule above and its own GMM
+    // training: covariance, EM iterations, variance floor, training-sample
+    // size and initialisation (the default is 20 EM iterations:
+    // GmmParameters::niter).
+    shared("GMM tied, T4 tau0.02 m2", best + ",covariance=tied");
+    for (int iterations : {3, 10}) {
+        shared(
+            "GMM sph, T4 tau0.02 m2, EM " + std::to_string(iterations) + " it",
+            best + ",niter=" + std::to_string(iterations));
     }
-    GmmOverrides best = spherical;
-    best.spill_rule = SpillRule::Posterior;
-    best.temperature = 4.0f;
-    best.tau = 0.02f;
-    best.max_assign = 2;
-    {
-        GmmOverrides o = best;
-        o.probe_order = ProbeOrder::Posterior;
-        specs.push_back(
-            {"GMM sph, T4 tau0.02, probe posterior",
-             gmm,
-             o,
-             ModelSource::SharedGmm,
-             {}});
-    }
-    // Bisector pruning on top of spill rules (IndexIVFGMM::prune_margin):
-    // measured to help every spill rule alike, so each gets a row.
-    {
-        GmmOverrides o = best;
-        o.prune_margin = 0.3f;
-        specs.push_back(
-            {"GMM sph, T4 tau0.02, prune 0.3",
-             gmm,
-             o,
-             ModelSource::SharedGmm,
-             {}});
-        o = spherical;
-        o.spill_rule = SpillRule::Posterior;
-        o.temperature = 4.0f;
-        o.tau = 0.1f;
-        o.max_assign = 2;
-        o.prune_margin = 0.4f;
-        specs.push_back(
-            {"GMM sph, T4 tau0.1, prune 0.4",
-             gmm,
-             o,
-             ModelSource::SharedGmm,
-             {}});
-    }
-    {
-        GmmOverrides o;
-        o.spill_rule = SpillRule::None;
-        o.max_assign = 1;
-        o.probe_order = ProbeOrder::L2;
-        o.prune_margin = 0.4f;
-        classic("no spill, prune 0.4", o);
-        o.spill_rule = SpillRule::Closure;
-        o.closure_ratio = 1.15f;
-        o.max_assign = 2;
-        classic("closure 1.15 m2, prune 0.4", o);
-        GmmOverrides soar;
-        soar.spill_rule = SpillRule::Soar;
-        soar.soar_lambda = 1.0f;
-        soar.max_assign = 2;
-        soar.probe_order = ProbeOrder::L2;
-        soar.prune_margin = 0.35f;
-        classic("SOAR l1 m2, prune 0.35", soar);
-    }
-    // Training choices (issue 7), each with the best spill rule above and
-    // its own GMM training: covariance, EM iterations, variance floor,
-    // training-sample size and initialisation (the default is 20 EM
-    // iterations: GmmParameters::niter).
-    {
-        auto training_row = [&](const std::string& name, GmmOverrides o) {
-            specs.push_back({name, gmm, o, ModelSource::SharedGmm, {}});
-        };
-        GmmOverrides o = best;
-        o.covariance = CovarianceType::TiedSpherical;
-        training_row("GMM tied, T4 tau0.02 m2", o);
-        for (int iterations : {3, 10}) {
-            o = best;
-            o.gmm_iter = iterations;
-            training_row(
-                "GMM sph, T4 tau0.02 m2, EM " + std::to_string(iterations) +
-                    " it",
-                o);
-        }
-        o = best;
-        o.reg_covar = 0.1f;
-        training_row("GMM sph, T4 tau0.02 m2, reg_covar 0.1", o);
-        o = best;
-        o.max_points_per_component = 64;
-        training_row("GMM sph, T4 tau0.02 m2, train 64/list", o);
-        o = best;
-        o.init = GmmInit::KMeansPlusPlus;
-        training_row("GMM sph, T4 tau0.02 m2, init k-means++", o);
-    }
+    shared("GMM sph, T4 tau0.02 m2, reg_covar 0.1", best + ",reg_covar=0.1");
+    shared(
+        "GMM sph, T4 tau0.02 m2, train 64/list",
+        best + ",max_points_per_component=64");
+    shared("GMM sph, T4 tau0.02 m2, init k-means++", best + ",init=kmeans++");
     // Adaptive probing by posterior mass, nprobe = nlist as the cap. The
     // model's posterior (temperature 1) is far too peaked on SIFT (mass
     // 1 - 1e-7 after ~6 lists, recall@10 0.82), so the mass is taken at
     // temperatures 8 and 32.
-    for (float temperature : {8.0f, 32.0f}) {
-        GmmOverrides o = best;
-        o.mass_temperature = temperature;
-        std::ostringstream name;
-        name << "GMM sph, T4 tau0.02, adaptive mass T" << temperature;
-        specs.push_back(
-            {name.str(),
-             gmm,
-             o,
-             ModelSource::SharedGmm,
-             {0.5f, 0.8f, 0.9f, 0.95f, 0.99f, 0.999f, 0.9999f, 0.99999f}});
+    for (const char* temperature : {"8", "32"}) {
+        shared(
+            std::string("GMM sph, T4 tau0.02, adaptive mass T") + temperature,
+            best,
+            std::string("probe=l2,mass_temperature=") + temperature,
+            {0.5f, 0.8f, 0.9f, 0.95f, 0.99f, 0.999f, 0.9999f, 0.99999f});
     }
     return specs;
 }

@@ -32,10 +32,11 @@ std::vector<double> ablation_targets();
  * tau 0.02) probed by posterior instead of L2; and the same with adaptive
  * probing (posterior-mass targets, nprobe = nlist as the cap).
  * Every spherical GMM variant shares one trained model.
- * @param gmm_iter EM iterations of the GMM variants (unset: the default)
+ * @param gmm_iter EM iterations of the GMM variants, the niter key's value
+ *                 ("": the default)
  */
 std::vector<IndexSpec>
-ablation_specs(int64_t nlist, std::optional<int> gmm_iter = std::nullopt);
+ablation_specs(int64_t nlist, const std::string& gmm_iter = "");
 
 /**
  * The ablation table: per variant, replication, list-size imbalance, build

@@ -173,7 +173,9 @@ int main(int argc, char** argv) {
             tp.covariance = cov;
             fg::GpuEmConfig tc = config;
             tc.device = devices[0];
-            faiss_gmm::IndexIVFGMM cpu(d, size_t(k), tp);
+            faiss_gmm::IVFGMMBuildParameters build;
+            build.gmm = tp;
+            faiss_gmm::IndexIVFGMM cpu(d, size_t(k), build);
             double tt = faiss::getmillisecs();
             faiss_gmm::GaussianMixture gmm(d, k, cov);
             fg::train_gmm_gpu(&gmm, n, x.data(), tp, tc);

@@ -131,8 +131,7 @@ struct Options {
     int synthetic_d = 128;
     int64_t nq = 10000;
     size_t nlist = 1024;
-    GmmParameters gmm_params;
-    SpillParameters spill;
+    IVFGMMBuildParameters build;
     gpu::EStepPrecision precision = gpu::EStepPrecision::BF16;
     ProbeOrder probe = ProbeOrder::L2;
     std::vector<int64_t> nprobes = {1, 2, 4, 8, 16, 32, 64, 128};
@@ -180,13 +179,13 @@ Options parse_options(int argc, char** argv) {
             FAISS_THROW_IF_NOT_FMT(v >= 1, "--nlist %lld < 1", (long long)v);
             o.nlist = size_t(v);
         } else if (a == "--spill-rule") {
-            o.spill.rule = spill_rule_from_name(value());
+            set_build_parameter(&o.build, "spill", value());
         } else if (a == "--spill-tau") {
-            o.spill.tau = parse_float(a, value());
+            set_build_parameter(&o.build, "tau", value());
         } else if (a == "--max-assign") {
-            o.spill.max_assign = int(parse_int(a, value()));
+            set_build_parameter(&o.build, "max_assign", value());
         } else if (a == "--gmm-iter") {
-            o.gmm_params.niter = int(parse_int(a, value()));
+            set_build_parameter(&o.build, "niter", value());
         } else if (a == "--precision") {
             o.precision = gpu::estep_precision_from_name(value());
         } else if (a == "--probe") {
@@ -329,8 +328,8 @@ int main(int argc, char** argv) {
         config.device = o.device;
         config.precision = o.precision;
         config.verbose = o.verbose;
-        gpu::GpuIndexIVFGMM index(d, o.nlist, o.gmm_params, o.spill, config);
-        index.probe_order = o.probe;
+        gpu::GpuIndexIVFGMM index(d, o.nlist, o.build, config);
+        index.search_options.probe_order = o.probe;
         const float* train_x =
             data.train.empty() ? data.base.data.data() : data.train.data.data();
         const int64_t ntrain = data.train.empty() ? nb : data.train.n;
@@ -347,10 +346,10 @@ int main(int argc, char** argv) {
             "lists %.1f MB of vectors\n",
             o.nlist,
             gpu::estep_precision_name(o.precision),
-            spill_rule_name(o.spill.rule),
+            spill_rule_name(o.build.spill.rule),
             train_s,
             ntrain,
-            o.gmm_params.max_points_per_component,
+            o.build.gmm.max_points_per_component,
             add_s,
             train_s + add_s,
             index.replication_factor(),

@@ -6,16 +6,74 @@
 
 #include <faiss/impl/FaissAssert.h>
 
+#include <faiss_gmm/IVFGMMParameters.h>
+
 #include <datasets/registry.h>
 #include <eval/ablation.h>
 #include <eval/args.h>
+#include <eval/gpu_eval.h>
 #include <eval/report.h>
 
 namespace faiss_gmm {
 namespace eval {
 
+namespace {
+
+/// The shorthand options of GMM settings: each sets one key of the
+/// parameter key table (IVFGMMParameters.h).
+struct KeyOption {
+    const char* option;
+    const char* key;
+    ParameterPhase phase;
+};
+const KeyOption kKeyOptions[] = {
+    {"--spill-rule", "spill", ParameterPhase::Build},
+    {"--spill-tau", "tau", ParameterPhase::Build},
+    {"--temperature", "temperature", ParameterPhase::Build},
+    {"--max-assign", "max_assign", ParameterPhase::Build},
+    {"--closure-ratio", "closure_ratio", ParameterPhase::Build},
+    {"--soar-lambda", "soar_lambda", ParameterPhase::Build},
+    {"--covariance", "covariance", ParameterPhase::Build},
+    {"--gmm-iter", "niter", ParameterPhase::Build},
+    {"--probe", "probe", ParameterPhase::Search},
+};
+
+/// Adds every key=value of a parameter string to the overrides (checked
+/// one by one, so the message names the bad one).
+void add_parameter_string(
+    const std::string& text, ParameterPhase phase, GmmOverrides* o) {
+    size_t start = 0;
+    while (start < text.size()) {
+        size_t end = text.find(',', start);
+        if (end == std::string::npos) {
+            end = text.size();
+        }
+        const std::string token = text.substr(start, end - start);
+        start = end + 1;
+        const size_t eq = token.find('=');
+        FAISS_THROW_IF_NOT_FMT(
+            eq != std::string::npos, "'%s' is not key=value", token.c_str());
+        if (phase == ParameterPhase::Build) {
+            o->set_build(token.substr(0, eq), token.substr(eq + 1));
+        } else {
+            o->set_search(token.substr(0, eq), token.substr(eq + 1));
+        }
+    }
+}
+
+const KeyOption* find_key_option(const std::string& option) {
+    for (const KeyOption& k : kKeyOptions) {
+        if (option == k.option) {
+            return &k;
+        }
+    }
+    return nullptr;
+}
+
+} // namespace
+
 std::string eval_usage() {
-    return R"(Usage: faiss_gmm_eval [options]
+    return std::string(R"(Usage: faiss_gmm_eval [options]
 
 Recall@k against distance computations per query for FAISS IVF indexes with
 a k-means coarse quantizer (the baseline) and with a Gaussian-mixture one.
@@ -46,15 +104,13 @@ Indexes:
                         k-means initialisation (default 20)
 
 GMM settings (applied to every IndexIVFGMM; default: the library's):
-  --spill-rule R        none | posterior | closure | soar
-  --spill-tau F         posterior rule: threshold on the tempered posterior
-  --temperature F       posterior rule: temperature of the log-posteriors
-  --max-assign N        at most N lists per vector, primary included
-  --closure-ratio F     closure rule: distance ratio to the nearest mean
-  --soar-lambda F       SOAR rule: weight of the parallel residual
-  --covariance C        spherical | diagonal | tied (one shared variance)
-  --gmm-iter N          EM iterations
-  --probe P             l2 | posterior: order in which lists are probed
+  --build-params S      build keys, "key=value,..." (list below)
+  --search-params S     search keys, "key=value,..." (list below)
+  --spill-rule R        = spill=R           --spill-tau F    = tau=F
+  --temperature F       = temperature=F     --max-assign N   = max_assign=N
+  --closure-ratio F     = closure_ratio=F   --soar-lambda F  = soar_lambda=F
+  --covariance C        = covariance=C      --gmm-iter N     = niter=N
+  --probe P             = probe=P (search)
 
 Search:
   --nprobe LIST         comma-separated nprobe values, all of them run
@@ -121,7 +177,11 @@ compared (each vector once per query), entries = list entries scanned
 (duplicates of spilled vectors included); replication = entries / vectors.
 Recall@k follows ann-benchmarks: a returned id counts when its exact distance
 is <= the true k-th nearest distance (ties count).
-)";
+
+Build keys (--build-params, index_factory options, IndexIVFGMM files):
+)") + parameter_help(ParameterPhase::Build) +
+           "\nSearch keys (--search-params, set_index_parameters):\n" +
+           parameter_help(ParameterPhase::Search);
 }
 
 std::vector<std::string> default_index_strings(int64_t nlist) {
@@ -189,24 +249,25 @@ EvalOptions parse_eval_options(const std::vector<std::string>& args) {
                 o.config.kmeans_iter >= 1,
                 "--kmeans-iter %d must be >= 1",
                 o.config.kmeans_iter);
-        } else if (option == "--spill-rule") {
-            o.gmm.spill_rule = spill_rule_from_name(next());
-        } else if (option == "--spill-tau") {
-            o.gmm.tau = parse_float(option, next());
-        } else if (option == "--temperature") {
-            o.gmm.temperature = parse_float(option, next());
-        } else if (option == "--max-assign") {
-            o.gmm.max_assign = int(parse_int(option, next()));
-        } else if (option == "--closure-ratio") {
-            o.gmm.closure_ratio = parse_float(option, next());
-        } else if (option == "--soar-lambda") {
-            o.gmm.soar_lambda = parse_float(option, next());
-        } else if (option == "--covariance") {
-            o.gmm.covariance = covariance_type_from_name(next());
-        } else if (option == "--gmm-iter") {
-            o.gmm.gmm_iter = int(parse_int(option, next()));
-        } else if (option == "--probe") {
-            o.gmm.probe_order = probe_order_from_name(next());
+        } else if (option == "--build-params") {
+            add_parameter_string(next(), ParameterPhase::Build, &o.gmm);
+        } else if (option == "--search-params") {
+            add_parameter_string(next(), ParameterPhase::Search, &o.gmm);
+        } else if (const KeyOption* ko = find_key_option(option)) {
+            const std::string v = next();
+            try {
+                if (ko->phase == ParameterPhase::Build) {
+                    o.gmm.set_build(ko->key, v);
+                } else {
+                    o.gmm.set_search(ko->key, v);
+                }
+            } catch (const faiss::FaissException& e) {
+                FAISS_THROW_FMT(
+                    "%s %s: %s", option.c_str(), v.c_str(), e.what());
+            }
+            if (std::string(ko->key) == "niter") {
+                o.gmm_iter = v;
+            }
         } else if (option == "--nprobe") {
             o.config.nprobes = parse_int_list(option, next());
         } else if (option == "--k") {
@@ -297,14 +358,12 @@ int eval_main(
 
         std::vector<IndexSpec> specs;
         if (options.ablation) {
-            if (!options.indexes.empty() || options.gmm.spill_rule ||
-                options.gmm.tau || options.gmm.temperature ||
-                options.gmm.max_assign || options.gmm.covariance ||
-                options.gmm.probe_order) {
-                out << "note: --ablation ignores --index and the spill, "
-                       "covariance and probe settings\n";
+            if (!options.indexes.empty() || !options.gmm.build.empty() ||
+                !options.gmm.search.empty()) {
+                out << "note: --ablation ignores --index and the GMM "
+                       "settings (except --gmm-iter)\n";
             }
-            specs = ablation_specs(nlist, options.gmm.gmm_iter);
+            specs = ablation_specs(nlist, options.gmm_iter);
         } else {
             std::vector<std::string> strings =
                 options.indexes.empty() ? default_index_strings(nlist)

@@ -31,6 +31,8 @@ struct EvalOptions {
     int64_t nlist = 0;
     /// GMM build and probe settings applied to every IndexIVFGMM
     GmmOverrides gmm;
+    /// --gmm-iter's value ("" when not given): the ablation keeps it
+    std::string gmm_iter;
     /// run-wide settings (k, nprobe sweep, training sample, threads, GPU)
     EvalConfig config;
     /// output folder (empty: ./out/<dataset name>)

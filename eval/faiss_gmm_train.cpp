@@ -53,8 +53,8 @@ const char* kUsage =
     "  --data FILE        .fvecs .bvecs .fbin .u8bin .i8bin (required)\n"
     "  --rows N           use the first N rows of FILE (default: all)\n"
     "  --k K              number of components = IVF lists (required)\n"
-    "  --covariance C     spherical (default) or diagonal\n"
-    "  --niter N          EM iterations (default 10)\n"
+    "  --covariance C     spherical (default), diagonal or tied\n"
+    "  --niter N          EM iterations (default 20)\n"
     "  --tol X            stop when the mean log-likelihood gains < X\n"
     "                     (default 1e-4; 0: run all iterations)\n"
     "  --init I           kmeans (default), kmeans++ or random\n"
@@ -124,15 +124,24 @@ int64_t parse_int(const std::string& opt, const std::string& v) {
     return value;
 }
 
-double parse_double(const std::string& opt, const std::string& v) {
-    char* end = nullptr;
-    const double value = std::strtod(v.c_str(), &end);
-    require_fmt(
-        !v.empty() && end && *end == '\0',
-        "%s: '%s' is not a number",
-        opt.c_str(),
-        v.c_str());
-    return value;
+/// The build key (IVFGMMParameters.h) that a training option sets, or
+/// nullptr.
+const char* training_key(const std::string& option) {
+    static const std::pair<const char*, const char*> keys[] = {
+        {"--covariance", "covariance"},
+        {"--niter", "niter"},
+        {"--tol", "tol"},
+        {"--init", "init"},
+        {"--seed", "seed"},
+        {"--max-points-per-component", "max_points_per_component"},
+        {"--reg-covar", "reg_covar"},
+    };
+    for (const auto& k : keys) {
+        if (option == k.first) {
+            return k.second;
+        }
+    }
+    return nullptr;
 }
 
 Options parse(int argc, char** argv) {
@@ -157,25 +166,17 @@ Options parse(int argc, char** argv) {
                 "--k %" PRId64 " out of range",
                 k);
             o.k = int(k);
-        } else if (a == "--covariance") {
-            o.params.covariance = faiss_gmm::covariance_type_from_name(value());
-        } else if (a == "--niter") {
-            o.params.niter = int(parse_int(a, value()));
-            require_fmt(o.params.niter >= 0, "--niter %d < 0", o.params.niter);
-        } else if (a == "--tol") {
-            o.params.tol = parse_double(a, value());
-        } else if (a == "--init") {
-            o.params.init = faiss_gmm::gmm_init_from_name(value());
-        } else if (a == "--seed") {
-            o.params.seed = parse_int(a, value());
-        } else if (a == "--max-points-per-component") {
-            o.params.max_points_per_component = int(parse_int(a, value()));
-            require_fmt(
-                o.params.max_points_per_component >= 0,
-                "--max-points-per-component %d < 0",
-                o.params.max_points_per_component);
-        } else if (a == "--reg-covar") {
-            o.params.reg_covar = float(parse_double(a, value()));
+        } else if (const char* key = training_key(a)) {
+            // the parameter key table parses and checks the value
+            const std::string v = value();
+            faiss_gmm::IVFGMMBuildParameters build;
+            build.gmm = o.params;
+            try {
+                faiss_gmm::set_build_parameter(&build, key, v);
+            } catch (const faiss::FaissException& e) {
+                require_fmt(false, "%s %s: %s", a.c_str(), v.c_str(), e.what());
+            }
+            o.params = build.gmm;
         } else if (a == "--gpu") {
             o.gpu = true;
         } else if (a == "--gpus") {
@@ -343,7 +344,9 @@ int run(const Options& o, const Job& job) {
         if (o.gmm_only) {
             faiss_gmm::write_gmm(model, o.out.c_str());
         } else {
-            faiss_gmm::IndexIVFGMM index(d, size_t(o.k), o.params);
+            faiss_gmm::IVFGMMBuildParameters build;
+            build.gmm = o.params;
+            faiss_gmm::IndexIVFGMM index(d, size_t(o.k), build);
             index.set_gmm(model);
             faiss_gmm::write_index(&index, o.out.c_str());
         }

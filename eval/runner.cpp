@@ -17,19 +17,13 @@
 #include <faiss/IVFlib.h>
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexIVF.h>
+#include <faiss/IndexIVFFlat.h>
 #include <faiss/impl/FaissAssert.h>
 
 #include <datasets/groundtruth.h>
 #include <faiss_gmm/index_factory.h>
 
-#ifdef FAISS_GMM_WITH_GPU
-#include <cuda_runtime.h>
-
-#include <faiss_gmm/gpu/GpuCloner.h>
-#include <faiss_gmm/gpu/GpuFlatL2.h>
-#include <faiss_gmm/gpu/GpuIndexIVFGMM.h>
-#endif
-
+#include <eval/gpu_eval.h>
 #include <eval/recall.h>
 
 namespace faiss_gmm {
@@ -81,16 +75,14 @@ TrainingSample make_training_sample(
     return sample;
 }
 
+/// What decides a GMM's training: indexes with equal keys share one model.
 std::string gmm_training_key(const IndexIVFGMM& index) {
-    const GmmParameters& p = index.gmm_params;
-    std::ostringstream key;
-    key << "nlist=" << index.nlist << ",d=" << index.d
-        << ",cov=" << covariance_type_name(p.covariance) << ",niter=" << p.niter
-        << ",tol=" << p.tol << ",reg=" << p.reg_covar
-        << ",init=" << gmm_init_name(p.init)
-        << ",kmeans_niter=" << p.kmeans_niter << ",seed=" << p.seed
-        << ",mppc=" << p.max_points_per_component;
-    return key.str();
+    IVFGMMBuildParameters training = index.build_params;
+    training.spill = SpillParameters(); // add-time only
+    training.gmm.verbose = false;
+    return "nlist=" + std::to_string(index.nlist) +
+           ",d=" + std::to_string(index.d) + "," +
+           format_build_parameters(training);
 }
 
 /// Sizes of the inverted lists (entries, copies included).
@@ -134,8 +126,8 @@ void fill_storage_figures(
     fill_list_figures(list_sizes(*ivf), ivf->code_size, result);
     const double sum = double(result->nentries);
     if (gmm) {
-        for (const auto& other : gmm->other_lists) {
-            result->list_bytes += int64_t(other.size() * sizeof(int32_t));
+        for (const auto& records : gmm->spill_records.records) {
+            result->list_bytes += int64_t(records.size() * sizeof(int32_t));
         }
         result->replication = gmm->replication_factor();
     } else if (ivf->ntotal > 0) {
@@ -169,58 +161,6 @@ enum class Placement {
     GpuKMeans, ///< FAISS k-means on the CPU, lists and search on the GPU
 };
 
-#ifdef FAISS_GMM_WITH_GPU
-/// What a GPU index holds, counted as fill_storage_figures counts a CPU
-/// IndexIVFGMM (float codes, int64 ids, int32 spill records).
-void fill_gpu_storage_figures(
-    const faiss::Index& index,
-    const gpu::GpuIndexIVFGMM& gpu_ivf,
-    IndexResult* result) {
-    result->ntotal = index.ntotal;
-    std::vector<size_t> sizes(gpu_ivf.nlist);
-    for (size_t l = 0; l < gpu_ivf.nlist; l++) {
-        sizes[l] = gpu_ivf.list_length(idx_t(l));
-    }
-    fill_list_figures(sizes, size_t(gpu_ivf.d) * sizeof(float), result);
-    result->list_bytes += result->nentries * gpu_ivf.other_lists_width() *
-                          int64_t(sizeof(int32_t));
-    result->replication = gpu_ivf.replication_factor();
-}
-
-/// The lists of a trained k-means IVF (is_plain_l2_ivf_flat) on the GPU:
-/// its centroids as a spherical GMM (gmm_from_centroids on the sample), one
-/// list per vector, the nearest centroid, as IndexIVFFlat::add chooses it;
-/// probed by L2 as IndexIVFFlat probes.
-gpu::GpuIndexIVFGMM* kmeans_ivf_to_gpu(
-    const faiss::IndexIVF& ivf,
-    const TrainingSample& sample,
-    const gpu::GpuIndexIVFGMMConfig& gpu_config) {
-    auto* flat = dynamic_cast<const faiss::IndexFlat*>(ivf.quantizer);
-    FAISS_THROW_IF_NOT_MSG(flat, "k-means IVF without a flat quantizer");
-    IndexIVFGMM lists(ivf.d, ivf.nlist);
-    lists.spill.rule = SpillRule::None;
-    lists.spill.max_assign = 1;
-    lists.spill.primary_is_nearest_mean = true;
-    lists.probe_order = ProbeOrder::L2;
-    lists.set_gmm(gmm_from_centroids(
-        ivf.d, int(ivf.nlist), flat->get_xb(), sample.n, sample.x));
-    return new gpu::GpuIndexIVFGMM(&lists, gpu_config);
-}
-#endif
-
-/// The index k-means assigns points with: a GpuIndexFlatL2 with --gpu, else
-/// a CPU IndexFlatL2.
-std::unique_ptr<faiss::Index>
-make_kmeans_assigner(int d, const EvalConfig& config) {
-#ifdef FAISS_GMM_WITH_GPU
-    if (config.gpu) {
-        return std::make_unique<gpu::GpuIndexFlatL2>(d, config.gpu_device);
-    }
-#endif
-    (void)config;
-    return std::make_unique<faiss::IndexFlatL2>(d);
-}
-
 std::vector<float> train_kmeans_centroids(
     int d,
     int64_t nlist,
@@ -232,7 +172,8 @@ std::vector<float> train_kmeans_centroids(
     faiss::Clustering clustering(d, int(nlist), cp);
     // the nearest-centroid searches of every Lloyd iteration: on the GPU
     // with --gpu (as FAISS GPU k-means does), same algorithm and seed
-    std::unique_ptr<faiss::Index> assigner = make_kmeans_assigner(d, config);
+    std::unique_ptr<faiss::Index> assigner =
+        make_kmeans_assigner(d, config.gpu, config.gpu_device);
     clustering.train(sample.n, sample.x, *assigner);
     return clustering.centroids;
 }
@@ -246,137 +187,25 @@ std::string format_seconds(double s) {
 } // namespace
 
 void GmmOverrides::apply(IndexIVFGMM* index) const {
-    if (spill_rule) {
-        index->spill.rule = *spill_rule;
-    }
-    if (tau) {
-        index->spill.tau = *tau;
-    }
-    if (temperature) {
-        index->spill.temperature = *temperature;
-    }
-    if (max_assign) {
-        index->spill.max_assign = *max_assign;
-    }
-    if (closure_ratio) {
-        index->spill.closure_ratio = *closure_ratio;
-    }
-    if (soar_lambda) {
-        index->spill.soar_lambda = *soar_lambda;
-    }
-    if (covariance) {
-        index->gmm_params.covariance = *covariance;
-    }
-    if (gmm_iter) {
-        index->gmm_params.niter = *gmm_iter;
-    }
-    if (reg_covar) {
-        index->gmm_params.reg_covar = *reg_covar;
-    }
-    if (init) {
-        index->gmm_params.init = *init;
-    }
-    if (max_points_per_component) {
-        index->gmm_params.max_points_per_component = *max_points_per_component;
-    }
-    if (probe_order) {
-        index->probe_order = *probe_order;
-    }
-    if (prune_margin) {
-        index->prune_margin = *prune_margin;
-    }
-    if (mass_temperature) {
-        index->mass_temperature = *mass_temperature;
-    }
+    index->set_build_parameters(build);
+    index->set_search_parameters(search);
 }
 
 std::string GmmOverrides::describe() const {
-    std::ostringstream out;
-    const char* sep = "";
-    auto item = [&](const char* key, const std::string& value) {
-        out << sep << key << "=" << value;
-        sep = ",";
-    };
-    auto num = [](double v) {
-        std::ostringstream s;
-        s << v;
-        return s.str();
-    };
-    if (spill_rule) {
-        item("spill", spill_rule_name(*spill_rule));
-    }
-    if (tau) {
-        item("tau", num(*tau));
-    }
-    if (temperature) {
-        item("temperature", num(*temperature));
-    }
-    if (max_assign) {
-        item("max_assign", num(*max_assign));
-    }
-    if (closure_ratio) {
-        item("closure_ratio", num(*closure_ratio));
-    }
-    if (soar_lambda) {
-        item("soar_lambda", num(*soar_lambda));
-    }
-    if (covariance) {
-        item("covariance", covariance_type_name(*covariance));
-    }
-    if (gmm_iter) {
-        item("gmm_iter", num(*gmm_iter));
-    }
-    if (reg_covar) {
-        item("reg_covar", num(*reg_covar));
-    }
-    if (init) {
-        item("init", gmm_init_name(*init));
-    }
-    if (max_points_per_component) {
-        item("max_points_per_component", num(*max_points_per_component));
-    }
-    if (probe_order) {
-        item("probe", probe_order_name(*probe_order));
-    }
-    if (prune_margin) {
-        item("prune_margin", num(*prune_margin));
-    }
-    if (mass_temperature) {
-        item("mass_temperature", num(*mass_temperature));
-    }
-    return out.str();
+    return build + (!build.empty() && !search.empty() ? "," : "") + search;
 }
 
-std::string check_gpu_usable(int device) {
-#ifdef FAISS_GMM_WITH_GPU
-    FAISS_THROW_IF_NOT_FMT(
-        gpu::gpu_is_available(device),
-        "--gpu: CUDA device %d is not usable (no such device, or no "
-        "working driver)",
-        device);
-    cudaDeviceProp prop;
-    cudaError_t err = cudaGetDeviceProperties(&prop, device);
-    FAISS_THROW_IF_NOT_FMT(
-        err == cudaSuccess,
-        "--gpu: reading the properties of CUDA device %d: %s",
-        device,
-        cudaGetErrorString(err));
-    char line[512];
-    snprintf(
-        line,
-        sizeof(line),
-        "device %d: %s, %d SMs, %.1f GB",
-        device,
-        prop.name,
-        prop.multiProcessorCount,
-        prop.totalGlobalMem / 1e9);
-    return line;
-#else
-    FAISS_THROW_FMT(
-        "--gpu: not built with GPU index (faiss_gmm was built without CUDA, "
-        "so CUDA device %d cannot be used)",
-        device);
-#endif
+void GmmOverrides::set_build(const std::string& key, const std::string& value) {
+    IVFGMMBuildParameters check;
+    set_build_parameter(&check, key, value); // throws on a bad key or value
+    build += (build.empty() ? "" : ",") + key + "=" + value;
+}
+
+void GmmOverrides::set_search(
+    const std::string& key, const std::string& value) {
+    SearchParametersIVFGMM check;
+    set_search_parameter(&check, key, value);
+    search += (search.empty() ? "" : ",") + key + "=" + value;
 }
 
 int64_t default_nlist(int64_t n_base) {
@@ -503,13 +332,11 @@ EvalReport run_evaluation(
     if (config.gpu) {
         report.gpu = check_gpu_usable(config.gpu_device);
         log << "GPU " << report.gpu << "\n";
-#ifdef FAISS_GMM_WITH_GPU
         FAISS_THROW_IF_NOT_FMT(
-            report.search_k <= gpu::GpuIndexIVFGMM::max_search_k(),
-            "--gpu: %d results per query exceed the GPU search limit %d",
+            report.search_k <= gpu_max_search_k(),
+            "--gpu: %d results per query exceed the GPU search limit %lld",
             report.search_k,
-            gpu::GpuIndexIVFGMM::max_search_k());
-#endif
+            (long long)gpu_max_search_k());
     }
 
     // Before any training: a matrix that does not fit fails now.
@@ -613,8 +440,8 @@ EvalReport run_evaluation(
             ivf->verbose = config.verbose;
         }
         if (gmm) {
-            gmm->gmm_params.kmeans_niter = config.kmeans_iter;
-            gmm->gmm_params.verbose = config.verbose;
+            gmm->build_params.gmm.kmeans_niter = config.kmeans_iter;
+            gmm->build_params.gmm.verbose = config.verbose;
             spec.gmm.apply(gmm);
         }
         result.description = spec.factory;
@@ -640,7 +467,8 @@ EvalReport run_evaluation(
                 " [CPU: no distance-matrix path, searched normally]";
         } else if (
             config.gpu && gmm &&
-            (gmm->prune_margin > 0 || gmm->min_expected_hits > 0)) {
+            (gmm->search_options.prune_margin > 0 ||
+             gmm->search_options.min_expected_hits > 0)) {
             result.description +=
                 " [CPU: pruning needs the sequential CPU scan]";
         } else if (config.gpu && gmm) {
@@ -656,13 +484,7 @@ EvalReport run_evaluation(
         }
         // the index that is filled and searched: index, or its GPU copy
         faiss::Index* searched = index.get();
-#ifdef FAISS_GMM_WITH_GPU
-        std::unique_ptr<faiss::Index> gpu_index;
-        gpu::GpuIndexIVFGMM* gpu_ivf = nullptr;
-        gpu::GpuIndexIVFGMMConfig gpu_config;
-        gpu_config.device = config.gpu_device;
-        gpu_config.verbose = config.verbose;
-#endif
+        std::unique_ptr<GpuEvalIndex> gpu_index;
         log << "\n[" << (s + 1) << "/" << specs.size() << "] " << result.name
             << ": " << result.description << "\n";
         log.flush();
@@ -704,18 +526,16 @@ EvalReport run_evaluation(
                 << (placement == Placement::GpuGmm ? " on the GPU" : "")
                 << "...\n";
             log.flush();
-#ifdef FAISS_GMM_WITH_GPU
             if (placement == Placement::GpuGmm) {
-                gpu_index.reset(gpu::index_cpu_to_gpu(index.get(), gpu_config));
-                gpu_ivf = gpu::try_extract_gpu_index_ivfgmm(gpu_index.get());
-                gpu_index->train(sample.n, sample.x);
-            }
-#endif
-            if (placement != Placement::GpuGmm) {
+                gpu_index = gpu_copy_of_chain(
+                    *index, config.gpu_device, config.verbose);
+                gpu_index->index()->train(sample.n, sample.x);
+            } else {
                 // FAISS k-means: its assignments on the GPU with --gpu
                 std::unique_ptr<faiss::Index> assigner;
                 if (config.gpu && ivf && !gmm) {
-                    assigner = make_kmeans_assigner(d, config);
+                    assigner =
+                        make_kmeans_assigner(d, config.gpu, config.gpu_device);
                     ivf->clustering_index = assigner.get();
                 }
                 index->train(sample.n, sample.x);
@@ -726,12 +546,8 @@ EvalReport run_evaluation(
             result.train_s = seconds_since(t0);
             log << "  trained in " << format_seconds(result.train_s) << "\n";
             if (spec.model == ModelSource::SharedGmm) {
-#ifdef FAISS_GMM_WITH_GPU
                 const GaussianMixture& trained =
-                    gpu_ivf ? gpu_ivf->gmm : gmm->gmm;
-#else
-                const GaussianMixture& trained = gmm->gmm;
-#endif
+                    gpu_index ? gpu_index->gmm() : gmm->gmm;
                 shared_gmms[gmm_training_key(*gmm)] = {trained, result.train_s};
             }
             if (ivf && !gmm) {
@@ -745,25 +561,32 @@ EvalReport run_evaluation(
             }
         }
 
-#ifdef FAISS_GMM_WITH_GPU
         // the adopted models, and the k-means lists, go to the GPU now
         if (placement != Placement::Cpu && !gpu_index) {
             t0 = clock::now();
             if (placement == Placement::GpuGmm) {
-                gpu_index.reset(gpu::index_cpu_to_gpu(index.get(), gpu_config));
+                gpu_index = gpu_copy_of_chain(
+                    *index, config.gpu_device, config.verbose);
             } else {
-                gpu_index.reset(kmeans_ivf_to_gpu(*ivf, sample, gpu_config));
+                auto* flat =
+                    dynamic_cast<const faiss::IndexFlat*>(ivf->quantizer);
+                FAISS_THROW_IF_NOT_MSG(
+                    flat, "k-means IVF without a flat quantizer");
+                gpu_index = gpu_kmeans_lists(
+                    *ivf,
+                    gmm_from_centroids(
+                        d, int(ivf->nlist), flat->get_xb(), sample.n, sample.x),
+                    config.gpu_device,
+                    config.verbose);
             }
-            gpu_ivf = gpu::try_extract_gpu_index_ivfgmm(gpu_index.get());
             const double copy_s = seconds_since(t0);
             result.train_s += copy_s;
             log << "  moved the trained model to the GPU in "
                 << format_seconds(copy_s) << "\n";
         }
         if (gpu_index) {
-            searched = gpu_index.get();
+            searched = gpu_index->index();
         }
-#endif
 
         // ---- add
         log << "  adding " << nb << " vectors...\n";
@@ -771,15 +594,11 @@ EvalReport run_evaluation(
         t0 = clock::now();
         searched->add(nb, data.base.data.data());
         result.add_s = seconds_since(t0);
-#ifdef FAISS_GMM_WITH_GPU
-        if (gpu_ivf) {
-            fill_gpu_storage_figures(*searched, *gpu_ivf, &result);
+        if (gpu_index) {
+            gpu_index->fill_storage_figures(&result);
         } else {
             fill_storage_figures(*index, ivf, gmm, &result);
         }
-#else
-        fill_storage_figures(*index, ivf, gmm, &result);
-#endif
         log << "  added in " << format_seconds(result.add_s) << ": replication "
             << result.replication << ", imbalance " << result.imbalance
             << ", lists " << result.list_bytes / 1e6 << " MB\n";
@@ -802,9 +621,8 @@ EvalReport run_evaluation(
         } else {
             settings.push_back({0, 0});
         }
-#ifdef FAISS_GMM_WITH_GPU
-        if (gpu_ivf) {
-            const int64_t limit = gpu::GpuIndexIVFGMM::max_search_k();
+        if (gpu_index) {
+            const int64_t limit = gpu_max_search_k();
             size_t kept = 0;
             bool capped = false;
             for (Setting setting : settings) {
@@ -826,7 +644,6 @@ EvalReport run_evaluation(
             }
             settings.resize(kept);
         }
-#endif
         const double coarse_per_query = [&]() {
             if (!ivf) {
                 return 0.0;
@@ -844,12 +661,10 @@ EvalReport run_evaluation(
         std::vector<idx_t> labels(size_t(nq) * search_k);
         // the GPU index fills indexIVFGMM_stats, also for k-means lists
         const bool gmm_counters = gmm || placement != Placement::Cpu;
-#ifdef FAISS_GMM_WITH_GPU
-        if (gpu_ivf && !settings.empty()) {
+        if (gpu_index && !settings.empty()) {
             // the first search on a device pays one-time costs (library
             // handles, module loading) that no row should carry
-            gpu_ivf->nprobe = size_t(settings[0].nprobe);
-            gpu_ivf->posterior_mass = settings[0].mass;
+            gpu_index->set_search(settings[0].nprobe, settings[0].mass);
             searched->search(
                 std::min<int64_t>(nq, 100),
                 data.query.data.data(),
@@ -857,33 +672,21 @@ EvalReport run_evaluation(
                 distances.data(),
                 labels.data());
         }
-#endif
         for (const Setting& setting : settings) {
             if (ivf) {
                 ivf->nprobe = size_t(setting.nprobe);
             }
             if (gmm) {
-                gmm->posterior_mass = setting.mass;
+                gmm->search_options.posterior_mass = setting.mass;
             }
-#ifdef FAISS_GMM_WITH_GPU
-            if (gpu_ivf) {
-                gpu_ivf->nprobe = size_t(setting.nprobe);
-                gpu_ivf->posterior_mass = setting.mass;
+            if (gpu_index) {
+                gpu_index->set_search(setting.nprobe, setting.mass);
             }
-#endif
             faiss::indexIVF_stats.reset();
             indexIVFGMM_stats.reset();
             t0 = clock::now();
             if (fine == FineDistances::GmmLookup) {
-                SearchParametersIVFGMM lookup;
-                lookup.nprobe = gmm->nprobe;
-                lookup.max_codes = gmm->max_codes;
-                lookup.probe_order = gmm->probe_order;
-                lookup.posterior_mass = gmm->posterior_mass;
-                lookup.mass_temperature = gmm->mass_temperature;
-                lookup.distance_ratio = gmm->distance_ratio;
-                lookup.prune_margin = gmm->prune_margin;
-                lookup.min_expected_hits = gmm->min_expected_hits;
+                SearchParametersIVFGMM lookup = gmm->search_defaults();
                 // row stride: the index's ntotal, the matrix's columns
                 FAISS_THROW_IF_NOT_FMT(
                     gmm->ntotal == matrix->nb,

@@ -8,7 +8,6 @@
 #pragma once
 
 #include <cstdint>
-#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -25,31 +24,26 @@ namespace eval {
 
 /**
  * Build and search settings applied to an IndexIVFGMM (wherever it sits in
- * the index chain) after the factory made it; unset fields keep what the
- * factory string and the library defaults chose. Ignored for other indexes.
+ * the index chain) after the factory made it, as parameter strings of the
+ * key table (IVFGMMParameters.h); keys not given keep what the factory
+ * string and the library defaults chose. Ignored for other indexes.
  */
 struct GmmOverrides {
-    std::optional<SpillRule> spill_rule; ///< SpillParameters::rule
-    std::optional<float> tau;            ///< SpillParameters::tau
-    std::optional<float> temperature;    ///< SpillParameters::temperature
-    std::optional<int> max_assign;       ///< SpillParameters::max_assign
-    std::optional<float> closure_ratio;  ///< SpillParameters::closure_ratio
-    std::optional<float> soar_lambda;    ///< SpillParameters::soar_lambda
-    std::optional<CovarianceType> covariance; ///< GmmParameters::covariance
-    std::optional<int> gmm_iter;              ///< GmmParameters::niter
-    std::optional<float> reg_covar;           ///< GmmParameters::reg_covar
-    std::optional<GmmInit> init;              ///< GmmParameters::init
-    /// GmmParameters::max_points_per_component (training sample size)
-    std::optional<int> max_points_per_component;
-    std::optional<ProbeOrder> probe_order; ///< IndexIVFGMM::probe_order
-    std::optional<float> prune_margin;     ///< IndexIVFGMM::prune_margin
-    /// IndexIVFGMM::mass_temperature (adaptive probing by posterior mass)
-    std::optional<float> mass_temperature;
+    /// build keys, "tau=0.05,max_assign=3" (IndexIVFGMM::set_build_parameters)
+    std::string build;
+    /// search keys, "probe=l2,prune_margin=0.3"
+    /// (IndexIVFGMM::set_search_parameters)
+    std::string search;
 
-    /// Sets the given fields on index.
+    /// Applies both strings to index.
     void apply(IndexIVFGMM* index) const;
-    /// "tau=0.05,T=4,..." for the fields that are set ("" when none).
+    /// "key=value,..." of the build then search keys ("" when none).
     std::string describe() const;
+    /// Adds key=value to build; throws naming them when the key table
+    /// rejects them.
+    void set_build(const std::string& key, const std::string& value);
+    /// Adds key=value to search; throws naming them when rejected.
+    void set_search(const std::string& key, const std::string& value);
 };
 
 /// Where an index's coarse model comes from.
@@ -163,13 +157,6 @@ nprobe_sweep(const std::vector<int64_t>& requested, int64_t nlist);
  */
 GaussianMixture gmm_from_centroids(
     int d, int k, const float* centroids, int64_t n, const float* x);
-
-/**
- * Throws faiss::FaissException unless indexes can be evaluated on CUDA
- * device `device`: the build has the GPU index and the device is usable.
- * Returns a description of the device ("device 0: NVIDIA H100 ...").
- */
-std::string check_gpu_usable(int device);
 
 /**
  * Runs the evaluation and returns every measurement. Progress (training,

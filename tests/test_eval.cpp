@@ -441,17 +441,11 @@ TEST(EvalRunner, SharedModelsAndAdaptiveProbing) {
     // the ablation machinery: k-means centroids under a spill rule, a GMM
     // trained once and shared, adaptive probing rows
     fe::GmmOverrides closure;
-    closure.spill_rule = faiss_gmm::SpillRule::Closure;
-    closure.closure_ratio = 1.5f;
-    closure.max_assign = 3;
+    closure.build = "spill=closure,closure_ratio=1.5,max_assign=3";
     fe::GmmOverrides nospill;
-    nospill.spill_rule = faiss_gmm::SpillRule::None;
-    nospill.max_assign = 1;
+    nospill.build = "spill=none,max_assign=1";
     fe::GmmOverrides spill;
-    spill.spill_rule = faiss_gmm::SpillRule::Posterior;
-    spill.temperature = 4.0f;
-    spill.tau = 0.02f;
-    spill.max_assign = 2;
+    spill.build = "spill=posterior,temperature=4,tau=0.02,max_assign=2";
     std::vector<fe::IndexSpec> specs = {
         {"k-means", "IVF16,Flat", {}, fe::ModelSource::OwnTraining, {}},
         {"closure",
@@ -510,18 +504,16 @@ TEST(EvalRunner, SharedModelsAndAdaptiveProbing) {
 }
 
 TEST(EvalAblation, PresetAndTable) {
-    std::vector<fe::IndexSpec> specs = fe::ablation_specs(64, 7);
+    std::vector<fe::IndexSpec> specs = fe::ablation_specs(64, "7");
     ASSERT_EQ(specs.size(), 27u);
     EXPECT_EQ(specs[0].factory, "IVF64,Flat");
     EXPECT_EQ(specs[0].model, fe::ModelSource::OwnTraining);
     int classic = 0, shared = 0, adaptive = 0, pruned = 0;
     for (const fe::IndexSpec& spec : specs) {
-        if (spec.gmm.prune_margin) {
+        if (spec.gmm.search.find("prune_margin") != std::string::npos) {
             pruned++;
             // pruning is only defined for the L2 probe order
-            EXPECT_TRUE(
-                !spec.gmm.probe_order ||
-                *spec.gmm.probe_order == faiss_gmm::ProbeOrder::L2)
+            EXPECT_NE(spec.gmm.search.find("probe=l2"), std::string::npos)
                 << spec.name;
         }
         if (spec.model == fe::ModelSource::KMeansCentroids) {
@@ -533,9 +525,14 @@ TEST(EvalAblation, PresetAndTable) {
             EXPECT_EQ(spec.factory, "IVF64_GMM,Flat");
             // the EM-iteration rows set their own count
             if (spec.name.find(", EM ") == std::string::npos) {
-                EXPECT_EQ(*spec.gmm.gmm_iter, 7) << spec.name;
+                EXPECT_NE(spec.gmm.build.find("niter=7"), std::string::npos)
+                    << spec.name;
             }
-            ASSERT_TRUE(spec.gmm.spill_rule.has_value()) << spec.name;
+            EXPECT_NE(spec.gmm.build.find("spill="), std::string::npos)
+                << spec.name;
+            // every string is accepted by the key table
+            faiss_gmm::IndexIVFGMM index(8, 64);
+            EXPECT_NO_THROW(spec.gmm.apply(&index)) << spec.name;
         }
         if (!spec.posterior_masses.empty()) {
             adaptive++;
@@ -578,8 +575,7 @@ TEST(EvalCli, OptionErrors) {
     EXPECT_NE(
         gpu_err.str().find("CUDA device 99 is not usable"), std::string::npos);
 #else
-    EXPECT_NE(
-        gpu_err.str().find("not built with GPU index"), std::string::npos);
+    EXPECT_NE(gpu_err.str().find("built without CUDA"), std::string::npos);
 #endif
     fe::EvalOptions o = fe::parse_eval_options(
         {"--index",
@@ -595,9 +591,12 @@ TEST(EvalCli, OptionErrors) {
          "diagonal"});
     EXPECT_EQ(o.indexes, (std::vector<std::string>{"A", "B"}));
     EXPECT_EQ(o.config.nprobes, (std::vector<int64_t>{1, 4}));
-    EXPECT_FLOAT_EQ(*o.gmm.tau, 0.05f);
-    EXPECT_EQ(*o.gmm.spill_rule, faiss_gmm::SpillRule::Closure);
-    EXPECT_EQ(*o.gmm.covariance, faiss_gmm::CovarianceType::Diagonal);
+    EXPECT_EQ(o.gmm.build, "tau=0.05,spill=closure,covariance=diagonal");
+    EXPECT_THROW(
+        fe::parse_eval_options({"--spill-tau", "2"}), faiss::FaissException);
+    EXPECT_THROW(
+        fe::parse_eval_options({"--build-params", "nprobe=3"}),
+        faiss::FaissException);
 }
 
 TEST(EvalCli, TinySyntheticEndToEnd) {
@@ -859,23 +858,17 @@ TEST(EvalDistanceMatrix, EveryRowEqualsTheNormalEvaluation) {
     // with and without spill, bisector pruning on both kinds of lists,
     // adaptive probing, and an index without a matrix path
     fe::GmmOverrides closure;
-    closure.spill_rule = faiss_gmm::SpillRule::Closure;
-    closure.closure_ratio = 1.3f;
-    closure.max_assign = 3;
+    closure.build = "spill=closure,closure_ratio=1.3,max_assign=3";
     fe::GmmOverrides closure_pruned = closure;
-    closure_pruned.prune_margin = 0.4f;
+    closure_pruned.search = "prune_margin=0.4";
     fe::GmmOverrides nospill;
-    nospill.spill_rule = faiss_gmm::SpillRule::None;
-    nospill.max_assign = 1;
+    nospill.build = "spill=none,max_assign=1";
     fe::GmmOverrides spill;
-    spill.spill_rule = faiss_gmm::SpillRule::Posterior;
-    spill.temperature = 4.0f;
-    spill.tau = 0.02f;
-    spill.max_assign = 2;
+    spill.build = "spill=posterior,temperature=4,tau=0.02,max_assign=2";
     fe::GmmOverrides spill_pruned = spill;
-    spill_pruned.prune_margin = 0.3f;
+    spill_pruned.search = "prune_margin=0.3";
     fe::GmmOverrides by_posterior = spill;
-    by_posterior.probe_order = faiss_gmm::ProbeOrder::Posterior;
+    by_posterior.search = "probe=posterior";
     const std::vector<fe::IndexSpec> specs = {
         {"k-means", "IVF16,Flat", {}, fe::ModelSource::OwnTraining, {}},
         {"closure",

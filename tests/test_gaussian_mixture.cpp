@@ -839,9 +839,9 @@ TEST(GaussianMixture, BadInputThrowsNamingTheValue) {
     EXPECT_NE(msg.find("d = 0"), std::string::npos) << msg;
 
     msg = exception_message([] { covariance_type_from_name("full"); });
-    EXPECT_NE(msg.find("\"full\""), std::string::npos) << msg;
+    EXPECT_NE(msg.find("'full'"), std::string::npos) << msg;
     msg = exception_message([] { gmm_init_from_name("kmeans+++"); });
-    EXPECT_NE(msg.find("\"kmeans+++\""), std::string::npos) << msg;
+    EXPECT_NE(msg.find("'kmeans+++'"), std::string::npos) << msg;
 
     GmmParameters diag;
     diag.covariance = CovarianceType::Diagonal;

@@ -33,15 +33,12 @@
 #include <faiss_gmm/gpu/GpuFlatL2.h>
 #include <kernels/ivf_assign.h>
 
+#include "test_utils.h"
+
 using namespace faiss_gmm;
 namespace kn = faiss_gmm::kernels;
 
 namespace {
-
-#define SKIP_WITHOUT_GPU()                                                     \
-    if (!gpu::gpu_is_available()) {                                            \
-        GTEST_SKIP() << "no usable CUDA device: GPU test skipped";             \
-    }
 
 /// Device copy of a host vector, freed at scope exit.
 template <class T>
@@ -363,7 +360,7 @@ const std::vector<Case>& awkward_cases() {
 }
 
 TEST(IvfAssignTop, L2MatchesDoubleReference) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     uint64_t seed = 100;
     for (const Case& c : awkward_cases()) {
         check_case(c, Kind::L2, seed % 2 == 0, 1.0, seed);
@@ -372,7 +369,7 @@ TEST(IvfAssignTop, L2MatchesDoubleReference) {
 }
 
 TEST(IvfAssignTop, SphericalLogJointMatchesDoubleReference) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     uint64_t seed = 200;
     for (const Case& c : awkward_cases()) {
         check_case(c, Kind::Spherical, true, 1.0, seed);
@@ -382,7 +379,7 @@ TEST(IvfAssignTop, SphericalLogJointMatchesDoubleReference) {
 }
 
 TEST(IvfAssignTop, DiagonalLogJointMatchesDoubleReference) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     uint64_t seed = 300;
     for (const Case& c : awkward_cases()) {
         // Both kernels: with and without the nearest-mean sums.
@@ -395,7 +392,7 @@ TEST(IvfAssignTop, DiagonalLogJointMatchesDoubleReference) {
 
 /// Duplicate means score exactly alike: the smaller id comes first.
 TEST(IvfAssignTop, TiesKeepSmallerIdFirst) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     for (Kind kind : {Kind::L2, Kind::Spherical, Kind::Diagonal}) {
         for (int m : {1, 3, 5}) {
             SCOPED_TRACE(
@@ -464,7 +461,7 @@ TEST(IvfAssignTop, TiesKeepSmallerIdFirst) {
 }
 
 TEST(IvfAssignTop, RejectsBadArguments) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 4, k = 20;
     const HostModel hm = random_model(d, k, Kind::Spherical, 1);
     const std::vector<float> x = random_points(d, 10, 2);
@@ -560,7 +557,7 @@ double squared_norm(const float* a, int d) {
  * CPU itself misorders close pairs).
  */
 TEST(GpuIndexFlatL2, SearchMatchesIndexFlatL2) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     for (int d : {3, 64, 130}) {
         SCOPED_TRACE("d=" + std::to_string(d));
         const int nb = 3000, nq = 500;
@@ -622,7 +619,7 @@ TEST(GpuIndexFlatL2, SearchMatchesIndexFlatL2) {
 }
 
 TEST(GpuIndexFlatL2, PaddingResetAndErrors) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 8;
     const std::vector<float> base = random_points(d, 3, 1);
     gpu::GpuIndexFlatL2 g(d);
@@ -700,7 +697,7 @@ void expect_models_near(
 }
 
 TEST(GpuKMeansInit, SameModelAsCpuInit) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 16, k = 12;
     const int64_t n = 6000;
     const std::vector<float> x = blobs(d, k, n, 5);
@@ -725,7 +722,7 @@ TEST(GpuKMeansInit, SameModelAsCpuInit) {
 }
 
 TEST(GpuKMeansInit, TrainerLogLikelihoodMatchesCpuTrainer) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 24, k = 16;
     const int64_t n = 20000;
     const std::vector<float> x = blobs(d, k, n, 9);

@@ -39,14 +39,11 @@
 #include <faiss_gmm/index_factory.h>
 #include <faiss_gmm/index_io.h>
 
+#include "test_utils.h"
+
 using namespace faiss_gmm;
 
 namespace {
-
-#define SKIP_WITHOUT_GPU()                                                     \
-    if (!gpu::gpu_is_available()) {                                            \
-        GTEST_SKIP() << "no usable CUDA device: GPU test skipped";             \
-    }
 
 /// n points around 20 random centres (unit-variance noise), seeded.
 std::vector<float> clustered(int64_t n, int d, uint64_t seed) {
@@ -71,10 +68,10 @@ std::vector<float> clustered(int64_t n, int d, uint64_t seed) {
 std::unique_ptr<IndexIVFGMM>
 filled_cpu_index(int d, size_t nlist, int64_t n, const std::vector<float>& x) {
     auto index = std::make_unique<IndexIVFGMM>(d, nlist);
-    index->train_device = TrainDevice::Cpu;
-    index->gmm_params.niter = 5;
-    index->spill.tau = 0.05f;
-    index->spill.max_assign = 3;
+    index->build_params.train_device = TrainDevice::Cpu;
+    index->build_params.gmm.niter = 5;
+    index->build_params.spill.tau = 0.05f;
+    index->build_params.spill.max_assign = 3;
     index->nprobe = 4;
     index->train(n, x.data());
     std::vector<idx_t> ids(n);
@@ -99,15 +96,15 @@ void expect_same_cpu_index(const IndexIVFGMM& a, const IndexIVFGMM& b) {
     ASSERT_EQ(a.d, b.d);
     ASSERT_EQ(a.nlist, b.nlist);
     EXPECT_EQ(a.ntotal, b.ntotal);
-    EXPECT_EQ(a.nentries, b.nentries);
+    EXPECT_EQ(a.nentries(), b.nentries());
     EXPECT_EQ(a.is_trained, b.is_trained);
     EXPECT_EQ(a.nprobe, b.nprobe);
-    EXPECT_EQ(a.spill.rule, b.spill.rule);
-    EXPECT_EQ(a.spill.tau, b.spill.tau);
-    EXPECT_EQ(a.spill.max_assign, b.spill.max_assign);
-    EXPECT_EQ(a.probe_order, b.probe_order);
+    EXPECT_EQ(a.build_params.spill.rule, b.build_params.spill.rule);
+    EXPECT_EQ(a.build_params.spill.tau, b.build_params.spill.tau);
+    EXPECT_EQ(a.build_params.spill.max_assign, b.build_params.spill.max_assign);
+    EXPECT_EQ(a.search_options.probe_order, b.search_options.probe_order);
     expect_same_model(a.gmm, b.gmm);
-    EXPECT_EQ(a.other_lists_width, b.other_lists_width);
+    EXPECT_EQ(a.spill_records.width, b.spill_records.width);
     for (size_t l = 0; l < a.nlist; l++) {
         const size_t n = a.invlists->list_size(l);
         ASSERT_EQ(n, b.invlists->list_size(l)) << "list " << l;
@@ -122,7 +119,8 @@ void expect_same_cpu_index(const IndexIVFGMM& a, const IndexIVFGMM& b) {
             std::vector<uint8_t>(ca, ca + n * a.code_size),
             std::vector<uint8_t>(cb, cb + n * b.code_size))
             << "list " << l;
-        EXPECT_EQ(a.other_lists[l], b.other_lists[l]) << "list " << l;
+        EXPECT_EQ(a.spill_records.records[l], b.spill_records.records[l])
+            << "list " << l;
     }
 }
 
@@ -132,9 +130,9 @@ void expect_gpu_matches_cpu(
     ASSERT_EQ(g.d, c.d);
     ASSERT_EQ(g.nlist, c.nlist);
     EXPECT_EQ(g.ntotal, c.ntotal);
-    EXPECT_EQ(g.nentries(), c.nentries);
+    EXPECT_EQ(g.nentries(), c.nentries());
     EXPECT_EQ(g.nprobe, c.nprobe);
-    EXPECT_EQ(g.other_lists_width(), c.other_lists_width);
+    EXPECT_EQ(g.other_lists_width(), c.spill_records.width);
     expect_same_model(g.gmm, c.gmm);
     for (size_t l = 0; l < c.nlist; l++) {
         const size_t n = c.invlists->list_size(l);
@@ -146,7 +144,7 @@ void expect_gpu_matches_cpu(
         EXPECT_EQ(
             g.list_vectors(idx_t(l)),
             std::vector<float>(v, v + n * size_t(c.d)));
-        EXPECT_EQ(g.list_records(idx_t(l)), c.other_lists[l]);
+        EXPECT_EQ(g.list_records(idx_t(l)), c.spill_records.records[l]);
     }
 }
 
@@ -248,12 +246,12 @@ TEST(GpuCloner, CpuIndexesAreCopiedOnTheHost) {
 // ---- need a device ---------------------------------------------------------
 
 TEST(GpuCloner, RoundTripKeepsListsIdsAndModel) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 16;
     const int64_t n = 6000;
     std::vector<float> x = clustered(n, d, 2);
     std::unique_ptr<IndexIVFGMM> cpu = filled_cpu_index(d, 32, n, x);
-    ASSERT_GT(cpu->nentries, size_t(cpu->ntotal)) << "the test needs spill";
+    ASSERT_GT(cpu->nentries(), size_t(cpu->ntotal)) << "the test needs spill";
 
     std::unique_ptr<faiss::Index> g(gpu::index_cpu_to_gpu(cpu.get()));
     auto* gpu_index = dynamic_cast<gpu::GpuIndexIVFGMM*>(g.get());
@@ -277,12 +275,13 @@ TEST(GpuCloner, RoundTripKeepsListsIdsAndModel) {
 }
 
 TEST(GpuCloner, PreTransformWrapperIsClonedAroundTheGpuIndex) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 32;
     const int64_t n = 5000;
     std::vector<float> x = clustered(n, d, 3);
     std::unique_ptr<faiss::Index> cpu(index_factory(d, "PCA16,IVF32_GMM,Flat"));
-    try_extract_index_ivfgmm(cpu.get())->train_device = TrainDevice::Cpu;
+    try_extract_index_ivfgmm(cpu.get())->build_params.train_device =
+        TrainDevice::Cpu;
     cpu->train(n, x.data());
     cpu->add(n, x.data());
     set_index_parameters(cpu.get(), "nprobe=6");
@@ -316,7 +315,7 @@ TEST(GpuCloner, PreTransformWrapperIsClonedAroundTheGpuIndex) {
 }
 
 TEST(GpuCloner, IDMapWrappersKeepTheirIds) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 16;
     const int64_t n = 4000;
     std::vector<float> x = clustered(n, d, 4);
@@ -326,8 +325,8 @@ TEST(GpuCloner, IDMapWrappersKeepTheirIds) {
     }
     for (bool two_way : {false, true}) {
         auto* ivf = new IndexIVFGMM(d, 24);
-        ivf->train_device = TrainDevice::Cpu;
-        ivf->gmm_params.niter = 5;
+        ivf->build_params.train_device = TrainDevice::Cpu;
+        ivf->build_params.gmm.niter = 5;
         ivf->nprobe = 5;
         std::unique_ptr<faiss::IndexIDMap> cpu(
             two_way ? new faiss::IndexIDMap2(ivf) : new faiss::IndexIDMap(ivf));
@@ -364,7 +363,7 @@ TEST(GpuCloner, IDMapWrappersKeepTheirIds) {
 }
 
 TEST(GpuCloner, WriteAndReadThroughTheCpuFormat) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 16;
     const int64_t n = 3000;
     std::vector<float> x = clustered(n, d, 5);
@@ -385,7 +384,7 @@ TEST(GpuCloner, WriteAndReadThroughTheCpuFormat) {
 }
 
 TEST(GpuEval, GpuRowsMatchTheCpuRowsOnTheSameLists) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     datasets::SyntheticParameters p;
     p.n_base = 5000;
     p.n_query = 100;
@@ -454,7 +453,7 @@ TEST(GpuEval, GpuRowsMatchTheCpuRowsOnTheSameLists) {
     // figures as in a CPU run (the same k-means model: its rows above)
     eval::IndexSpec pruned = specs[1];
     pruned.name = "pruned";
-    pruned.gmm.prune_margin = 0.4f;
+    pruned.gmm.search = "prune_margin=0.4";
     std::ostringstream pruned_log;
     const eval::EvalReport mixed =
         eval::run_evaluation(data, {specs[0], pruned}, config, pruned_log);

@@ -35,16 +35,13 @@
 #include <faiss_gmm/gpu/GpuIndexIVFGMM.h>
 #include <faiss_gmm/index_io.h>
 
+#include "test_utils.h"
+
 using namespace faiss_gmm;
 using faiss_gmm::gpu::GpuIndexIVFGMM;
 using faiss_gmm::gpu::GpuIndexIVFGMMConfig;
 
 namespace {
-
-#define SKIP_WITHOUT_GPU()                                                     \
-    if (!gpu::gpu_is_available()) {                                            \
-        GTEST_SKIP() << "no usable CUDA device: GPU test skipped";             \
-    }
 
 /// Relative tolerance under which two scores count as a near-tie.
 constexpr double kTieTolerance = 1e-4;
@@ -120,10 +117,11 @@ Pair make_pair(
     GmmParameters gp;
     gp.covariance = model.covariance;
     Pair p;
-    p.cpu.reset(new IndexIVFGMM(model.d, size_t(model.k), gp, spill));
+    p.cpu.reset(new IndexIVFGMM(
+        model.d, size_t(model.k), test::build_params(gp, spill)));
     p.cpu->set_gmm(model);
-    p.gpu.reset(
-        new GpuIndexIVFGMM(model.d, size_t(model.k), gp, spill, config));
+    p.gpu.reset(new GpuIndexIVFGMM(
+        model.d, size_t(model.k), test::build_params(gp, spill), config));
     p.gpu->set_gmm(model);
     return p;
 }
@@ -193,16 +191,16 @@ bool assignment_near_tie(
         involved.insert(by_l2[t]);
     }
     double mx = *std::max_element(lj.begin(), lj.end()), sum = 0;
-    const double inv_t = 1.0 / cpu.spill.temperature;
+    const double inv_t = 1.0 / cpu.build_params.spill.temperature;
     for (int j = 0; j < g.k; j++) {
         sum += std::exp((lj[j] - mx) * inv_t);
     }
     for (idx_t p : involved) {
         const double post = std::exp((lj[p] - mx) * inv_t) / sum;
-        if (std::abs(post - cpu.spill.tau) <= 1e-4) {
+        if (std::abs(post - cpu.build_params.spill.tau) <= 1e-4) {
             return true;
         }
-        if (near(l2[p], cpu.spill.closure_ratio * l2[by_l2[0]])) {
+        if (near(l2[p], cpu.build_params.spill.closure_ratio * l2[by_l2[0]])) {
             return true;
         }
         for (idx_t q : involved) {
@@ -225,7 +223,7 @@ void expect_same_lists(
     const float* x,
     idx_t n) {
     ASSERT_EQ(cpu.nlist, gpu.nlist);
-    ASSERT_EQ(cpu.other_lists_width, gpu.other_lists_width());
+    ASSERT_EQ(cpu.spill_records.width, gpu.other_lists_width());
     EXPECT_EQ(cpu.ntotal, gpu.ntotal);
     const auto cpu_sets = lists_of_ids(cpu);
     const auto gpu_sets = lists_of_ids(gpu);
@@ -245,9 +243,9 @@ void expect_same_lists(
     }
     EXPECT_LE(tied.size(), size_t(n / 1000 + 1)) << "too many near-ties";
     if (tied.empty()) {
-        EXPECT_EQ(cpu.nentries, gpu.nentries());
+        EXPECT_EQ(cpu.nentries(), gpu.nentries());
     }
-    const int w = cpu.other_lists_width;
+    const int w = cpu.spill_records.width;
     for (size_t l = 0; l < cpu.nlist; l++) {
         const size_t n_l = cpu.invlists->list_size(l);
         const idx_t* ids = cpu.invlists->get_ids(l);
@@ -271,7 +269,9 @@ void expect_same_lists(
             }
             if (tied.empty()) {
                 for (int t = 0; t < w; t++) {
-                    ASSERT_EQ(cpu.other_lists[l][jc * w + t], g_rec[jg * w + t])
+                    ASSERT_EQ(
+                        cpu.spill_records.records[l][jc * w + t],
+                        g_rec[jg * w + t])
                         << "record of list " << l << " entry " << jc;
                 }
             }
@@ -415,7 +415,7 @@ void expect_throw_naming(F f, const std::string& needle) {
 } // namespace
 
 TEST(GpuIndexIVFGMM, SearchAgreesWithCpu) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 24, nlist = 96;
     const idx_t n = 12000, nq = 60;
     for (CovarianceType cov :
@@ -446,7 +446,7 @@ TEST(GpuIndexIVFGMM, SearchAgreesWithCpu) {
 }
 
 TEST(GpuIndexIVFGMM, DefaultParametersAndTiling) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 16, nlist = 32;
     const idx_t n = 5000, nq = 300;
     const GaussianMixture model =
@@ -474,11 +474,9 @@ TEST(GpuIndexIVFGMM, DefaultParametersAndTiling) {
     expect_same_search(
         *p.cpu, *p.gpu, nq, q.data(), 10, search_params(5), "tiled");
     EXPECT_GT(p.gpu->last_search_timing().scan_bytes, 0u);
-    // plain FAISS IVF parameters: nprobe and max_codes, index defaults
-    // for the rest
+    // plain FAISS IVF parameters: nprobe, index defaults for the rest
     faiss::SearchParametersIVF ivf;
     ivf.nprobe = 7;
-    ivf.max_codes = 900;
     p.cpu->search(nq, q.data(), 10, dc.data(), ic.data(), &ivf);
     p.gpu->search(nq, q.data(), 10, dg.data(), ig.data(), &ivf);
     differing = 0;
@@ -486,10 +484,16 @@ TEST(GpuIndexIVFGMM, DefaultParametersAndTiling) {
         differing += ic[i] != ig[i] && !near(dc[i], dg[i]) ? 1 : 0;
     }
     EXPECT_EQ(differing, 0u);
+    // max_codes counts unique vectors: the GPU cannot bound it before its
+    // scan, so it refuses it rather than count something else
+    ivf.max_codes = 900;
+    expect_throw_naming(
+        [&] { p.gpu->search(nq, q.data(), 10, dg.data(), ig.data(), &ivf); },
+        "max_codes=900");
 }
 
 TEST(GpuIndexIVFGMM, EmptyTinyAndHugeLists) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 12, nlist = 40;
     // component 0 takes most points, 1..3 a few, the rest none
     const GaussianMixture model =
@@ -537,7 +541,7 @@ TEST(GpuIndexIVFGMM, EmptyTinyAndHugeLists) {
 }
 
 TEST(GpuIndexIVFGMM, AddInBatchesEqualsCpuAdd) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 20, nlist = 50;
     const idx_t n = 7000;
     const GaussianMixture model =
@@ -571,7 +575,10 @@ TEST(GpuIndexIVFGMM, AddInBatchesEqualsCpuAdd) {
         batched.add_batch_rows = 777;
         Pair p = make_pair(model, spill, batched);
         GpuIndexIVFGMM one_batch(
-            d, nlist, p.cpu->gmm_params, spill, GpuIndexIVFGMMConfig());
+            d,
+            nlist,
+            test::build_params(p.cpu->build_params.gmm, spill),
+            GpuIndexIVFGMMConfig());
         one_batch.set_gmm(model);
         // CPU and one GPU batch: sequential ids in one call; the batched
         // GPU index: the same in two calls
@@ -607,7 +614,7 @@ TEST(GpuIndexIVFGMM, AddInBatchesEqualsCpuAdd) {
 }
 
 TEST(GpuIndexIVFGMM, WiderSecondAddWidensRecords) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 8, nlist = 16;
     const GaussianMixture model =
         make_model(d, nlist, CovarianceType::Spherical, 41);
@@ -617,7 +624,8 @@ TEST(GpuIndexIVFGMM, WiderSecondAddWidensRecords) {
     Pair p = make_pair(model, spill);
     p.cpu->add(1500, x.data());
     p.gpu->add(1500, x.data());
-    p.cpu->spill.max_assign = p.gpu->spill.max_assign = 4;
+    p.cpu->build_params.spill.max_assign =
+        p.gpu->build_params.spill.max_assign = 4;
     p.cpu->add(1500, x.data() + 1500 * d);
     p.gpu->add(1500, x.data() + 1500 * d);
     EXPECT_EQ(p.gpu->other_lists_width(), 3);
@@ -625,7 +633,7 @@ TEST(GpuIndexIVFGMM, WiderSecondAddWidensRecords) {
 }
 
 TEST(GpuIndexIVFGMM, CopyRoundTrips) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 16, nlist = 40;
     const idx_t n = 4000;
     const GaussianMixture model =
@@ -635,27 +643,25 @@ TEST(GpuIndexIVFGMM, CopyRoundTrips) {
     spill.max_assign = 3;
     GmmParameters gp;
     gp.covariance = CovarianceType::Diagonal;
-    IndexIVFGMM cpu(d, nlist, gp, spill);
+    IndexIVFGMM cpu(d, nlist, test::build_params(gp, spill));
     cpu.set_gmm(model);
     cpu.add(n, x.data());
     cpu.nprobe = 9;
-    cpu.max_codes = 1234;
-    cpu.probe_order = ProbeOrder::Posterior;
-    cpu.posterior_mass = 0.8f;
-    cpu.mass_temperature = 3;
+    cpu.search_options.probe_order = ProbeOrder::Posterior;
+    cpu.search_options.posterior_mass = 0.8f;
+    cpu.search_options.mass_temperature = 3;
 
     // CPU -> GPU: exact copy
     GpuIndexIVFGMM gpu(&cpu);
     EXPECT_TRUE(gpu.is_trained);
     EXPECT_EQ(gpu.nprobe, 9u);
-    EXPECT_EQ(gpu.max_codes, 1234u);
-    EXPECT_EQ(gpu.probe_order, ProbeOrder::Posterior);
-    EXPECT_EQ(gpu.posterior_mass, 0.8f);
-    EXPECT_EQ(gpu.mass_temperature, 3.0f);
-    EXPECT_EQ(gpu.spill.max_assign, 3);
+    EXPECT_EQ(gpu.search_options.probe_order, ProbeOrder::Posterior);
+    EXPECT_EQ(gpu.search_options.posterior_mass, 0.8f);
+    EXPECT_EQ(gpu.search_options.mass_temperature, 3.0f);
+    EXPECT_EQ(gpu.build_params.spill.max_assign, 3);
     EXPECT_EQ(gpu.gmm.means, model.means);
     EXPECT_EQ(gpu.gmm.variances, model.variances);
-    EXPECT_EQ(gpu.nentries(), cpu.nentries);
+    EXPECT_EQ(gpu.nentries(), cpu.nentries());
     expect_same_lists(cpu, gpu, x.data(), n);
 
     // GPU -> a CPU index of another shape: overwritten completely
@@ -664,15 +670,17 @@ TEST(GpuIndexIVFGMM, CopyRoundTrips) {
     EXPECT_EQ(back.d, d);
     EXPECT_EQ(back.nlist, size_t(nlist));
     EXPECT_EQ(back.ntotal, cpu.ntotal);
-    EXPECT_EQ(back.nentries, cpu.nentries);
-    EXPECT_EQ(back.other_lists_width, cpu.other_lists_width);
-    EXPECT_EQ(back.other_lists, cpu.other_lists);
+    EXPECT_EQ(back.nentries(), cpu.nentries());
+    EXPECT_EQ(back.spill_records.width, cpu.spill_records.width);
+    EXPECT_EQ(back.spill_records.records, cpu.spill_records.records);
     EXPECT_EQ(back.gmm.means, cpu.gmm.means);
     EXPECT_EQ(back.gmm.weights, cpu.gmm.weights);
     EXPECT_EQ(back.nprobe, cpu.nprobe);
-    EXPECT_EQ(back.probe_order, cpu.probe_order);
-    EXPECT_EQ(back.posterior_mass, cpu.posterior_mass);
-    EXPECT_EQ(back.spill.max_assign, cpu.spill.max_assign);
+    EXPECT_EQ(back.search_options.probe_order, cpu.search_options.probe_order);
+    EXPECT_EQ(
+        back.search_options.posterior_mass, cpu.search_options.posterior_mass);
+    EXPECT_EQ(
+        back.build_params.spill.max_assign, cpu.build_params.spill.max_assign);
     for (size_t l = 0; l < size_t(nlist); l++) {
         const size_t n_l = cpu.invlists->list_size(l);
         ASSERT_EQ(back.invlists->list_size(l), n_l);
@@ -720,12 +728,12 @@ TEST(GpuIndexIVFGMM, CopyRoundTrips) {
     EXPECT_THROW(u.add(n, x.data()), faiss::FaissException);
 
     // CPU-only parameters are refused
-    cpu.prune_margin = 0.3f;
+    cpu.search_options.prune_margin = 0.3f;
     expect_throw_naming([&] { GpuIndexIVFGMM refused(&cpu); }, "0.3");
 }
 
 TEST(GpuIndexIVFGMM, WriteReadThroughCpuIndex) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 16, nlist = 32;
     const idx_t n = 3000;
     const GaussianMixture model =
@@ -757,7 +765,7 @@ TEST(GpuIndexIVFGMM, WriteReadThroughCpuIndex) {
 }
 
 TEST(GpuIndexIVFGMM, AdaptiveProbingAgreesWithCpu) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 16, nlist = 64;
     const idx_t n = 8000, nq = 50;
     for (CovarianceType cov :
@@ -780,16 +788,6 @@ TEST(GpuIndexIVFGMM, AdaptiveProbingAgreesWithCpu) {
                 10,
                 mass,
                 describe(cov, order, 32, 10) + " posterior_mass=0.9");
-            SearchParametersIVFGMM codes = search_params(32, order);
-            codes.max_codes = 700;
-            expect_same_search(
-                *p.cpu,
-                *p.gpu,
-                nq,
-                q.data(),
-                10,
-                codes,
-                describe(cov, order, 32, 10) + " max_codes=700");
         }
         SearchParametersIVFGMM ratio = search_params(32);
         ratio.distance_ratio = 1.5f;
@@ -802,10 +800,10 @@ TEST(GpuIndexIVFGMM, AdaptiveProbingAgreesWithCpu) {
             ratio,
             describe(cov, ProbeOrder::L2, 32, 10) + " distance_ratio=1.5");
         // the index defaults, set through set_parameters on both
-        p.cpu->set_parameters("nprobe=16,posterior_mass=0.95");
-        p.gpu->set_parameters("nprobe=16,posterior_mass=0.95");
+        p.cpu->set_search_parameters("nprobe=16,posterior_mass=0.95");
+        p.gpu->set_search_parameters("nprobe=16,posterior_mass=0.95");
         EXPECT_EQ(p.gpu->nprobe, 16u);
-        EXPECT_EQ(p.gpu->posterior_mass, 0.95f);
+        EXPECT_EQ(p.gpu->search_options.posterior_mass, 0.95f);
         std::vector<float> dc(nq * 5), dg(nq * 5);
         std::vector<idx_t> ic(nq * 5), ig(nq * 5);
         p.cpu->search(nq, q.data(), 5, dc.data(), ic.data());
@@ -819,7 +817,7 @@ TEST(GpuIndexIVFGMM, AdaptiveProbingAgreesWithCpu) {
 }
 
 TEST(GpuIndexIVFGMM, Rejections) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 8, nlist = 16;
     const GaussianMixture model =
         make_model(d, nlist, CovarianceType::Spherical, 81);
@@ -851,12 +849,15 @@ TEST(GpuIndexIVFGMM, Rejections) {
     }());
     // CPU-only rules
     expect_throw_naming(
-        [&] { p.gpu->set_parameters("prune_margin=0.3"); }, "0.3");
+        [&] { p.gpu->set_search_parameters("prune_margin=0.3"); }, "0.3");
     expect_throw_naming(
-        [&] { p.gpu->set_parameters("min_expected_hits=2.5"); }, "2.5");
+        [&] { p.gpu->set_search_parameters("min_expected_hits=2.5"); }, "2.5");
     expect_throw_naming(
-        [&] { p.gpu->set_parameters("train_device=cpu"); }, "train_device");
-    expect_throw_naming([&] { p.gpu->set_parameters("bogus=1"); }, "bogus");
+        [&] { p.gpu->set_search_parameters("max_codes=100"); }, "max_codes");
+    expect_throw_naming(
+        [&] { p.gpu->set_search_parameters("tau=0.5"); }, "tau");
+    expect_throw_naming(
+        [&] { p.gpu->set_search_parameters("bogus=1"); }, "bogus");
     SearchParametersIVFGMM pruned;
     pruned.nprobe = 4;
     pruned.prune_margin = 0.4f;
@@ -872,14 +873,15 @@ TEST(GpuIndexIVFGMM, Rejections) {
     // a rejected description changes nothing
     p.gpu->nprobe = 3;
     EXPECT_THROW(
-        p.gpu->set_parameters("nprobe=7,prune_margin=0.5"),
+        p.gpu->set_search_parameters("nprobe=7,prune_margin=0.5"),
         faiss::FaissException);
     EXPECT_EQ(p.gpu->nprobe, 3u);
-    p.gpu->set_parameters("nprobe=7,probe=posterior,tau=0.05,max_assign=3");
+    p.gpu->set_search_parameters("nprobe=7,probe=posterior");
+    p.gpu->set_build_parameters("tau=0.05,max_assign=3");
     EXPECT_EQ(p.gpu->nprobe, 7u);
-    EXPECT_EQ(p.gpu->probe_order, ProbeOrder::Posterior);
-    EXPECT_EQ(p.gpu->spill.tau, 0.05f);
-    EXPECT_EQ(p.gpu->spill.max_assign, 3);
+    EXPECT_EQ(p.gpu->search_options.probe_order, ProbeOrder::Posterior);
+    EXPECT_EQ(p.gpu->build_params.spill.tau, 0.05f);
+    EXPECT_EQ(p.gpu->build_params.spill.max_assign, 3);
     // NaN in added vectors
     std::vector<float> bad(x.begin(), x.begin() + 4 * d);
     bad[2 * d] = std::numeric_limits<float>::quiet_NaN();
@@ -905,7 +907,7 @@ TEST(GpuIndexIVFGMM, Rejections) {
 }
 
 TEST(GpuIndexIVFGMM, RemoveReconstructReset) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 12, nlist = 24;
     const idx_t n = 3000;
     const GaussianMixture model =
@@ -954,14 +956,14 @@ TEST(GpuIndexIVFGMM, RemoveReconstructReset) {
 }
 
 TEST(GpuIndexIVFGMM, TrainOnGpu) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 16, nlist = 20;
     const GaussianMixture truth =
         make_model(d, nlist, CovarianceType::Spherical, 101);
     const std::vector<float> x = sample(truth, 8000, 102);
     GmmParameters gp;
     gp.niter = 5;
-    GpuIndexIVFGMM gpu(d, nlist, gp);
+    GpuIndexIVFGMM gpu(d, nlist, test::build_params(gp));
     gpu.train(8000, x.data());
     EXPECT_TRUE(gpu.is_trained);
     EXPECT_TRUE(gpu.gmm.is_trained);
@@ -972,7 +974,7 @@ TEST(GpuIndexIVFGMM, TrainOnGpu) {
     gpu.copyTo(&cpu);
     EXPECT_EQ(cpu.gmm.means, gpu.gmm.means);
     // the CPU add on the GPU-trained model stores the same lists
-    IndexIVFGMM fresh(d, nlist, gp);
+    IndexIVFGMM fresh(d, nlist, test::build_params(gp));
     fresh.set_gmm(gpu.gmm);
     fresh.add(8000, x.data());
     expect_same_lists(fresh, gpu, x.data(), 8000);
@@ -1030,7 +1032,7 @@ bool load_sift(
 } // namespace
 
 TEST(GpuIndexIVFGMM, Sift50kAgreesWithCpu) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     int d = 0;
     std::vector<float> base, queries;
     if (!load_sift(50000, 200, &base, &queries, &d)) {
@@ -1041,10 +1043,10 @@ TEST(GpuIndexIVFGMM, Sift50kAgreesWithCpu) {
     const int nlist = 256;
     GmmParameters gp;
     gp.niter = 5;
-    GpuIndexIVFGMM gpu(d, nlist, gp);
+    GpuIndexIVFGMM gpu(d, nlist, test::build_params(gp));
     gpu.train(n, base.data());
     gpu.add(n, base.data());
-    IndexIVFGMM cpu(d, nlist, gp);
+    IndexIVFGMM cpu(d, nlist, test::build_params(gp));
     cpu.set_gmm(gpu.gmm);
     cpu.add(n, base.data());
     expect_same_lists(cpu, gpu, base.data(), n);

@@ -57,7 +57,7 @@ std::vector<float> blobs(idx_t n, uint64_t seed) {
 std::unique_ptr<faiss_gmm::IndexIVFGMM> cpu_index(const std::vector<float>& x) {
     std::unique_ptr<faiss_gmm::IndexIVFGMM> index(
         new faiss_gmm::IndexIVFGMM(kDim, kLists));
-    index->train_device = faiss_gmm::TrainDevice::Cpu;
+    index->build_params.train_device = faiss_gmm::TrainDevice::Cpu;
     const idx_t n = idx_t(x.size() / kDim);
     index->train(n, x.data());
     index->add(n, x.data());

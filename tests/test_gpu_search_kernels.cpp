@@ -24,14 +24,11 @@
 #include <kernels/ivf_search.h>
 #include <kernels/select_k.h>
 
+#include "test_utils.h"
+
 using namespace faiss_gmm::kernels;
 
 namespace {
-
-#define SKIP_WITHOUT_GPU()                                                     \
-    if (!faiss_gmm::gpu::gpu_is_available()) {                                 \
-        GTEST_SKIP() << "no usable CUDA device: GPU test skipped";             \
-    }
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
@@ -198,7 +195,7 @@ std::vector<float> segment_keys(int64_t n, int kind, std::mt19937_64& rng) {
 }
 
 TEST(GpuSelectK, SegmentsOfEveryLengthAgainstStableSort) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     std::mt19937_64 rng(11);
     for (int k : {1, 10, 100, 1024, 2048}) {
         // short (sorted whole) and long (radix) segments of every kind
@@ -229,7 +226,7 @@ TEST(GpuSelectK, SegmentsOfEveryLengthAgainstStableSort) {
 }
 
 TEST(GpuSelectK, FixedLengthSegmentsWithTies) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     std::mt19937_64 rng(12);
     for (int64_t length : {int64_t(7), int64_t(2048), int64_t(5000)}) {
         const int64_t nseg = 9;
@@ -246,7 +243,7 @@ TEST(GpuSelectK, FixedLengthSegmentsWithTies) {
 }
 
 TEST(GpuSelectK, RejectsBadArguments) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     Segments segments;
     segments.count = 1;
     segments.length = 4;
@@ -320,7 +317,7 @@ void run_coarse(
 }
 
 TEST(GpuCoarseScores, L2SphericalAndDiagonalAgainstDirectFormulas) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     std::mt19937_64 rng(21);
     const double log2pi = std::log(6.283185307179586);
     for (int mode = 0; mode < 3; mode++) { // L2, spherical, diagonal
@@ -406,7 +403,7 @@ TEST(GpuCoarseScores, L2SphericalAndDiagonalAgainstDirectFormulas) {
 }
 
 TEST(GpuCoarseScores, RowSquaredNorms) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     std::mt19937_64 rng(22);
     std::normal_distribution<float> normal;
     for (int d : {1, 33, 130}) {
@@ -480,7 +477,7 @@ void reference_cut(
 }
 
 TEST(GpuCutProbes, DistanceRatioAndPosteriorMass) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     std::mt19937_64 rng(31);
     const int64_t nq = 50;
     const int nlist = 64, nprobe = 20;
@@ -759,7 +756,7 @@ ReferenceScan reference_scan(
 }
 
 TEST(GpuPrepareProbes, RepeatsMaxCodesAndOffsets) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     std::mt19937_64 rng(41);
     const HostLists h = make_lists(4, 40, 300, 0, rng);
     DeviceLists dl(h);
@@ -840,7 +837,7 @@ TEST(GpuPrepareProbes, RepeatsMaxCodesAndOffsets) {
 }
 
 TEST(GpuScanLists, SpillDedupAndTopKMatchTheCpuProbeLoop) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     std::mt19937_64 rng(51);
     for (int d : {1, 13, 32, 128, 130, 4096}) {
         for (int width : {0, 2}) {
@@ -1020,7 +1017,7 @@ TEST(GpuScanLists, SpillDedupAndTopKMatchTheCpuProbeLoop) {
 }
 
 TEST(GpuScanLists, LaunchersRejectBadArguments) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     IvfListsView lists;
     lists.d = 4097; // above the supported 4096
     lists.nlist = 4;
@@ -1102,7 +1099,7 @@ float median_ms(Launch launch) {
 // (issue 5 target: >= 50%) for 1000 queries x 16 probes of 256 lists of
 // 2000 x 128 floats; asserts only that the launches succeed and one entry.
 TEST(GpuScanLists, ReportsBandwidthAgainstDeviceCopy) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 128, nlist = 256, list_len = 2000, nprobe = 16, k = 10;
     const int64_t nq = 1000;
     std::vector<float> host_vectors(size_t(nlist) * list_len * d);

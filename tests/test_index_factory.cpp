@@ -18,6 +18,7 @@
 #include <faiss/IndexPreTransform.h>
 #include <faiss/VectorTransform.h>
 #include <faiss/impl/FaissAssert.h>
+#include <faiss/impl/IDSelector.h>
 
 #include <faiss_gmm/IndexIVFGMM.h>
 #include <faiss_gmm/index_factory.h>
@@ -87,13 +88,13 @@ TEST(IndexFactory, PlainGmmToken) {
     EXPECT_EQ(gmm->nlist, 1024u);
     EXPECT_EQ(gmm->metric_type, faiss::METRIC_L2);
     EXPECT_FALSE(gmm->is_trained);
-    EXPECT_EQ(gmm->gmm_params.covariance, CovarianceType::Spherical);
+    EXPECT_EQ(gmm->build_params.gmm.covariance, CovarianceType::Spherical);
     // unspecified values keep the documented defaults
     faiss_gmm::SpillParameters defaults;
-    EXPECT_EQ(gmm->spill.rule, defaults.rule);
-    EXPECT_EQ(gmm->spill.tau, defaults.tau);
-    EXPECT_EQ(gmm->spill.max_assign, defaults.max_assign);
-    EXPECT_EQ(gmm->spill.temperature, defaults.temperature);
+    EXPECT_EQ(gmm->build_params.spill.rule, defaults.rule);
+    EXPECT_EQ(gmm->build_params.spill.tau, defaults.tau);
+    EXPECT_EQ(gmm->build_params.spill.max_assign, defaults.max_assign);
+    EXPECT_EQ(gmm->build_params.spill.temperature, defaults.temperature);
 }
 
 TEST(IndexFactory, NlistSuffixes) {
@@ -105,16 +106,17 @@ TEST(IndexFactory, NlistSuffixes) {
 
 TEST(IndexFactory, CovarianceChoice) {
     EXPECT_EQ(
-        as_gmm(make(8, "IVF64_GMMdiag,Flat").get())->gmm_params.covariance,
+        as_gmm(make(8, "IVF64_GMMdiag,Flat").get())
+            ->build_params.gmm.covariance,
         CovarianceType::Diagonal);
     EXPECT_EQ(
-        as_gmm(make(8, "IVF64_GMMsph,Flat").get())->gmm_params.covariance,
+        as_gmm(make(8, "IVF64_GMMsph,Flat").get())->build_params.gmm.covariance,
         CovarianceType::Spherical);
     auto diag = make(8, "IVF64_GMMdiag,Flat");
     EXPECT_EQ(as_gmm(diag.get())->gmm.covariance, CovarianceType::Diagonal);
     auto tied = make(8, "IVF1024_GMMtied,Flat");
     EXPECT_EQ(
-        as_gmm(tied.get())->gmm_params.covariance,
+        as_gmm(tied.get())->build_params.gmm.covariance,
         CovarianceType::TiedSpherical);
     EXPECT_EQ(
         as_gmm(tied.get())->gmm.covariance, CovarianceType::TiedSpherical);
@@ -122,48 +124,48 @@ TEST(IndexFactory, CovarianceChoice) {
     // with options after it
     auto tied_spill = make(8, "IVF64_GMMtied_tau0.02_m2,Flat");
     EXPECT_EQ(
-        as_gmm(tied_spill.get())->gmm_params.covariance,
+        as_gmm(tied_spill.get())->build_params.gmm.covariance,
         CovarianceType::TiedSpherical);
-    EXPECT_EQ(as_gmm(tied_spill.get())->spill.max_assign, 2);
+    EXPECT_EQ(as_gmm(tied_spill.get())->build_params.spill.max_assign, 2);
 }
 
 TEST(IndexFactory, SpillOptions) {
     {
         auto index = make(8, "IVF64_GMM_tau0.05_m3,Flat");
         IndexIVFGMM* g = as_gmm(index.get());
-        EXPECT_EQ(g->spill.rule, SpillRule::Posterior);
-        EXPECT_FLOAT_EQ(g->spill.tau, 0.05f);
-        EXPECT_EQ(g->spill.max_assign, 3);
+        EXPECT_EQ(g->build_params.spill.rule, SpillRule::Posterior);
+        EXPECT_FLOAT_EQ(g->build_params.spill.tau, 0.05f);
+        EXPECT_EQ(g->build_params.spill.max_assign, 3);
     }
     {
         auto index = make(8, "IVF64_GMMdiag_m4_T8,Flat");
         IndexIVFGMM* g = as_gmm(index.get());
-        EXPECT_EQ(g->gmm_params.covariance, CovarianceType::Diagonal);
-        EXPECT_EQ(g->spill.max_assign, 4);
-        EXPECT_FLOAT_EQ(g->spill.temperature, 8.f);
+        EXPECT_EQ(g->build_params.gmm.covariance, CovarianceType::Diagonal);
+        EXPECT_EQ(g->build_params.spill.max_assign, 4);
+        EXPECT_FLOAT_EQ(g->build_params.spill.temperature, 8.f);
     }
     {
         auto index = make(8, "IVF64_GMM_tau1e-3,Flat");
-        EXPECT_FLOAT_EQ(as_gmm(index.get())->spill.tau, 1e-3f);
+        EXPECT_FLOAT_EQ(as_gmm(index.get())->build_params.spill.tau, 1e-3f);
     }
     {
         auto index = make(8, "IVF64_GMM_closure1.5_m3,Flat");
         IndexIVFGMM* g = as_gmm(index.get());
-        EXPECT_EQ(g->spill.rule, SpillRule::Closure);
-        EXPECT_FLOAT_EQ(g->spill.closure_ratio, 1.5f);
-        EXPECT_EQ(g->spill.max_assign, 3);
+        EXPECT_EQ(g->build_params.spill.rule, SpillRule::Closure);
+        EXPECT_FLOAT_EQ(g->build_params.spill.closure_ratio, 1.5f);
+        EXPECT_EQ(g->build_params.spill.max_assign, 3);
     }
     {
         auto index = make(8, "IVF64_GMM_soar0.5,Flat");
         IndexIVFGMM* g = as_gmm(index.get());
-        EXPECT_EQ(g->spill.rule, SpillRule::Soar);
-        EXPECT_FLOAT_EQ(g->spill.soar_lambda, 0.5f);
+        EXPECT_EQ(g->build_params.spill.rule, SpillRule::Soar);
+        EXPECT_FLOAT_EQ(g->build_params.spill.soar_lambda, 0.5f);
     }
     {
         auto index = make(8, "IVF64_GMM_nospill,Flat");
         IndexIVFGMM* g = as_gmm(index.get());
-        EXPECT_EQ(g->spill.rule, SpillRule::None);
-        EXPECT_EQ(g->spill.max_assign, 1);
+        EXPECT_EQ(g->build_params.spill.rule, SpillRule::None);
+        EXPECT_EQ(g->build_params.spill.max_assign, 1);
     }
 }
 
@@ -192,36 +194,46 @@ TEST(IndexFactory, PreTransformChain) {
     EXPECT_EQ(faiss_gmm::try_extract_index_ivfgmm(two.get())->d, 16);
 }
 
-TEST(IndexFactory, IDMapWrappers) {
-    for (const char* s : {"IDMap,IVF64_GMM,Flat", "IVF64_GMM,Flat,IDMap"}) {
+TEST(IndexFactory, IDMapTokensGiveTheIndexThatStoresIds) {
+    // IndexIVFGMM stores ids itself; a faiss::IndexIDMap around it would
+    // mislabel results after remove_ids, so the token builds no wrapper
+    for (const char* s :
+         {"IDMap,IVF64_GMM,Flat",
+          "IVF64_GMM,Flat,IDMap",
+          "IDMap2,IVF64_GMM,Flat",
+          "IVF64_GMM,Flat,IDMap2"}) {
         auto index = make(8, s);
-        auto* idmap = dynamic_cast<faiss::IndexIDMap*>(index.get());
-        ASSERT_NE(idmap, nullptr) << s;
-        EXPECT_EQ(dynamic_cast<faiss::IndexIDMap2*>(index.get()), nullptr);
-        EXPECT_NE(dynamic_cast<IndexIVFGMM*>(idmap->index), nullptr) << s;
+        EXPECT_EQ(dynamic_cast<faiss::IndexIDMap*>(index.get()), nullptr) << s;
+        EXPECT_NE(dynamic_cast<IndexIVFGMM*>(index.get()), nullptr) << s;
     }
-    for (const char* s : {"IDMap2,IVF64_GMM,Flat", "IVF64_GMM,Flat,IDMap2"}) {
-        auto index = make(8, s);
-        auto* idmap = dynamic_cast<faiss::IndexIDMap2*>(index.get());
-        ASSERT_NE(idmap, nullptr) << s;
-        EXPECT_NE(dynamic_cast<IndexIVFGMM*>(idmap->index), nullptr) << s;
-    }
-    {
-        auto index = make(32, "PCA16,IDMap,IVF64_GMM,Flat");
+    for (const char* s :
+         {"PCA16,IDMap,IVF64_GMM,Flat", "IDMap2,PCA16,IVF64_GMM,Flat"}) {
+        auto index = make(32, s);
         auto* pt = dynamic_cast<faiss::IndexPreTransform*>(index.get());
-        ASSERT_NE(pt, nullptr);
-        auto* idmap = dynamic_cast<faiss::IndexIDMap*>(pt->index);
-        ASSERT_NE(idmap, nullptr);
-        EXPECT_EQ(as_gmm(idmap->index)->d, 16);
-    }
-    {
-        auto index = make(32, "IDMap2,PCA16,IVF64_GMM,Flat");
-        auto* idmap = dynamic_cast<faiss::IndexIDMap2*>(index.get());
-        ASSERT_NE(idmap, nullptr);
-        auto* pt = dynamic_cast<faiss::IndexPreTransform*>(idmap->index);
-        ASSERT_NE(pt, nullptr);
+        ASSERT_NE(pt, nullptr) << s;
         EXPECT_EQ(as_gmm(pt->index)->d, 16);
     }
+    // the ids the caller gives are the ids search returns, also after a
+    // removal
+    auto index = make(8, "IDMap,IVF4_GMM,Flat");
+    std::vector<float> x(200 * 8);
+    for (size_t i = 0; i < x.size(); i++) {
+        x[i] = float((i * 7919) % 101) / 10.0f;
+    }
+    std::vector<faiss_gmm::idx_t> ids(200);
+    for (int i = 0; i < 200; i++) {
+        ids[i] = 1000 + 3 * i;
+    }
+    index->train(200, x.data());
+    index->add_with_ids(200, x.data(), ids.data());
+    faiss::IDSelectorRange first_half(1000, 1300);
+    EXPECT_EQ(index->remove_ids(first_half), 100u);
+    faiss_gmm::set_index_parameters(index.get(), "nprobe=4");
+    std::vector<float> dis(1);
+    std::vector<faiss_gmm::idx_t> label(1);
+    index->search(1, x.data() + 150 * 8, 1, dis.data(), label.data());
+    EXPECT_EQ(label[0], ids[150]);
+    EXPECT_EQ(dis[0], 0.0f);
 }
 
 TEST(IndexFactory, StringsWithoutGmmGoToFaiss) {
@@ -257,8 +269,10 @@ TEST(IndexFactory, ErrorsNameTheToken) {
     expect_error(8, "IVF0_GMM,Flat", "IVF0_GMM");
     expect_error(8, "IVFx_GMM,Flat", "IVFx_GMM");
     expect_error(8, "IVF1024_GMMfoo,Flat", "IVF1024_GMMfoo");
-    expect_error(8, "IVF1024_GMM,PQ8", "PQ8");
-    expect_error(8, "IVF1024_GMM,SQ8", "SQ8");
+    // codes FAISS cannot build, or that are not IVF codes with a scanner
+    expect_error(8, "IVF1024_GMM,PQ3", "PQ3");
+    expect_error(8, "IVF1024_GMM,HNSW32", "HNSW32");
+    expect_error(8, "IVF1024_GMM,PQ4x4fs", "PQ4x4fs");
     expect_error(8, "IVF1024_GMM", "IVF1024_GMM");
     expect_error(8, "PCA4,IVF1024_GMM", "IVF1024_GMM");
     expect_error(
@@ -292,24 +306,24 @@ TEST(IndexFactory, BuiltChainTrainsAddsAndSearches) {
     std::vector<float> x = clustered_data(n, d, 7);
     auto index = make(d, "PCA16,IDMap,IVF16_GMM_m2,Flat");
     index->train(n, x.data());
-    std::vector<faiss::Index::idx_t> ids(n);
+    std::vector<faiss_gmm::idx_t> ids(n);
     for (size_t i = 0; i < n; i++) {
-        ids[i] = 1000000 + 3 * faiss::Index::idx_t(i);
+        ids[i] = 1000000 + 3 * faiss_gmm::idx_t(i);
     }
     index->add_with_ids(n, x.data(), ids.data());
-    EXPECT_EQ(index->ntotal, faiss::Index::idx_t(n));
+    EXPECT_EQ(index->ntotal, faiss_gmm::idx_t(n));
 
     faiss_gmm::set_index_parameters(index.get(), "nprobe=16");
     EXPECT_EQ(faiss_gmm::try_extract_index_ivfgmm(index.get())->nprobe, 16u);
     const int k = 5, nq = 20;
     std::vector<float> distances(nq * k);
-    std::vector<faiss::Index::idx_t> labels(nq * k);
+    std::vector<faiss_gmm::idx_t> labels(nq * k);
     index->search(nq, x.data(), k, distances.data(), labels.data());
-    std::set<faiss::Index::idx_t> valid(ids.begin(), ids.end());
+    std::set<faiss_gmm::idx_t> valid(ids.begin(), ids.end());
     for (int q = 0; q < nq; q++) {
         // a base vector finds itself first (exact with nprobe = nlist)
         EXPECT_EQ(labels[q * k], ids[q]);
-        std::set<faiss::Index::idx_t> seen;
+        std::set<faiss_gmm::idx_t> seen;
         for (int j = 0; j < k; j++) {
             EXPECT_EQ(valid.count(labels[q * k + j]), 1u);
             EXPECT_TRUE(seen.insert(labels[q * k + j]).second)
@@ -324,7 +338,8 @@ TEST(IndexFactory, SetIndexParameters) {
     IndexIVFGMM* gmm = faiss_gmm::try_extract_index_ivfgmm(wrapped.get());
     ASSERT_NE(gmm, nullptr);
     EXPECT_EQ(gmm->nprobe, 7u);
-    EXPECT_EQ(gmm->probe_order, faiss_gmm::ProbeOrder::Posterior);
+    EXPECT_EQ(
+        gmm->search_options.probe_order, faiss_gmm::ProbeOrder::Posterior);
     EXPECT_THROW(
         faiss_gmm::set_index_parameters(wrapped.get(), "no_such_key=1"),
         faiss::FaissException);

@@ -31,6 +31,8 @@
 #include <faiss_gmm/index_factory.h>
 #include <faiss_gmm/index_io.h>
 
+#include "test_utils.h"
+
 // A new field in these structs must be saved by faiss_gmm/index_io.cpp and
 // compared below; their sizes (LP64) make the build say so.
 static_assert(
@@ -102,12 +104,13 @@ std::unique_ptr<IndexIVFGMM> make_filled_ivfgmm(
     sp.rule = faiss_gmm::SpillRule::Posterior;
     sp.max_assign = 3;
     sp.tau = 0.01f;
-    auto index = std::make_unique<IndexIVFGMM>(kDim, nlist, gp, sp);
+    auto index = std::make_unique<IndexIVFGMM>(
+        kDim, nlist, faiss_gmm::test::build_params(gp, sp));
     index->train(kNb, base_data().data());
     std::vector<idx_t> ids = base_ids(nb);
     index->add_with_ids(nb, base_data().data(), ids.data());
     index->nprobe = 3;
-    index->probe_order = faiss_gmm::ProbeOrder::Posterior;
+    index->search_options.probe_order = faiss_gmm::ProbeOrder::Posterior;
     return index;
 }
 
@@ -169,15 +172,18 @@ void expect_same_ivfgmm(const IndexIVFGMM& a, const IndexIVFGMM& b) {
     EXPECT_EQ(a.nprobe, b.nprobe);
     EXPECT_EQ(a.max_codes, b.max_codes);
     EXPECT_EQ(a.code_size, b.code_size);
-    EXPECT_EQ(a.probe_order, b.probe_order);
-    EXPECT_EQ(a.posterior_mass, b.posterior_mass);
-    EXPECT_EQ(a.mass_temperature, b.mass_temperature);
-    EXPECT_EQ(a.distance_ratio, b.distance_ratio);
-    EXPECT_EQ(a.prune_margin, b.prune_margin);
-    EXPECT_EQ(a.min_expected_hits, b.min_expected_hits);
-    EXPECT_EQ(a.train_device, b.train_device);
+    EXPECT_EQ(a.search_options.probe_order, b.search_options.probe_order);
+    EXPECT_EQ(a.search_options.posterior_mass, b.search_options.posterior_mass);
+    EXPECT_EQ(
+        a.search_options.mass_temperature, b.search_options.mass_temperature);
+    EXPECT_EQ(a.search_options.distance_ratio, b.search_options.distance_ratio);
+    EXPECT_EQ(a.search_options.prune_margin, b.search_options.prune_margin);
+    EXPECT_EQ(
+        a.search_options.min_expected_hits, b.search_options.min_expected_hits);
+    EXPECT_EQ(a.build_params.train_device, b.build_params.train_device);
     EXPECT_EQ(a.parallel_mode, b.parallel_mode);
-    const faiss_gmm::GmmParameters &ga = a.gmm_params, &gb = b.gmm_params;
+    const faiss_gmm::GmmParameters &ga = a.build_params.gmm,
+                                   &gb = b.build_params.gmm;
     EXPECT_EQ(ga.covariance, gb.covariance);
     EXPECT_EQ(ga.niter, gb.niter);
     EXPECT_EQ(ga.tol, gb.tol);
@@ -189,7 +195,8 @@ void expect_same_ivfgmm(const IndexIVFGMM& a, const IndexIVFGMM& b) {
     EXPECT_EQ(ga.min_component_count, gb.min_component_count);
     EXPECT_EQ(ga.block_size, gb.block_size);
     EXPECT_EQ(ga.verbose, gb.verbose);
-    const faiss_gmm::SpillParameters &sa = a.spill, &sb = b.spill;
+    const faiss_gmm::SpillParameters &sa = a.build_params.spill,
+                                     &sb = b.build_params.spill;
     EXPECT_EQ(sa.rule, sb.rule);
     EXPECT_EQ(sa.tau, sb.tau);
     EXPECT_EQ(sa.temperature, sb.temperature);
@@ -197,9 +204,9 @@ void expect_same_ivfgmm(const IndexIVFGMM& a, const IndexIVFGMM& b) {
     EXPECT_EQ(sa.closure_ratio, sb.closure_ratio);
     EXPECT_EQ(sa.soar_lambda, sb.soar_lambda);
     EXPECT_EQ(sa.primary_is_nearest_mean, sb.primary_is_nearest_mean);
-    EXPECT_EQ(a.nentries, b.nentries);
-    EXPECT_EQ(a.other_lists_width, b.other_lists_width);
-    EXPECT_EQ(a.other_lists, b.other_lists);
+    EXPECT_EQ(a.nentries(), b.nentries());
+    EXPECT_EQ(a.spill_records.width, b.spill_records.width);
+    EXPECT_EQ(a.spill_records.records, b.spill_records.records);
     expect_same_gmm(a.gmm, b.gmm);
     auto* qa = dynamic_cast<const faiss::IndexFlat*>(a.quantizer);
     auto* qb = dynamic_cast<const faiss::IndexFlat*>(b.quantizer);
@@ -376,27 +383,27 @@ TEST(IndexIO, TiedCovarianceRoundTrips) {
 TEST(IndexIO, IndexIVFGMMRoundTripIsExact) {
     auto index = make_filled_ivfgmm(16, kNb);
     // every saved setting away from its default
-    index->posterior_mass = 0.5f;
-    index->mass_temperature = 7.0f;
+    index->search_options.posterior_mass = 0.5f;
+    index->search_options.mass_temperature = 7.0f;
     // the distance rules need the l2 order (other tests save posterior)
-    index->probe_order = faiss_gmm::ProbeOrder::L2;
-    index->distance_ratio = 1.5f;
-    index->prune_margin = 0.5f;
-    index->min_expected_hits = 0.01f;
+    index->search_options.probe_order = faiss_gmm::ProbeOrder::L2;
+    index->search_options.distance_ratio = 1.5f;
+    index->search_options.prune_margin = 0.5f;
+    index->search_options.min_expected_hits = 0.01f;
     index->max_codes = 100000;
-    index->train_device = faiss_gmm::TrainDevice::Cpu;
-    index->gmm_params.tol = 1e-5;
-    index->gmm_params.reg_covar = 2e-3f;
-    index->gmm_params.init = faiss_gmm::GmmInit::KMeansPlusPlus;
-    index->gmm_params.seed = 77;
-    index->gmm_params.max_points_per_component = 100;
-    index->gmm_params.min_component_count = 2.5;
-    index->gmm_params.block_size = 512;
-    index->spill.closure_ratio = 1.7f;
-    index->spill.soar_lambda = 0.25f;
-    index->spill.temperature = 3.0f;
-    ASSERT_GT(index->nentries, size_t(index->ntotal)) << "no vector spilled";
-    ASSERT_GT(index->other_lists_width, 0);
+    index->build_params.train_device = faiss_gmm::TrainDevice::Cpu;
+    index->build_params.gmm.tol = 1e-5;
+    index->build_params.gmm.reg_covar = 2e-3f;
+    index->build_params.gmm.init = faiss_gmm::GmmInit::KMeansPlusPlus;
+    index->build_params.gmm.seed = 77;
+    index->build_params.gmm.max_points_per_component = 100;
+    index->build_params.gmm.min_component_count = 2.5;
+    index->build_params.gmm.block_size = 512;
+    index->build_params.spill.closure_ratio = 1.7f;
+    index->build_params.spill.soar_lambda = 0.25f;
+    index->build_params.spill.temperature = 3.0f;
+    ASSERT_GT(index->nentries(), size_t(index->ntotal)) << "no vector spilled";
+    ASSERT_GT(index->spill_records.width, 0);
 
     Bytes bytes = serialize(index.get());
     auto loaded = deserialize(bytes);
@@ -412,8 +419,8 @@ TEST(IndexIO, IndexIVFGMMRoundTripIsExact) {
           "nprobe=16,probe=l2",
           "nprobe=16,probe=posterior,posterior_mass=0.9"}) {
         SCOPED_TRACE(params);
-        index->set_parameters(params);
-        copy->set_parameters(params);
+        index->set_search_parameters(params);
+        copy->set_search_parameters(params);
         expect_same_search(*index, *copy, base_data().data() + 17 * kDim, 40);
     }
 
@@ -459,7 +466,7 @@ TEST(IndexIO, UntrainedAndEmptyIndexes) {
     // a trained, empty index whose parameters ask for another covariance
     // at the next training
     auto empty = make_filled_ivfgmm(8, 0);
-    empty->gmm_params.covariance = faiss_gmm::CovarianceType::Diagonal;
+    empty->build_params.gmm.covariance = faiss_gmm::CovarianceType::Diagonal;
     auto empty_copy = deserialize(serialize(empty.get()));
     expect_same_ivfgmm(*empty, *dynamic_cast<IndexIVFGMM*>(empty_copy.get()));
 }
@@ -479,8 +486,8 @@ TEST(IndexIO, WrappedIndexesRoundTrip) {
             faiss_gmm::index_factory(d, description));
         {
             auto* gmm = faiss_gmm::try_extract_index_ivfgmm(index.get());
-            gmm->gmm_params.niter = 4;
-            gmm->gmm_params.kmeans_niter = 5;
+            gmm->build_params.gmm.niter = 4;
+            gmm->build_params.gmm.kmeans_niter = 5;
         }
         index->train(kNb, x.data());
         index->add_with_ids(kNb, x.data(), ids.data());
@@ -600,16 +607,20 @@ TEST(IndexIO, SeveralObjectsInOneStream) {
 TEST(IndexIO, OtherVersionsAndForeignBytesThrow) {
     auto index = make_filled_ivfgmm(4, 20);
     Bytes bytes = serialize(index.get());
-    // a future version, with a valid checksum: refused by its version
-    Bytes future = bytes;
-    future[4] = 2;
-    store_checksum(future, 0, future.size());
-    try {
-        deserialize(future);
-        ADD_FAILURE() << "version 2 was read";
-    } catch (const faiss::FaissException& e) {
-        EXPECT_NE(std::string(e.what()).find("version 2"), std::string::npos)
-            << e.what();
+    // an older and a future version, with a valid checksum: refused by
+    // their version
+    for (uint8_t version : {1, 3}) {
+        Bytes other = bytes;
+        other[4] = version;
+        store_checksum(other, 0, other.size());
+        try {
+            deserialize(other);
+            ADD_FAILURE() << "version " << int(version) << " was read";
+        } catch (const faiss::FaissException& e) {
+            const std::string expected = "version " + std::to_string(version);
+            EXPECT_NE(std::string(e.what()).find(expected), std::string::npos)
+                << e.what();
+        }
     }
     // bytes of no index at all go to FAISS, which refuses them
     Bytes garbage(256);
@@ -625,7 +636,8 @@ TEST(IndexIO, EveryTruncationThrows) {
     auto plain = make_filled_ivfgmm(4, 40);
     std::unique_ptr<faiss::Index> wrapped(
         faiss_gmm::index_factory(kDim, "IDMap2,PCA4,IVF4_GMM_m2,Flat"));
-    faiss_gmm::try_extract_index_ivfgmm(wrapped.get())->gmm_params.niter = 3;
+    faiss_gmm::try_extract_index_ivfgmm(wrapped.get())->build_params.gmm.niter =
+        3;
     wrapped->train(kNb, base_data().data());
     std::vector<idx_t> ids = base_ids(40);
     wrapped->add_with_ids(40, base_data().data(), ids.data());
@@ -733,7 +745,8 @@ TEST(IndexIO, CorruptBytesNeverCrash) {
     // wrappers with a FAISS transform inside
     std::unique_ptr<faiss::Index> wrapped(
         faiss_gmm::index_factory(kDim, "IDMap2,PCA4,IVF4_GMM_m2,Flat"));
-    faiss_gmm::try_extract_index_ivfgmm(wrapped.get())->gmm_params.niter = 3;
+    faiss_gmm::try_extract_index_ivfgmm(wrapped.get())->build_params.gmm.niter =
+        3;
     wrapped->train(kNb, base_data().data());
     std::vector<idx_t> ids = base_ids(40);
     wrapped->add_with_ids(40, base_data().data(), ids.data());

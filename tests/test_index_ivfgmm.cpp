@@ -24,9 +24,8 @@
 #include <faiss/utils/distances.h>
 
 #include <faiss_gmm/IndexIVFGMM.h>
-#ifdef FAISS_GMM_WITH_GPU
-#include <faiss_gmm/gpu/GpuEmTrainer.h>
-#endif
+
+#include "test_utils.h"
 
 using faiss_gmm::GaussianMixture;
 using faiss_gmm::idx_t;
@@ -40,25 +39,8 @@ namespace {
 constexpr int kDim = 16;
 constexpr int kNlist = 32;
 
-/// Overlapping Gaussian blobs, so that many points sit between clusters.
 std::vector<float> make_blobs(int n, int d, int nblobs, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> normal(0.0f, 1.0f);
-    std::vector<float> centers(size_t(nblobs) * d);
-    for (float& c : centers) {
-        c = 3.0f * normal(rng);
-    }
-    std::uniform_int_distribution<int> pick(0, nblobs - 1);
-    std::vector<float> x(size_t(n) * d);
-    for (int i = 0; i < n; i++) {
-        const int b = pick(rng);
-        const float scale = 0.5f + 0.1f * (b % 7);
-        for (int j = 0; j < d; j++) {
-            x[size_t(i) * d + j] =
-                centers[size_t(b) * d + j] + scale * normal(rng);
-        }
-    }
-    return x;
+    return faiss_gmm::test::overlapping_blobs(n, d, nblobs, seed);
 }
 
 /// A hand-made spherical model: means from a few k-means iterations, equal
@@ -102,55 +84,30 @@ struct Fixture : ::testing::Test {
     std::unique_ptr<IndexIVFGMM>
     make_index(const SpillParameters& spill = SpillParameters()) {
         auto index = std::make_unique<IndexIVFGMM>(
-            kDim, kNlist, faiss_gmm::GmmParameters(), spill);
+            kDim, kNlist, faiss_gmm::test::build_params(spill));
         index->set_gmm(model);
         return index;
     }
 };
 
-/// id -> lists holding it, read from the inverted lists.
-std::map<idx_t, std::vector<idx_t>> lists_of_ids(const IndexIVFGMM& index) {
-    std::map<idx_t, std::vector<idx_t>> where;
-    for (size_t l = 0; l < index.nlist; l++) {
-        const size_t size = index.invlists->list_size(l);
-        const idx_t* ids = index.invlists->get_ids(l);
-        for (size_t j = 0; j < size; j++) {
-            where[ids[j]].push_back(idx_t(l));
-        }
-    }
-    return where;
-}
+using faiss_gmm::test::expect_records_consistent;
+using faiss_gmm::test::lists_of_ids;
 
-/// Every entry's spill record lists exactly the other lists of its vector.
-void expect_records_consistent(const IndexIVFGMM& index) {
-    const auto where = lists_of_ids(index);
-    const int w = index.other_lists_width;
-    size_t entries = 0;
-    for (size_t l = 0; l < index.nlist; l++) {
-        const size_t size = index.invlists->list_size(l);
-        ASSERT_EQ(index.other_lists[l].size(), size * w);
-        const idx_t* ids = index.invlists->get_ids(l);
-        for (size_t j = 0; j < size; j++) {
-            std::set<idx_t> expected(
-                where.at(ids[j]).begin(), where.at(ids[j]).end());
-            expected.erase(idx_t(l));
-            std::set<idx_t> recorded;
-            bool padding = false;
-            for (int t = 0; t < w; t++) {
-                const int32_t o = index.other_lists[l][j * w + t];
-                if (o < 0) {
-                    padding = true;
-                } else {
-                    ASSERT_FALSE(padding) << "-1 padding must come last";
-                    recorded.insert(o);
-                }
-            }
-            EXPECT_EQ(recorded, expected) << "list " << l << " entry " << j;
-        }
-        entries += size;
-    }
-    EXPECT_EQ(entries, index.nentries);
-    EXPECT_EQ(where.size(), size_t(index.ntotal));
+/// IndexIVFGMM::coarse_assign with nprobe, the order and the mass only.
+void coarse_assign(
+    const IndexIVFGMM& index,
+    idx_t n,
+    const float* x,
+    size_t nprobe,
+    ProbeOrder order,
+    float mass,
+    idx_t* assign,
+    float* coarse_dis) {
+    faiss_gmm::SearchParametersIVFGMM params;
+    params.nprobe = nprobe;
+    params.probe_order = order;
+    params.posterior_mass = mass;
+    index.coarse_assign(n, x, params, assign, coarse_dis);
 }
 
 std::vector<idx_t>
@@ -245,12 +202,12 @@ TEST_F(Fixture, PosteriorSpillActuallySpillsAndTauOneDoesNot) {
     auto spilled = make_index(spill);
     spilled->add(nb, xb.data());
     EXPECT_GT(spilled->replication_factor(), 1.05);
-    EXPECT_EQ(spilled->other_lists_width, 2);
+    EXPECT_EQ(spilled->spill_records.width, 2);
 
     spill.tau = 1.0f;
     auto none = make_index(spill);
     none->add(nb, xb.data());
-    EXPECT_EQ(none->nentries, size_t(nb));
+    EXPECT_EQ(none->nentries(), size_t(nb));
     EXPECT_DOUBLE_EQ(none->replication_factor(), 1.0);
 }
 
@@ -268,7 +225,7 @@ TEST_F(Fixture, NoneClosureSoarInvariants) {
         auto index = make_index(spill);
         index->add(nb, xb.data());
         expect_records_consistent(*index);
-        EXPECT_EQ(index->nentries, size_t(nb));
+        EXPECT_EQ(index->nentries(), size_t(nb));
         const auto where = lists_of_ids(*index);
         for (idx_t i = 0; i < nb; i++) {
             const idx_t primary = nearest_primary ? nearest[i] : argmax[i];
@@ -370,7 +327,7 @@ TEST_F(Fixture, FullProbeEqualsBruteForce) {
             auto index = make_index(spill);
             index->add(nb, xb.data());
             index->nprobe = kNlist;
-            index->probe_order = order;
+            index->search_options.probe_order = order;
             std::vector<float> dis(nq * k);
             std::vector<idx_t> ids(nq * k);
             index->search(nq, xq.data(), k, dis.data(), ids.data());
@@ -461,7 +418,7 @@ TEST_F(Fixture, CountersAreExact) {
 
     // the posterior probe order costs the same coarse distances
     faiss_gmm::indexIVFGMM_stats.reset();
-    index->probe_order = ProbeOrder::Posterior;
+    index->search_options.probe_order = ProbeOrder::Posterior;
     index->search(nq, xq.data(), k, dis.data(), labels.data());
     EXPECT_EQ(s.ncoarse_distances, size_t(nq) * kNlist);
     EXPECT_EQ(s.nfine_distances + s.nduplicates_skipped, s.nentries_scanned);
@@ -472,7 +429,8 @@ TEST_F(Fixture, PosteriorProbeOrderFollowsLogJoint) {
     const size_t nprobe = 6;
     std::vector<idx_t> assign(nq * nprobe);
     std::vector<float> coarse(nq * nprobe);
-    index->coarse_assign(
+    coarse_assign(
+        *index,
         nq,
         xq.data(),
         nprobe,
@@ -514,8 +472,15 @@ TEST_F(Fixture, AdaptiveProbingNeverExceedsNprobe) {
 
             std::vector<idx_t> assign(nq * 4);
             std::vector<float> coarse(nq * 4);
-            index->coarse_assign(
-                nq, xq.data(), 4, order, mass, assign.data(), coarse.data());
+            coarse_assign(
+                *index,
+                nq,
+                xq.data(),
+                4,
+                order,
+                mass,
+                assign.data(),
+                coarse.data());
             std::vector<float> lj(size_t(nq) * kNlist);
             model.log_joint(nq, xq.data(), lj.data());
             for (int q = 0; q < nq; q++) {
@@ -609,10 +574,11 @@ TEST_F(Fixture, DistanceRatioProbesAPrefixWithinTheRatio) {
             s.nfine_distances + s.nduplicates_skipped, s.nentries_scanned);
     }
 
-    // an infinite ratio is fixed nprobe, to the bit and to the counter
+    // a huge ratio is fixed nprobe, to the bit and to the counter (an
+    // infinite one is refused, as every non-finite parameter)
     faiss_gmm::SearchParametersIVFGMM fixed, unbounded;
     fixed.nprobe = unbounded.nprobe = nprobe;
-    unbounded.distance_ratio = std::numeric_limits<float>::infinity();
+    unbounded.distance_ratio = 1e30f;
     std::vector<float> d1, d2;
     std::vector<idx_t> l1, l2;
     const auto s1 = counted_search(*index, nq, xq.data(), 10, fixed, &d1, &l1);
@@ -730,7 +696,7 @@ TEST_F(Fixture, BisectorPruningIsExactAtMarginOneAndCountsItsDistances) {
     }
     faiss_gmm::SearchParametersIVFGMM fixed, unbounded;
     fixed.nprobe = unbounded.nprobe = 16;
-    unbounded.prune_margin = std::numeric_limits<float>::infinity();
+    unbounded.prune_margin = 1e30f;
     std::vector<float> d1, d2;
     std::vector<idx_t> l1, l2;
     const auto s1 = counted_search(*spilled, nq, xq.data(), k, fixed, &d1, &l1);
@@ -756,7 +722,7 @@ TEST_F(Fixture, BisectorPruningIsExactAtMarginOneAndCountsItsDistances) {
     faiss::RangeSearchResult plain(nq), with_pruning(nq);
     index->nprobe = kNlist;
     index->range_search(nq, xr, radius, &plain);
-    index->prune_margin = 1.0f;
+    index->search_options.prune_margin = 1.0f;
     faiss_gmm::indexIVFGMM_stats.reset();
     index->range_search(nq, xr, radius, &with_pruning);
     EXPECT_GT(faiss_gmm::indexIVFGMM_stats.nlists_pruned, 0u);
@@ -829,24 +795,26 @@ TEST_F(Fixture, ExpectedHitsPruningStopsOnceTheHeapIsFull) {
 TEST_F(Fixture, AdaptiveProbingParametersAreValidated) {
     auto index = make_index();
     index->add(nb, xb.data());
-    index->set_parameters(
+    index->set_search_parameters(
         "mass_temperature=20,distance_ratio=1.5,prune_margin=0.3");
-    EXPECT_FLOAT_EQ(index->mass_temperature, 20.0f);
-    EXPECT_FLOAT_EQ(index->distance_ratio, 1.5f);
-    EXPECT_FLOAT_EQ(index->prune_margin, 0.3f);
+    EXPECT_FLOAT_EQ(index->search_options.mass_temperature, 20.0f);
+    EXPECT_FLOAT_EQ(index->search_options.distance_ratio, 1.5f);
+    EXPECT_FLOAT_EQ(index->search_options.prune_margin, 0.3f);
     for (const char* bad :
          {"min_expected_hits=-0.5",
           "mass_temperature=0",
           "distance_ratio=0.5",
           "prune_margin=-1",
           "distance_ratio=x"}) {
-        EXPECT_THROW(index->set_parameters(bad), faiss::FaissException) << bad;
+        EXPECT_THROW(index->set_search_parameters(bad), faiss::FaissException)
+            << bad;
     }
     // the distance rules need L2 distances to the means
     EXPECT_THROW(
-        index->set_parameters("probe=posterior"), faiss::FaissException);
-    EXPECT_EQ(index->probe_order, ProbeOrder::L2);
-    EXPECT_FLOAT_EQ(index->distance_ratio, 1.5f) << "changed by a bad call";
+        index->set_search_parameters("probe=posterior"), faiss::FaissException);
+    EXPECT_EQ(index->search_options.probe_order, ProbeOrder::L2);
+    EXPECT_FLOAT_EQ(index->search_options.distance_ratio, 1.5f)
+        << "changed by a bad call";
     std::vector<float> dis(nq * 5);
     std::vector<idx_t> labels(nq * 5);
     // the distance rules need L2 distances to the means
@@ -923,7 +891,7 @@ TEST_F(Fixture, RemoveIdsRemovesEveryCopy) {
     spill.max_assign = 3;
     auto index = make_index(spill);
     index->add(nb, xb.data());
-    const size_t entries_before = index->nentries;
+    const size_t entries_before = index->nentries();
 
     // remove every third id
     std::vector<idx_t> to_remove;
@@ -938,7 +906,7 @@ TEST_F(Fixture, RemoveIdsRemovesEveryCopy) {
     faiss::IDSelectorBatch sel(to_remove.size(), to_remove.data());
     EXPECT_EQ(index->remove_ids(sel), to_remove.size());
     EXPECT_EQ(size_t(index->ntotal), nb - to_remove.size());
-    EXPECT_EQ(index->nentries, entries_before - removed_entries);
+    EXPECT_EQ(index->nentries(), entries_before - removed_entries);
     expect_records_consistent(*index);
     const auto after = lists_of_ids(*index);
     for (idx_t id : to_remove) {
@@ -1007,7 +975,7 @@ TEST_F(Fixture, SequentialIdsAndReset) {
 
     index->reset();
     EXPECT_EQ(index->ntotal, 0);
-    EXPECT_EQ(index->nentries, 0u);
+    EXPECT_EQ(index->nentries(), 0u);
     EXPECT_TRUE(index->is_trained);
     EXPECT_DOUBLE_EQ(index->replication_factor(), 1.0);
     std::vector<float> dis(nq * 3);
@@ -1037,7 +1005,7 @@ TEST_F(Fixture, MergeFromEqualsBuildingOnTheUnion) {
     // second's ids restart at 0; shift them past first's
     first->merge_from(*second, half);
     EXPECT_EQ(second->ntotal, 0);
-    EXPECT_EQ(second->nentries, 0u);
+    EXPECT_EQ(second->nentries(), 0u);
     EXPECT_EQ(first->ntotal, nb);
     expect_records_consistent(*first);
 
@@ -1065,7 +1033,7 @@ TEST_F(Fixture, MergeFromEqualsBuildingOnTheUnion) {
     std::iota(upper.begin(), upper.end(), idx_t(half));
     b->add_with_ids(nb - half, xb.data() + size_t(half) * kDim, upper.data());
     a->merge_from(*b, 0);
-    EXPECT_EQ(a->nentries, whole->nentries);
+    EXPECT_EQ(a->nentries(), whole->nentries());
     EXPECT_EQ(lists_of_ids(*a), reference);
 }
 
@@ -1109,7 +1077,7 @@ TEST_F(Fixture, MergeFromRejectsIncompatibleIndexes) {
                 << e.what();
         }
     }
-    faiss::IndexIVFFlat plain(index->quantizer, kDim, kNlist);
+    faiss::IndexFlatL2 plain(kDim);
     EXPECT_THROW(index->merge_from(plain, 0), faiss::FaissException);
     EXPECT_EQ(index->ntotal, 100);
 }
@@ -1134,36 +1102,43 @@ TEST_F(Fixture, AddCoreKeepsRecordsInSync) {
 
 TEST_F(Fixture, SetParameters) {
     auto index = make_index();
-    index->set_parameters(
-        "nprobe=32,probe=posterior,posterior_mass=0.9,tau=0.05,"
-        "temperature=2,max_assign=3,spill=closure,closure_ratio=1.2,"
+    index->set_search_parameters(
+        "nprobe=32,probe=posterior,posterior_mass=0.9");
+    index->set_build_parameters(
+        "tau=0.05,temperature=2,max_assign=3,spill=closure,closure_ratio=1.2,"
         "soar_lambda=1");
     EXPECT_EQ(index->nprobe, 32u);
-    EXPECT_EQ(index->probe_order, ProbeOrder::Posterior);
-    EXPECT_FLOAT_EQ(index->posterior_mass, 0.9f);
-    EXPECT_FLOAT_EQ(index->spill.tau, 0.05f);
-    EXPECT_FLOAT_EQ(index->spill.temperature, 2.0f);
-    EXPECT_EQ(index->spill.max_assign, 3);
-    EXPECT_EQ(index->spill.rule, SpillRule::Closure);
-    EXPECT_FLOAT_EQ(index->spill.closure_ratio, 1.2f);
-    EXPECT_FLOAT_EQ(index->spill.soar_lambda, 1.0f);
-    index->set_parameters("spill=soar, primary=posterior, probe=l2");
-    EXPECT_EQ(index->spill.rule, SpillRule::Soar);
-    EXPECT_FALSE(index->spill.primary_is_nearest_mean);
+    EXPECT_EQ(index->search_options.probe_order, ProbeOrder::Posterior);
+    EXPECT_FLOAT_EQ(index->search_options.posterior_mass, 0.9f);
+    EXPECT_FLOAT_EQ(index->build_params.spill.tau, 0.05f);
+    EXPECT_FLOAT_EQ(index->build_params.spill.temperature, 2.0f);
+    EXPECT_EQ(index->build_params.spill.max_assign, 3);
+    EXPECT_EQ(index->build_params.spill.rule, SpillRule::Closure);
+    EXPECT_FLOAT_EQ(index->build_params.spill.closure_ratio, 1.2f);
+    EXPECT_FLOAT_EQ(index->build_params.spill.soar_lambda, 1.0f);
+    index->set_build_parameters("spill=soar, primary=posterior");
+    index->set_search_parameters(" probe=l2");
+    EXPECT_EQ(index->build_params.spill.rule, SpillRule::Soar);
+    EXPECT_FALSE(index->build_params.spill.primary_is_nearest_mean);
 
     auto expect_error = [&](const std::string& description,
                             const std::string& named) {
-        const SpillParameters before = index->spill;
+        const SpillParameters before = index->build_params.spill;
         const size_t nprobe_before = index->nprobe;
         try {
-            index->set_parameters(description);
+            if (description.find("nprobe") != std::string::npos ||
+                description.find("probe=") != std::string::npos) {
+                index->set_search_parameters(description);
+            } else {
+                index->set_build_parameters(description);
+            }
             FAIL() << description << " must throw";
         } catch (const faiss::FaissException& e) {
             EXPECT_NE(std::string(e.what()).find(named), std::string::npos)
                 << e.what();
         }
         EXPECT_EQ(index->nprobe, nprobe_before) << "changed on error";
-        EXPECT_EQ(index->spill.max_assign, before.max_assign);
+        EXPECT_EQ(index->build_params.spill.max_assign, before.max_assign);
     };
     expect_error("nprobe=8,bogus=3", "bogus");
     expect_error("nprobe=abc", "nprobe=abc");
@@ -1222,7 +1197,7 @@ TEST_F(Fixture, BadInputIsRejected) {
         SpillParameters bad;
         bad.max_assign = 0;
         EXPECT_THROW(
-            IndexIVFGMM(kDim, kNlist, faiss_gmm::GmmParameters(), bad),
+            IndexIVFGMM(kDim, kNlist, faiss_gmm::test::build_params(bad)),
             faiss::FaissException);
     }
     IndexIVFGMM untrained(kDim, kNlist);
@@ -1280,7 +1255,7 @@ TEST_F(Fixture, BadInputIsRejected) {
 #endif
     if (!gpu_usable) {
         IndexIVFGMM gpu_only(kDim, kNlist);
-        gpu_only.train_device = faiss_gmm::TrainDevice::Gpu;
+        gpu_only.build_params.train_device = faiss_gmm::TrainDevice::Gpu;
         EXPECT_THROW(gpu_only.train(nb, xb.data()), faiss::FaissException);
     }
 }
@@ -1303,8 +1278,8 @@ TEST_F(Fixture, TrainFitsTheModelAndLoadsTheMeans) {
     faiss_gmm::GmmParameters params;
     params.niter = 3;
     params.kmeans_niter = 5;
-    IndexIVFGMM index(kDim, kNlist, params);
-    index.train_device = faiss_gmm::TrainDevice::Cpu;
+    IndexIVFGMM index(kDim, kNlist, faiss_gmm::test::build_params(params));
+    index.build_params.train_device = faiss_gmm::TrainDevice::Cpu;
     index.train(nb, xb.data());
     ASSERT_TRUE(index.is_trained);
     ASSERT_TRUE(index.gmm.is_trained);

@@ -151,7 +151,7 @@ TEST(IndexIVFGMMSift, FewerDistanceComputationsThanKMeansAtRecall90) {
     kmeans.add(nb, xb.data());
 
     faiss_gmm::IndexIVFGMM gmm(d, nlist);
-    gmm.train_device = faiss_gmm::TrainDevice::Cpu;
+    gmm.build_params.train_device = faiss_gmm::TrainDevice::Cpu;
     gmm.train(nb, xb.data());
     gmm.add(nb, xb.data());
 

@@ -431,6 +431,15 @@ Dataset load_registered(
             continue; // its members are listed as their own files
         }
         const std::string path = (fs::path(dir) / file.local_name).string();
+        const bool built = starts_with(file.url, "build:");
+        FAISS_THROW_IF_NOT_FMT(
+            fs::exists(path) || file.role == "learn" || !built,
+            "dataset %s: missing file %s; it is made on this machine: "
+            "run `%s --data-root %s` (bash scripts/eval.sh does)",
+            info.name.c_str(),
+            path.c_str(),
+            file.url.substr(6).c_str(),
+            data_root.c_str());
         FAISS_THROW_IF_NOT_FMT(
             fs::exists(path) || file.role == "learn",
             "dataset %s: missing file %s; run `datasets/download.sh %s "

@@ -36,7 +36,7 @@ if [ -z "$dataset" ]; then
       dataset=synthetic
     fi
   fi
-  [ "$dataset" = synthetic ] && set --
+  if [ "$dataset" = synthetic ]; then set --; fi
 fi
 # a folder given as the data set gets its last component as the output name
 out=${OUT_DIR:-$root/out/$(basename "$dataset")}

@@ -217,7 +217,13 @@ int run(const Options& o) {
     }
     const std::string key = build_key(o, photos, from_recipe);
     const fs::path key_path = fs::path(o.out) / "build.key";
-    if (!o.force && fs::exists(key_path) && read_first_line(key_path) == key) {
+    bool done =
+        !o.force && fs::exists(key_path) && read_first_line(key_path) == key;
+    for (const char* name :
+         {"query.bvecs", "base.bvecs", "groundtruth.ivecs", "manifest.json"}) {
+        done = done && fs::exists(fs::path(o.out) / name);
+    }
+    if (done) {
         if (o.params.verbose) {
             std::printf(
                 "%s: up to date in %s (--force rebuilds)\n",

@@ -27,7 +27,7 @@ if [ -z "$dataset" ]; then
     echo "eval.sh: no apt-get/dpkg-deb to fetch the photos of sift-debian: evaluating the embedded synthetic set"
     dataset=synthetic
   elif ! grep -q '^FAISS_GMM_WITH_OPENCV:INTERNAL=ON' "$build/CMakeCache.txt"; then
-    echo "eval.sh: OpenCV not found (scripts/setup.sh installs it), make_sift_debian not built: evaluating the embedded synthetic set"
+    echo "eval.sh: OpenCV not found (scripts/setup.sh installs it) or FAISS_GMM_OPENCV=OFF: make_sift_debian not built: evaluating the embedded synthetic set"
     dataset=synthetic
   else
     cmake --build "$build" -j "$(nproc)" --target make_sift_debian

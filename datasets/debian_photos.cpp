@@ -7,11 +7,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include <faiss/impl/FaissAssert.h>
 
 #include <datasets/sha256.h>
+#include <datasets/tsv.h>
 
 namespace faiss_gmm {
 namespace datasets {
@@ -24,16 +24,6 @@ namespace fs = std::filesystem;
 const char* const kSiftDebianRecipe =
 #include "sift_debian_recipe.inc"
     ;
-
-std::vector<std::string> split_tabs(const std::string& line) {
-    std::vector<std::string> fields;
-    std::string field;
-    std::istringstream in(line);
-    while (std::getline(in, field, '\t')) {
-        fields.push_back(field);
-    }
-    return fields;
-}
 
 bool is_hex64(const std::string& s) {
     return s.size() == 64 &&
@@ -241,15 +231,9 @@ PhotoRecipe
 parse_photo_recipe(const std::string& text, const std::string& source) {
     PhotoRecipe recipe;
     recipe.sha256 = sha256_hex(text);
-    std::istringstream in(text);
-    std::string line;
-    int line_number = 0;
-    while (std::getline(in, line)) {
-        line_number++;
-        if (line.empty() || line[0] == '#') {
-            continue;
-        }
-        const std::vector<std::string> f = split_tabs(line);
+    for (const TsvLine& record : parse_tsv(text)) {
+        const int line_number = record.number;
+        const std::vector<std::string>& f = record.fields;
         if (f[0] == "package") {
             FAISS_THROW_IF_NOT_FMT(
                 f.size() == 5 && is_hex64(f[4]),

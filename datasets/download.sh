@@ -79,6 +79,13 @@ fi
 IFS=$'\t' read -r _ _ format n_base n_query dim description <<<"$dataset_line"
 mapfile -t file_lines < <(awk -F'\t' -v n="$name" '$1 == "file" && $2 == n' "$registry")
 dir="$data_root/$name"
+built_by=$(printf '%s\n' "${file_lines[@]}" | awk -F'\t' '$4 ~ /^build:/ { sub(/^build:/, "", $4); print $4; exit }')
+if [[ -n "$built_by" ]]; then
+    log "$name is made on this machine, not downloaded: run $built_by --data-root $data_root"
+    log "(built with the project; bash scripts/eval.sh builds and runs it)"
+    ((dry_run)) && exit 0
+    exit 1
+fi
 
 log "$name: $description"
 log "format $format, $n_base base x $dim, $n_query queries -> $dir"

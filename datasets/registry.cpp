@@ -16,6 +16,7 @@
 #include <datasets/groundtruth.h>
 #include <datasets/hdf5_io.h>
 #include <datasets/synthetic.h>
+#include <datasets/tsv.h>
 
 namespace faiss_gmm {
 namespace datasets {
@@ -32,16 +33,6 @@ const char* const kRegistryTsv =
 /// Neighbours per query of computed ground truth.
 constexpr int kGroundTruthK = 100;
 
-std::vector<std::string> split_tabs(const std::string& line) {
-    std::vector<std::string> fields;
-    std::string field;
-    std::istringstream in(line);
-    while (std::getline(in, field, '\t')) {
-        fields.push_back(field == "-" ? "" : field);
-    }
-    return fields;
-}
-
 int64_t parse_int(const std::string& s, int line_number) {
     char* end = nullptr;
     const long long v = std::strtoll(s.c_str(), &end, 10);
@@ -55,15 +46,14 @@ int64_t parse_int(const std::string& s, int line_number) {
 
 std::vector<DatasetInfo> parse_registry() {
     std::vector<DatasetInfo> entries;
-    std::istringstream in(kRegistryTsv);
-    std::string line;
-    int line_number = 0;
-    while (std::getline(in, line)) {
-        line_number++;
-        if (line.empty() || line[0] == '#') {
-            continue;
+    for (const TsvLine& record : parse_tsv(kRegistryTsv)) {
+        const int line_number = record.number;
+        std::vector<std::string> f = record.fields;
+        for (std::string& field : f) {
+            if (field == "-") {
+                field.clear(); // "-" marks an empty field
+            }
         }
-        const std::vector<std::string> f = split_tabs(line);
         if (f[0] == "dataset") {
             FAISS_THROW_IF_NOT_FMT(
                 f.size() == 7,
@@ -431,6 +421,15 @@ Dataset load_registered(
             continue; // its members are listed as their own files
         }
         const std::string path = (fs::path(dir) / file.local_name).string();
+        const bool built = starts_with(file.url, "build:");
+        FAISS_THROW_IF_NOT_FMT(
+            fs::exists(path) || file.role == "learn" || !built,
+            "dataset %s: missing file %s; it is made on this machine: "
+            "run `%s --data-root %s` (bash scripts/eval.sh does)",
+            info.name.c_str(),
+            path.c_str(),
+            file.url.substr(6).c_str(),
+            data_root.c_str());
         FAISS_THROW_IF_NOT_FMT(
             fs::exists(path) || file.role == "learn",
             "dataset %s: missing file %s; run `datasets/download.sh %s "

@@ -920,7 +920,8 @@ TEST_F(Fixture, RemoveIdsRemovesEveryCopy) {
     std::vector<idx_t> kept_ids;
     for (idx_t i = 0; i < nb; i++) {
         if (i % 3 != 0) {
-            kept.insert(kept.end(), &xb[i * kDim], &xb[(i + 1) * kDim]);
+            kept.insert(
+                kept.end(), xb.data() + i * kDim, xb.data() + (i + 1) * kDim);
             kept_ids.push_back(i);
         }
     }
@@ -951,7 +952,10 @@ TEST_F(Fixture, ReconstructBeforeAndAfterRemove) {
     std::vector<float> v(kDim);
     for (idx_t i = 0; i < nb; i += 97) {
         index->reconstruct(ids[i], v.data());
-        EXPECT_EQ(v, std::vector<float>(&xb[i * kDim], &xb[(i + 1) * kDim]));
+        EXPECT_EQ(
+            v,
+            std::vector<float>(
+                xb.data() + i * kDim, xb.data() + (i + 1) * kDim));
     }
     EXPECT_THROW(index->reconstruct(5, v.data()), faiss::FaissException);
 
@@ -960,7 +964,10 @@ TEST_F(Fixture, ReconstructBeforeAndAfterRemove) {
     EXPECT_THROW(index->reconstruct(ids[10], v.data()), faiss::FaissException);
     for (idx_t i = 1500; i < nb; i++) {
         index->reconstruct(ids[i], v.data());
-        ASSERT_EQ(v, std::vector<float>(&xb[i * kDim], &xb[(i + 1) * kDim]));
+        ASSERT_EQ(
+            v,
+            std::vector<float>(
+                xb.data() + i * kDim, xb.data() + (i + 1) * kDim));
     }
 }
 

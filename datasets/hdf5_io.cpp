@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <vector>
 
 #include <faiss/impl/FaissAssert.h>
@@ -93,9 +94,30 @@ void read_matrix(
         path.c_str(),
         key,
         (unsigned long long)dims[1]);
+    // absurd sizes (a corrupt file) fail here, naming file and key, rather
+    // than in the allocator
+    constexpr hsize_t kMaxValues = hsize_t(1) << 40;
+    FAISS_THROW_IF_NOT_FMT(
+        dims[0] <= kMaxValues / dims[1],
+        "%s: key \"%s\" claims %llu x %llu values (more than 2^40)",
+        path.c_str(),
+        key,
+        (unsigned long long)dims[0],
+        (unsigned long long)dims[1]);
     n = dims[0];
     d = dims[1];
-    data.resize(size_t(dims[0]) * dims[1]);
+    try {
+        data.resize(size_t(dims[0]) * dims[1]);
+    } catch (const std::bad_alloc&) {
+        FAISS_THROW_FMT(
+            "%s: key \"%s\" has %llu x %llu values, more than this "
+            "machine can allocate (%.1f GB)",
+            path.c_str(),
+            key,
+            (unsigned long long)dims[0],
+            (unsigned long long)dims[1],
+            double(dims[0]) * dims[1] * sizeof(T) / 1e9);
+    }
     if (!data.empty()) {
         FAISS_THROW_IF_NOT_FMT(
             H5Dread(

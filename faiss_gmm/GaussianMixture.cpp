@@ -342,7 +342,7 @@ idx_t first_non_finite(idx_t n, int d, const float* x) {
     for (idx_t i = 0; i < n; i++) {
         const float* xi = x + size_t(i) * d;
         for (int j = 0; j < d; j++) {
-            if (!std::isfinite(xi[j])) {
+            if (!(std::fabs(xi[j]) <= kMaxInputMagnitude)) { // NaN too
                 first_bad = std::min(first_bad, i * d + j);
                 break;
             }
@@ -351,15 +351,23 @@ idx_t first_non_finite(idx_t n, int d, const float* x) {
     return first_bad == none ? -1 : first_bad;
 }
 
+/// "not finite" or "too large", for the messages below
+const char* unusable_value_kind(float v) {
+    return std::isfinite(v) ? "is too large (|value| must be <= 1e15, or "
+                              "squared distances overflow float)"
+                            : "is not finite";
+}
+
 void check_finite(idx_t n, int d, const float* x, const char* what) {
     const idx_t first_bad = first_non_finite(n, d, x);
     if (first_bad >= 0) {
         FAISS_THROW_FMT(
-            "%s: non-finite value %g at row %" PRId64 ", column %d",
+            "%s: value %g at row %" PRId64 ", column %d %s",
             what,
             x[first_bad],
             int64_t(first_bad / d),
-            int(first_bad % d));
+            int(first_bad % d),
+            unusable_value_kind(x[first_bad]));
     }
 }
 
@@ -367,10 +375,11 @@ void check_finite_vectors(idx_t n, int d, const float* x, const char* where) {
     const idx_t first_bad = first_non_finite(n, d, x);
     if (first_bad >= 0) {
         FAISS_THROW_FMT(
-            "%s: vector %" PRId64 " component %" PRId64 " is not finite (%g)",
+            "%s: vector %" PRId64 " component %" PRId64 " %s (%g)",
             where,
             int64_t(first_bad / d),
             int64_t(first_bad % d),
+            unusable_value_kind(x[first_bad]),
             double(x[first_bad]));
     }
 }

@@ -105,6 +105,10 @@ struct GmmToken {
 
 /// Parses a GMM token; options are set through the parameter key table.
 GmmToken parse_gmm_token(const std::string& token) {
+    FAISS_THROW_IF_NOT_FMT(
+        token.find_first_of(" \t\n") == std::string::npos,
+        "index_factory: token '%s' contains whitespace",
+        token.c_str());
     if (token.compare(0, 3, "IVF") != 0) {
         throw_malformed(token);
     }

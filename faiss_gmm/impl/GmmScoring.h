@@ -131,10 +131,20 @@ void dgemm_atb_accumulate(
 /// the mismatch.
 void check_model_shape(const GaussianMixture& model);
 
-/// Flat index i * d + j of the first NaN or Inf of x (n x d), or -1.
+/**
+ * Largest |value| of an input vector: squared distances of vectors in up
+ * to 2^16 dimensions then stay below 2^16 (2e15)^2 = 2.6e35, far from
+ * float overflow (3.4e38); larger values would turn distances into inf and
+ * k-means, EM and search into nonsense.
+ */
+constexpr float kMaxInputMagnitude = 1e15f;
+
+/// Flat index i * d + j of the first value of x (n x d) that is NaN, Inf
+/// or larger than kMaxInputMagnitude in magnitude, or -1.
 idx_t first_non_finite(idx_t n, int d, const float* x);
 
-/// Throws naming the first row and column of x (n x d) that is NaN or Inf.
+/// Throws naming the first row and column of x (n x d) that is NaN, Inf or
+/// too large (see kMaxInputMagnitude).
 void check_finite(idx_t n, int d, const float* x, const char* what);
 
 /// As check_finite, in the indexes' words ("<where>: vector i component j

@@ -95,11 +95,14 @@ struct SpillParameters {
     /// Soar rule: weight lambda (>= 0) of the parallel residual component
     float soar_lambda = 1.0f;
     /// Posterior and None rules: the primary list is the nearest mean by L2
-    /// (true) or the argmax of the posterior (false). Closure and Soar
-    /// always use the nearest mean. The argmax needs 0.3-0.6% fewer
-    /// distances at recall@10 0.90-0.99 on sift-debian-a, although search
-    /// probes by L2.
-    bool primary_is_nearest_mean = false;
+    /// (true, the default) or the argmax of the posterior (false). Closure
+    /// and Soar always use the nearest mean. With the nearest mean, a
+    /// vector is in the first list its own query probes (probe order L2),
+    /// whatever the model: with the argmax, a model whose means coincide
+    /// (training rows all equal) stored every vector where nprobe = 1 never
+    /// looks. The argmax measured 0.3-0.6% fewer distances at recall@10
+    /// 0.90-0.99 on sift-debian-a (docs/measurements.md).
+    bool primary_is_nearest_mean = true;
 
     /// Throws naming the first out-of-range field (prefixed by `who`).
     void check(const char* who = "SpillParameters") const;

@@ -11,154 +11,17 @@
 #include <faiss/utils/Heap.h>
 #include <faiss/utils/distances.h>
 
-#ifdef FAISS_GMM_WITH_GPU
-#include <cublas_v2.h>
-#include <cuda_runtime.h>
-
-#include <eval/gpu_bench.h>
-#endif
-
-extern "C" {
-/// Fortran BLAS single-precision GEMM (the entry point FAISS uses).
-int sgemm_(
-    const char* transa,
-    const char* transb,
-    const int* m,
-    const int* n,
-    const int* k,
-    const float* alpha,
-    const float* a,
-    const int* lda,
-    const float* b,
-    const int* ldb,
-    const float* beta,
-    float* c,
-    const int* ldc);
-}
+#include <datasets/inner_products.h>
 
 namespace faiss_gmm {
 namespace eval {
 
 namespace {
 
-/// Base rows per CPU GEMM call: bounds the int arguments of sgemm_.
-constexpr int64_t kCpuBaseBlock = int64_t(1) << 20;
-
-/// matrix->distances[q][j] = <query q, base row j> by CPU BLAS.
-void cpu_inner_products(
-    int d, const float* xq, const float* xb, DistanceMatrix* matrix) {
-    const float one = 1, zero = 0;
-    const int n = int(matrix->nq), kdim = d;
-    const int ldc = int(matrix->nb);
-    for (int64_t j0 = 0; j0 < matrix->nb; j0 += kCpuBaseBlock) {
-        const int m = int(std::min(kCpuBaseBlock, matrix->nb - j0));
-        // column-major C (m x n, ldc = nb) is the row-major nq x nb matrix
-        sgemm_(
-            "Transpose",
-            "Not transpose",
-            &m,
-            &n,
-            &kdim,
-            &one,
-            xb + size_t(j0) * d,
-            &kdim,
-            xq,
-            &kdim,
-            &zero,
-            matrix->distances.data() + j0,
-            &ldc);
-    }
-    matrix->device = "CPU (BLAS)";
+/// Queries per inner-product block: at most 2^28 products (1 GiB).
+int64_t query_block_rows(int64_t nq, int64_t nb) {
+    return std::max<int64_t>(1, std::min<int64_t>(nq, (int64_t(1) << 28) / nb));
 }
-
-#ifdef FAISS_GMM_WITH_GPU
-
-/// cudaMalloc'ed floats, freed on destruction.
-struct DeviceFloats {
-    float* data = nullptr;
-    explicit DeviceFloats(size_t n) {
-        CUDA_OK(cudaMalloc(&data, n * sizeof(float)));
-    }
-    DeviceFloats(const DeviceFloats&) = delete;
-    DeviceFloats& operator=(const DeviceFloats&) = delete;
-    ~DeviceFloats() {
-        cudaFree(data);
-    }
-};
-
-void cublas_ok(cublasStatus_t status, const char* call) {
-    FAISS_THROW_IF_NOT_FMT(
-        status == CUBLAS_STATUS_SUCCESS,
-        "distance matrix: %s failed: %s",
-        call,
-        cublasGetStatusString(status));
-}
-
-/// The same inner products by cuBLAS SGEMM (pedantic fp32) on `device`:
-/// base and queries copied once, the output in blocks of queries of at most
-/// 1 GiB, each copied straight into its rows of the host matrix.
-void gpu_inner_products(
-    int device,
-    int d,
-    const float* xq,
-    const float* xb,
-    DistanceMatrix* matrix) {
-    const int64_t nq = matrix->nq, nb = matrix->nb;
-    FAISS_THROW_IF_NOT_FMT(
-        nb <= INT_MAX,
-        "distance matrix: %" PRId64 " base rows exceed the cuBLAS int limit",
-        nb);
-    CUDA_OK(cudaSetDevice(device));
-    cudaDeviceProp prop;
-    CUDA_OK(cudaGetDeviceProperties(&prop, device));
-    const int64_t block_rows =
-        std::max<int64_t>(1, std::min<int64_t>(nq, (int64_t(1) << 28) / nb));
-    DeviceFloats base(size_t(nb) * d), queries(size_t(nq) * d);
-    DeviceFloats block(size_t(block_rows) * nb);
-    CUDA_OK(cudaMemcpy(
-        base.data, xb, size_t(nb) * d * sizeof(float), cudaMemcpyHostToDevice));
-    CUDA_OK(cudaMemcpy(
-        queries.data,
-        xq,
-        size_t(nq) * d * sizeof(float),
-        cudaMemcpyHostToDevice));
-    cublasHandle_t handle = nullptr;
-    cublas_ok(cublasCreate(&handle), "cublasCreate");
-    std::unique_ptr<cublasContext, decltype(&cublasDestroy)> owned(
-        handle, &cublasDestroy);
-    // plain fp32 (no TF32): integer-valued data stays exact
-    cublas_ok(
-        cublasSetMathMode(handle, CUBLAS_PEDANTIC_MATH), "cublasSetMathMode");
-    const float one = 1, zero = 0;
-    for (int64_t q0 = 0; q0 < nq; q0 += block_rows) {
-        const int rows = int(std::min(block_rows, nq - q0));
-        cublas_ok(
-            cublasSgemm(
-                handle,
-                CUBLAS_OP_T,
-                CUBLAS_OP_N,
-                int(nb),
-                rows,
-                d,
-                &one,
-                base.data,
-                d,
-                queries.data + size_t(q0) * d,
-                d,
-                &zero,
-                block.data,
-                int(nb)),
-            "cublasSgemm");
-        CUDA_OK(cudaMemcpy(
-            matrix->distances.data() + size_t(q0) * nb,
-            block.data,
-            size_t(rows) * nb * sizeof(float),
-            cudaMemcpyDeviceToHost));
-    }
-    matrix->device = "GPU " + std::to_string(device) + " (" + prop.name + ")";
-}
-
-#endif // FAISS_GMM_WITH_GPU
 
 } // namespace
 
@@ -206,18 +69,29 @@ DistanceMatrix compute_distance_matrix(
     matrix.nq = nq;
     matrix.nb = nb;
     matrix.distances.resize(size_t(nq) * size_t(nb));
-    if (use_gpu) {
-#ifdef FAISS_GMM_WITH_GPU
-        gpu_inner_products(gpu_device, d, xq, xb, &matrix);
-#else
-        (void)gpu_device;
-        FAISS_THROW_MSG(
-            "distance matrix: the GPU was requested but this build has no "
-            "CUDA support");
-#endif
-    } else {
-        cpu_inner_products(d, xq, xb, &matrix);
+    FAISS_THROW_IF_NOT_FMT(
+        nb <= INT_MAX,
+        "distance matrix: %" PRId64 " base rows exceed the GEMM int limit",
+        nb);
+    // the inner products by one GEMM per block of queries (datasets/
+    // inner_products.h: BLAS, or cuBLAS in strict fp32), then the distances
+    datasets::FloatMatrix queries;
+    queries.n = nq;
+    queries.d = d;
+    queries.data.assign(xq, xq + size_t(nq) * d);
+    std::unique_ptr<datasets::InnerProducts> products =
+        datasets::make_inner_products(queries, use_gpu, gpu_device);
+    products->set_base(xb, nb);
+    const int64_t block_rows = query_block_rows(nq, nb);
+    for (int64_t q0 = 0; q0 < nq; q0 += block_rows) {
+        const int64_t rows = std::min(block_rows, nq - q0);
+        const float* ip = products->block(q0, rows, 0, nb);
+        std::copy(
+            ip,
+            ip + size_t(rows) * size_t(nb),
+            matrix.distances.data() + size_t(q0) * size_t(nb));
     }
+    matrix.device = products->device_name();
     std::vector<float> query_norms(nq), base_norms(nb);
     faiss::fvec_norms_L2sqr(query_norms.data(), xq, d, nq);
     faiss::fvec_norms_L2sqr(base_norms.data(), xb, d, nb);

@@ -1,3 +1,13 @@
+/**
+ * IndexIVFGMM: every FAISS entry point of one class, as faiss/IndexIVF.cpp
+ * is (hence the length, ~1300 lines): construction and training, adding,
+ * the searches (coarse_probe and DedupScan do the work), maintenance
+ * (remove, update, merge, subsets, reconstruction) and the delegation to
+ * the code index. The rules themselves live in the shared modules
+ * (IVFGMMParameters, SpillRecords, ListAssignment, CoarseProbe,
+ * impl/DedupScan, impl/ListPruning).
+ */
+
 #include <faiss_gmm/IndexIVFGMM.h>
 
 #include <omp.h>

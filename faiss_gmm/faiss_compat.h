@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
+#include <utility>
 
 #include <faiss/Index.h>
 #include <faiss/IndexIVF.h>
@@ -89,6 +91,28 @@ struct SecondParameter<R (C::*)(A1, A2, Rest...) const> {
 /// InvertedLists::subset_type_t in newer ones (read off the declaration).
 using CopySubsetType = typename compat_detail::SecondParameter<
     decltype(&faiss::IndexIVF::copy_subset_to)>::type;
+
+namespace compat_detail {
+template <class T, class = void>
+struct HasOwnIndices : std::false_type {};
+template <class T>
+struct HasOwnIndices<T, decltype(void(std::declval<T&>().own_indices))>
+    : std::true_type {};
+} // namespace compat_detail
+
+/**
+ * Make a faiss::ThreadedIndex (IndexShards, IndexReplicas) own its
+ * sub-indexes: the flag is own_fields in old FAISS, own_indices in newer
+ * ones (read off the class).
+ */
+template <class Threaded>
+void set_owns_sub_indexes(Threaded& threaded, bool own) {
+    if constexpr (compat_detail::HasOwnIndices<Threaded>::value) {
+        threaded.own_indices = own;
+    } else {
+        threaded.own_fields = own;
+    }
+}
 
 /// "1.7.3", "1.15.0", ...: the FAISS headers we were compiled against.
 const char* faiss_version_compiled();

@@ -1,3 +1,11 @@
+/**
+ * The faiss-gmm file format (index_io.h documents it): checksummed writer
+ * and bounds-checking reader, then one writer / reader pair per payload
+ * (GaussianMixture, IndexIVFGMM, IndexPreTransform). One concept, the
+ * format, in one file (~1200 lines), as FAISS keeps index_read.cpp and
+ * index_write.cpp.
+ */
+
 #include <faiss_gmm/index_io.h>
 
 #include <sys/stat.h>

@@ -196,7 +196,7 @@ TEST(PhotoRecipe, CachedPhotosAreCheckedAndNotFetched) {
 }
 
 TEST(PhotoRecipe, RegistryEntrySaysHowToMakeIt) {
-    const DatasetInfo& info = find_dataset("sift-debian");
+    const DatasetInfo info = find_dataset("sift-debian");
     EXPECT_EQ(info.format, "texmex");
     EXPECT_EQ(info.d, 128);
     for (const DatasetFile& f : info.files) {

@@ -47,7 +47,7 @@ faiss::IndexShards* index_ivfgmm_cpu_to_gpu_shards(
     const int d = cpu_index->d;
     std::unique_ptr<faiss::IndexShards> shards(
         new faiss::IndexShards(d, /*threaded=*/true, /*successive_ids=*/false));
-    shards->own_fields = true;
+    set_owns_sub_indexes(*shards, true);
     for (int device : devices) {
         GpuIndexIVFGMMConfig cfg = config;
         cfg.device = device;

@@ -14,10 +14,16 @@
  * A streaming run (host data through a forced device budget) prints the
  * achieved host-to-device rate beside the measured pinned-copy peak.
  *
+ * bf16 rows also print the published time of the public Flash-GMM H100
+ * kernels for the shapes DESIGN.md lists (ratio public / ours). --hopper
+ * runs every row with GpuEmConfig::hopper_estep on (the sm_90a kernels on
+ * an H100 / H200); with --compare-sm80 bf16 rows also time the sm_80 fused
+ * kernels in the same run.
+ *
  *   bench_em [--shapes N,D,K;N,D,K...] [--cov spherical,diagonal]
  *            [--prec bf16,tf32,fp32] [--reps 5] [--device 0]
  *            [--stream N,D,K] [--stream-budget-gb 4] [--stream-prec bf16]
- *            [--no-stream] [--no-gemm]
+ *            [--no-stream] [--no-gemm] [--hopper] [--compare-sm80]
  */
 
 #include <algorithm>
@@ -201,12 +207,38 @@ double gemm_ms(
     return median(t);
 }
 
+/**
+ * E-step time (ms, bf16) of the public Flash-GMM kernels on one H100 for
+ * the shapes of DESIGN.md's table (spherical / diagonal); 0 when the shape
+ * is not listed or the public kernel does not run it (d > 128).
+ */
+double public_kernel_ms(const Shape& s, CovarianceType cov) {
+    const struct {
+        int64_t n;
+        int d, k;
+        double sph, diag;
+    } table[] = {
+        {1000000, 128, 1024, 7.3, 6.7},
+        {1000000, 128, 4096, 27.2, 24.1},
+        {10000000, 96, 1024, 69.7, 61.7},
+    };
+    for (const auto& t : table) {
+        if (t.n == s.n && t.d == s.d && t.k == s.k) {
+            return cov == CovarianceType::Diagonal ? t.diag : t.sph;
+        }
+    }
+    return 0;
+}
+
 constexpr const char* kUsage =
     "usage: bench_em [--shapes N,D,K;N,D,K...] [--cov spherical,diagonal]\n"
     "                [--prec bf16,tf32,fp32] [--reps 5] [--device 0]\n"
     "                [--stream N,D,K] [--stream-budget-gb 4]\n"
     "                [--stream-prec bf16] [--no-stream] [--no-gemm]\n"
-    "                [--gemm-path-depth D]\n"
+    "                [--gemm-path-depth D] [--hopper] [--compare-sm80]\n"
+    "--hopper: GpuEmConfig::hopper_estep = true for every row (the sm_90a\n"
+    "E-step kernels on an H100 / H200).\n"
+    "--compare-sm80: bf16 rows also time the sm_80 fused kernels.\n"
     "--gemm-path-depth: GpuEmConfig::gemm_path_min_depth (logits depth from\n"
     "which the E-step uses the cuBLAS-based path; 0 = never, 1 = always;\n"
     "default 257).\n"
@@ -229,6 +261,7 @@ int main(int argc, char** argv) {
     int reps = 5, device = 0;
     int gemm_path_min_depth = gpu::GpuEmConfig().gemm_path_min_depth;
     bool do_stream = true, do_gemm = true;
+    bool compare_sm80 = false, hopper = false;
     Shape stream_shape{40000000, 96, 1024};
     double stream_budget_gb = 4;
     EStepPrecision stream_prec = EStepPrecision::BF16;
@@ -270,6 +303,10 @@ int main(int argc, char** argv) {
             do_stream = false;
         } else if (a == "--no-gemm") {
             do_gemm = false;
+        } else if (a == "--compare-sm80") {
+            compare_sm80 = true;
+        } else if (a == "--hopper") {
+            hopper = true;
         } else if (a == "--gemm-path-depth") {
             gemm_path_min_depth = std::stoi(value());
         } else {
@@ -286,6 +323,8 @@ int main(int argc, char** argv) {
         CovarianceType cov;
         EStepPrecision p;
         double estep, iter, gemm, mem_mb;
+        double sm80;    ///< E-step of the sm_80 kernels (0: not measured)
+        double public_; ///< public kernel's time (0: not listed)
     };
     std::vector<Row> rows;
     for (const Shape& s : shapes) {
@@ -308,12 +347,14 @@ int main(int argc, char** argv) {
                     cudaMemcpyHostToDevice));
             }
             for (EStepPrecision p : precs) {
-                gpu::GpuEmConfig config;
-                config.device = device;
-                config.precision = p;
-                config.gemm_path_min_depth = gemm_path_min_depth;
-                Row row{s, cov, p, 0, 0, 0, 0};
-                {
+                // E-step (median over the timed iterations), iteration
+                // time and device memory of one EM run with this config.
+                auto measure = [&](bool use_hopper, Row* row) {
+                    gpu::GpuEmConfig config;
+                    config.device = device;
+                    config.precision = p;
+                    config.gemm_path_min_depth = gemm_path_min_depth;
+                    config.hopper_estep = use_hopper;
                     gpu::GpuEStep estep(s.n, x_dev, s.d, true, config);
                     GmmParameters params;
                     params.covariance = cov;
@@ -340,9 +381,19 @@ int main(int argc, char** argv) {
                             "components (host M-step)\n",
                             reseeded);
                     }
-                    row.estep = median(te);
-                    row.iter = median(ti);
-                    row.mem_mb = estep.device_bytes() / 1e6;
+                    row->estep = median(te);
+                    row->iter = median(ti);
+                    row->mem_mb = estep.device_bytes() / 1e6;
+                };
+                Row row{s, cov, p, 0, 0, 0, 0, 0, 0};
+                measure(hopper, &row);
+                if (p == EStepPrecision::BF16) {
+                    row.public_ = public_kernel_ms(s, cov);
+                    if (compare_sm80) {
+                        Row old = row;
+                        measure(false, &old);
+                        row.sm80 = old.estep;
+                    }
                 }
                 if (do_gemm) {
                     row.gemm = gemm_ms(handle, p, s, x_dev, means_dev, reps);
@@ -350,7 +401,8 @@ int main(int argc, char** argv) {
                 printf(
                     "%" PRId64 "x%d K=%d %-9s %s: E-step %.2f ms, "
                     "iteration %.2f ms, GEMM %.2f ms, E/GEMM %.2f, "
-                    "iter/E %.3f, extra memory %.1f MB\n",
+                    "iter/E %.3f, extra memory %.1f MB, sm80 E-step %.2f ms, "
+                    "public kernel %.2f ms\n",
                     s.n,
                     s.d,
                     s.k,
@@ -361,7 +413,9 @@ int main(int argc, char** argv) {
                     row.gemm,
                     row.gemm > 0 ? row.estep / row.gemm : 0,
                     row.iter / row.estep,
-                    row.mem_mb);
+                    row.mem_mb,
+                    row.sm80,
+                    row.public_);
                 fflush(stdout);
                 rows.push_back(row);
             }
@@ -381,6 +435,7 @@ int main(int argc, char** argv) {
         config.device = device;
         config.precision = stream_prec;
         config.gemm_path_min_depth = gemm_path_min_depth;
+        config.hopper_estep = hopper;
         config.max_device_memory = size_t(stream_budget_gb * 1e9);
         const double t0 = faiss::getmillisecs();
         gpu::GpuEStep estep(s.n, x.data(), s.d, false, config);
@@ -416,7 +471,7 @@ int main(int argc, char** argv) {
     }
 
     printf(
-        "\n%-16s %-9s %-4s %9s %9s %9s %7s %7s %9s\n",
+        "\n%-16s %-9s %-4s %9s %9s %9s %7s %7s %9s %8s %8s %8s\n",
         "shape",
         "cov",
         "prec",
@@ -425,13 +480,17 @@ int main(int argc, char** argv) {
         "GEMM ms",
         "E/GEMM",
         "iter/E",
-        "mem MB");
+        "mem MB",
+        "sm80 ms",
+        "pub ms",
+        "pub/E");
     for (const Row& r : rows) {
         char shape[64];
         snprintf(
             shape, sizeof(shape), "%" PRId64 "x%d,K%d", r.s.n, r.s.d, r.s.k);
         printf(
-            "%-16s %-9s %-4s %9.2f %9.2f %9.2f %7.2f %7.3f %9.1f\n",
+            "%-16s %-9s %-4s %9.2f %9.2f %9.2f %7.2f %7.3f %9.1f %8.2f %8.2f "
+            "%8.2f\n",
             shape,
             covariance_type_name(r.cov),
             gpu::estep_precision_name(r.p),
@@ -440,7 +499,10 @@ int main(int argc, char** argv) {
             r.gemm,
             r.gemm > 0 ? r.estep / r.gemm : 0,
             r.iter / r.estep,
-            r.mem_mb);
+            r.mem_mb,
+            r.sm80,
+            r.public_,
+            r.public_ > 0 ? r.public_ / r.estep : 0);
     }
     cublasDestroy(handle);
     return 0;

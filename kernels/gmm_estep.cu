@@ -18,6 +18,7 @@
 //   while they are staged, so the input stays plain float32 rows.
 
 #include <kernels/gmm_estep.h>
+#include <kernels/gmm_estep_logits.h>
 
 #include <cuda_bf16.h>
 
@@ -59,12 +60,6 @@ constexpr int chunk_stride() {
 }
 /// Row stride of the transposed point tile (points along the row).
 constexpr int kTransposedStride = BN + 8;
-
-__device__ __forceinline__ float fast_exp2(float v) {
-    float r;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
-    return r;
-}
 
 __device__ __forceinline__ uint32_t to_tf32(float v) {
     uint32_t r;
@@ -413,11 +408,6 @@ __device__ __forceinline__ void chunk_product(
     }
 }
 
-/// Per-component constants of one accumulator row.
-struct RowTerms {
-    float constant, scale, norm;
-};
-
 __device__ __forceinline__ RowTerms
 load_row_terms(const EStepModel& m, bool diagonal, int row) {
     RowTerms r;
@@ -425,30 +415,6 @@ load_row_terms(const EStepModel& m, bool diagonal, int row) {
     r.scale = diagonal ? 0.0f : __ldg(m.row_scale + row);
     r.norm = diagonal ? 0.0f : __ldg(m.row_norm + row);
     return r;
-}
-
-/// Logit in log2 units; dist receives the clamped squared distance
-/// (spherical only).
-template <bool DIAG>
-__device__ __forceinline__ float
-logit2(float product, const RowTerms& row, float point_norm, float& dist) {
-    if constexpr (DIAG) {
-        dist = 0;
-        return row.constant + product;
-    } else {
-        dist = fmaxf(point_norm + row.norm - 2.0f * product, 0.0f);
-        return row.constant - row.scale * dist;
-    }
-}
-
-__device__ __forceinline__ void
-lse_merge(float& m, float& s, float m2, float s2) {
-    const float mn = fmaxf(m, m2);
-    if (mn == -INFINITY) {
-        return;
-    }
-    s = s * fast_exp2(m - mn) + s2 * fast_exp2(m2 - mn);
-    m = mn;
 }
 
 template <int MATH>
@@ -1042,10 +1008,6 @@ __global__ void __launch_bounds__(kThreads, DIAG ? 2 : 3) statistics_kernel(
 /// Largest logits depth of the prepared path (three 64-row bf16 tiles fit
 /// twice per multiprocessor).
 constexpr int kPreparedMaxDepth = 256;
-/// Log-sum-exp slack (log2 units): the running maximum is only moved when a
-/// logit exceeds it by more than this, which saves the rescaling exp2 of
-/// almost every tile; terms stay <= 2^8.
-constexpr float kLseSlack = 8.0f;
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
     const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
@@ -1240,16 +1202,7 @@ __global__ void __launch_bounds__(kThreads, 4) log_norm_prepared_kernel(
                 float dist;
                 const float l0 = logit2<DIAG>(acc[nt][j], t0, pn, dist);
                 const float l1 = logit2<DIAG>(acc[nt][2 + j], t1, pn, dist);
-                float& rm = run_m[2 * nt + j];
-                float& rs = run_s[2 * nt + j];
-                const float mx = fmaxf(l0, l1);
-                if (mx > rm + kLseSlack) {
-                    rs *= fast_exp2(rm - mx);
-                    rm = mx;
-                }
-                if (rm != -INFINITY) {
-                    rs += fast_exp2(l0 - rm) + fast_exp2(l1 - rm);
-                }
+                lse_add(run_m[2 * nt + j], run_s[2 * nt + j], l0, l1);
             }
         }
     }

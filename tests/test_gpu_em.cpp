@@ -28,12 +28,15 @@
 #include <string>
 #include <vector>
 
+#include <cuda_runtime.h>
+
 #include <faiss/impl/FaissAssert.h>
 
 #include <faiss_gmm/GaussianMixture.h>
 #include <faiss_gmm/GmmEM.h>
 #include <faiss_gmm/GmmSufficientStats.h>
 #include <faiss_gmm/gpu/GpuEmTrainer.h>
+#include <kernels/gmm_estep_sm90.h>
 
 using namespace faiss_gmm;
 using faiss_gmm::gpu::EStepPrecision;
@@ -909,4 +912,196 @@ TEST(GpuEStep, GemmPathConfigErrors) {
     config.gemm_path_min_depth = -2;
     EXPECT_THROW(
         gpu::GpuEStep(100, x.data(), 4, false, config), faiss::FaissException);
+}
+
+namespace {
+
+/// Whether this build and device run the Hopper E-step
+/// (kernels/gmm_estep_sm90.h): sm_90 code built, compute capability 9.0.
+bool hopper_available() {
+    cudaDeviceProp prop;
+    return kernels::estep_sm90_built() &&
+           cudaGetDeviceProperties(&prop, 0) == cudaSuccess &&
+           prop.major == 9 && prop.minor == 0;
+}
+
+#define SKIP_WITHOUT_HOPPER()                                                  \
+    SKIP_WITHOUT_GPU();                                                        \
+    if (!hopper_available()) {                                                 \
+        GTEST_SKIP() << "no compute capability 9.0 device or no sm_90 code "   \
+                        "in this build: Hopper E-step test skipped";           \
+    }
+
+/// bf16 E-step config with the Hopper kernels on or off.
+gpu::GpuEmConfig hopper_config(bool hopper) {
+    gpu::GpuEmConfig config;
+    config.precision = EStepPrecision::BF16;
+    config.hopper_estep = hopper;
+    return config;
+}
+
+} // namespace
+
+// The Hopper E-step against the float64 reference (bf16 tolerances), against
+// the sm_80 fused kernels on the same points (a layout or pipeline error
+// shows as an O(1) difference; rounding differences are ~1e-4), with a
+// deterministic log-likelihood, and streamed equal to resident. Shapes:
+// every supported depth (spherical 32..128, diagonal 64..256), K from 1 to
+// 65536 (components padded to 64; 128 per statistics CTA), N not a multiple
+// of the 64- / 256-point tiles.
+TEST(GpuEStep, HopperMatchesReferenceAndFused) {
+    SKIP_WITHOUT_HOPPER();
+    const struct {
+        idx_t n;
+        int d, k;
+    } shapes[] = {
+        {37, 3, 1},
+        {777, 1, 3},
+        {1001, 100, 1000},
+        {4099, 128, 256},
+        {130, 33, 65},
+        {3000, 96, 200},
+        {5000, 64, 130},
+        {300, 128, 4096},
+        {20, 128, 65536},
+    };
+    for (const auto& sh : shapes) {
+        for (CovarianceType cov :
+             {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+            GaussianMixture model =
+                random_model(sh.d, sh.k, cov, 300 + sh.d + sh.k);
+            std::vector<float> x = sample_points(model, sh.n, 301 + sh.n);
+            const GmmSufficientStats ref =
+                reference_stats(model, sh.n, x.data());
+            const std::string label = path_label(
+                "hopper", sh.n, sh.d, sh.k, cov, EStepPrecision::BF16);
+            GmmSufficientStats hop =
+                gpu_stats(model, sh.n, x.data(), hopper_config(true));
+            expect_close(
+                hop, ref, tolerance(EStepPrecision::BF16, sh.d), label);
+            const GmmSufficientStats fused =
+                gpu_stats(model, sh.n, x.data(), hopper_config(false));
+            expect_close(hop, fused, {1e-2, 1e-3}, label + " vs sm80");
+            const GmmSufficientStats again =
+                gpu_stats(model, sh.n, x.data(), hopper_config(true));
+            EXPECT_EQ(again.log_likelihood, hop.log_likelihood) << label;
+        }
+    }
+    // Sub-chunks of the prepared points (streamed host data).
+    const idx_t n = 10007;
+    const int d = 96, k = 200;
+    for (CovarianceType cov :
+         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        GaussianMixture model = random_model(d, k, cov, 321);
+        std::vector<float> x = sample_points(model, n, 322);
+        const GmmSufficientStats resident =
+            gpu_stats(model, n, x.data(), hopper_config(true));
+        gpu::GpuEmConfig streamed_config = hopper_config(true);
+        streamed_config.chunk_rows = 1500;
+        gpu::GpuEStep streamed(n, x.data(), d, false, streamed_config);
+        EXPECT_TRUE(streamed.is_streaming());
+        GmmSufficientStats s(d, k, cov);
+        streamed.compute(model, &s);
+        expect_close(s, resident, {1e-5, 1e-5}, "hopper streamed");
+    }
+}
+
+namespace {
+
+/// Relative L2 distance of two parameter arrays.
+double rel_err_f(const std::vector<float>& a, const std::vector<float>& b) {
+    return rel_err(
+        std::vector<double>(a.begin(), a.end()),
+        std::vector<double>(b.begin(), b.end()));
+}
+
+/**
+ * 20 EM iterations (the device EM loop from one initial model) with the
+ * bf16 Hopper E-step against the fp32 E-step: final mean log-likelihood
+ * within the bf16 trainer tolerance (5e-3 relative) and the parameters
+ * within the documented relative L2 distances (means 2e-2, variances and
+ * weights 1e-1). The sm_80 fused bf16 E-step is printed beside it.
+ */
+void expect_hopper_em_matches_fp32(
+    idx_t n, int d, int k, const float* x, const std::string& what) {
+    for (CovarianceType cov :
+         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        GmmParameters params;
+        params.covariance = cov;
+        params.niter = 20;
+        params.tol = 0;
+        params.seed = 5;
+        const GaussianMixture start = initial_model(d, k, cov, n, x, params);
+        auto train = [&](const gpu::GpuEmConfig& config) {
+            gpu::GpuEStep estep(n, x, d, false, config);
+            GaussianMixture model = start;
+            gpu::run_em_on_device(&model, &estep, params);
+            return model;
+        };
+        gpu::GpuEmConfig fp32;
+        fp32.precision = EStepPrecision::FP32;
+        const GaussianMixture ref = train(fp32);
+        const GaussianMixture hop = train(hopper_config(true));
+        const GaussianMixture old = train(hopper_config(false));
+        ASSERT_EQ(hop.iteration_stats.size(), size_t(params.niter));
+        const double ll_ref = ref.iteration_stats.back().log_likelihood;
+        const double ll_hop = hop.iteration_stats.back().log_likelihood;
+        const double ll_old = old.iteration_stats.back().log_likelihood;
+        const double e_means = rel_err_f(hop.means, ref.means);
+        const double e_vars = rel_err_f(hop.variances, ref.variances);
+        const double e_weights = rel_err_f(hop.weights, ref.weights);
+        printf(
+            "%s %s, 20 iterations: mean LL fp32 %.6f, hopper bf16 %.6f "
+            "(rel %.2e), sm80 bf16 %.6f (rel %.2e); hopper vs fp32 means "
+            "%.2e variances %.2e weights %.2e; sm80 vs fp32 means %.2e "
+            "variances %.2e weights %.2e\n",
+            what.c_str(),
+            covariance_type_name(cov),
+            ll_ref,
+            ll_hop,
+            std::fabs(ll_hop - ll_ref) / std::fabs(ll_ref),
+            ll_old,
+            std::fabs(ll_old - ll_ref) / std::fabs(ll_ref),
+            e_means,
+            e_vars,
+            e_weights,
+            rel_err_f(old.means, ref.means),
+            rel_err_f(old.variances, ref.variances),
+            rel_err_f(old.weights, ref.weights));
+        EXPECT_LE(std::fabs(ll_hop - ll_ref), 5e-3 * std::fabs(ll_ref)) << what;
+        EXPECT_LE(e_means, 2e-2) << what;
+        EXPECT_LE(e_vars, 1e-1) << what;
+        EXPECT_LE(e_weights, 1e-1) << what;
+    }
+}
+
+} // namespace
+
+TEST(GpuTrainer, HopperEmOnSiftMatchesFp32) {
+    SKIP_WITHOUT_HOPPER();
+    int d = 0;
+    std::vector<float> x = load_sift(50000, &d);
+    if (x.empty()) {
+        GTEST_SKIP() << "SIFT data not found (FAISS_GMM_SIFT_DIR or "
+                     << FAISS_GMM_SHARED_DATASETS << ")";
+    }
+    expect_hopper_em_matches_fp32(
+        idx_t(x.size() / d), d, 256, x.data(), "SIFT 50k, K = 256");
+}
+
+TEST(GpuTrainer, HopperEmOnBlobsMatchesFp32) {
+    SKIP_WITHOUT_HOPPER();
+    // 64 well separated spherical blobs in 96 dimensions.
+    const int d = 96, k = 64;
+    const idx_t n = 100000;
+    GaussianMixture truth(d, k, CovarianceType::Spherical);
+    std::mt19937_64 rng(77);
+    std::normal_distribution<float> normal;
+    for (auto& m : truth.means) {
+        m = 10.0f * normal(rng);
+    }
+    std::fill(truth.weights.begin(), truth.weights.end(), 1.0f / k);
+    std::fill(truth.variances.begin(), truth.variances.end(), 1.0f);
+    const std::vector<float> x = round_robin_points(truth, n, 78);
+    expect_hopper_em_matches_fp32(n, d, k, x.data(), "blobs 100k x 96");
 }

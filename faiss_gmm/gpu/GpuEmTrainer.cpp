@@ -21,6 +21,7 @@
 #include <faiss_gmm/impl/GmmScoring.h>
 #include <kernels/gmm_estep.h>
 #include <kernels/gmm_estep_gemm.h>
+#include <kernels/gmm_estep_sm90.h>
 #include <kernels/gmm_mstep.h>
 
 namespace faiss_gmm {
@@ -235,6 +236,7 @@ struct GpuEStep::Impl {
     bool host_registered = false;
     idx_t chunk = 0; // rows per chunk (n when resident)
     int num_sms = 1;
+    int cc_major = 0, cc_minor = 0; // compute capability of the device
     size_t device_bytes = 0;
     double last_kernel_ms = 0;
     double last_compute_ms = 0;
@@ -338,6 +340,8 @@ struct GpuEStep::Impl {
             cudaGetDeviceProperties(&prop, config.device),
             "querying the device properties");
         num_sms = prop.multiProcessorCount;
+        cc_major = prop.major;
+        cc_minor = prop.minor;
         const size_t avail = budget();
         const size_t per_row_resident = size_t(d) * 4 + 4 + 1;
         FAISS_THROW_IF_NOT_FMT(
@@ -954,6 +958,8 @@ struct GpuEStep::Impl {
             prepared_norms.allocate(
                 size_t(prep_rows) * 4, "the point norms", &device_bytes);
         }
+        const bool hopper = config.hopper_estep &&
+                            kn::estep_sm90_supports(m, cc_major, cc_minor);
         // prep_rows is a multiple of 64: sub-chunks keep the tile grid.
         for (idx_t off = 0; off < rows; off += prep_rows) {
             const idx_t r = std::min(prep_rows, rows - off);
@@ -967,6 +973,21 @@ struct GpuEStep::Impl {
                     prepared_norms.as<float>(),
                     s),
                 "launching the E-step point conversion");
+            if (hopper) {
+                check_cuda(
+                    kn::gmm_estep_sm90(
+                        m,
+                        r,
+                        prepared.as<const void>(),
+                        prepared_norms.as<const float>(),
+                        log2_z.as<float>(),
+                        scratch.as<double>(),
+                        a,
+                        num_sms,
+                        s),
+                    "launching the Hopper E-step");
+                continue;
+            }
             check_cuda(
                 kn::gmm_estep_log_norm(
                     m,

@@ -79,6 +79,16 @@ struct GpuEmConfig {
      *   spherical: 370 -> 23.9, 1059 -> 87.9).
      */
     int gemm_path_min_depth = -1;
+    /**
+     * On a compute capability 9.0 device (H100 / H200), run the bf16 E-step
+     * of models of logits depth <= 256 (d <= 128) with the Hopper kernels
+     * (kernels/gmm_estep_sm90.h: TMA, wgmma, warp-specialised ping-pong)
+     * instead of the sm_80 fused kernels; same contract and tolerances.
+     * Default off: the kernels have not yet been run on a device
+     * (kernels/README.md, "Hopper E-step"). Ignored on other devices and in
+     * builds without sm_90 code.
+     */
+    bool hopper_estep = false;
     /// print what the E-step allocates and how it moves the data
     bool verbose = false;
 };

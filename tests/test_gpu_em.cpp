@@ -544,8 +544,13 @@ TEST(GpuMStep, DeviceLoopMatchesRunEm) {
                 EXPECT_NEAR(a.log_likelihood, b.log_likelihood, tol)
                     << gpu::estep_precision_name(p) << " iteration " << it;
                 EXPECT_GT(kernel_ms[it], 0);
-                EXPECT_GT(a.min_weight, 0);
-                EXPECT_GE(a.min_variance, dev.variance_floor);
+                // the device M-step's summary is the host M-step's (the
+                // variance floor itself holds by construction on both)
+                EXPECT_NEAR(a.min_weight, b.min_weight, 1e-4 * b.min_weight)
+                    << "iteration " << it;
+                EXPECT_NEAR(
+                    a.min_variance, b.min_variance, 1e-4 * b.min_variance)
+                    << "iteration " << it;
             }
             EXPECT_TRUE(dev.is_trained);
         }

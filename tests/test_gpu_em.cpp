@@ -38,15 +38,12 @@
 #include <faiss_gmm/gpu/GpuEmTrainer.h>
 #include <kernels/gmm_estep_sm90.h>
 
+#include "test_utils.h"
+
 using namespace faiss_gmm;
 using faiss_gmm::gpu::EStepPrecision;
 
 namespace {
-
-#define SKIP_WITHOUT_GPU()                                                     \
-    if (!gpu::gpu_is_available()) {                                            \
-        GTEST_SKIP() << "no usable CUDA device: GPU test skipped";             \
-    }
 
 /// A random model whose points (drawn from it) sit at realistic distances:
 /// means spread around an offset of 5 (exercises the centring), variances
@@ -250,18 +247,18 @@ void check_shape(idx_t n, int d, int k, uint64_t seed) {
 } // namespace
 
 TEST(GpuEStep, OneComponent) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     check_shape(37, 3, 1, 11);
 }
 
 TEST(GpuEStep, ThreeComponentsOneDim) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     check_shape(1, 1, 3, 12);
     check_shape(777, 1, 3, 13);
 }
 
 TEST(GpuEStep, AwkwardSizes) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     check_shape(50, 3, 3, 14);
     check_shape(1001, 100, 1000, 15);
     check_shape(4099, 128, 256, 16);
@@ -269,12 +266,12 @@ TEST(GpuEStep, AwkwardSizes) {
 }
 
 TEST(GpuEStep, Gist960) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     check_shape(300, 960, 1000, 18);
 }
 
 TEST(GpuEStep, K65536) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     check_shape(40, 3, 65536, 19);
     check_shape(20, 128, 65536, 20);
 }
@@ -302,7 +299,7 @@ struct ArraySource : gpu::GpuChunkSource {
 };
 
 TEST(GpuEStep, StreamedEqualsResident) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const idx_t n = 10007;
     const int d = 96, k = 200;
     for (CovarianceType cov :
@@ -409,7 +406,7 @@ GaussianMixture initial_model(
 } // namespace
 
 TEST(GpuMStep, DeviceMStepEqualsHostMStep) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     GmmParameters params;
     params.min_component_count = 0; // tiny N_k allowed: compare every one
     for (CovarianceType cov :
@@ -452,7 +449,7 @@ TEST(GpuMStep, DeviceMStepEqualsHostMStep) {
 }
 
 TEST(GpuMStep, ReseedingFallsBackToHost) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 8, k = 5;
     const idx_t n = 2000;
     for (CovarianceType cov :
@@ -509,7 +506,7 @@ TEST(GpuMStep, ReseedingFallsBackToHost) {
 }
 
 TEST(GpuMStep, DeviceLoopMatchesRunEm) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 24, k = 40;
     const idx_t n = 6000;
     for (CovarianceType cov :
@@ -578,7 +575,7 @@ TEST(GpuMStep, DeviceLoopMatchesRunEm) {
 }
 
 TEST(GpuMStep, StreamedDataThroughDeviceLoop) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 40, k = 30;
     const idx_t n = 10007;
     for (CovarianceType cov :
@@ -627,7 +624,7 @@ TEST(GpuMStep, StreamedDataThroughDeviceLoop) {
 }
 
 TEST(GpuEStep, ErrorsAreExceptions) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     EXPECT_FALSE(gpu::gpu_is_available(-1));
     EXPECT_FALSE(gpu::gpu_is_available(1 << 20));
     std::vector<float> x(100 * 4, 1.0f);
@@ -685,7 +682,7 @@ std::vector<float> load_sift(idx_t max_rows, int* d) {
 } // namespace
 
 TEST(GpuTrainer, SiftMatchesCpuTrainer) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     int d = 0;
     std::vector<float> x = load_sift(50000, &d);
     if (x.empty()) {
@@ -773,7 +770,7 @@ std::string path_label(
 // and the float64 reference, on a deep shape, one component, and a shallow
 // shape with many components (which the default sends to the fused path).
 TEST(GpuEStep, GemmPathMatchesFusedAndReference) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const struct {
         idx_t n;
         int d, k;
@@ -819,7 +816,7 @@ TEST(GpuEStep, GemmPathMatchesFusedAndReference) {
 // reduce in another order for another number of rows, so the tolerance is
 // a few fp32 roundings of depth-1920 products rather than exact equality.
 TEST(GpuEStep, GemmPathStreamedEqualsResident) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const idx_t n = 3000;
     const int d = 960, k = 37;
     const Tolerance same{2e-5, 1e-4};
@@ -871,7 +868,7 @@ TEST(GpuEStep, GemmPathStreamedEqualsResident) {
 // follows run_em over the same E-step and the device loop over the fused
 // kernels.
 TEST(GpuMStep, DeviceLoopOverGemmPath) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 24, k = 40;
     const idx_t n = 6000;
     for (CovarianceType cov :
@@ -911,7 +908,7 @@ TEST(GpuMStep, DeviceLoopOverGemmPath) {
 }
 
 TEST(GpuEStep, GemmPathConfigErrors) {
-    SKIP_WITHOUT_GPU();
+    FAISS_GMM_SKIP_WITHOUT_GPU();
     std::vector<float> x(100 * 4, 1.0f);
     gpu::GpuEmConfig config;
     config.gemm_path_min_depth = -2;
@@ -931,7 +928,7 @@ bool hopper_available() {
 }
 
 #define SKIP_WITHOUT_HOPPER()                                                  \
-    SKIP_WITHOUT_GPU();                                                        \
+    FAISS_GMM_SKIP_WITHOUT_GPU();                                              \
     if (!hopper_available()) {                                                 \
         GTEST_SKIP() << "no compute capability 9.0 device or no sm_90 code "   \
                         "in this build: Hopper E-step test skipped";           \

@@ -19,6 +19,17 @@ void throw_on_cuda_error(cudaError_t err, const char* what, const char* owner) {
     }
 }
 
+void throw_on_cublas_error(
+    cublasStatus_t status, const char* what, const char* owner) {
+    FAISS_THROW_IF_NOT_FMT(
+        status == CUBLAS_STATUS_SUCCESS,
+        "%s: %s failed: cuBLAS status %d (%s)",
+        owner,
+        what,
+        int(status),
+        cublasGetStatusString(status));
+}
+
 DeviceScope::DeviceScope(int device, const char* owner) {
     throw_on_cuda_error(
         cudaGetDevice(&previous_), "querying the current CUDA device", owner);

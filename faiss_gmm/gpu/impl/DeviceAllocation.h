@@ -8,6 +8,7 @@
 
 #include <cstddef>
 
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 namespace faiss_gmm {
@@ -27,6 +28,15 @@ constexpr const char* kGpuIndexOwner = "GpuIndexIVFGMM";
  */
 void throw_on_cuda_error(
     cudaError_t err, const char* what, const char* owner = kGpuIndexOwner);
+
+/**
+ * Throws a FaissException "owner: what failed: cuBLAS status N (name)" when
+ * status is not CUBLAS_STATUS_SUCCESS.
+ */
+void throw_on_cublas_error(
+    cublasStatus_t status,
+    const char* what,
+    const char* owner = kGpuIndexOwner);
 
 /// Makes `device` current for its scope and restores the previous one.
 class DeviceScope {

@@ -63,7 +63,7 @@ void gpu_coarse_probe(
 
     const float one = 1.0f, zero = 0.0f;
     if (shape.need_l2) {
-        check_cublas(
+        throw_on_cublas_error(
             cublasSgemm(
                 ctx.cublas(),
                 CUBLAS_OP_T,
@@ -86,7 +86,7 @@ void gpu_coarse_probe(
             "launching the coarse L2 scores");
     }
     if (shape.need_joint) {
-        check_cublas(
+        throw_on_cublas_error(
             cublasSgemm(
                 ctx.cublas(),
                 CUBLAS_OP_T,

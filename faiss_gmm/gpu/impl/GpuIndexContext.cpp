@@ -8,14 +8,6 @@
 namespace faiss_gmm {
 namespace gpu {
 
-void check_cublas(cublasStatus_t status, const char* what) {
-    FAISS_THROW_IF_NOT_FMT(
-        status == CUBLAS_STATUS_SUCCESS,
-        "GpuIndexIVFGMM: %s failed: cuBLAS status %d",
-        what,
-        int(status));
-}
-
 GpuIndexContext::GpuIndexContext(int device) : device_(device) {
     FAISS_THROW_IF_NOT_FMT(
         gpu_is_available(device),
@@ -29,10 +21,11 @@ GpuIndexContext::GpuIndexContext(int device) : device_(device) {
         for (cudaEvent_t& e : events_) {
             throw_on_cuda_error(cudaEventCreate(&e), "creating a timing event");
         }
-        check_cublas(cublasCreate(&cublas_), "creating a cuBLAS handle");
-        check_cublas(
+        throw_on_cublas_error(
+            cublasCreate(&cublas_), "creating a cuBLAS handle");
+        throw_on_cublas_error(
             cublasSetStream(cublas_, stream_), "binding cuBLAS to the stream");
-        check_cublas(
+        throw_on_cublas_error(
             cublasSetMathMode(cublas_, CUBLAS_PEDANTIC_MATH),
             "setting cuBLAS math mode");
     } catch (...) {

@@ -14,10 +14,6 @@
 namespace faiss_gmm {
 namespace gpu {
 
-/// Throws a FaissException "GpuIndexIVFGMM: <what> failed: cuBLAS status
-/// <n>" unless status is success.
-void check_cublas(cublasStatus_t status, const char* what);
-
 /** Stream, cuBLAS handle and events of one GPU index. */
 class GpuIndexContext {
    public:

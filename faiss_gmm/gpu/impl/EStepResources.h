@@ -1,0 +1,156 @@
+/**
+ * Internal (not installed): the CUDA and cuBLAS resources the GPU E-step
+ * owns (events, pinned and counted device buffers, a cuBLAS handle), with
+ * errors that name the E-step and what it was doing.
+ */
+
+#pragma once
+
+#include <cstddef>
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <faiss/impl/FaissAssert.h>
+
+#include <faiss_gmm/gpu/GpuEmTrainer.h>
+#include <faiss_gmm/gpu/impl/DeviceAllocation.h>
+#include <kernels/gmm_estep.h>
+
+namespace faiss_gmm {
+namespace gpu {
+namespace detail {
+
+/// Names the E-step in its CUDA errors.
+constexpr const char* kEStepOwner = "GPU E-step";
+
+/// Throws a FaissException naming what was being done when err is an error.
+inline void check_cuda(cudaError_t err, const char* what) {
+    throw_on_cuda_error(err, what, kEStepOwner);
+}
+
+/// Throws a FaissException naming what was being done when a cuBLAS call
+/// failed.
+inline void check_cublas(cublasStatus_t status, const char* what) {
+    throw_on_cublas_error(status, what, kEStepOwner);
+}
+
+/// A cuBLAS handle owned by its scope (created on first use).
+class CublasHandle {
+   public:
+    CublasHandle() = default;
+    CublasHandle(const CublasHandle&) = delete;
+    CublasHandle& operator=(const CublasHandle&) = delete;
+    ~CublasHandle() {
+        if (handle_) {
+            cublasDestroy(handle_);
+        }
+    }
+    /// Creates the handle (once) on the current device, bound to stream.
+    void create(cudaStream_t stream) {
+        if (handle_) {
+            return;
+        }
+        check_cublas(cublasCreate(&handle_), "creating a cuBLAS handle");
+        check_cublas(
+            cublasSetStream(handle_, stream), "binding cuBLAS to the stream");
+    }
+    cublasHandle_t get() const {
+        return handle_;
+    }
+
+   private:
+    cublasHandle_t handle_ = nullptr;
+};
+
+/// A device allocation whose allocations count into a byte total.
+class DeviceBuffer : public DeviceAllocation {
+   public:
+    /// DeviceAllocation::allocate, then bytes added to *total.
+    void allocate(size_t bytes, const char* what, size_t* total) {
+        DeviceAllocation::allocate(bytes, what, kEStepOwner);
+        *total += bytes;
+    }
+};
+
+/// Pinned host allocation owned by its scope.
+class PinnedBuffer {
+   public:
+    PinnedBuffer() = default;
+    PinnedBuffer(const PinnedBuffer&) = delete;
+    PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+    ~PinnedBuffer() {
+        if (ptr_) {
+            cudaFreeHost(ptr_);
+        }
+    }
+    void allocate(size_t bytes, const char* what) {
+        if (ptr_) {
+            cudaFreeHost(ptr_);
+            ptr_ = nullptr;
+        }
+        cudaError_t err = cudaMallocHost(&ptr_, bytes);
+        if (err != cudaSuccess) {
+            ptr_ = nullptr;
+            cudaGetLastError();
+            FAISS_THROW_FMT(
+                "GPU E-step: allocating %zu bytes of pinned host memory "
+                "for %s failed: %s",
+                bytes,
+                what,
+                cudaGetErrorString(err));
+        }
+    }
+    float* data() const {
+        return static_cast<float*>(ptr_);
+    }
+    double* doubles() const {
+        return static_cast<double*>(ptr_);
+    }
+    template <class T>
+    T* as() const {
+        return static_cast<T*>(ptr_);
+    }
+
+   private:
+    void* ptr_ = nullptr;
+};
+
+/// A CUDA event owned by its scope (timing or not).
+class Event {
+   public:
+    explicit Event(bool timing = false) {
+        check_cuda(
+            cudaEventCreateWithFlags(
+                &e_, timing ? cudaEventDefault : cudaEventDisableTiming),
+            "creating an event");
+    }
+    Event(const Event&) = delete;
+    Event& operator=(const Event&) = delete;
+    ~Event() {
+        cudaEventDestroy(e_);
+    }
+    cudaEvent_t get() const {
+        return e_;
+    }
+
+   private:
+    cudaEvent_t e_ = nullptr;
+};
+
+/// The kernels' name of an E-step precision.
+inline kernels::EStepMath to_kernel_math(EStepPrecision p) {
+    switch (p) {
+    case EStepPrecision::FP32:
+        return kernels::EStepMath::FP32;
+    case EStepPrecision::TF32:
+        return kernels::EStepMath::TF32;
+    case EStepPrecision::BF16:
+        return kernels::EStepMath::BF16;
+    }
+    FAISS_THROW_FMT("unknown EStepPrecision %d", int(p));
+}
+
+} // namespace detail
+} // namespace gpu
+} // namespace faiss_gmm

@@ -241,7 +241,7 @@ constexpr const char* kUsage =
     "--compare-sm80: bf16 rows also time the sm_80 fused kernels.\n"
     "--gemm-path-depth: GpuEmConfig::gemm_path_min_depth (logits depth from\n"
     "which the E-step uses the cuBLAS-based path; 0 = never, 1 = always;\n"
-    "default 257).\n"
+    "default -1: by precision, bf16 from 257, tf32 / fp32 always).\n"
     "Defaults: the four shapes of DESIGN.md (1M x 128 K=1024, 1M x 128\n"
     "K=4096, 10M x 96 K=1024, 1M x 960 K=1024), both covariances, all\n"
     "precisions, 5 timed repetitions, a 40M x 96 streaming run.\n";

@@ -589,15 +589,7 @@ SearchParametersIVFGMM IndexIVFGMM::resolve_search_parameters(
             "%s: search parameters must be a SearchParametersIVF or "
             "SearchParametersIVFGMM",
             who);
-        resolved.nprobe = ivf->nprobe;
-        resolved.max_codes = ivf->max_codes;
-        resolved.sel = ivf->sel;
-        resolved.quantizer_params = ivf->quantizer_params;
-#if FAISS_GMM_HAS_IVF_SEARCH_BUDGETS
-        resolved.max_lists_num = ivf->max_lists_num;
-        resolved.ensure_topk_full = ivf->ensure_topk_full;
-        resolved.max_empty_result_buckets = ivf->max_empty_result_buckets;
-#endif
+        copy_ivf_search_fields(*ivf, &resolved);
         if (const auto* g =
                 dynamic_cast<const SearchParametersIVFGMM*>(params_in)) {
             static_cast<IVFGMMSearchOptions&>(resolved) = g->options();

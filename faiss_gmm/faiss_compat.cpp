@@ -44,6 +44,19 @@ const char* faiss_version_compiled() {
 #undef FAISS_GMM_STR2
 }
 
+void copy_ivf_search_fields(
+    const faiss::SearchParametersIVF& from, faiss::SearchParametersIVF* to) {
+    to->nprobe = from.nprobe;
+    to->max_codes = from.max_codes;
+    to->sel = from.sel;
+    to->quantizer_params = from.quantizer_params;
+#if FAISS_GMM_HAS_IVF_SEARCH_BUDGETS
+    to->max_lists_num = from.max_lists_num;
+    to->ensure_topk_full = from.ensure_topk_full;
+    to->max_empty_result_buckets = from.max_empty_result_buckets;
+#endif
+}
+
 void check_unsupported_ivf_fields(
     const faiss::SearchParametersIVF& p, const char* who) {
     FAISS_THROW_IF_NOT_FMT(

@@ -150,4 +150,13 @@ bool is_idmap_translated_selector(const faiss::IDSelector& sel);
 void check_unsupported_ivf_fields(
     const faiss::SearchParametersIVF& p, const char* who);
 
+/**
+ * Copies every SearchParametersIVF field this FAISS version has (nprobe,
+ * max_codes, sel, quantizer_params, and from 1.15 the search budgets) from
+ * `from` into `to`, leaving to's own fields alone; check_unsupported_ivf_fields
+ * then refuses those faiss-gmm does not implement.
+ */
+void copy_ivf_search_fields(
+    const faiss::SearchParametersIVF& from, faiss::SearchParametersIVF* to);
+
 } // namespace faiss_gmm

@@ -537,14 +537,7 @@ void GpuIndexIVFGMM::search(
             "%s: an IDSelector is not supported on the GPU (search through "
             "the CPU index)",
             who);
-        p.nprobe = ivf->nprobe;
-        p.max_codes = ivf->max_codes;
-        p.quantizer_params = ivf->quantizer_params;
-#if FAISS_GMM_HAS_IVF_SEARCH_BUDGETS
-        p.max_lists_num = ivf->max_lists_num;
-        p.ensure_topk_full = ivf->ensure_topk_full;
-        p.max_empty_result_buckets = ivf->max_empty_result_buckets;
-#endif
+        copy_ivf_search_fields(*ivf, &p);
         if (const auto* g =
                 dynamic_cast<const SearchParametersIVFGMM*>(params_in)) {
             static_cast<IVFGMMSearchOptions&>(p) = g->options();

@@ -8,6 +8,8 @@
 #ifdef FAISS_GMM_WITH_GPU
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
+
+#include <faiss_gmm/gpu/impl/DeviceAllocation.h>
 #endif
 
 extern "C" {
@@ -78,22 +80,15 @@ class CpuInnerProducts : public InnerProducts {
 
 #ifdef FAISS_GMM_WITH_GPU
 
+/// Names the inner products in their CUDA and cuBLAS errors.
+constexpr const char* kOwner = "inner products";
+
 void check_cuda(cudaError_t status, const char* call) {
-    FAISS_THROW_IF_NOT_FMT(
-        status == cudaSuccess,
-        "inner products: %s failed: %s (%s)",
-        call,
-        cudaGetErrorName(status),
-        cudaGetErrorString(status));
+    faiss_gmm::gpu::throw_on_cuda_error(status, call, kOwner);
 }
 
 void check_cublas(cublasStatus_t status, const char* call) {
-    FAISS_THROW_IF_NOT_FMT(
-        status == CUBLAS_STATUS_SUCCESS,
-        "inner products: %s failed: %s (%s)",
-        call,
-        cublasGetStatusName(status),
-        cublasGetStatusString(status));
+    faiss_gmm::gpu::throw_on_cublas_error(status, call, kOwner);
 }
 
 /// Floats in device memory, or in pinned host memory for fast copies; grown

@@ -16,6 +16,12 @@
 //   kept resident when all its chunks fit, else restaged per chunk.
 // * Points are converted (x - c, optionally squared, rounded to tf32/bf16)
 //   while they are staged, so the input stays plain float32 rows.
+//
+// Long (~1800 lines) because the two passes share the staging, the mma.sync
+// fragments and the epilogues of all three precisions; the tf32/fp32
+// instantiations are reachable only with gemm_path_min_depth = 0 (their
+// default is the GEMM path) and stay until the device shows the GEMM path
+// as fast on every bench_em shape (kernels/README.md).
 
 #include <kernels/gmm_estep.h>
 #include <kernels/gmm_estep_logits.h>

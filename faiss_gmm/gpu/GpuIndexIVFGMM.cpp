@@ -1,3 +1,11 @@
+/**
+ * GpuIndexIVFGMM: parameters, training, adding, removal, reconstruction and
+ * the search driver, which runs the stages of gpu/impl/ (coarse probe, list
+ * scan with dedup, top-k) tile by tile. Slightly over 800 lines because
+ * every FAISS entry point the GPU index answers (or refuses, naming why) is
+ * here.
+ */
+
 #include <faiss_gmm/gpu/GpuIndexIVFGMM.h>
 
 #include <algorithm>

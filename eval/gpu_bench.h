@@ -12,13 +12,12 @@
 
 #include <faiss/impl/FaissAssert.h>
 
-/// Throws a FaissException "<call>: <CUDA error>" when call fails.
+#include <faiss_gmm/gpu/impl/DeviceAllocation.h>
+
+/// Throws a FaissException "bench: <call> failed: <CUDA error>" when call
+/// fails (faiss_gmm's one CUDA error check).
 #define CUDA_OK(call)                                                          \
-    do {                                                                       \
-        cudaError_t e_ = (call);                                               \
-        FAISS_THROW_IF_NOT_FMT(                                                \
-            e_ == cudaSuccess, "%s: %s", #call, cudaGetErrorString(e_));       \
-    } while (0)
+    ::faiss_gmm::gpu::throw_on_cuda_error((call), #call, "bench")
 
 namespace faiss_gmm {
 namespace eval {

@@ -1,3 +1,9 @@
+/**
+ * The evaluation run of faiss_gmm_eval (runner.h): build each index, walk
+ * nprobe, count distances and recall, then the tables. ~800 lines: the run
+ * and its ablation rows share one walk; GPU placement is gpu_eval.h's.
+ */
+
 #include <eval/runner.h>
 
 #include <omp.h>

@@ -5,30 +5,14 @@
 
 #include <faiss/impl/FaissAssert.h>
 
+#include <faiss_gmm/impl/Blas.h>
+
 #ifdef FAISS_GMM_WITH_GPU
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include <faiss_gmm/gpu/impl/DeviceAllocation.h>
 #endif
-
-extern "C" {
-/// Fortran BLAS single-precision GEMM (the same entry point FAISS uses).
-int sgemm_(
-    const char* transa,
-    const char* transb,
-    const int* m,
-    const int* n,
-    const int* k,
-    const float* alpha,
-    const float* a,
-    const int* lda,
-    const float* b,
-    const int* ldb,
-    const float* beta,
-    float* c,
-    const int* ldc);
-}
 
 namespace faiss_gmm {
 namespace datasets {

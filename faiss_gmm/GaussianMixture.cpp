@@ -11,40 +11,9 @@
 #include <faiss/impl/FaissAssert.h>
 
 #include <faiss_gmm/GmmEM.h>
+#include <faiss_gmm/impl/Blas.h>
 #include <faiss_gmm/impl/EnumNames.h>
 #include <faiss_gmm/impl/GmmScoring.h>
-
-extern "C" {
-// Fortran BLAS, as FAISS declares it (LP64 integers).
-int sgemm_(
-    const char* transa,
-    const char* transb,
-    const int* m,
-    const int* n,
-    const int* k,
-    const float* alpha,
-    const float* a,
-    const int* lda,
-    const float* b,
-    const int* ldb,
-    const float* beta,
-    float* c,
-    const int* ldc);
-int dgemm_(
-    const char* transa,
-    const char* transb,
-    const int* m,
-    const int* n,
-    const int* k,
-    const double* alpha,
-    const double* a,
-    const int* lda,
-    const double* b,
-    const int* ldb,
-    const double* beta,
-    double* c,
-    const int* ldc);
-}
 
 namespace faiss_gmm {
 

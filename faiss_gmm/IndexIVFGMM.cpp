@@ -697,11 +697,7 @@ void IndexIVFGMM::search1(
         &counts);
     IndexIVFGMMStats stats = counts.to_stats(1);
     stats.ncoarse_distances += nlist;
-    faiss::IndexIVFStats ivf_stats;
-    ivf_stats.reset();
-    ivf_stats.nq = 1;
-    ivf_stats.nlist = counts.lists;
-    ivf_stats.ndis = counts.distances;
+    faiss::IndexIVFStats ivf_stats = counts.to_ivf_stats(1);
     add_to_global_stats(stats, &ivf_stats);
 }
 #endif
@@ -804,14 +800,8 @@ void IndexIVFGMM::search_preassigned(
 #pragma omp critical
         total.add(mine);
     }
-    faiss::IndexIVFStats ivf_stats;
-    ivf_stats.reset();
-    ivf_stats.nq = n;
-    ivf_stats.nlist = total.lists;
-    ivf_stats.ndis = total.distances;
-    ivf_stats.nheap_updates = nheap;
     if (stats) {
-        stats->add(ivf_stats);
+        stats->add(total.to_ivf_stats(size_t(n), nheap));
     }
     add_to_global_stats(total.to_stats(size_t(n)), nullptr);
 }
@@ -927,13 +917,8 @@ void IndexIVFGMM::range_search_preassigned(
 #pragma omp critical
         total.add(mine);
     }
-    faiss::IndexIVFStats ivf_stats;
-    ivf_stats.reset();
-    ivf_stats.nq = nx;
-    ivf_stats.nlist = total.lists;
-    ivf_stats.ndis = total.distances;
     if (stats) {
-        stats->add(ivf_stats);
+        stats->add(total.to_ivf_stats(size_t(nx)));
     }
     add_to_global_stats(total.to_stats(size_t(nx)), nullptr);
 }

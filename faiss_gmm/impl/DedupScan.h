@@ -68,6 +68,18 @@ struct ScanCounts {
         s.nlists_probed = lists;
         return s;
     }
+
+    /// FAISS's IVF counters of these scans for nq queries (lists probed,
+    /// distances computed once each, heap updates).
+    faiss::IndexIVFStats to_ivf_stats(size_t nq, size_t nheap = 0) const {
+        faiss::IndexIVFStats s;
+        s.reset();
+        s.nq = nq;
+        s.nlist = lists;
+        s.ndis = distances;
+        s.nheap_updates = nheap;
+        return s;
+    }
 };
 
 /// What every query's scan reads besides the query.

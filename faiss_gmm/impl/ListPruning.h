@@ -9,7 +9,6 @@
 #pragma once
 
 #include <algorithm>
-#include <cmath>
 #include <cstddef>
 #include <limits>
 #include <vector>
@@ -18,15 +17,17 @@
 #include <faiss/utils/distances.h>
 
 #include <faiss_gmm/GaussianMixture.h>
+#include <kernels/list_pruning.h>
 
 namespace faiss_gmm {
 namespace impl {
 
 /**
- * Bisector pruning of one list: q is at least (d_l - d_1) / (2 ||mu_l -
- * mu_1||) from every point whose nearest mean is mu_l (d_j: squared
- * distance from q to mu_j), so list l is skipped when that exceeds margin
- * times the current k-th neighbour distance.
+ * Bisector pruning of one list (the tests of kernels/list_pruning.h, which
+ * the GPU search shares): q is at least (d_l - d_1) / (2 ||mu_l - mu_1||)
+ * from every point whose nearest mean is mu_l (d_j: squared distance from
+ * q to mu_j), so list l is skipped when that exceeds margin times the
+ * current k-th neighbour distance.
  */
 struct BisectorPruner {
     float margin = 0; ///< 0 = off
@@ -46,19 +47,31 @@ struct BisectorPruner {
         if (!(kth_dis < std::numeric_limits<float>::infinity())) {
             return false; // fewer than k results so far
         }
-        const float limit = margin * std::sqrt(kth_dis);
-        const float s1 = std::sqrt(std::max(d1, 0.0f));
-        const float sl = std::sqrt(std::max(dl, 0.0f));
-        // ||mu_l - mu_1|| <= sl + s1, so the gap is >= (sl - s1) / 2
-        if ((sl - s1) * 0.5f > limit) {
+        if (kernels::bisector_prunes_free(d1, dl, kth_dis, margin)) {
             return true;
         }
         const float mean_dis = faiss::fvec_L2sqr(
             means + int64_t(l) * d, means + int64_t(l1) * d, size_t(d));
         (*nbound)++;
-        return dl - d1 > 2 * limit * std::sqrt(mean_dis);
+        return kernels::bisector_prunes_exact(
+            d1, dl, mean_dis, kth_dis, margin);
     }
 };
+
+/// Per component, the mean of its per-dimension variances (the hit model's
+/// sigma^2; the variance itself for a spherical or tied model).
+inline std::vector<float> mean_variances(const GaussianMixture& gmm) {
+    const int vpc = gmm.variances_per_component();
+    std::vector<float> variance(gmm.k);
+    for (int j = 0; j < gmm.k; j++) {
+        double sum = 0;
+        for (int c = 0; c < vpc; c++) {
+            sum += gmm.variances[size_t(j) * vpc + c];
+        }
+        variance[j] = float(sum / vpc);
+    }
+    return variance;
+}
 
 /**
  * Model-based pruning of one list: the expected number of the list's
@@ -76,17 +89,8 @@ struct HitModelPruner {
         const GaussianMixture& gmm,
         const faiss::InvertedLists* invlists_in)
         : min_hits(min_hits_in), d(gmm.d), invlists(invlists_in) {
-        if (min_hits == 0) {
-            return;
-        }
-        const int vpc = gmm.variances_per_component();
-        variance.resize(gmm.k);
-        for (int j = 0; j < gmm.k; j++) {
-            double sum = 0;
-            for (int c = 0; c < vpc; c++) {
-                sum += gmm.variances[size_t(j) * vpc + c];
-            }
-            variance[j] = float(sum / vpc);
+        if (min_hits > 0) {
+            variance = mean_variances(gmm);
         }
     }
 
@@ -100,13 +104,13 @@ struct HitModelPruner {
         if (!(kth_dis < std::numeric_limits<float>::infinity())) {
             return false; // fewer than k results so far
         }
-        const double s2 = variance[l];
-        const double mean = double(dl) + d * s2;
-        const double sd = std::sqrt(4 * s2 * dl + 2 * d * s2 * s2);
-        const double z = (double(kth_dis) - mean) / std::max(sd, 1e-30);
-        const double expected = double(invlists->list_size(l)) * 0.5 *
-                                std::erfc(-z / std::sqrt(2.0));
-        return expected < min_hits;
+        return kernels::hit_model_prunes(
+            dl,
+            variance[l],
+            (long long)invlists->list_size(l),
+            d,
+            kth_dis,
+            min_hits);
     }
 };
 

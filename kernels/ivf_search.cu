@@ -3,6 +3,7 @@
 // reproduce).
 
 #include <kernels/ivf_search.h>
+#include <kernels/list_pruning.h>
 #include <kernels/select_k.h>
 
 #include <cub/block/block_reduce.cuh>
@@ -24,6 +25,8 @@ constexpr int kNormBlocksMax = 65535 * 4;
 constexpr int kCutThreads = 256;
 /// One warp per query in ivf_prepare_probes.
 constexpr int kPrepareWarps = 4;
+/// One warp per (query, probe) in ivf_prune_probes.
+constexpr int kPruneWarps = 8;
 constexpr int kScanThreads = 128;
 /// Vector loads a scan lane issues before using them.
 constexpr int kScanLoads = 4;
@@ -268,6 +271,76 @@ __global__ void __launch_bounds__(kElementwiseThreads) clear_probe_ranks_kernel(
     }
 }
 
+// One warp per (query q, probe r >= first_probe): the tests of
+// list_pruning.h against kth_keys[q * kth_stride], the hit model first,
+// then the bisector's free bound, then its exact form, whose mean-to-mean
+// distance ||mu_l - mu_1||^2 the warp computes (lanes over dimensions,
+// shuffle reduction). The order and the counters are the CPU scan's
+// (DedupScan::is_pruned). A pruned probe becomes -1 and its list's rank
+// goes back to kListNotProbed.
+__global__ void __launch_bounds__(kPruneWarps * 32) prune_probes_kernel(
+    IvfListsView lists,
+    ProbePruning rules,
+    int64_t nq,
+    int nprobe,
+    int first_probe,
+    const float* __restrict__ probe_scores,
+    const float* __restrict__ kth_keys,
+    int kth_stride,
+    int32_t* __restrict__ probes,
+    int32_t* __restrict__ probe_rank,
+    int32_t* __restrict__ pruned,
+    int32_t* __restrict__ bound_evaluations) {
+    const int span = nprobe - first_probe;
+    const int64_t w = int64_t(blockIdx.x) * kPruneWarps + threadIdx.x / 32;
+    if (w >= nq * span) {
+        return;
+    }
+    const int lane = threadIdx.x % 32;
+    const int64_t q = w / span;
+    const int r = first_probe + int(w % span);
+    int32_t* qp = probes + q * nprobe;
+    const int32_t l = qp[r];
+    const int32_t l1 = qp[0];
+    const float kth = kth_keys[q * kth_stride];
+    if (l < 0 || l1 < 0 || !(kth < INFINITY)) {
+        return; // dropped probe, or fewer than k results so far
+    }
+    const float d1 = probe_scores[q * nprobe];
+    const float dl = probe_scores[q * nprobe + r];
+    bool prune = rules.min_hits > 0 && hit_model_prunes(
+                                           dl,
+                                           double(rules.mean_variances[l]),
+                                           (long long)lists.lengths[l],
+                                           lists.d,
+                                           kth,
+                                           rules.min_hits);
+    if (!prune && rules.margin > 0) {
+        prune = bisector_prunes_free(d1, dl, kth, rules.margin);
+        if (!prune) {
+            const float* a = rules.means + int64_t(l) * lists.d;
+            const float* b = rules.means + int64_t(l1) * lists.d;
+            float sum = 0;
+            for (int t = lane; t < lists.d; t += 32) {
+                const float e = a[t] - b[t];
+                sum += e * e;
+            }
+            for (int o = 16; o > 0; o >>= 1) {
+                sum += __shfl_xor_sync(0xffffffffu, sum, o);
+            }
+            prune = bisector_prunes_exact(d1, dl, sum, kth, rules.margin);
+            if (lane == 0) {
+                atomicAdd(bound_evaluations + q, 1);
+            }
+        }
+    }
+    if (prune && lane == 0) {
+        qp[r] = -1;
+        probe_rank[q * lists.nlist + l] = kListNotProbed;
+        atomicAdd(pruned + q, 1);
+    }
+}
+
 /// Lanes of this thread's group of G lanes within its warp.
 template <int G>
 __device__ __forceinline__ unsigned group_lane_mask() {
@@ -339,7 +412,8 @@ partial_distance(const T* __restrict__ x, const T* __restrict__ q, int n) {
     return sum;
 }
 
-// One CTA per (query, probe, chunk of the list): the query in shared
+// One CTA per (query, probe in [probe_begin, probe_end), chunk of the
+// list): the query in shared
 // memory; the CTA's chunk of the list (chunk_length entries, blockIdx.y-th)
 // is read in batches of kScanThreads entries. Chunks keep one long list from
 // holding a whole query tile back behind a single CTA. With spill records, each
@@ -356,6 +430,8 @@ template <int G>
 __global__ void __launch_bounds__(kScanThreads) scan_lists_kernel(
     IvfListsView lists,
     int nprobe,
+    int probe_begin,
+    int probe_end,
     const float* __restrict__ queries,
     const int32_t* __restrict__ probes,
     const int32_t* __restrict__ probe_rank,
@@ -367,7 +443,10 @@ __global__ void __launch_bounds__(kScanThreads) scan_lists_kernel(
     int chunk_length) {
     extern __shared__ float4 query_smem[];
     __shared__ bool is_duplicate[kScanThreads];
-    const int64_t pair = blockIdx.x;
+    const int span = probe_end - probe_begin;
+    const int64_t q = int64_t(blockIdx.x) / span;
+    const int32_t r = probe_begin + int32_t(int64_t(blockIdx.x) % span);
+    const int64_t pair = q * nprobe + r;
     const int32_t l = probes[pair];
     if (l < 0) {
         return;
@@ -378,8 +457,6 @@ __global__ void __launch_bounds__(kScanThreads) scan_lists_kernel(
         return;
     }
     const int d = lists.d;
-    const int64_t q = pair / nprobe;
-    const int32_t r = int32_t(pair % nprobe);
     float* query = reinterpret_cast<float*>(query_smem);
     for (int t = threadIdx.x; t < d; t += kScanThreads) {
         query[t] = queries[q * d + t];
@@ -465,6 +542,8 @@ cudaError_t launch_scan(
     int64_t pairs,
     const float* queries,
     int nprobe,
+    int probe_begin,
+    int probe_end,
     const int32_t* probes,
     const int32_t* probe_rank,
     const int64_t* probe_offsets,
@@ -489,6 +568,8 @@ cudaError_t launch_scan(
     scan_lists_kernel<G><<<grid, kScanThreads, smem, stream>>>(
         lists,
         nprobe,
+        probe_begin,
+        probe_end,
         queries,
         probes,
         probe_rank,
@@ -658,11 +739,62 @@ cudaError_t ivf_clear_probe_ranks(
     return cudaGetLastError();
 }
 
+cudaError_t ivf_prune_probes(
+    const IvfListsView& lists,
+    const ProbePruning& rules,
+    int64_t nq,
+    int nprobe,
+    int first_probe,
+    const float* probe_scores,
+    const float* kth_keys,
+    int kth_stride,
+    int32_t* probes,
+    int32_t* probe_rank,
+    int32_t* pruned,
+    int32_t* bound_evaluations,
+    cudaStream_t stream) {
+    if (nq < 0 || nprobe < 1 || nprobe > kSelectMaxK || first_probe < 1 ||
+        first_probe > nprobe || kth_stride < 1 || lists.nlist < 1 ||
+        lists.d < 1 || !(rules.margin >= 0) || !(rules.min_hits >= 0) ||
+        (rules.margin > 0 && !rules.means) ||
+        (rules.min_hits > 0 && !rules.mean_variances)) {
+        return cudaErrorInvalidValue;
+    }
+    const int64_t warps = nq * (nprobe - first_probe);
+    if (warps == 0 || (rules.margin == 0 && rules.min_hits == 0)) {
+        return cudaSuccess;
+    }
+    if (!lists.lengths || !probe_scores || !kth_keys || !probes ||
+        !probe_rank || !pruned || !bound_evaluations) {
+        return cudaErrorInvalidValue;
+    }
+    const int64_t blocks = (warps + kPruneWarps - 1) / kPruneWarps;
+    if (blocks > kMaxGridX) {
+        return cudaErrorInvalidValue;
+    }
+    prune_probes_kernel<<<unsigned(blocks), kPruneWarps * 32, 0, stream>>>(
+        lists,
+        rules,
+        nq,
+        nprobe,
+        first_probe,
+        probe_scores,
+        kth_keys,
+        kth_stride,
+        probes,
+        probe_rank,
+        pruned,
+        bound_evaluations);
+    return cudaGetLastError();
+}
+
 cudaError_t ivf_scan_lists(
     const IvfListsView& lists,
     int64_t nq,
     const float* queries,
     int nprobe,
+    int probe_begin,
+    int probe_end,
     const int32_t* probes,
     const int32_t* probe_rank,
     const int64_t* probe_offsets,
@@ -673,10 +805,11 @@ cudaError_t ivf_scan_lists(
     cudaStream_t stream) {
     if (nq < 0 || nprobe < 1 || nprobe > kSelectMaxK || lists.d < 1 ||
         lists.d > kMaxDim || lists.nlist < 1 || lists.record_width < 0 ||
-        nq * nprobe > kMaxGridX) {
+        nq * nprobe > kMaxGridX || probe_begin < 0 || probe_end > nprobe ||
+        probe_begin > probe_end) {
         return cudaErrorInvalidValue;
     }
-    if (nq == 0) {
+    if (nq == 0 || probe_begin == probe_end) {
         return cudaSuccess;
     }
     if (!lists.vectors || !lists.ids || !lists.lengths ||
@@ -685,7 +818,7 @@ cudaError_t ivf_scan_lists(
         !duplicates) {
         return cudaErrorInvalidValue;
     }
-    const int64_t pairs = nq * nprobe;
+    const int64_t pairs = nq * (probe_end - probe_begin);
     switch (scan_group_size(lists.d)) {
 #define FAISS_GMM_SCAN_CASE(G)                                                 \
     case G:                                                                    \
@@ -694,6 +827,8 @@ cudaError_t ivf_scan_lists(
             pairs,                                                             \
             queries,                                                           \
             nprobe,                                                            \
+            probe_begin,                                                       \
+            probe_end,                                                         \
             probes,                                                            \
             probe_rank,                                                        \
             probe_offsets,                                                     \

@@ -17,6 +17,12 @@
  *      compared once and can be selected once;
  *   5. select_k_segments (select_k.h) over the candidate segments.
  *
+ * With list pruning (ivf_prune_probes) the scan runs in two parts: the
+ * first probes, a top-k selection over what they gave (the k-th distance,
+ * a bound for every query), the pruning of the remaining probes against
+ * that bound, ivf_prepare_probes again (pruned lists leave the segment),
+ * then the remaining probes.
+ *
  * Plain pointers, sizes and streams only (see kernels/README.md).
  */
 
@@ -144,21 +150,63 @@ cudaError_t ivf_clear_probe_ranks(
     int32_t* probe_rank,
     cudaStream_t stream);
 
+/// The list-pruning rules of ivf_prune_probes (kernels/list_pruning.h).
+struct ProbePruning {
+    float margin = 0;             ///< bisector margin (0: off)
+    float min_hits = 0;           ///< hit-model threshold (0: off)
+    const float* means = nullptr; ///< nlist x d raw means (with margin)
+    /// nlist mean per-dimension variances (with min_hits)
+    const float* mean_variances = nullptr;
+};
+
 /**
- * Fine scan. For query q and kept probe r (list l = probes[q * nprobe + r]),
+ * List pruning of a tile of nq queries in probe order L2 (probe_scores:
+ * nq x nprobe squared L2 distances to the means, probe 0 the nearest).
+ * kth_keys[q * kth_stride] is query q's k-th smallest distance so far (the
+ * top-k of its first first_probe probes; +inf: fewer than k, nothing is
+ * pruned). Each kept probe r >= first_probe (1 <= first_probe <= nprobe)
+ * whose list passes a test of list_pruning.h (the hit model, then the
+ * bisector) is dropped: probes -1, probe_rank back to kListNotProbed (an
+ * entry whose record names a pruned list is then scanned where it is
+ * found). Adds to pruned[q] the lists dropped and to
+ * bound_evaluations[q] the mean-to-mean distances computed (nq int32
+ * each, zeroed by the caller), as the CPU scan counts them. Both rules off:
+ * nothing to do.
+ */
+cudaError_t ivf_prune_probes(
+    const IvfListsView& lists,
+    const ProbePruning& rules,
+    int64_t nq,
+    int nprobe,
+    int first_probe,
+    const float* probe_scores,
+    const float* kth_keys,
+    int kth_stride,
+    int32_t* probes,
+    int32_t* probe_rank,
+    int32_t* pruned,
+    int32_t* bound_evaluations,
+    cudaStream_t stream);
+
+/**
+ * Fine scan of probes [probe_begin, probe_end) (0 and nprobe: all). For
+ * query q and kept probe r (list l = probes[q * nprobe + r]),
  * entry j of list l goes to position segment_offsets[q] +
  * probe_offsets[q * nprobe + r] + j of keys / ids: its squared L2 distance
  * to the query (fp32, direct differences) and its id, or (+inf, -1) when
  * the entry is a duplicate (see above). duplicates[q] (nq int64, zeroed by
- * the caller) counts the duplicates. segment_offsets: nq + 1 exclusive
- * prefix sums of segment_lengths. 1 <= d <= 4096, nprobe <= kSelectMaxK,
- * nq * nprobe < 2^31 (one CTA per query and probe).
+ * the caller) counts the duplicates. segment_offsets: where each query's
+ * slot starts (nq + 1 exclusive prefix sums of segment_lengths, or of the
+ * lengths before pruning, which only shortens the segments). 1 <= d <= 4096,
+ * nprobe <= kSelectMaxK, nq * nprobe < 2^31 (one CTA per query and probe).
  */
 cudaError_t ivf_scan_lists(
     const IvfListsView& lists,
     int64_t nq,
     const float* queries,
     int nprobe,
+    int probe_begin,
+    int probe_end,
     const int32_t* probes,
     const int32_t* probe_rank,
     const int64_t* probe_offsets,

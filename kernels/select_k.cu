@@ -136,7 +136,8 @@ __global__ void __launch_bounds__(kThreads) select_k_kernel(
     int64_t begin, n;
     if (segments.offsets) {
         begin = segments.offsets[s];
-        n = segments.offsets[s + 1] - begin;
+        n = segments.lengths ? segments.lengths[s]
+                             : segments.offsets[s + 1] - begin;
     } else {
         begin = s * segments.length;
         n = segments.length;
@@ -306,7 +307,8 @@ cudaError_t select_k_segments(
     (void)workspace_bytes;
     if (k < 1 || k > kSelectMaxK || segments.count < 0 ||
         segments.count > int64_t(0x7fffffff) ||
-        (!segments.offsets && segments.length < 0)) {
+        (!segments.offsets && segments.length < 0) ||
+        (segments.lengths && !segments.offsets)) {
         return cudaErrorInvalidValue;
     }
     if (segments.count == 0) {

@@ -28,13 +28,19 @@ constexpr int kSelectMaxK = 2048;
 
 /**
  * Segments of keys: segment s is keys[offsets[s] .. offsets[s + 1]) when
- * offsets is given (nseg + 1 int64 on the device), else
+ * offsets is given (nseg + 1 int64 on the device), or
+ * keys[offsets[s] .. offsets[s] + lengths[s]) when lengths is given too
+ * (the front of each slot of a fixed layout: the pruned GPU search selects
+ * from the part of each query's slot its scan has filled); else
  * keys[s * length .. (s + 1) * length).
  */
 struct Segments {
     int64_t count = 0;                ///< number of segments
     const int64_t* offsets = nullptr; ///< device, count + 1 values, or null
-    int64_t length = 0;               ///< segment length when offsets is null
+    /// device, count values (<= offsets[s + 1] - offsets[s]), or null;
+    /// only with offsets
+    const int64_t* lengths = nullptr;
+    int64_t length = 0; ///< segment length when offsets is null
 };
 
 /// Bytes of device workspace select_k_segments needs (at most).

@@ -33,7 +33,9 @@
 #include <faiss_gmm/IndexIVFGMM.h>
 #include <faiss_gmm/gpu/GpuEmTrainer.h>
 #include <faiss_gmm/gpu/GpuIndexIVFGMM.h>
+#include <faiss_gmm/impl/ListPruning.h>
 #include <faiss_gmm/index_io.h>
+#include <kernels/list_pruning.h>
 
 #include "test_utils.h"
 
@@ -849,10 +851,6 @@ TEST(GpuIndexIVFGMM, Rejections) {
     }());
     // CPU-only rules
     expect_throw_naming(
-        [&] { p.gpu->set_search_parameters("prune_margin=0.3"); }, "0.3");
-    expect_throw_naming(
-        [&] { p.gpu->set_search_parameters("min_expected_hits=2.5"); }, "2.5");
-    expect_throw_naming(
         [&] { p.gpu->set_search_parameters("max_codes=100"); }, "max_codes");
     expect_throw_naming(
         [&] { p.gpu->set_search_parameters("tau=0.5"); }, "tau");
@@ -860,10 +858,17 @@ TEST(GpuIndexIVFGMM, Rejections) {
         [&] { p.gpu->set_search_parameters("bogus=1"); }, "bogus");
     SearchParametersIVFGMM pruned;
     pruned.nprobe = 4;
-    pruned.prune_margin = 0.4f;
+    pruned.max_codes = 40;
     expect_throw_naming(
         [&] { p.gpu->search(5, q.data(), 3, dis.data(), ids.data(), &pruned); },
-        "prune_margin=0.4");
+        "max_codes=40");
+    expect_throw_naming(
+        [&] {
+            GpuIndexIVFGMMConfig bad;
+            bad.prune_first_probes = 0;
+            GpuIndexIVFGMM g(d, nlist, IVFGMMBuildParameters(), bad);
+        },
+        "prune_first_probes=0");
     SearchParametersIVFGMM lookup;
     std::vector<float> table(5 * 1000, 0.0f);
     lookup.precomputed_distances = table.data();
@@ -873,7 +878,7 @@ TEST(GpuIndexIVFGMM, Rejections) {
     // a rejected description changes nothing
     p.gpu->nprobe = 3;
     EXPECT_THROW(
-        p.gpu->set_search_parameters("nprobe=7,prune_margin=0.5"),
+        p.gpu->set_search_parameters("nprobe=7,max_codes=5"),
         faiss::FaissException);
     EXPECT_EQ(p.gpu->nprobe, 3u);
     p.gpu->set_search_parameters("nprobe=7,probe=posterior");
@@ -904,6 +909,201 @@ TEST(GpuIndexIVFGMM, Rejections) {
     many.search(2, xw.data(), 3, dis.data(), ids.data(), &over);
     EXPECT_EQ(ids[0], 0); // the query is the first stored vector
     EXPECT_EQ(dis[0], 0.0f);
+}
+
+namespace {
+
+/**
+ * What the GPU's two-part pruned scan returns, computed on the CPU index:
+ * the k-th distance of each query after its first `first` probes (a CPU
+ * search of those lists alone), the pruning tests of kernels/list_pruning.h
+ * on the other probes against it, then a CPU search of the kept lists
+ * without pruning. Also the number of lists pruned.
+ */
+size_t emulate_gpu_pruned_search(
+    const IndexIVFGMM& cpu,
+    idx_t nq,
+    const float* q,
+    idx_t k,
+    const SearchParametersIVFGMM& params,
+    int first,
+    std::vector<float>* dis,
+    std::vector<idx_t>* ids) {
+    const size_t np = std::min(params.nprobe, cpu.nlist);
+    const int d = cpu.d;
+    std::vector<idx_t> keys(size_t(nq) * np);
+    std::vector<float> coarse(size_t(nq) * np);
+    cpu.coarse_assign(nq, q, params, keys.data(), coarse.data());
+    SearchParametersIVFGMM plain = params;
+    plain.prune_margin = 0;
+    plain.min_expected_hits = 0;
+    std::vector<idx_t> head(keys);
+    for (idx_t i = 0; i < nq; i++) {
+        for (size_t r = size_t(first); r < np; r++) {
+            head[size_t(i) * np + r] = -1;
+        }
+    }
+    std::vector<float> head_dis(size_t(nq) * k);
+    std::vector<idx_t> head_ids(size_t(nq) * k);
+    cpu.search_preassigned(
+        nq,
+        q,
+        k,
+        head.data(),
+        coarse.data(),
+        head_dis.data(),
+        head_ids.data(),
+        false,
+        &plain);
+    const std::vector<float> variance = impl::mean_variances(cpu.gmm);
+    size_t pruned = 0;
+    for (idx_t i = 0; i < nq; i++) {
+        const float kth = head_ids[size_t(i) * k + k - 1] < 0
+                              ? std::numeric_limits<float>::infinity()
+                              : head_dis[size_t(i) * k + k - 1];
+        idx_t* row = keys.data() + size_t(i) * np;
+        const float* cd = coarse.data() + size_t(i) * np;
+        for (size_t r = size_t(first); r < np && kth < INFINITY; r++) {
+            const idx_t l = row[r];
+            if (l < 0) {
+                continue;
+            }
+            bool prune = params.min_expected_hits > 0 &&
+                         kernels::hit_model_prunes(
+                             cd[r],
+                             variance[l],
+                             (long long)cpu.invlists->list_size(l),
+                             d,
+                             kth,
+                             params.min_expected_hits);
+            if (!prune && params.prune_margin > 0) {
+                const float* a = cpu.gmm.means.data() + size_t(l) * d;
+                const float* b = cpu.gmm.means.data() + size_t(row[0]) * d;
+                float mean_dis = 0;
+                for (int t = 0; t < d; t++) {
+                    mean_dis += (a[t] - b[t]) * (a[t] - b[t]);
+                }
+                prune = kernels::bisector_prunes_free(
+                            cd[0], cd[r], kth, params.prune_margin) ||
+                        kernels::bisector_prunes_exact(
+                            cd[0], cd[r], mean_dis, kth, params.prune_margin);
+            }
+            if (prune) {
+                row[r] = -1;
+                pruned++;
+            }
+        }
+    }
+    dis->resize(size_t(nq) * k);
+    ids->resize(size_t(nq) * k);
+    cpu.search_preassigned(
+        nq,
+        q,
+        k,
+        keys.data(),
+        coarse.data(),
+        dis->data(),
+        ids->data(),
+        false,
+        &plain);
+    return pruned;
+}
+
+} // namespace
+
+TEST(GpuIndexIVFGMM, PruningMatchesItsCpuEmulation) {
+    FAISS_GMM_SKIP_WITHOUT_GPU();
+    const int d = 24, nlist = 96;
+    const idx_t n = 12000, nq = 80, k = 10;
+    const GaussianMixture model =
+        make_model(d, nlist, CovarianceType::Spherical, 91);
+    const std::vector<float> x = sample(model, n, 92);
+    const std::vector<float> q = sample(model, nq, 93);
+    for (int first : {1, 4}) {
+        GpuIndexIVFGMMConfig config;
+        config.prune_first_probes = first;
+        Pair p = make_pair(model, SpillParameters(), config);
+        p.cpu->add(n, x.data());
+        p.gpu->add(n, x.data());
+        for (size_t nprobe : {size_t(16), size_t(64)}) {
+            for (int rule = 0; rule < 3; rule++) {
+                SearchParametersIVFGMM params = search_params(nprobe);
+                params.prune_margin = rule == 1 ? 0.0f : 0.3f;
+                params.min_expected_hits = rule == 0 ? 0.0f : 0.5f;
+                const std::string what =
+                    "first=" + std::to_string(first) +
+                    " nprobe=" + std::to_string(nprobe) +
+                    " margin=" + std::to_string(params.prune_margin) +
+                    " min_hits=" + std::to_string(params.min_expected_hits);
+                std::vector<float> de, dg, dc;
+                std::vector<idx_t> ie, ig, ic;
+                const size_t emulated_pruned = emulate_gpu_pruned_search(
+                    *p.cpu, nq, q.data(), k, params, first, &de, &ie);
+                const Counters cg =
+                    search_counted(*p.gpu, nq, q.data(), k, &dg, &ig, &params);
+                const Counters cc =
+                    search_counted(*p.cpu, nq, q.data(), k, &dc, &ic, &params);
+                // the same lists pruned (up to rounding at the bound) ...
+                EXPECT_GT(cg.gmm.nlists_pruned, 0u) << what;
+                EXPECT_NEAR(
+                    double(cg.gmm.nlists_pruned),
+                    double(emulated_pruned),
+                    1 + 0.01 * double(emulated_pruned))
+                    << what;
+                // ... never more than the CPU, whose bound is tighter
+                EXPECT_LE(cg.gmm.nlists_pruned, cc.gmm.nlists_pruned) << what;
+                EXPECT_EQ(
+                    cg.gmm.ncoarse_distances,
+                    size_t(nq) * nlist + cg.gmm.nbound_distances)
+                    << what;
+                // ... and the emulation's results
+                size_t differing = 0;
+                for (size_t j = 0; j < ie.size(); j++) {
+                    differing += ie[j] != ig[j] && !near(de[j], dg[j]);
+                }
+                EXPECT_LE(differing, size_t(2 * k)) << what;
+                // every returned id once
+                for (idx_t i = 0; i < nq; i++) {
+                    std::set<idx_t> seen;
+                    for (idx_t j = 0; j < k; j++) {
+                        const idx_t id = ig[size_t(i) * k + j];
+                        EXPECT_TRUE(id < 0 || seen.insert(id).second) << what;
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST(GpuIndexIVFGMM, PruningOffMarginLargeChangesNothing) {
+    FAISS_GMM_SKIP_WITHOUT_GPU();
+    // a margin so large that no list is pruned: results and counters of
+    // the unpruned search (the two-part scan itself changes nothing)
+    const int d = 16, nlist = 64;
+    const idx_t n = 8000, nq = 50;
+    const GaussianMixture model =
+        make_model(d, nlist, CovarianceType::Diagonal, 95);
+    const std::vector<float> x = sample(model, n, 96);
+    const std::vector<float> q = sample(model, nq, 97);
+    GpuIndexIVFGMMConfig config;
+    config.prune_first_probes = 3;
+    Pair p = make_pair(model, SpillParameters(), config);
+    p.gpu->add(n, x.data());
+    SearchParametersIVFGMM plain = search_params(32);
+    SearchParametersIVFGMM wide = plain;
+    wide.prune_margin = 1e30f;
+    std::vector<float> d0, d1;
+    std::vector<idx_t> i0, i1;
+    const Counters c0 =
+        search_counted(*p.gpu, nq, q.data(), 10, &d0, &i0, &plain);
+    const Counters c1 =
+        search_counted(*p.gpu, nq, q.data(), 10, &d1, &i1, &wide);
+    EXPECT_EQ(i0, i1);
+    EXPECT_EQ(d0, d1);
+    EXPECT_EQ(c1.gmm.nlists_pruned, 0u);
+    EXPECT_EQ(c0.gmm.nfine_distances, c1.gmm.nfine_distances);
+    EXPECT_EQ(c0.gmm.nduplicates_skipped, c1.gmm.nduplicates_skipped);
+    EXPECT_EQ(c0.gmm.nlists_probed, c1.gmm.nlists_probed);
 }
 
 TEST(GpuIndexIVFGMM, RemoveReconstructReset) {

@@ -46,15 +46,7 @@ namespace kn = faiss_gmm::kernels;
 constexpr auto check_finite = impl::check_finite_vectors;
 
 /// Throws (prefixed by who) unless the GPU index implements the options.
-void check_gpu_search_options(
-    const IVFGMMSearchOptions& o, size_t max_codes, const char* who) {
-    FAISS_THROW_IF_NOT_FMT(
-        o.prune_margin == 0 && o.min_expected_hits == 0,
-        "%s: prune_margin=%g and min_expected_hits=%g must be 0 on the GPU "
-        "(they need the sequential CPU scan)",
-        who,
-        o.prune_margin,
-        o.min_expected_hits);
+void check_gpu_search_options(size_t max_codes, const char* who) {
     FAISS_THROW_IF_NOT_FMT(
         max_codes == 0,
         "%s: max_codes=%zu is not supported on the GPU (it counts unique "
@@ -101,6 +93,10 @@ struct GpuIndexIVFGMM::Impl {
         FAISS_THROW_IF_NOT_MSG(
             cfg.search_memory > 0,
             "GpuIndexIVFGMM: config search_memory must be > 0");
+        FAISS_THROW_IF_NOT_FMT(
+            cfg.prune_first_probes >= 1,
+            "GpuIndexIVFGMM: config prune_first_probes=%d must be >= 1",
+            cfg.prune_first_probes);
     }
 
     ~Impl() {
@@ -235,7 +231,7 @@ void GpuIndexIVFGMM::copyFrom(const IndexIVFGMM* cpu) {
         "%s: metric_type=%d is not supported (L2 only)",
         who,
         int(cpu->metric_type));
-    check_gpu_search_options(cpu->search_options, cpu->max_codes, who);
+    check_gpu_search_options(cpu->max_codes, who);
     FAISS_THROW_IF_NOT_FMT(
         cpu->quantizer && cpu->invlists && cpu->codes_index,
         "%s: index has no quantizer, lists or codes",
@@ -557,7 +553,7 @@ void GpuIndexIVFGMM::search(
         }
     }
     p.check(who);
-    check_gpu_search_options(p, p.max_codes, who);
+    check_gpu_search_options(p.max_codes, who);
     GpuSearchSettings settings;
     settings.nprobe = std::min(nlist, p.nprobe);
     FAISS_THROW_IF_NOT_FMT(
@@ -571,6 +567,9 @@ void GpuIndexIVFGMM::search(
     settings.mass = p.posterior_mass;
     settings.mass_temperature = p.mass_temperature;
     settings.distance_ratio = p.distance_ratio;
+    settings.prune_margin = p.prune_margin;
+    settings.min_expected_hits = p.min_expected_hits;
+    settings.prune_first_probes = impl_->config.prune_first_probes;
     check_finite(n, d, x, who);
     GpuSearchTiming& timing = impl_->timing;
     timing = GpuSearchTiming();
@@ -593,6 +592,12 @@ void GpuIndexIVFGMM::search(
     shape.need_joint =
         settings.order == ProbeOrder::Posterior || settings.mass > 0;
     shape.gemm_dim = shape.need_joint && im.model.diagonal ? 2 * d : d;
+    shape.prune = settings.prunes();
+    kn::ProbePruning rules;
+    rules.margin = settings.prune_margin;
+    rules.min_hits = settings.min_expected_hits;
+    rules.means = im.model.means;
+    rules.mean_variances = im.model.mean_variances;
     // candidates of one query: at most the nprobe longest lists
     {
         std::vector<int64_t> lengths = lists.lengths();
@@ -651,7 +656,15 @@ void GpuIndexIVFGMM::search(
             tile);
         ctx.record(1);
         gpu_list_scan(
-            ctx, view, shape, nq, probe_rank, im.candidate_workspace, tile);
+            ctx,
+            view,
+            shape,
+            settings,
+            rules,
+            nq,
+            probe_rank,
+            im.candidate_workspace,
+            tile);
         ctx.record(2);
         gpu_top_k(
             ctx,
@@ -673,7 +686,9 @@ void GpuIndexIVFGMM::search(
 
     IndexIVFGMMStats stats;
     stats.nq = size_t(n);
-    stats.ncoarse_distances = size_t(n) * nlist;
+    stats.ncoarse_distances = size_t(n) * nlist + counters.bound;
+    stats.nbound_distances = counters.bound;
+    stats.nlists_pruned = counters.pruned;
     stats.nfine_distances = n_fine;
     stats.nentries_scanned = counters.scanned;
     stats.nduplicates_skipped = counters.duplicates;
@@ -784,7 +799,7 @@ void GpuIndexIVFGMM::set_search_parameters(const std::string& description) {
     const char* who = "GpuIndexIVFGMM::set_search_parameters";
     SearchParametersIVFGMM p = search_defaults();
     parse_search_parameters(description, &p, who);
-    check_gpu_search_options(p, p.max_codes, who);
+    check_gpu_search_options(p.max_codes, who);
     nprobe = p.nprobe;
     max_codes = p.max_codes;
     search_options = p.options();

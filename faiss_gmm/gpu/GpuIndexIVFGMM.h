@@ -10,10 +10,13 @@
  * GPU computes them with fp32 direct differences). It shares the CPU
  * index's parameters (IVFGMMParameters.h), spill rules (ListAssignment.h)
  * and ownership rules (SpillRecords.h); its search runs in stages of their
- * own (gpu/impl/GpuCoarseProbe, GpuListScan, GpuTopK). Not available here:
- * the sequential CPU pruning rules (prune_margin, min_expected_hits),
- * max_codes (it counts unique vectors, which the GPU cannot bound before
- * its scan), selectors, range search and codes other than flat floats.
+ * own (gpu/impl/GpuCoarseProbe, GpuListScan, GpuTopK). List pruning
+ * (prune_margin, min_expected_hits) applies the CPU's tests against the
+ * k-th distance after the first config.prune_first_probes lists (the CPU
+ * tightens it list by list), so the GPU prunes no more lists than the CPU
+ * and may return more true neighbours. Not available here: max_codes (it
+ * counts unique vectors, which the GPU cannot bound before its scan),
+ * selectors, range search and codes other than flat floats.
  *
  * Naming: Gpu* classes follow FAISS GPU (config struct, copyFrom / copyTo,
  * camelCase for those two, as faiss::gpu::GpuIndexIVF); everything they
@@ -56,6 +59,12 @@ struct GpuIndexIVFGMMConfig {
     size_t search_memory = size_t(1) << 30;
     /// rows uploaded and assigned per batch by add_with_ids() (> 0)
     idx_t add_batch_rows = idx_t(1) << 16;
+    /// list pruning (prune_margin, min_expected_hits): lists scanned before
+    /// the others are tested against the k-th distance they gave (>= 1).
+    /// More scan a few lists twice as fast as they would otherwise be
+    /// pruned; fewer give a looser bound. Default 1: the nearest list alone
+    /// holds ~n / nlist vectors, far more than k.
+    int prune_first_probes = 1;
     /// print what train / add / search do and how long they take
     bool verbose = false;
 };
@@ -100,8 +109,8 @@ struct GpuSearchTiming {
  * Counters: faiss::indexIVF_stats (nq, nlist = non-empty lists probed,
  * ndis = fine distances) and faiss_gmm::indexIVFGMM_stats (nq,
  * ncoarse_distances, nfine_distances, nentries_scanned,
- * nduplicates_skipped, nlists_probed) are added to with the CPU index's
- * meaning.
+ * nduplicates_skipped, nlists_probed, nlists_pruned, nbound_distances) are
+ * added to with the CPU index's meaning.
  *
  * Like FAISS GPU indexes, one object must not be used from several host
  * threads at once (its search buffers and stream are shared).
@@ -119,8 +128,7 @@ class GpuIndexIVFGMM : public faiss::Index {
     size_t nprobe = 1;
     /// must stay 0 on the GPU (see the class comment)
     size_t max_codes = 0;
-    /// default GMM search options (prune_margin and min_expected_hits must
-    /// stay 0 on the GPU)
+    /// default GMM search options
     IVFGMMSearchOptions search_options;
 
     /**
@@ -158,8 +166,7 @@ class GpuIndexIVFGMM : public faiss::Index {
      * parameters (build_params, nprobe and search_options), lists in the
      * same order with the same ids and spill records, ntotal and
      * nentries. Throws when cpu_index uses what the GPU index does not
-     * (prune_margin, min_expected_hits, max_codes, codes other than Flat)
-     * or is not L2.
+     * (max_codes, codes other than Flat) or is not L2.
      */
     void copyFrom(const IndexIVFGMM* cpu_index);
 

@@ -29,14 +29,9 @@ faiss::IndexShards* index_ivfgmm_cpu_to_gpu_shards(
         "index_ivfgmm_cpu_to_gpu_shards: a device is listed twice among %d",
         int(devices.size()));
     FAISS_THROW_IF_NOT_FMT(
-        cpu_index->search_options.prune_margin == 0 &&
-            cpu_index->search_options.min_expected_hits == 0 &&
-            cpu_index->max_codes == 0,
-        "index_ivfgmm_cpu_to_gpu_shards: prune_margin = %g, "
-        "min_expected_hits = %g and max_codes = %zu must be 0 (not "
+        cpu_index->max_codes == 0,
+        "index_ivfgmm_cpu_to_gpu_shards: max_codes = %zu must be 0 (not "
         "supported by the GPU search)",
-        cpu_index->search_options.prune_margin,
-        cpu_index->search_options.min_expected_hits,
         cpu_index->max_codes);
     for (int device : devices) {
         FAISS_THROW_IF_NOT_FMT(

@@ -47,8 +47,10 @@ namespace gpu {
  * the shards: set them on every dynamic_cast<GpuIndexIVFGMM*>(at(i)).
  *
  * @param cpu_index trained IndexIVFGMM (its lists may be empty); its
- *                  prune_margin and min_expected_hits must be 0 (the GPU
- *                  search does not support them)
+ *                  max_codes must be 0 (the GPU search does not support
+ *                  it). List pruning runs in each shard against the shard's
+ *                  own k-th distance, a looser bound than the whole
+ *                  index's, so shards prune no list the CPU would keep.
  * @param devices   distinct CUDA ordinals, at least one
  * @param config    per-shard settings (config.device is replaced by each
  *                  ordinal)

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include <faiss_gmm/gpu/impl/GpuWorkspace.h>
+#include <faiss_gmm/impl/ListPruning.h>
 
 namespace faiss_gmm {
 namespace gpu {
@@ -58,6 +59,7 @@ void GpuModel::upload(
         log_c[j] = float(
             std::log(double(model.weights[j])) - 0.5 * (d * kLog2Pi + log_det));
     }
+    const std::vector<float> mean_var = impl::mean_variances(model);
     const auto plan = [&](Carver& c) {
         float* p_means = c.take<float>(k * d);
         float* p_centred = c.take<float>(k * d);
@@ -66,8 +68,9 @@ void GpuModel::upload(
         float* p_inv = c.take<float>(k * vpc);
         float* p_rhs = c.take<float>(rhs.size());
         float* p_dn = c.take<float>(dnorms.size());
+        float* p_mean_var = c.take<float>(k);
         return std::vector<float*>{
-            p_means, p_centred, p_norms, p_log, p_inv, p_rhs, p_dn};
+            p_means, p_centred, p_norms, p_log, p_inv, p_rhs, p_dn, p_mean_var};
     };
     Carver measure(nullptr);
     plan(measure);
@@ -84,6 +87,7 @@ void GpuModel::upload(
         ctx.upload(p[5], rhs.data(), rhs.size() * 4, "uploading the model");
         ctx.upload(p[6], dnorms.data(), k * 4, "uploading the model");
     }
+    ctx.upload(p[7], mean_var.data(), k * 4, "uploading the variances");
     ctx.synchronize("uploading the model");
     means = p[0];
     centred_means = p[1];
@@ -92,6 +96,7 @@ void GpuModel::upload(
     inv_var = p[4];
     diag_rhs = diagonal ? p[5] : nullptr;
     diag_norms = diagonal ? p[6] : nullptr;
+    mean_variances = p[7];
 }
 
 void GpuModel::release() {

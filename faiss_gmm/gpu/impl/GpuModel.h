@@ -4,7 +4,8 @@
  * mixture mean c and their squared norms (coarse GEMMs: centring keeps the
  * fp32 expansion |q|^2 - 2 q.mu + |mu|^2 accurate for data far from the
  * origin), the log-joint constants and inverse variances, and for a
- * diagonal model the [mu / v | -1 / (2 v)] rows of the log-joint GEMM.
+ * diagonal model the [mu / v | -1 / (2 v)] rows of the log-joint GEMM, and
+ * the mean variances the hit-model list pruning reads.
  */
 
 #pragma once
@@ -28,7 +29,9 @@ struct GpuModel {
     const float* inv_var = nullptr;       ///< nlist or nlist x d
     const float* diag_rhs = nullptr;      ///< nlist x 2d (diagonal)
     const float* diag_norms = nullptr;    ///< nlist (diagonal)
-    std::vector<float> center;            ///< mixture mean c, d (host)
+    /// nlist mean per-dimension variances (hit-model pruning)
+    const float* mean_variances = nullptr;
+    std::vector<float> center; ///< mixture mean c, d (host)
     bool diagonal = false;
 
     /// Upload `model` (replacing what was there) on ctx's stream and wait.

@@ -25,6 +25,9 @@ void plan_search_tile(
     t->segment_offsets = c.take<int64_t>(q + 1);
     t->lists_visited = c.take<int32_t>(q);
     t->duplicates = c.take<int64_t>(q);
+    t->first_lengths = s.prune ? c.take<int64_t>(q) : nullptr;
+    t->pruned = s.prune ? c.take<int32_t>(q) : nullptr;
+    t->bound_evaluations = s.prune ? c.take<int32_t>(q) : nullptr;
     t->out_keys = c.take<float>(q * size_t(s.k));
     t->out_ids = c.take<int64_t>(q * size_t(s.k));
     t->scan_workspace_bytes = kernels::segment_offsets_workspace_bytes(nq);

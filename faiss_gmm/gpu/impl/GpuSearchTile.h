@@ -30,6 +30,9 @@ struct SearchTileShape {
     int gemm_dim = 0;
     /// candidate entries of one query at most (segment length bound)
     int64_t candidate_bound = 0;
+    /// list pruning on (prune_margin or min_expected_hits): the tile gets
+    /// the pruning buffers
+    bool prune = false;
 };
 
 /// Resolved settings of one search call (see IVFGMMSearchOptions).
@@ -39,6 +42,16 @@ struct GpuSearchSettings {
     float mass = 0;
     float mass_temperature = 1;
     float distance_ratio = 0;
+    float prune_margin = 0;      ///< bisector pruning (0: off)
+    float min_expected_hits = 0; ///< hit-model pruning (0: off)
+    /// probes scanned before the others are pruned against the k-th
+    /// distance they gave (GpuIndexIVFGMMConfig::prune_first_probes)
+    int prune_first_probes = 1;
+
+    /// whether a pruning rule is on
+    bool prunes() const {
+        return prune_margin > 0 || min_expected_hits > 0;
+    }
 };
 
 /// The device buffers of one search tile.
@@ -56,10 +69,14 @@ struct SearchTile {
     int64_t* segment_offsets = nullptr; ///< nq + 1
     int32_t* lists_visited = nullptr;   ///< nq
     int64_t* duplicates = nullptr;      ///< nq
-    float* candidate_keys = nullptr;    ///< the tile's candidates
-    int64_t* candidate_ids = nullptr;   ///< the tile's candidates
-    float* out_keys = nullptr;          ///< nq x k
-    int64_t* out_ids = nullptr;         ///< nq x k
+    /// pruning only: entries of the first probes' part of each segment (nq)
+    int64_t* first_lengths = nullptr;
+    int32_t* pruned = nullptr;            ///< pruning only: nq lists pruned
+    int32_t* bound_evaluations = nullptr; ///< pruning only: nq
+    float* candidate_keys = nullptr;      ///< the tile's candidates
+    int64_t* candidate_ids = nullptr;     ///< the tile's candidates
+    float* out_keys = nullptr;            ///< nq x k
+    int64_t* out_ids = nullptr;           ///< nq x k
     void* scan_workspace = nullptr;
     size_t scan_workspace_bytes = 0;
     void* select_workspace = nullptr; ///< both top-k selections

@@ -25,6 +25,7 @@ void gpu_top_k(
     kn::Segments candidates;
     candidates.count = nq;
     candidates.offsets = tile.segment_offsets;
+    candidates.lengths = tile.segment_lengths;
     throw_on_cuda_error(
         kn::select_k_segments(
             candidates,
@@ -62,11 +63,25 @@ void gpu_top_k(
     ctx.download(dups.data(), tile.duplicates, nq * 8, "downloading counters");
     ctx.download(
         visited.data(), tile.lists_visited, nq * 4, "downloading counters");
+    std::vector<int32_t> pruned(shape.prune ? nq : 0), bound(pruned.size());
+    if (shape.prune) {
+        ctx.download(
+            pruned.data(), tile.pruned, nq * 4, "downloading counters");
+        ctx.download(
+            bound.data(),
+            tile.bound_evaluations,
+            nq * 4,
+            "downloading counters");
+    }
     ctx.synchronize("searching a query tile");
     for (idx_t i = 0; i < nq; i++) {
         counters->scanned += size_t(seg_lengths[i]);
         counters->duplicates += size_t(dups[i]);
         counters->lists += size_t(visited[i]);
+    }
+    for (size_t i = 0; i < pruned.size(); i++) {
+        counters->pruned += size_t(pruned[i]);
+        counters->bound += size_t(bound[i]);
     }
     for (size_t j = 0; j < size_t(nq) * k; j++) {
         if (labels[j] < 0) {

@@ -1,6 +1,7 @@
 /**
  * Internal (not installed): stage 3 of GpuIndexIVFGMM::search, the top-k
- * merge: the k smallest candidates of each query's segment (each vector
+ * merge: the k smallest candidates of each query's segment (the first
+ * segment_lengths[q] entries of its slot; each vector
  * appears at most once there: the scan dropped duplicates), downloaded with
  * the per-query counters; slots a query cannot fill are (FLT_MAX, -1), as
  * the CPU's heaps leave them. Also restores the probe ranks.
@@ -20,6 +21,8 @@ struct TileCounters {
     size_t scanned = 0;    ///< list entries visited, duplicates included
     size_t duplicates = 0; ///< entries skipped as already compared
     size_t lists = 0;      ///< non-empty lists visited
+    size_t pruned = 0;     ///< lists skipped by a pruning rule
+    size_t bound = 0;      ///< mean-to-mean distances of the bisector bound
 };
 
 /**

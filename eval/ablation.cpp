@@ -1,6 +1,7 @@
 #include <eval/ablation.h>
 
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -44,6 +45,45 @@ std::string ratio_cell(
 
 std::vector<double> ablation_targets() {
     return {0.90, 0.95, 0.99};
+}
+
+IndexSpec kmeans_lists_spec(int64_t nlist, const GmmOverrides& gmm) {
+    GmmOverrides o;
+    o.set_build("spill", "none");
+    o.set_build("max_assign", "1");
+    o.search = gmm.search;
+    return {
+        "k-means lists, GMM search",
+        "IVF" + std::to_string(nlist) + "_GMM,Flat",
+        o,
+        ModelSource::KMeansCentroids,
+        {}};
+}
+
+std::vector<IndexSpec> pruning_specs(
+    int64_t nlist, const std::vector<float>& margins, const GmmOverrides& gmm) {
+    const std::string gmm_string = "IVF" + std::to_string(nlist) + "_GMM,Flat";
+    std::vector<IndexSpec> specs;
+    specs.push_back(
+        {"k-means",
+         "IVF" + std::to_string(nlist) + ",Flat",
+         {},
+         ModelSource::OwnTraining,
+         {}});
+    for (float m : margins) {
+        char margin[32];
+        snprintf(margin, sizeof(margin), "%g", m);
+        const std::string label =
+            m > 0 ? std::string(", prune ") + margin : ", no pruning";
+        GmmOverrides pruned = gmm;
+        pruned.set_search("prune_margin", margin);
+        specs.push_back(
+            {"GMM" + label, gmm_string, pruned, ModelSource::SharedGmm, {}});
+        IndexSpec lists = kmeans_lists_spec(nlist, pruned);
+        lists.name = "k-means lists" + label;
+        specs.push_back(lists);
+    }
+    return specs;
 }
 
 std::vector<IndexSpec>

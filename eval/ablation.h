@@ -51,6 +51,22 @@ std::string format_ablation_table(
     const TargetSummary& unique,
     const TargetSummary& entries);
 
+/**
+ * The --prune-sweep preset: k-means IVF (FAISS, the baseline), then for
+ * each margin m (0: unpruned) the GMM index pruned at m (one GMM, trained
+ * once, with the run's GMM build settings) and the k-means lists pruned at
+ * m (k-means centroids, no spill), so the GMM's own share of the pruning
+ * gain stays visible.
+ * @param gmm      the run's GMM settings (--build-params and shorthands;
+ *                 the search keys apply to every row besides the margin)
+ */
+std::vector<IndexSpec> pruning_specs(
+    int64_t nlist, const std::vector<float>& margins, const GmmOverrides& gmm);
+
+/// The k-means lists searched with the GMM index's search settings (a
+/// baseline beside stock k-means IVF when those settings prune).
+IndexSpec kmeans_lists_spec(int64_t nlist, const GmmOverrides& gmm);
+
 /// The ablation table as CSV (one line per variant).
 void write_ablation_csv(
     const EvalReport& report,

@@ -70,6 +70,16 @@ const KeyOption* find_key_option(const std::string& option) {
     return nullptr;
 }
 
+/// Whether the GMM index's search settings (library defaults, then the
+/// run's search keys) prune lists.
+bool search_prunes(const GmmOverrides& gmm) {
+    SearchParametersIVFGMM p;
+    if (!gmm.search.empty()) {
+        parse_search_parameters(gmm.search, &p, "--search-params");
+    }
+    return p.prune_margin > 0 || p.min_expected_hits > 0;
+}
+
 } // namespace
 
 std::string eval_usage() {
@@ -93,7 +103,9 @@ Indexes:
   --index STR           a faiss_gmm::index_factory string; repeatable. Any FAISS
                         string works ("IVF1024,Flat", "PCA64,IVF1024_GMM,Flat",
                         "HNSW32", ...). Default: "IVF<n>,Flat" (k-means
-                        baseline) and "IVF<n>_GMM,Flat". The first non-GMM
+                        baseline) and "IVF<n>_GMM,Flat", and when the GMM
+                        search prunes lists (the default), the k-means lists
+                        searched with the same pruning. The first non-GMM
                         index is the baseline of the ratios.
   --nlist N             <n> of the default strings
                         (default: 4 sqrt(n_base) rounded to a power of two)
@@ -136,6 +148,11 @@ Presets and output:
                         replication, imbalance, build time; and the same at
                         matched replication. Ignores --index and the spill
                         settings (--gmm-iter applies, except to the EM-iteration rows).
+  --prune-sweep LIST    the list-pruning preset: k-means IVF, then for each
+                        margin m of LIST (comma-separated, 0 = unpruned) the
+                        GMM index (one model) and the k-means lists (k-means
+                        centroids, no spill), both with prune_margin=m and
+                        the run's other GMM settings. Ignores --index
   --out DIR             output folder (default: ./out/<dataset>); gets
                         results.csv, summary.csv, results.json, recall<k>.png,
                         recall<k>.svg and the gnuplot script recall<k>.gp
@@ -143,8 +160,8 @@ Presets and output:
                         indexes as GpuIndexIVFGMM (train, add and search on
                         the device); the k-means baseline trained by FAISS
                         with its assignments on the device, its lists built
-                        and searched on the device; rows with bisector or
-                        model pruning and other indexes stay on the CPU.
+                        and searched on the device (pruning included); other
+                        indexes stay on the CPU.
                         Same tables (exact counts), with GPU times and QPS;
                         with --ablation, the fast way to run the preset.
   --gpu-device N        CUDA device of --gpu and of the --distance-matrix GEMM
@@ -285,6 +302,17 @@ EvalOptions parse_eval_options(const std::vector<std::string>& args) {
         } else if (option == "--ablation") {
             flag();
             o.ablation = true;
+        } else if (option == "--prune-sweep") {
+            for (const std::string& m : split(next(), ',')) {
+                const float margin = parse_float(option, m);
+                FAISS_THROW_IF_NOT_FMT(
+                    margin >= 0 && std::isfinite(margin),
+                    "--prune-sweep: margin %s must be finite and >= 0",
+                    m.c_str());
+                o.prune_margins.push_back(margin);
+            }
+            FAISS_THROW_IF_NOT_MSG(
+                !o.prune_margins.empty(), "--prune-sweep: empty list");
         } else if (option == "--gpu") {
             flag();
             o.config.gpu = true;
@@ -357,7 +385,15 @@ int eval_main(
             options.nlist > 0 ? options.nlist : default_nlist(data.base.n);
 
         std::vector<IndexSpec> specs;
-        if (options.ablation) {
+        FAISS_THROW_IF_NOT_MSG(
+            !(options.ablation && !options.prune_margins.empty()),
+            "--ablation and --prune-sweep are two presets: give one");
+        if (!options.prune_margins.empty()) {
+            if (!options.indexes.empty()) {
+                out << "note: --prune-sweep ignores --index\n";
+            }
+            specs = pruning_specs(nlist, options.prune_margins, options.gmm);
+        } else if (options.ablation) {
             if (!options.indexes.empty() || !options.gmm.build.empty() ||
                 !options.gmm.search.empty()) {
                 out << "note: --ablation ignores --index and the GMM "
@@ -371,6 +407,11 @@ int eval_main(
             for (const std::string& s : strings) {
                 specs.push_back(
                     {s, s, options.gmm, ModelSource::OwnTraining, {}});
+            }
+            // pruning is part of the GMM search: the same rules on the
+            // k-means lists show how much of the gain is the GMM's own
+            if (options.indexes.empty() && search_prunes(options.gmm)) {
+                specs.push_back(kmeans_lists_spec(nlist, options.gmm));
             }
         }
         EvalReport report = run_evaluation(data, specs, options.config, out);

@@ -39,6 +39,8 @@ struct EvalOptions {
     std::string out_dir;
     /// run the issue-7 ablation preset instead of the index list
     bool ablation = false;
+    /// the --prune-sweep preset's margins (empty: not that preset)
+    std::vector<float> prune_margins;
     /// print the usage and exit
     bool help = false;
 };

@@ -471,12 +471,6 @@ EvalReport run_evaluation(
         } else if (matrix) {
             result.description +=
                 " [CPU: no distance-matrix path, searched normally]";
-        } else if (
-            config.gpu && gmm &&
-            (gmm->search_options.prune_margin > 0 ||
-             gmm->search_options.min_expected_hits > 0)) {
-            result.description +=
-                " [CPU: pruning needs the sequential CPU scan]";
         } else if (config.gpu && gmm) {
             placement = Placement::GpuGmm;
             result.description += " [GPU]";

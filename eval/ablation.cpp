@@ -94,11 +94,14 @@ ablation_specs(int64_t nlist, const std::string& gmm_iter) {
 
     specs.push_back({"k-means", kmeans, {}, ModelSource::OwnTraining, {}});
 
-    // every variant's settings as build / search key strings
+    // every variant's settings as build / search key strings; a variant
+    // prunes lists only where its name says so (the library default
+    // prunes: the rows compare spill rules and models, unpruned)
     auto overrides = [](const std::string& build, const std::string& search) {
         GmmOverrides o;
         o.build = build;
-        o.search = search;
+        o.search = "prune_margin=0,min_expected_hits=0" +
+                   (search.empty() ? "" : "," + search);
         return o;
     };
     auto classic = [&](const std::string& name,

@@ -129,7 +129,11 @@ std::unique_ptr<GpuEvalIndex> gpu_kmeans_lists(
     params.spill.max_assign = 1;
     params.spill.primary_is_nearest_mean = true;
     IndexIVFGMM lists(ivf.d, ivf.nlist, params);
+    // FAISS's IVF search: L2 probe order, no list pruning
+    lists.search_options = IVFGMMSearchOptions();
     lists.search_options.probe_order = ProbeOrder::L2;
+    lists.search_options.prune_margin = 0;
+    lists.search_options.min_expected_hits = 0;
     lists.set_gmm(centroids_as_gmm);
     return std::make_unique<GpuIndexHolder>(
         new gpu::GpuIndexIVFGMM(&lists, make_config(device, verbose)));

@@ -40,7 +40,8 @@ ReportFiles publish_report(
     }
     std::vector<TargetSummary> target_summaries = {
         summarize_targets(report, targets, CostMeasure::UniqueVectors),
-        summarize_targets(report, targets, CostMeasure::EntriesScanned)};
+        summarize_targets(report, targets, CostMeasure::EntriesScanned),
+        summarize_targets(report, targets, CostMeasure::SearchTime)};
     std::vector<MatchedCostSummary> matched = {
         summarize_matched_cost(report, CostMeasure::UniqueVectors)};
 

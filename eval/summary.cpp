@@ -73,13 +73,22 @@ const char* cost_measure_name(CostMeasure measure) {
         return "unique";
     case CostMeasure::EntriesScanned:
         return "entries";
+    case CostMeasure::SearchTime:
+        return "time_us";
     }
     FAISS_THROW_FMT("unknown CostMeasure %d", int(measure));
 }
 
 double row_cost(const SearchRow& row, CostMeasure measure) {
-    return measure == CostMeasure::UniqueVectors ? row.total_distances()
-                                                 : row.total_entries();
+    switch (measure) {
+    case CostMeasure::UniqueVectors:
+        return row.total_distances();
+    case CostMeasure::EntriesScanned:
+        return row.total_entries();
+    case CostMeasure::SearchTime:
+        return row.qps > 0 ? 1e6 / row.qps : kNaN;
+    }
+    FAISS_THROW_FMT("unknown CostMeasure %d", int(measure));
 }
 
 std::vector<CurvePoint>
@@ -219,15 +228,25 @@ std::string
 format_target_summary(const EvalReport& report, const TargetSummary& summary) {
     std::string k = std::to_string(report.k);
     std::ostringstream out;
-    out << "Distance computations per query ("
-        << cost_measure_name(summary.measure) << ": coarse + "
-        << (summary.measure == CostMeasure::UniqueVectors
-                ? "fine, each vector once"
-                : "list entries scanned")
-        << ") to reach recall@" << k;
+    const bool time = summary.measure == CostMeasure::SearchTime;
+    if (time) {
+        out << "Search time per query (microseconds, "
+            << (report.gpu.empty()
+                    ? std::to_string(report.threads) + " CPU threads"
+                    : "GPU indexes on " + report.gpu)
+            << "; 1e6 / QPS) to reach recall@" << k;
+    } else {
+        out << "Distance computations per query ("
+            << cost_measure_name(summary.measure) << ": coarse + "
+            << (summary.measure == CostMeasure::UniqueVectors
+                    ? "fine, each vector once"
+                    : "list entries scanned")
+            << ") to reach recall@" << k;
+    }
     if (report.baseline >= 0) {
         out << "; ratio = " << report.indexes[report.baseline].name
-            << " / index (> 1: fewer than the baseline)";
+            << " / index (> 1: " << (time ? "more QPS" : "fewer")
+            << " than the baseline)";
     }
     out << "\n";
     std::vector<std::string> header = {
@@ -253,7 +272,7 @@ format_target_summary(const EvalReport& report, const TargetSummary& summary) {
             std::string mark = bound ? "*" : "";
             any_bound = any_bound || bound;
             cells.push_back(
-                format_number(summary.cost[i][t], "%.0f") +
+                format_number(summary.cost[i][t], time ? "%.1f" : "%.0f") +
                 (summary.upper_bound[i][t] ? "*" : ""));
             cells.push_back(format_number(summary.ratio[i][t], "%.3f") + mark);
         }

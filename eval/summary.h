@@ -22,8 +22,12 @@ enum class CostMeasure : int {
     UniqueVectors = 0,
     /// coarse + inverted-list entries scanned, duplicates included
     EntriesScanned = 1,
+    /// wall-clock search time per query in microseconds (1e6 / QPS, the
+    /// run's threads or GPU): the ratio at a target is the QPS ratio at
+    /// matched recall
+    SearchTime = 2,
 };
-/// "unique" / "entries".
+/// "unique" / "entries" / "time_us".
 const char* cost_measure_name(CostMeasure measure);
 
 /// The cost of one row under the given measure.

@@ -140,15 +140,10 @@ void IVFGMMSearchOptions::check(const char* who) const {
         who,
         min_expected_hits);
     FAISS_THROW_IF_NOT_FMT(
-        probe_order == ProbeOrder::L2 ||
-            (distance_ratio == 0 && prune_margin == 0 &&
-             min_expected_hits == 0),
-        "%s: distance_ratio=%g, prune_margin=%g and min_expected_hits=%g "
-        "need probe order l2, not %s",
+        probe_order == ProbeOrder::L2 || distance_ratio == 0,
+        "%s: distance_ratio=%g needs probe order l2, not %s",
         who,
         distance_ratio,
-        prune_margin,
-        min_expected_hits,
         probe_order_name(probe_order));
 }
 

@@ -103,7 +103,9 @@ bool code_needs_no_training(const faiss::IndexIVF& codes) {
 
 /**
  * What the dedup scans of one call read: the pruning rules of the call's
- * parameters and the scan context pointing at them and at the index.
+ * parameters and the scan context pointing at them and at the index. The
+ * rules need the squared L2 distances to the means in L2 probe order
+ * (coarse_is_l2); without them the lists are scanned unpruned.
  */
 struct CallScan {
     impl::BisectorPruner bisector;
@@ -114,8 +116,11 @@ struct CallScan {
         const IndexIVFGMM& index,
         const SearchParametersIVFGMM& p,
         bool coarse_is_l2)
-        : bisector{p.prune_margin, index.d, index.gmm.means.data()},
-          hit_model(p.min_expected_hits, index.gmm, index.invlists) {
+        : bisector{coarse_is_l2 ? p.prune_margin : 0.0f, index.d, index.gmm.means.data()},
+          hit_model(
+                  coarse_is_l2 ? p.min_expected_hits : 0.0f,
+                  index.gmm,
+                  index.invlists) {
         ctx.invlists = index.invlists;
         ctx.records = &index.spill_records;
         ctx.code_size = index.code_size;
@@ -732,14 +737,6 @@ void IndexIVFGMM::search_preassigned(
             nlist);
     }
     check_lists_in_sync(who);
-    const bool pruning = p.prune_margin > 0 || p.min_expected_hits > 0;
-    FAISS_THROW_IF_NOT_FMT(
-        !pruning || centroid_dis,
-        "%s: prune_margin=%g / min_expected_hits=%g need the squared L2 "
-        "distances to the means (centroid_dis is null)",
-        who,
-        p.prune_margin,
-        p.min_expected_hits);
     if (p.precomputed_distances) {
         for (size_t l = 0; l < nlist; l++) {
             const size_t size = invlists->list_size(l);
@@ -876,11 +873,6 @@ void IndexIVFGMM::range_search_preassigned(
             int64_t(keys[i]),
             nlist);
     }
-    const bool pruning = p.prune_margin > 0 || p.min_expected_hits > 0;
-    FAISS_THROW_IF_NOT_FMT(
-        !pruning || coarse_dis,
-        "%s: pruning needs the squared L2 distances to the means",
-        who);
     check_lists_in_sync(who);
     // the radius plays the part of the k-th neighbour distance
     const CallScan call(

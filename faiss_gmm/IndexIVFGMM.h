@@ -191,10 +191,10 @@ struct IndexIVFGMM : faiss::IndexIVF {
         faiss::SearchParameters* params = nullptr) const override;
 #endif
 
-    /// centroid_dis must hold the squared L2 distances to the means (as
-    /// coarse_assign gives them for the L2 order) when the pruning rules
-    /// are on (params a SearchParametersIVFGMM with prune_margin or
-    /// min_expected_hits > 0, or the index's search_options).
+    /// The pruning rules (prune_margin, min_expected_hits; on by default)
+    /// read centroid_dis as the squared L2 distances to the means, as
+    /// coarse_assign gives them in L2 probe order; with centroid_dis null
+    /// or in posterior order the lists are scanned unpruned.
     void search_preassigned(
         idx_t n,
         const float* x,

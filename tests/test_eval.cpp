@@ -11,6 +11,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -34,6 +35,7 @@
 #include <eval/runner.h>
 #include <eval/summary.h>
 #include <eval/writers.h>
+#include <faiss_gmm/IVFGMMParameters.h>
 
 namespace fe = faiss_gmm::eval;
 namespace fd = faiss_gmm::datasets;
@@ -440,12 +442,17 @@ TEST(EvalRunner, DefaultSweepStopsAtHighRecall) {
 TEST(EvalRunner, SharedModelsAndAdaptiveProbing) {
     // the ablation machinery: k-means centroids under a spill rule, a GMM
     // trained once and shared, adaptive probing rows
+    // (unpruned: the rows at nprobe = nlist are checked to be exhaustive)
+    const std::string unpruned = "prune_margin=0";
     fe::GmmOverrides closure;
     closure.build = "spill=closure,closure_ratio=1.5,max_assign=3";
+    closure.search = unpruned;
     fe::GmmOverrides nospill;
     nospill.build = "spill=none,max_assign=1";
+    nospill.search = unpruned;
     fe::GmmOverrides spill;
     spill.build = "spill=posterior,temperature=4,tau=0.02,max_assign=2";
+    spill.search = unpruned;
     std::vector<fe::IndexSpec> specs = {
         {"k-means", "IVF16,Flat", {}, fe::ModelSource::OwnTraining, {}},
         {"closure",
@@ -514,11 +521,19 @@ TEST(EvalAblation, PresetAndTable) {
     EXPECT_EQ(specs[0].model, fe::ModelSource::OwnTraining);
     int classic = 0, shared = 0, adaptive = 0, pruned = 0;
     for (const fe::IndexSpec& spec : specs) {
-        if (spec.gmm.search.find("prune_margin") != std::string::npos) {
-            pruned++;
-            // pruning is only defined for the L2 probe order
-            EXPECT_NE(spec.gmm.search.find("probe=l2"), std::string::npos)
-                << spec.name;
+        if (spec.model != fe::ModelSource::OwnTraining) {
+            // a row prunes only where its name says so (the library
+            // default prunes), and then in L2 probe order
+            faiss_gmm::SearchParametersIVFGMM p;
+            faiss_gmm::parse_search_parameters(spec.gmm.search, &p);
+            const bool named = spec.name.find("prune") != std::string::npos;
+            EXPECT_EQ(p.prune_margin > 0, named) << spec.name;
+            EXPECT_EQ(p.min_expected_hits, 0.0f) << spec.name;
+            if (named) {
+                pruned++;
+                EXPECT_EQ(p.probe_order, faiss_gmm::ProbeOrder::L2)
+                    << spec.name;
+            }
         }
         if (spec.model == fe::ModelSource::KMeansCentroids) {
             classic++;
@@ -628,7 +643,10 @@ TEST(EvalCli, TinySyntheticEndToEnd) {
         "--nlist",
         "16",
         "--nprobe",
-        "1,2,4,8,16"};
+        "1,2,4,8,16",
+        // the last rows are checked to be exhaustive
+        "--search-params",
+        "prune_margin=0"};
     for (const std::string& s : indexes) {
         args.push_back("--index");
         args.push_back(s);
@@ -692,8 +710,8 @@ TEST(EvalCli, TinySyntheticEndToEnd) {
         std::llround(5000 * std::stod(rows[2 * n_nprobe]["replication"])));
 
     auto summary = read_csv(out_dir + "/summary.csv");
-    // 2 measures x 3 indexes x 4 targets + 3 indexes x 5 baseline costs
-    EXPECT_EQ(summary.size(), 2u * 3 * 4 + 3u * n_nprobe);
+    // 3 measures x 3 indexes x 4 targets + 3 indexes x 5 baseline costs
+    EXPECT_EQ(summary.size(), 3u * 3 * 4 + 3u * n_nprobe);
     for (auto& line : summary) {
         if (line["kind"] == "target" && line["index"] == indexes[0] &&
             !line["cost"].empty()) {
@@ -952,4 +970,92 @@ TEST(EvalDistanceMatrix, EveryRowEqualsTheNormalEvaluation) {
     EXPECT_LT(
         matrix.indexes[0].rows[0].recall_at_10,
         matrix.indexes[0].rows[4].recall_at_10);
+}
+
+TEST(EvalCli, PruningBaselinesAndSweep) {
+    // --prune-sweep: k-means IVF, then per margin the GMM (one model) and
+    // the k-means lists, both pruned at that margin
+    fe::GmmOverrides gmm;
+    gmm.set_build("tau", "0.05");
+    const std::vector<fe::IndexSpec> sweep =
+        fe::pruning_specs(16, {0.0f, 0.4f}, gmm);
+    ASSERT_EQ(sweep.size(), 5u);
+    EXPECT_EQ(sweep[0].factory, "IVF16,Flat");
+    for (size_t i = 1; i < sweep.size(); i++) {
+        const bool gmm_row = i % 2 == 1;
+        SCOPED_TRACE(sweep[i].name);
+        EXPECT_EQ(sweep[i].factory, "IVF16_GMM,Flat");
+        EXPECT_EQ(
+            sweep[i].model,
+            gmm_row ? fe::ModelSource::SharedGmm
+                    : fe::ModelSource::KMeansCentroids);
+        faiss_gmm::SearchParametersIVFGMM p;
+        faiss_gmm::parse_search_parameters(sweep[i].gmm.search, &p);
+        EXPECT_FLOAT_EQ(p.prune_margin, i < 3 ? 0.0f : 0.4f);
+        faiss_gmm::IVFGMMBuildParameters b;
+        faiss_gmm::parse_build_parameters(sweep[i].gmm.build, &b);
+        EXPECT_EQ(
+            b.spill.rule,
+            gmm_row ? faiss_gmm::SpillRule::Posterior
+                    : faiss_gmm::SpillRule::None);
+        if (gmm_row) {
+            EXPECT_FLOAT_EQ(b.spill.tau, 0.05f); // the run's build keys
+        }
+    }
+    EXPECT_THROW(
+        fe::parse_eval_options({"--prune-sweep", "0.3,-1"}),
+        faiss::FaissException);
+
+    // a default run (pruning on) adds the k-means lists with that pruning
+    const fd::Dataset& data = tiny_dataset();
+    std::string data_dir = test_dir("tiny_data_pruning");
+    fd::write_fvecs(
+        data_dir + "/base.fvecs", data.base.data.data(), data.base.n, 16);
+    fd::write_fvecs(
+        data_dir + "/query.fvecs", data.query.data.data(), data.query.n, 16);
+    const std::string out_dir = test_dir("tiny_out_pruning");
+    std::ostringstream out, err;
+    ASSERT_EQ(
+        fe::eval_main(
+            {"--dataset",
+             data_dir,
+             "--out",
+             out_dir,
+             "--nlist",
+             "16",
+             "--nprobe",
+             "1,4,16"},
+            out,
+            err),
+        0)
+        << err.str();
+    std::set<std::string> names;
+    for (auto& row : read_csv(out_dir + "/results.csv")) {
+        names.insert(row["index"]);
+    }
+    EXPECT_EQ(
+        names,
+        (std::set<std::string>{
+            "IVF16,Flat", "IVF16_GMM,Flat", "k-means lists, GMM search"}));
+    // and the QPS table at matched recall
+    EXPECT_NE(out.str().find("Search time per query"), std::string::npos);
+    // an unpruned run does not
+    std::ostringstream out2, err2;
+    ASSERT_EQ(
+        fe::eval_main(
+            {"--dataset",
+             data_dir,
+             "--out",
+             out_dir,
+             "--nlist",
+             "16",
+             "--nprobe",
+             "1,16",
+             "--search-params",
+             "prune_margin=0"},
+            out2,
+            err2),
+        0)
+        << err2.str();
+    EXPECT_EQ(out2.str().find("k-means lists"), std::string::npos);
 }

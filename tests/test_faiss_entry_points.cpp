@@ -90,6 +90,10 @@ std::unique_ptr<IndexIVFGMM> make_index(const std::string& code) {
     made.release();
     ivf->build_params.gmm.niter = 4;
     ivf->build_params.train_device = faiss_gmm::TrainDevice::Cpu;
+    // every entry point is checked against exhaustive results at nprobe =
+    // nlist: no list pruning (on by default; it skips whole lists)
+    ivf->search_options.prune_margin = 0;
+    ivf->search_options.min_expected_hits = 0;
     return std::unique_ptr<IndexIVFGMM>(ivf);
 }
 
@@ -295,6 +299,7 @@ void check_search_preassigned(Context& c) {
     std::vector<float> coarse(kNq * kNlist);
     faiss_gmm::SearchParametersIVFGMM p;
     p.nprobe = kNlist;
+    p.prune_margin = 0; // every vector compared: no list pruning
     c.index->coarse_assign(kNq, c.xq.data(), p, keys.data(), coarse.data());
     for (bool store_pairs : {false, true}) {
         std::vector<float> dis(kNq * kK);
@@ -332,6 +337,7 @@ void check_range_search_preassigned(Context& c) {
     std::vector<float> coarse(kNq * kNlist);
     faiss_gmm::SearchParametersIVFGMM p;
     p.nprobe = kNlist;
+    p.prune_margin = 0; // every vector compared: no list pruning
     c.index->coarse_assign(kNq, c.xq.data(), p, keys.data(), coarse.data());
     faiss::RangeSearchResult result(kNq);
     c.index->range_search_preassigned(

@@ -106,7 +106,16 @@ std::vector<float> sample(
     return x;
 }
 
-/// The same trained model and parameters, CPU and GPU side, both empty.
+/// The default search options without list pruning.
+IVFGMMSearchOptions unpruned_options() {
+    IVFGMMSearchOptions o;
+    o.prune_margin = 0;
+    o.min_expected_hits = 0;
+    return o;
+}
+
+/// The same trained model and parameters, CPU and GPU side, both empty,
+/// searching without list pruning by default.
 struct Pair {
     std::unique_ptr<IndexIVFGMM> cpu;
     std::unique_ptr<GpuIndexIVFGMM> gpu;
@@ -125,6 +134,10 @@ Pair make_pair(
     p.gpu.reset(new GpuIndexIVFGMM(
         model.d, size_t(model.k), test::build_params(gp, spill), config));
     p.gpu->set_gmm(model);
+    // list pruning bounds with the running k-th distance on the CPU and
+    // with the first lists' on the GPU: the searches compared here run
+    // unpruned (pruning has its own tests)
+    p.cpu->search_options = p.gpu->search_options = unpruned_options();
     return p;
 }
 
@@ -387,10 +400,10 @@ void expect_same_search(
     }
 }
 
+/// Unpruned search parameters (see make_pair).
 SearchParametersIVFGMM
 search_params(size_t nprobe, ProbeOrder order = ProbeOrder::L2) {
-    SearchParametersIVFGMM p;
-    p.nprobe = nprobe;
+    SearchParametersIVFGMM p(nprobe, 0, unpruned_options());
     p.probe_order = order;
     return p;
 }
@@ -729,9 +742,15 @@ TEST(GpuIndexIVFGMM, CopyRoundTrips) {
     EXPECT_FALSE(u.is_trained);
     EXPECT_THROW(u.add(n, x.data()), faiss::FaissException);
 
-    // CPU-only parameters are refused
+    // pruning settings travel; max_codes, which the GPU cannot honour,
+    // is refused
     cpu.search_options.prune_margin = 0.3f;
-    expect_throw_naming([&] { GpuIndexIVFGMM refused(&cpu); }, "0.3");
+    cpu.search_options.min_expected_hits = 0.5f;
+    GpuIndexIVFGMM pruned(&cpu);
+    EXPECT_EQ(pruned.search_options.prune_margin, 0.3f);
+    EXPECT_EQ(pruned.search_options.min_expected_hits, 0.5f);
+    cpu.max_codes = 50;
+    expect_throw_naming([&] { GpuIndexIVFGMM refused(&cpu); }, "max_codes");
 }
 
 TEST(GpuIndexIVFGMM, WriteReadThroughCpuIndex) {

@@ -81,11 +81,16 @@ struct Fixture : ::testing::Test {
     std::vector<float> xq = make_blobs(nq, kDim, 12, 1 + 1000);
     GaussianMixture model = hand_made_model(kDim, kNlist, xb);
 
+    /// An index on the hand-made model, searching without list pruning
+    /// (these tests check the scan itself; the pruning rules, on by
+    /// default, have tests of their own).
     std::unique_ptr<IndexIVFGMM>
     make_index(const SpillParameters& spill = SpillParameters()) {
         auto index = std::make_unique<IndexIVFGMM>(
             kDim, kNlist, faiss_gmm::test::build_params(spill));
         index->set_gmm(model);
+        index->search_options.prune_margin = 0;
+        index->search_options.min_expected_hits = 0;
         return index;
     }
 };
@@ -337,6 +342,43 @@ TEST_F(Fixture, FullProbeEqualsBruteForce) {
     }
 }
 
+TEST_F(Fixture, DefaultSearchPrunesListsAndKeepsTheNeighbours) {
+    // the library default prunes (IVFGMMSearchOptions::prune_margin);
+    // probing every list it still finds nearly all true neighbours, each
+    // once, and prune_margin = 0 gives back the exact scan
+    EXPECT_FLOAT_EQ(faiss_gmm::IVFGMMSearchOptions().prune_margin, 0.4f);
+    faiss::IndexFlatL2 flat(kDim);
+    flat.add(nb, xb.data());
+    const int k = 10;
+    std::vector<float> dref(nq * k);
+    std::vector<idx_t> iref(nq * k);
+    flat.search(nq, xq.data(), k, dref.data(), iref.data());
+    IndexIVFGMM index(kDim, kNlist);
+    index.set_gmm(model);
+    index.add(nb, xb.data());
+    index.nprobe = kNlist;
+    std::vector<float> dis(nq * k);
+    std::vector<idx_t> ids(nq * k);
+    faiss_gmm::indexIVFGMM_stats.reset();
+    index.search(nq, xq.data(), k, dis.data(), ids.data());
+    EXPECT_GT(faiss_gmm::indexIVFGMM_stats.nlists_pruned, 0u);
+    size_t found = 0;
+    for (int q = 0; q < nq; q++) {
+        std::set<idx_t> truth(iref.begin() + q * k, iref.begin() + (q + 1) * k);
+        std::set<idx_t> seen;
+        for (int j = 0; j < k; j++) {
+            const idx_t id = ids[q * k + j];
+            EXPECT_TRUE(seen.insert(id).second) << "query " << q;
+            found += truth.count(id);
+        }
+    }
+    EXPECT_GE(double(found), 0.95 * nq * k);
+    index.set_search_parameters("prune_margin=0");
+    index.search(nq, xq.data(), k, dis.data(), ids.data());
+    EXPECT_EQ(ids, iref);
+    EXPECT_EQ(dis, dref);
+}
+
 TEST_F(Fixture, ResultsNeverRepeatAnId) {
     SpillParameters spill;
     spill.rule = SpillRule::Posterior;
@@ -545,6 +587,7 @@ TEST_F(Fixture, DistanceRatioProbesAPrefixWithinTheRatio) {
         faiss_gmm::SearchParametersIVFGMM params;
         params.nprobe = nprobe;
         params.distance_ratio = ratio;
+        params.prune_margin = 0; // the lists the ratio keeps, all scanned
         std::vector<idx_t> assign(nq * nprobe);
         std::vector<float> coarse(nq * nprobe);
         index->coarse_assign(
@@ -649,6 +692,7 @@ TEST_F(Fixture, BisectorPruningIsExactAtMarginOneAndCountsItsDistances) {
         SCOPED_TRACE(nprobe);
         faiss_gmm::SearchParametersIVFGMM fixed, pruned;
         fixed.nprobe = pruned.nprobe = nprobe;
+        fixed.prune_margin = 0;
         pruned.prune_margin = 1.0f;
         std::vector<float> d1, d2;
         std::vector<idx_t> l1, l2;
@@ -696,6 +740,7 @@ TEST_F(Fixture, BisectorPruningIsExactAtMarginOneAndCountsItsDistances) {
     }
     faiss_gmm::SearchParametersIVFGMM fixed, unbounded;
     fixed.nprobe = unbounded.nprobe = 16;
+    fixed.prune_margin = 0;
     unbounded.prune_margin = 1e30f;
     std::vector<float> d1, d2;
     std::vector<idx_t> l1, l2;
@@ -824,16 +869,21 @@ TEST_F(Fixture, AdaptiveProbingParametersAreValidated) {
     EXPECT_THROW(
         index->search(nq, xq.data(), 5, dis.data(), labels.data(), &params),
         faiss::FaissException);
+    // the pruning rules are not applied in posterior order (the library
+    // default prunes, and probe=posterior alone must keep working)
     params.distance_ratio = 0;
-    params.prune_margin = 0.5f;
-    EXPECT_THROW(
-        index->search(nq, xq.data(), 5, dis.data(), labels.data(), &params),
-        faiss::FaissException);
     params.prune_margin = 0;
+    params.min_expected_hits = 0;
+    std::vector<float> plain_dis(nq * 5);
+    std::vector<idx_t> plain_labels(nq * 5);
+    index->search(
+        nq, xq.data(), 5, plain_dis.data(), plain_labels.data(), &params);
+    params.prune_margin = 0.5f;
     params.min_expected_hits = 0.1f;
-    EXPECT_THROW(
-        index->search(nq, xq.data(), 5, dis.data(), labels.data(), &params),
-        faiss::FaissException);
+    index->search(nq, xq.data(), 5, dis.data(), labels.data(), &params);
+    EXPECT_EQ(labels, plain_labels);
+    EXPECT_EQ(dis, plain_dis);
+    params.prune_margin = 0;
     params.min_expected_hits = 0;
     params.mass_temperature = -1;
     EXPECT_THROW(

@@ -567,8 +567,11 @@ void GpuIndexIVFGMM::search(
     settings.mass = p.posterior_mass;
     settings.mass_temperature = p.mass_temperature;
     settings.distance_ratio = p.distance_ratio;
-    settings.prune_margin = p.prune_margin;
-    settings.min_expected_hits = p.min_expected_hits;
+    // the pruning rules read L2 distances to the means: L2 order only, as
+    // on the CPU
+    const bool l2_order = p.probe_order == ProbeOrder::L2;
+    settings.prune_margin = l2_order ? p.prune_margin : 0;
+    settings.min_expected_hits = l2_order ? p.min_expected_hits : 0;
     settings.prune_first_probes = impl_->config.prune_first_probes;
     check_finite(n, d, x, who);
     GpuSearchTiming& timing = impl_->timing;

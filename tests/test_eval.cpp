@@ -1014,21 +1014,16 @@ TEST(EvalCli, PruningBaselinesAndSweep) {
     fd::write_fvecs(
         data_dir + "/query.fvecs", data.query.data.data(), data.query.n, 16);
     const std::string out_dir = test_dir("tiny_out_pruning");
-    std::ostringstream out, err;
-    ASSERT_EQ(
-        fe::eval_main(
-            {"--dataset",
-             data_dir,
-             "--out",
-             out_dir,
-             "--nlist",
-             "16",
-             "--nprobe",
-             "1,4,16"},
-            out,
-            err),
-        0)
-        << err.str();
+    // runs the CLI on the tiny set with extra arguments; returns stdout
+    auto run = [&](std::vector<std::string> extra) {
+        std::vector<std::string> args = {
+            "--dataset", data_dir, "--out", out_dir, "--nlist", "16"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        std::ostringstream out, err;
+        EXPECT_EQ(fe::eval_main(args, out, err), 0) << err.str();
+        return out.str();
+    };
+    const std::string pruned = run({"--nprobe", "1,4,16"});
     std::set<std::string> names;
     for (auto& row : read_csv(out_dir + "/results.csv")) {
         names.insert(row["index"]);
@@ -1038,24 +1033,9 @@ TEST(EvalCli, PruningBaselinesAndSweep) {
         (std::set<std::string>{
             "IVF16,Flat", "IVF16_GMM,Flat", "k-means lists, GMM search"}));
     // and the QPS table at matched recall
-    EXPECT_NE(out.str().find("Search time per query"), std::string::npos);
+    EXPECT_NE(pruned.find("Search time per query"), std::string::npos);
     // an unpruned run does not
-    std::ostringstream out2, err2;
-    ASSERT_EQ(
-        fe::eval_main(
-            {"--dataset",
-             data_dir,
-             "--out",
-             out_dir,
-             "--nlist",
-             "16",
-             "--nprobe",
-             "1,16",
-             "--search-params",
-             "prune_margin=0"},
-            out2,
-            err2),
-        0)
-        << err2.str();
-    EXPECT_EQ(out2.str().find("k-means lists"), std::string::npos);
+    const std::string unpruned =
+        run({"--nprobe", "1,16", "--search-params", "prune_margin=0"});
+    EXPECT_EQ(unpruned.find("k-means lists"), std::string::npos);
 }

@@ -93,6 +93,16 @@ struct Fixture : ::testing::Test {
         index->search_options.min_expected_hits = 0;
         return index;
     }
+
+    /// The exact k nearest base vectors of the queries (IndexFlatL2).
+    void
+    brute_force(int k, std::vector<float>* dis, std::vector<idx_t>* ids) const {
+        faiss::IndexFlatL2 flat(kDim);
+        flat.add(nb, xb.data());
+        dis->resize(nq * k);
+        ids->resize(nq * k);
+        flat.search(nq, xq.data(), k, dis->data(), ids->data());
+    }
 };
 
 using faiss_gmm::test::expect_records_consistent;
@@ -312,12 +322,10 @@ TEST_F(Fixture, NoneClosureSoarInvariants) {
 }
 
 TEST_F(Fixture, FullProbeEqualsBruteForce) {
-    faiss::IndexFlatL2 flat(kDim);
-    flat.add(nb, xb.data());
     const int k = 10;
-    std::vector<float> dref(nq * k);
-    std::vector<idx_t> iref(nq * k);
-    flat.search(nq, xq.data(), k, dref.data(), iref.data());
+    std::vector<float> dref;
+    std::vector<idx_t> iref;
+    brute_force(k, &dref, &iref);
 
     for (SpillRule rule :
          {SpillRule::None,
@@ -347,12 +355,10 @@ TEST_F(Fixture, DefaultSearchPrunesListsAndKeepsTheNeighbours) {
     // probing every list it still finds nearly all true neighbours, each
     // once, and prune_margin = 0 gives back the exact scan
     EXPECT_FLOAT_EQ(faiss_gmm::IVFGMMSearchOptions().prune_margin, 0.4f);
-    faiss::IndexFlatL2 flat(kDim);
-    flat.add(nb, xb.data());
     const int k = 10;
-    std::vector<float> dref(nq * k);
-    std::vector<idx_t> iref(nq * k);
-    flat.search(nq, xq.data(), k, dref.data(), iref.data());
+    std::vector<float> dref;
+    std::vector<idx_t> iref;
+    brute_force(k, &dref, &iref);
     IndexIVFGMM index(kDim, kNlist);
     index.set_gmm(model);
     index.add(nb, xb.data());

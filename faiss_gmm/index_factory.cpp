@@ -1,6 +1,8 @@
 #include <faiss_gmm/index_factory.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <typeinfo>
 #include <vector>
@@ -9,6 +11,7 @@
 #include <faiss/IndexIDMap.h>
 #include <faiss/IndexIVFFastScan.h>
 #include <faiss/IndexPreTransform.h>
+#include <faiss/IndexRefine.h>
 #include <faiss/VectorTransform.h>
 #include <faiss/impl/FaissAssert.h>
 #include <faiss/index_factory.h>
@@ -33,6 +36,19 @@ std::vector<std::string> split_tokens(const std::string& description) {
         }
         begin = comma + 1;
     }
+}
+
+/// The value of a "k_factor=<x>" token: finite and >= 1.
+float parse_k_factor(const std::string& token) {
+    const std::string value = token.substr(token.find('=') + 1);
+    char* end = nullptr;
+    const float v = std::strtof(value.c_str(), &end);
+    FAISS_THROW_IF_NOT_FMT(
+        !value.empty() && end == value.c_str() + value.size() &&
+            std::isfinite(v) && v >= 1,
+        "set_index_parameters: '%s': k_factor must be a number >= 1",
+        token.c_str());
+    return v;
 }
 
 bool is_gmm_token(const std::string& token) {
@@ -267,9 +283,12 @@ GmmToken parse_gmm_token(const std::string& token) {
 
 /**
  * The IndexIVFGMM of "<gmm token>,<code...>": FAISS builds
- * "IVF<nlist>,<code...>" and the GMM index takes it over as its code.
+ * "IVF<nlist>,<code...>" and the GMM index takes it over as its code. A
+ * refinement suffix (",RFlat", ",Refine(...)") makes FAISS build an
+ * IndexRefine around the IVF index: the GMM index then takes the IVF
+ * index's place in it.
  */
-IndexIVFGMM* build_gmm_index(
+faiss::Index* build_gmm_index(
     int d,
     const std::string& gmm_token,
     const std::string& code,
@@ -292,7 +311,9 @@ IndexIVFGMM* build_gmm_index(
             description.c_str(),
             e.what());
     }
-    auto* ivf = dynamic_cast<faiss::IndexIVF*>(built.get());
+    auto* refine = dynamic_cast<faiss::IndexRefine*>(built.get());
+    faiss::Index* coded = refine ? refine->base_index : built.get();
+    auto* ivf = dynamic_cast<faiss::IndexIVF*>(coded);
     FAISS_THROW_IF_NOT_FMT(
         ivf && !dynamic_cast<faiss::IndexIVFFastScan*>(ivf),
         "index_factory: code '%s' after GMM token '%s' in '%s' is not "
@@ -301,9 +322,19 @@ IndexIVFGMM* build_gmm_index(
         code.c_str(),
         gmm_token.c_str(),
         description.c_str(),
-        typeid(*built).name());
-    built.release();
-    return new IndexIVFGMM(ivf, parsed.params);
+        typeid(*coded).name());
+    if (!refine) {
+        built.release();
+        return new IndexIVFGMM(ivf, parsed.params);
+    }
+    FAISS_THROW_IF_NOT_FMT(
+        refine->own_fields,
+        "index_factory: FAISS built an IndexRefine that does not own its "
+        "base index for '%s'",
+        description.c_str());
+    refine->base_index = new IndexIVFGMM(ivf, parsed.params);
+    refine->is_trained = false;
+    return built.release();
 }
 
 /// tokens hold at least one GMM token; builds the chain (grammar in header).
@@ -407,6 +438,9 @@ const IndexIVFGMM* try_extract_index_ivfgmm(const faiss::Index* index) {
         } else if (
             auto* idmap = dynamic_cast<const faiss::IndexIDMap*>(index)) {
             index = idmap->index;
+        } else if (
+            auto* refine = dynamic_cast<const faiss::IndexRefine*>(index)) {
+            index = refine->base_index;
         } else {
             return nullptr;
         }
@@ -422,7 +456,38 @@ IndexIVFGMM* try_extract_index_ivfgmm(faiss::Index* index) {
 void set_index_parameters(faiss::Index* index, const std::string& description) {
     FAISS_THROW_IF_NOT_MSG(index, "set_index_parameters: index is null");
     if (IndexIVFGMM* gmm = try_extract_index_ivfgmm(index)) {
-        gmm->set_search_parameters(description);
+        // k_factor belongs to the IndexRefine wrapper, the rest to the GMM
+        faiss::IndexRefine* refine = nullptr;
+        for (faiss::Index* i = index; i && i != gmm;) {
+            if (auto* r = dynamic_cast<faiss::IndexRefine*>(i)) {
+                refine = r;
+                i = r->base_index;
+            } else if (auto* pt = dynamic_cast<faiss::IndexPreTransform*>(i)) {
+                i = pt->index;
+            } else if (auto* idmap = dynamic_cast<faiss::IndexIDMap*>(i)) {
+                i = idmap->index;
+            } else {
+                break;
+            }
+        }
+        std::string rest;
+        float k_factor = 0;
+        for (const std::string& token : split_tokens(description)) {
+            if (token.rfind("k_factor=", 0) == 0) {
+                FAISS_THROW_IF_NOT_FMT(
+                    refine,
+                    "set_index_parameters: '%s': no IndexRefine around the "
+                    "IndexIVFGMM",
+                    token.c_str());
+                k_factor = parse_k_factor(token);
+            } else if (!token.empty()) {
+                rest += (rest.empty() ? "" : ",") + token;
+            }
+        }
+        gmm->set_search_parameters(rest);
+        if (refine && k_factor > 0) {
+            refine->k_factor = k_factor;
+        }
     } else {
         faiss::ParameterSpace().set_index_parameters(
             index, description.c_str());

@@ -8,7 +8,7 @@
  *     chain     := transform "," chain
  *                | ("IDMap" | "IDMap2") "," chain
  *                | chain "," ("IDMap" | "IDMap2")
- *                | gmm "," code
+ *                | gmm "," code ["," refine]
  *     transform := a FAISS VectorTransform token starting with PCA, OPQ,
  *                  RR, ITQ, L2norm or Pad: PCA64, PCAW64, PCAR64, OPQ16,
  *                  OPQ16_64, RR64, ITQ64, L2norm, Pad160, ... (parsed by
@@ -32,8 +32,14 @@
  *                                   soar_lambda)
  *                | "_nospill"       one list per vector (max_assign = 1)
  *     code      := "Flat", or any FAISS IVF code with an inverted-list
- *                  scanner ("SQ8", "SQfp16", "PQ16", ...): FAISS builds
- *                  "IVF<nlist>,<code>" and the IndexIVFGMM uses its codes
+ *                  scanner ("SQ8", "SQ4", "SQfp16", "PQ16", ...; not the
+ *                  fast-scan "PQ16x4fs"): FAISS builds "IVF<nlist>,<code>"
+ *                  and the IndexIVFGMM uses its codes (each spilled copy
+ *                  encoded against its own list's mean)
+ *     refine    := "RFlat" | "Refine(" FAISS index string ")": a
+ *                  faiss::IndexRefineFlat / IndexRefine around the
+ *                  IndexIVFGMM re-ranks its k * k_factor candidates with
+ *                  exact (or finer) distances
  *
  * Options are the build keys of the parameter key table
  * (IVFGMMParameters.h), so they accept exactly the values
@@ -52,6 +58,7 @@
  *     "IVF1024_GMMtied,Flat"               tied-spherical GMM, 1024 lists
  *     "IVF1024_GMM_tau0.05_m3,Flat"        spill at posterior >= 0.05, <= 3
  *     "IVF1024_GMM,SQ8"                    8-bit scalar-quantized codes
+ *     "IVF4k_GMM,PQ32,RFlat"               PQ codes, re-ranked exactly
  *     "PCA64,IVF1024_GMM,Flat"             IndexPreTransform around it
  *     "IDMap,IVF1024_GMM,Flat"             the IndexIVFGMM (ids inside)
  *     "IVF1024,Flat", "HNSW32", "Flat"     no GMM token: plain FAISS
@@ -86,7 +93,8 @@ faiss::Index* index_factory(
 
 /**
  * The IndexIVFGMM at the bottom of a chain of IndexPreTransform / IndexIDMap
- * / IndexIDMap2 wrappers, or nullptr when there is none.
+ * / IndexIDMap2 / IndexRefine (its base index) wrappers, or nullptr when
+ * there is none.
  *
  * @param index any index (may be nullptr)
  */
@@ -97,9 +105,10 @@ const IndexIVFGMM* try_extract_index_ivfgmm(const faiss::Index* index);
 /**
  * Set search-time parameters from a string, FAISS ParameterSpace style
  * ("nprobe=32,probe=posterior"). When an IndexIVFGMM sits inside the
- * PreTransform / IDMap wrappers it receives the whole string through
+ * PreTransform / IDMap / Refine wrappers it receives the string through
  * IndexIVFGMM::set_search_parameters (build keys such as tau are refused
- * there: use IndexIVFGMM::set_build_parameters); any other index goes to
+ * there: use IndexIVFGMM::set_build_parameters), except k_factor, which
+ * goes to the IndexRefine around it; any other index goes to
  * faiss::ParameterSpace::set_index_parameters.
  *
  * @param index       index to configure (not nullptr)

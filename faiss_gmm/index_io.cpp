@@ -1,9 +1,9 @@
 /**
  * The faiss-gmm file format (index_io.h documents it): checksummed writer
  * and bounds-checking reader, then one writer / reader pair per payload
- * (GaussianMixture, IndexIVFGMM, IndexPreTransform). One concept, the
- * format, in one file (~1200 lines), as FAISS keeps index_read.cpp and
- * index_write.cpp.
+ * (GaussianMixture, IndexIVFGMM, IndexPreTransform, IndexRefine). One
+ * concept, the format, in one file (~1250 lines), as FAISS keeps
+ * index_read.cpp and index_write.cpp.
  */
 
 #include <faiss_gmm/index_io.h>
@@ -52,6 +52,8 @@ constexpr uint32_t make_fourcc(const char (&s)[5]) {
 }
 constexpr uint32_t kFourccIVFGMM = make_fourcc("GmIv");
 constexpr uint32_t kFourccPreTransform = make_fourcc("GmPT");
+/// IndexRefine / IndexRefineFlat around an index holding an IndexIVFGMM
+constexpr uint32_t kFourccRefine = make_fourcc("GmRf");
 /// IndexIDMap(2) payloads of format 1, refused with a message
 constexpr uint32_t kFourccIDMapV1 = make_fourcc("GmMp");
 constexpr uint32_t kFourccIDMap2V1 = make_fourcc("GmM2");
@@ -955,9 +957,64 @@ faiss::Index* read_pretransform(CheckedReader& in, int io_flags) {
     return pt.release();
 }
 
+void write_refine(const faiss::IndexRefine& refine, ChecksumWriter& w) {
+    begin_payload(w, kFourccRefine, kVersionWrapper);
+    write_index_header(&refine, &w);
+    write_value<uint8_t>(
+        &w, dynamic_cast<const faiss::IndexRefineFlat*>(&refine) ? 1 : 0);
+    write_value<float>(&w, refine.k_factor);
+    write_index_checked(refine.refine_index, w);
+    write_index_checked(refine.base_index, w);
+    end_payload(w);
+}
+
+faiss::Index* read_refine(CheckedReader& in, int io_flags) {
+    begin_payload(in, kFourccRefine, "IndexRefine", kVersionWrapper);
+    const IndexHeader header = read_index_header(in);
+    const bool flat = read_bool(in, "refine kind");
+    const float k_factor = in.read_value<float>("k_factor");
+    FAISS_THROW_IF_NOT_FMT(
+        std::isfinite(k_factor) && k_factor >= 1,
+        "corrupt input %s: field k_factor = %g must be finite and >= 1",
+        in.name.c_str(),
+        k_factor);
+    std::unique_ptr<faiss::Index> refine_index(
+        read_index_checked(in, io_flags));
+    std::unique_ptr<faiss::Index> base(read_index_checked(in, io_flags));
+    for (const faiss::Index* sub : {refine_index.get(), base.get()}) {
+        FAISS_THROW_IF_NOT_FMT(
+            sub->d == header.d && sub->ntotal == header.ntotal,
+            "corrupt input %s: sub-index has d=%d ntotal=%lld, the "
+            "IndexRefine expects d=%d ntotal=%lld",
+            in.name.c_str(),
+            sub->d,
+            (long long)sub->ntotal,
+            header.d,
+            (long long)header.ntotal);
+    }
+    FAISS_THROW_IF_NOT_FMT(
+        !flat || dynamic_cast<const faiss::IndexFlat*>(refine_index.get()),
+        "corrupt input %s: an IndexRefineFlat whose refinement index is a "
+        "%s",
+        in.name.c_str(),
+        typeid(*refine_index).name());
+    end_payload(in, "IndexRefine");
+    // the default constructors: the others insist on an empty base index
+    std::unique_ptr<faiss::IndexRefine> refine(
+        flat ? new faiss::IndexRefineFlat() : new faiss::IndexRefine());
+    refine->base_index = base.release();
+    refine->refine_index = refine_index.release();
+    refine->own_fields = true;
+    refine->own_refine_index = true;
+    refine->k_factor = k_factor;
+    apply_index_header(header, refine.get());
+    return refine.release();
+}
+
 bool is_plugin_fourcc(uint32_t h) {
     return h == kFourccIVFGMM || h == kFourccPreTransform ||
-           h == kFourccIDMapV1 || h == kFourccIDMap2V1 || h == kFourccGMM;
+           h == kFourccRefine || h == kFourccIDMapV1 || h == kFourccIDMap2V1 ||
+           h == kFourccGMM;
 }
 
 faiss::Index* read_index_checked(CheckedReader& in, int io_flags) {
@@ -966,6 +1023,8 @@ faiss::Index* read_index_checked(CheckedReader& in, int io_flags) {
         return read_ivfgmm(in);
     } else if (h == kFourccPreTransform) {
         return read_pretransform(in, io_flags);
+    } else if (h == kFourccRefine) {
+        return read_refine(in, io_flags);
     }
     FAISS_THROW_IF_NOT_FMT(
         h != kFourccIDMapV1 && h != kFourccIDMap2V1,
@@ -990,6 +1049,8 @@ void write_index_checked(const faiss::Index* index, ChecksumWriter& w) {
     } else if (
         auto* pt = dynamic_cast<const faiss::IndexPreTransform*>(index)) {
         write_pretransform(*pt, w);
+    } else if (auto* refine = dynamic_cast<const faiss::IndexRefine*>(index)) {
+        write_refine(*refine, w);
     } else if (dynamic_cast<const faiss::IndexIDMap*>(index)) {
         FAISS_THROW_MSG(
             "write_index: an IndexIDMap around an IndexIVFGMM is not "
@@ -999,7 +1060,7 @@ void write_index_checked(const faiss::Index* index, ChecksumWriter& w) {
     } else {
         FAISS_THROW_FMT(
             "write_index: cannot write a %s that contains an IndexIVFGMM "
-            "(supported wrapper: IndexPreTransform)",
+            "(supported wrappers: IndexPreTransform, IndexRefine)",
             typeid(*index).name());
     }
 }

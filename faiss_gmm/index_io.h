@@ -17,6 +17,10 @@
  *    with its size and checksum (checked before FAISS parses it), the
  *    sub-index is written recursively by write_index. IndexIDMap around an
  *    IndexIVFGMM is refused (IndexIVFGMM stores ids itself).
+ *  - IndexRefine / IndexRefineFlat around an IndexIVFGMM ("...,RFlat",
+ *    "...,Refine(...)" strings): fourcc "GmRf"; the index header, whether
+ *    it is an IndexRefineFlat, k_factor, then the refinement index and the
+ *    base index, each written recursively by write_index.
  *  - A bare GaussianMixture (write_gmm / read_gmm): fourcc "GmMx".
  *  - Anything else: exactly faiss::write_index / faiss::read_index, so such
  *    files stay readable by FAISS alone.

@@ -22,6 +22,7 @@
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexPreTransform.h>
 #include <faiss/IndexRefine.h>
+#include <faiss/IndexShards.h>
 #include <faiss/impl/FaissAssert.h>
 #include <faiss/impl/IDSelector.h>
 #include <faiss/impl/io.h>
@@ -525,6 +526,40 @@ TEST(IndexIO, WrappedIndexesRoundTrip) {
     }
 }
 
+TEST(IndexIO, CompressedAndRefinedIndexesRoundTrip) {
+    const int d = 16;
+    std::vector<float> x = clustered_data(kNb, d, 6);
+    for (const char* description :
+         {"IVF16_GMM_m3,SQ8",
+          "IVF16_GMM_m3,PQ4np",
+          "IVF16_GMM_m3,PQ4np,RFlat",
+          "PCA8,IVF16_GMM,SQ4,Refine(SQfp16)"}) {
+        SCOPED_TRACE(description);
+        std::unique_ptr<faiss::Index> index(
+            faiss_gmm::index_factory(d, description));
+        auto* gmm = faiss_gmm::try_extract_index_ivfgmm(index.get());
+        gmm->build_params.gmm.niter = 4;
+        gmm->build_params.gmm.kmeans_niter = 5;
+        index->train(kNb, x.data());
+        index->add(kNb, x.data());
+        faiss_gmm::set_index_parameters(index.get(), "nprobe=4");
+        if (auto* refine = dynamic_cast<faiss::IndexRefine*>(index.get())) {
+            refine->k_factor = 3;
+        }
+        Bytes bytes = serialize(index.get());
+        auto copy = deserialize(bytes);
+        EXPECT_TRUE(typeid(*copy) == typeid(*index)) << typeid(*copy).name();
+        EXPECT_EQ(copy->ntotal, index->ntotal);
+        expect_same_ivfgmm(
+            *gmm, *faiss_gmm::try_extract_index_ivfgmm(copy.get()));
+        if (auto* refine = dynamic_cast<faiss::IndexRefine*>(copy.get())) {
+            EXPECT_EQ(refine->k_factor, 3.0f);
+        }
+        EXPECT_EQ(serialize(copy.get()), bytes);
+        expect_same_search(*index, *copy, x.data() + 3 * d, 30);
+    }
+}
+
 TEST(IndexIO, FaissIndexesAreDelegated) {
     const int d = 16;
     std::vector<float> x = clustered_data(kNb, d, 9);
@@ -570,11 +605,12 @@ TEST(IndexIO, FaissIndexesAreDelegated) {
 
 TEST(IndexIO, UnsupportedWrapperThrows) {
     auto gmm = make_filled_ivfgmm(8, 0);
-    faiss::IndexRefineFlat refine(gmm.get());
+    faiss::IndexShards shards(gmm->d);
+    shards.add_shard(gmm.get());
     faiss::VectorIOWriter writer;
     try {
-        faiss_gmm::write_index(&refine, &writer);
-        ADD_FAILURE() << "an IndexRefineFlat around an IndexIVFGMM was written";
+        faiss_gmm::write_index(&shards, &writer);
+        ADD_FAILURE() << "an IndexShards holding an IndexIVFGMM was written";
     } catch (const faiss::FaissException& e) {
         EXPECT_NE(std::string(e.what()).find("IndexIVFGMM"), std::string::npos)
             << e.what();

@@ -117,6 +117,7 @@ ablation_specs(int64_t nlist, const std::string& gmm_iter) {
     classic("closure 1.1 m2", "spill=closure,closure_ratio=1.1,max_assign=2");
     classic("closure 1.3 m3", "spill=closure,closure_ratio=1.3,max_assign=3");
     classic("SOAR l1 m2", "spill=soar,soar_lambda=1,max_assign=2");
+    classic("RAIR l0.5 m2", "spill=rair,rair_lambda=0.5,max_assign=2");
     classic(
         "posterior T4 tau0.02 m2",
         "spill=posterior,temperature=4,tau=0.02,max_assign=2");

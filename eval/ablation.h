@@ -26,6 +26,7 @@ std::vector<double> ablation_targets();
  * The ablation variants for nlist lists, in this order:
  * k-means IVF (FAISS, the baseline); k-means centroids + closure spill
  * (ratio 1.1, max 2 and 1.3, max 3), + SOAR spill (lambda 1, max 2), +
+ * RAIR spill (lambda 0.5, max 2), +
  * tempered posterior spill (T 4, tau 0.02, max 2); spherical GMM without
  * spill; spherical GMM with posterior spill at T in {1, 2, 4} x tau in
  * {0.02, 0.05} (max 2); diagonal GMM without spill; spherical GMM (T 4,

@@ -33,6 +33,7 @@ const KeyOption kKeyOptions[] = {
     {"--max-assign", "max_assign", ParameterPhase::Build},
     {"--closure-ratio", "closure_ratio", ParameterPhase::Build},
     {"--soar-lambda", "soar_lambda", ParameterPhase::Build},
+    {"--rair-lambda", "rair_lambda", ParameterPhase::Build},
     {"--covariance", "covariance", ParameterPhase::Build},
     {"--gmm-iter", "niter", ParameterPhase::Build},
     {"--probe", "probe", ParameterPhase::Search},
@@ -121,6 +122,7 @@ GMM settings (applied to every IndexIVFGMM; default: the library's):
   --spill-rule R        = spill=R           --spill-tau F    = tau=F
   --temperature F       = temperature=F     --max-assign N   = max_assign=N
   --closure-ratio F     = closure_ratio=F   --soar-lambda F  = soar_lambda=F
+  --rair-lambda F       = rair_lambda=F
   --covariance C        = covariance=C      --gmm-iter N     = niter=N
   --probe P             = probe=P (search)
 
@@ -135,10 +137,10 @@ Search:
 
 Presets and output:
   --ablation            the issue-7 ablation: k-means IVF; k-means centroids
-                        with closure / SOAR / posterior spill; spherical GMM
-                        without spill and with posterior spill (T 1,2,4 x tau
-                        0.02,0.05); diagonal GMM; probe by posterior; adaptive
-                        probing; bisector pruning (prune_margin) on top of
+                        with closure / SOAR / RAIR / posterior spill;
+                        spherical GMM without spill and with posterior spill
+                        (T 1,2,4 x tau 0.02,0.05); diagonal GMM; probe by
+                        posterior; adaptive probing; bisector pruning (prune_margin) on top of
                         GMM, no-spill, closure and SOAR lists; training
                         choices with the best spill (tied covariance, 3 and
                         10 EM iterations, reg_covar 0.1, 64 training points

@@ -27,6 +27,7 @@ const impl::EnumName<SpillRule> kSpillRuleNames[] = {
     {SpillRule::Posterior, "posterior"},
     {SpillRule::Closure, "closure"},
     {SpillRule::Soar, "soar"},
+    {SpillRule::Rair, "rair"},
 };
 
 const impl::EnumName<TrainDevice> kTrainDeviceNames[] = {
@@ -103,6 +104,11 @@ void SpillParameters::check(const char* who) const {
         "%s: spill soar_lambda=%g must be finite and >= 0",
         who,
         soar_lambda);
+    FAISS_THROW_IF_NOT_FMT(
+        rair_lambda >= 0 && std::isfinite(rair_lambda),
+        "%s: spill rair_lambda=%g must be finite and >= 0",
+        who,
+        rair_lambda);
 }
 
 void IVFGMMBuildParameters::check(const char* who) const {
@@ -375,7 +381,7 @@ const std::vector<KeyEntry>& key_entries() {
         FAISS_GMM_BUILD_KEY(
             "spill",
             nullptr,
-            "none | posterior | closure | soar: the spill rule",
+            "none | posterior | closure | soar | rair: the spill rule",
             p.spill.rule = to_enum(kSpillRuleNames, v, key),
             spill_rule_name(p.spill.rule)),
         FAISS_GMM_BUILD_KEY(
@@ -408,6 +414,12 @@ const std::vector<KeyEntry>& key_entries() {
             "SOAR rule: weight of the parallel residual, >= 0",
             p.spill.soar_lambda = to_float(v, key),
             float_text(p.spill.soar_lambda)),
+        FAISS_GMM_BUILD_KEY(
+            "rair_lambda",
+            "rair",
+            "RAIR rule: weight of the residuals' inner product, >= 0",
+            p.spill.rair_lambda = to_float(v, key),
+            float_text(p.spill.rair_lambda)),
         FAISS_GMM_BUILD_KEY(
             "primary",
             nullptr,

@@ -47,8 +47,10 @@ enum class SpillRule : int {
     Closure = 2,   ///< lists with ||x - mu_j||^2 <= ratio * ||x - mu_1||^2
     Soar = 3,      ///< SOAR: secondary list minimising the residual loss
                    ///< ||r'||^2 + lambda (<r, r'> / ||r||)^2
+    Rair = 4,      ///< RAIR (RAIRS, SIGMOD'26): secondary list minimising
+                   ///< ||r'||^2 + lambda <r, r'>
 };
-/// "none" / "posterior" / "closure" / "soar".
+/// "none" / "posterior" / "closure" / "soar" / "rair".
 const char* spill_rule_name(SpillRule rule);
 /// Inverse of spill_rule_name; throws naming the string when unknown.
 SpillRule spill_rule_from_name(const std::string& name);
@@ -94,9 +96,12 @@ struct SpillParameters {
     float closure_ratio = 1.3f;
     /// Soar rule: weight lambda (>= 0) of the parallel residual component
     float soar_lambda = 1.0f;
+    /// Rair rule: weight lambda (>= 0) of the residuals' inner product
+    /// <r, r'> (r = x - mu_primary, r' = x - mu_j); the paper uses 0.5-0.75
+    float rair_lambda = 0.5f;
     /// Posterior and None rules: the primary list is the nearest mean by L2
-    /// (true, the default) or the argmax of the posterior (false). Closure
-    /// and Soar always use the nearest mean. With the nearest mean, a
+    /// (true, the default) or the argmax of the posterior (false). Closure,
+    /// Soar and Rair always use the nearest mean. With the nearest mean, a
     /// vector is in the first list its own query probes (probe order L2),
     /// whatever the model: with the argmax, a model whose means coincide
     /// (training rows all equal) stored every vector where nprobe = 1 never

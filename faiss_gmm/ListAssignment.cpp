@@ -43,15 +43,15 @@ void assign_lists(
     if (n == 0) {
         return;
     }
-    const bool by_l2 = spill.rule == SpillRule::Closure ||
-                       spill.rule == SpillRule::Soar ||
+    const bool residual_loss =
+        spill.rule == SpillRule::Soar || spill.rule == SpillRule::Rair;
+    const bool by_l2 = spill.rule == SpillRule::Closure || residual_loss ||
                        spill.primary_is_nearest_mean;
-    // Soar looks for its secondary among the nearest means only.
-    const int ncand = spill.rule == SpillRule::Soar
-                          ? int(std::min<size_t>(nlist, std::max(16, 4 * m)))
-                      : spill.rule == SpillRule::Closure
-                          ? int(std::min<size_t>(nlist, m))
-                          : 1;
+    // Soar and Rair look for the secondary among the nearest means only.
+    const int ncand =
+        residual_loss ? int(std::min<size_t>(nlist, std::max(16, 4 * m)))
+        : spill.rule == SpillRule::Closure ? int(std::min<size_t>(nlist, m))
+                                           : 1;
     const int mpost = int(std::min<size_t>(nlist, m));
     const idx_t bs = std::min(n, kAssignBlockSize);
     std::vector<float> l2_dis(by_l2 ? bs * ncand : 0);
@@ -117,10 +117,12 @@ void assign_lists(
             }
             break;
         case SpillRule::Soar:
+        case SpillRule::Rair: {
+            const bool soar = spill.rule == SpillRule::Soar;
+            const float lambda = soar ? spill.soar_lambda : spill.rair_lambda;
 #pragma omp parallel for if (nb > 1000)
             for (idx_t i = 0; i < nb; i++) {
-                impl::soar_spill_row(
-                    spill.soar_lambda,
+                impl::residual_loss_spill_row(
                     d,
                     xb + int64_t(i) * d,
                     gmm.means.data(),
@@ -128,9 +130,15 @@ void assign_lists(
                     l2_dis.data() + i * ncand,
                     l2_idx.data() + i * ncand,
                     m,
-                    lb + i * m);
+                    lb + i * m,
+                    [soar, lambda](float dist_j, float dot, float dist_1) {
+                        return soar ? impl::soar_loss(
+                                          lambda, dist_j, dot, dist_1)
+                                    : impl::rair_loss(lambda, dist_j, dot);
+                    });
             }
             break;
+        }
         }
     }
 }
@@ -148,10 +156,12 @@ int top_candidates_needed(
         *by_log_joint = false;
         return int(std::min<size_t>(nlist, spill.max_assign));
     case SpillRule::Soar:
+    case SpillRule::Rair:
         break;
     }
-    FAISS_THROW_MSG("top_candidates_needed: the Soar rule needs the vectors "
-                    "(assign_lists)");
+    FAISS_THROW_FMT(
+        "top_candidates_needed: the %s rule needs the vectors (assign_lists)",
+        spill_rule_name(spill.rule));
 }
 
 void lists_from_top_candidates(
@@ -199,9 +209,11 @@ void lists_from_top_candidates(
         }
         break;
     case SpillRule::Soar:
-        FAISS_THROW_MSG(
-            "lists_from_top_candidates: the Soar rule needs the vectors "
-            "(assign_lists)");
+    case SpillRule::Rair:
+        FAISS_THROW_FMT(
+            "lists_from_top_candidates: the %s rule needs the vectors "
+            "(assign_lists)",
+            spill_rule_name(spill.rule));
     }
 }
 

@@ -15,7 +15,9 @@
  *    distance is within closure_ratio of the nearest's;
  *  - Soar: the nearest mean, then among the 4 max_assign (>= 16) nearest
  *    the one minimising ||r'||^2 + lambda (<r, r'> / ||r||)^2 (r, r' the
- *    residuals to the primary and the candidate).
+ *    residuals to the primary and the candidate);
+ *  - Rair (RAIRS, SIGMOD'26): as Soar with the loss ||r'||^2 +
+ *    lambda <r, r'>.
  */
 
 #pragma once

@@ -101,7 +101,7 @@ faiss::VectorTransform* try_parse_transform(int d, const std::string& token) {
     FAISS_THROW_FMT(
         "index_factory: malformed GMM token '%s' (expected "
         "IVF<nlist>[k|M]_GMM[sph|diag][_m<int>][_tau<x>][_T<x>]"
-        "[_closure<x>][_soar<x>][_nospill])",
+        "[_closure<x>][_soar<x>][_rair<x>][_nospill])",
         token.c_str());
 }
 
@@ -237,9 +237,10 @@ GmmToken parse_gmm_token(const std::string& token) {
             rule_chosen = k == "tau"             ? SpillRule::Posterior
                           : k == "closure_ratio" ? SpillRule::Closure
                           : k == "soar_lambda"   ? SpillRule::Soar
+                          : k == "rair_lambda"   ? SpillRule::Rair
                                                  : SpillRule::None;
-            chooses_rule =
-                k == "tau" || k == "closure_ratio" || k == "soar_lambda";
+            chooses_rule = k == "tau" || k == "closure_ratio" ||
+                           k == "soar_lambda" || k == "rair_lambda";
         }
         if (chooses_rule) {
             FAISS_THROW_IF_NOT_FMT(

@@ -30,6 +30,8 @@
  *                                   (key closure_ratio)
  *                | "_soar" float    SOAR spill rule, lambda >= 0 (key
  *                                   soar_lambda)
+ *                | "_rair" float    RAIR spill rule, lambda >= 0 (key
+ *                                   rair_lambda)
  *                | "_nospill"       one list per vector (max_assign = 1)
  *     code      := "Flat", or any FAISS IVF code with an inverted-list
  *                  scanner ("SQ8", "SQ4", "SQfp16", "PQ16", ...; not the
@@ -44,8 +46,8 @@
  * Options are the build keys of the parameter key table
  * (IVFGMMParameters.h), so they accept exactly the values
  * IndexIVFGMM::set_build_parameters accepts. At most one of tau / closure /
- * soar / nospill selects the spill rule (otherwise SpillParameters' default
- * rule applies); _T needs the posterior rule; no option may repeat.
+ * soar / rair / nospill selects the spill rule (otherwise SpillParameters'
+ * default rule applies); _T needs the posterior rule; no option may repeat.
  * Unspecified values keep the defaults of GmmParameters and SpillParameters.
  *
  * IDMap and IDMap2 give the index without the wrapper: IndexIVFGMM stores

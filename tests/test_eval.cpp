@@ -516,7 +516,7 @@ TEST(EvalRunner, SharedModelsAndAdaptiveProbing) {
 
 TEST(EvalAblation, PresetAndTable) {
     std::vector<fe::IndexSpec> specs = fe::ablation_specs(64, "7");
-    ASSERT_EQ(specs.size(), 27u);
+    ASSERT_EQ(specs.size(), 28u);
     EXPECT_EQ(specs[0].factory, "IVF64,Flat");
     EXPECT_EQ(specs[0].model, fe::ModelSource::OwnTraining);
     int classic = 0, shared = 0, adaptive = 0, pruned = 0;
@@ -557,7 +557,7 @@ TEST(EvalAblation, PresetAndTable) {
             adaptive++;
         }
     }
-    EXPECT_EQ(classic, 7);
+    EXPECT_EQ(classic, 8);
     EXPECT_EQ(shared, 19);
     EXPECT_EQ(adaptive, 2);
     EXPECT_EQ(pruned, 5);

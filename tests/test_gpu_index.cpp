@@ -566,7 +566,7 @@ TEST(GpuIndexIVFGMM, AddInBatchesEqualsCpuAdd) {
     for (idx_t i = 0; i < n; i++) {
         xids[i] = 1000 + 3 * i;
     }
-    std::vector<SpillParameters> rules(7);
+    std::vector<SpillParameters> rules(8);
     rules[0].rule = SpillRule::None;
     rules[1].rule = SpillRule::None;
     rules[1].primary_is_nearest_mean = true;
@@ -581,6 +581,7 @@ TEST(GpuIndexIVFGMM, AddInBatchesEqualsCpuAdd) {
     rules[6].rule = SpillRule::Posterior;
     rules[6].max_assign = 20; // wider than the GPU kernel's top lists
     rules[6].tau = 0.001f;
+    rules[7].rule = SpillRule::Rair;
     for (const SpillParameters& spill : rules) {
         SCOPED_TRACE(
             std::string("spill ") + spill_rule_name(spill.rule) +

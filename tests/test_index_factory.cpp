@@ -163,6 +163,14 @@ TEST(IndexFactory, SpillOptions) {
         EXPECT_FLOAT_EQ(g->build_params.spill.soar_lambda, 0.5f);
     }
     {
+        auto index = make(8, "IVF64_GMM_rair0.75,Flat");
+        IndexIVFGMM* g = as_gmm(index.get());
+        EXPECT_EQ(g->build_params.spill.rule, SpillRule::Rair);
+        EXPECT_FLOAT_EQ(g->build_params.spill.rair_lambda, 0.75f);
+        expect_error(8, "IVF64_GMM_rair0.5_soar1,Flat", "soar1");
+        expect_error(8, "IVF64_GMM_rair-1,Flat", "rair-1");
+    }
+    {
         auto index = make(8, "IVF64_GMM_nospill,Flat");
         IndexIVFGMM* g = as_gmm(index.get());
         EXPECT_EQ(g->build_params.spill.rule, SpillRule::None);

@@ -37,7 +37,7 @@
 // A new field in these structs must be saved by faiss_gmm/index_io.cpp and
 // compared below; their sizes (LP64) make the build say so.
 static_assert(
-    sizeof(faiss_gmm::SpillParameters) == 28,
+    sizeof(faiss_gmm::SpillParameters) == 32,
     "SpillParameters changed: serialise the new field in index_io.cpp");
 static_assert(
     sizeof(faiss_gmm::GmmParameters) == 72,
@@ -204,6 +204,7 @@ void expect_same_ivfgmm(const IndexIVFGMM& a, const IndexIVFGMM& b) {
     EXPECT_EQ(sa.max_assign, sb.max_assign);
     EXPECT_EQ(sa.closure_ratio, sb.closure_ratio);
     EXPECT_EQ(sa.soar_lambda, sb.soar_lambda);
+    EXPECT_EQ(sa.rair_lambda, sb.rair_lambda);
     EXPECT_EQ(sa.primary_is_nearest_mean, sb.primary_is_nearest_mean);
     EXPECT_EQ(a.nentries(), b.nentries());
     EXPECT_EQ(a.spill_records.width, b.spill_records.width);
@@ -408,6 +409,7 @@ TEST(IndexIO, IndexIVFGMMRoundTripIsExact) {
     index->build_params.gmm.block_size = 512;
     index->build_params.spill.closure_ratio = 1.7f;
     index->build_params.spill.soar_lambda = 0.25f;
+    index->build_params.spill.rair_lambda = 0.6f;
     index->build_params.spill.temperature = 3.0f;
     ASSERT_GT(index->nentries(), size_t(index->ntotal)) << "no vector spilled";
     ASSERT_GT(index->spill_records.width, 0);

@@ -280,10 +280,12 @@ TEST_F(Fixture, NoneClosureSoarInvariants) {
             EXPECT_EQ(std::set<idx_t>(lists.begin(), lists.end()), expected);
         }
     }
-    {
+    for (SpillRule rule : {SpillRule::Soar, SpillRule::Rair}) {
+        SCOPED_TRACE(faiss_gmm::spill_rule_name(rule));
         SpillParameters spill;
-        spill.rule = SpillRule::Soar;
+        spill.rule = rule;
         spill.soar_lambda = 1.0f;
+        spill.rair_lambda = 0.5f;
         spill.max_assign = 2;
         auto index = make_index(spill);
         index->add(nb, xb.data());
@@ -300,7 +302,7 @@ TEST_F(Fixture, NoneClosureSoarInvariants) {
             const idx_t primary = nearest[i];
             const idx_t secondary = lists[0] == primary ? lists[1] : lists[0];
             ASSERT_TRUE(lists[0] == primary || lists[1] == primary);
-            // the secondary minimises the SOAR loss among the candidates
+            // the secondary minimises the rule's loss among the candidates
             const float* xi = xb.data() + i * kDim;
             auto loss = [&](idx_t j) {
                 const float* m1 = model.means.data() + primary * kDim;
@@ -311,7 +313,8 @@ TEST_F(Fixture, NoneClosureSoarInvariants) {
                     rj2 += (xi[c] - mj[c]) * (xi[c] - mj[c]);
                     dot += (xi[c] - m1[c]) * (xi[c] - mj[c]);
                 }
-                return rj2 + dot * dot / r2;
+                return rule == SpillRule::Soar ? rj2 + dot * dot / r2
+                                               : rj2 + 0.5 * dot;
             };
             const double chosen = loss(secondary);
             for (int t = 1; t < ncand; t++) {
@@ -331,7 +334,8 @@ TEST_F(Fixture, FullProbeEqualsBruteForce) {
          {SpillRule::None,
           SpillRule::Posterior,
           SpillRule::Closure,
-          SpillRule::Soar}) {
+          SpillRule::Soar,
+          SpillRule::Rair}) {
         for (ProbeOrder order : {ProbeOrder::L2, ProbeOrder::Posterior}) {
             SpillParameters spill;
             spill.rule = rule;

@@ -82,11 +82,10 @@ inline void closure_spill_row(
 }
 
 /**
- * SOAR rule for one vector: the nearest mean, then the candidate j that
- * minimises ||r_j||^2 + lambda (<r, r_j> / ||r||)^2, r = x - mu_primary,
- * r_j = x - mu_j.
+ * Residual-loss rules for one vector (SOAR, RAIR): the nearest mean, then
+ * the candidate j that minimises loss(||r_j||^2, <r, r_j>, ||r||^2), with
+ * r = x - mu_primary and r_j = x - mu_j.
  *
- * @param lambda    weight of the parallel component
  * @param d         dimension
  * @param x         the vector
  * @param means     k x d means
@@ -95,10 +94,10 @@ inline void closure_spill_row(
  * @param ids       their ids (-1: none)
  * @param m         lists per vector at most (only 1 or 2 are filled)
  * @param lists     m slots, -1 on entry
+ * @param loss      loss(||r_j||^2, <r, r_j>, ||r||^2)
  */
-template <class Id>
-inline void soar_spill_row(
-    float lambda,
+template <class Id, class Loss>
+inline void residual_loss_spill_row(
     int d,
     const float* x,
     const float* means,
@@ -106,7 +105,8 @@ inline void soar_spill_row(
     const float* distances,
     const Id* ids,
     int m,
-    idx_t* lists) {
+    idx_t* lists,
+    const Loss& loss) {
     lists[0] = ids[0];
     if (m < 2) {
         return;
@@ -123,15 +123,23 @@ inline void soar_spill_row(
         for (int c = 0; c < d; c++) {
             dot += (x[c] - mu1[c]) * (x[c] - muj[c]);
         }
-        const float parallel =
-            distances[0] > 0 ? dot * dot / distances[0] : 0.0f;
-        const float loss = distances[t] + lambda * parallel;
-        if (loss < best_loss) {
-            best_loss = loss;
+        const float value = loss(distances[t], dot, distances[0]);
+        if (value < best_loss) {
+            best_loss = value;
             best = ids[t];
         }
     }
     lists[1] = best;
+}
+
+/// SOAR's loss: ||r_j||^2 + lambda (<r, r_j> / ||r||)^2.
+inline float soar_loss(float lambda, float dist_j, float dot, float dist_1) {
+    return dist_j + lambda * (dist_1 > 0 ? dot * dot / dist_1 : 0.0f);
+}
+
+/// RAIR's loss (RAIRS, SIGMOD'26): ||r_j||^2 + lambda <r, r_j>.
+inline float rair_loss(float lambda, float dist_j, float dot) {
+    return dist_j + lambda * dot;
 }
 
 } // namespace impl

@@ -22,8 +22,10 @@ void gpu_assign_lists(
     const float* xd,
     DeviceAllocation& workspace,
     idx_t* lists) {
-    if (spill.rule == SpillRule::Soar || spill.max_assign > kn::kAssignMaxTop) {
-        // Soar's residual loss and very wide spills: the CPU rule itself
+    if (spill.rule == SpillRule::Soar || spill.rule == SpillRule::Rair ||
+        spill.max_assign > kn::kAssignMaxTop) {
+        // the residual losses (Soar, Rair) and very wide spills: the CPU
+        // rule itself
         assign_lists(gmm, host_means, spill, nb, xh, lists);
         return;
     }

@@ -140,16 +140,17 @@ Presets and output:
                         with closure / SOAR / RAIR / posterior spill;
                         spherical GMM without spill and with posterior spill
                         (T 1,2,4 x tau 0.02,0.05); diagonal GMM; probe by
-                        posterior; adaptive probing; bisector pruning (prune_margin) on top of
-                        GMM, no-spill, closure and SOAR lists; training
+                        posterior; adaptive probing; bisector pruning
+                        (prune_margin) on top of GMM, no-spill, closure and
+                        SOAR lists (the other rows unpruned); training
                         choices with the best spill (tied covariance, 3 and
                         10 EM iterations, reg_covar 0.1, 64 training points
                         per list, k-means++ init). One table of ratios vs
                         k-means at recall@k 0.90/0.95/0.99 (unique vectors
-                        and entries scanned),
-                        replication, imbalance, build time; and the same at
-                        matched replication. Ignores --index and the spill
-                        settings (--gmm-iter applies, except to the EM-iteration rows).
+                        and entries scanned), replication, imbalance, build
+                        time; and the same at matched replication. Ignores
+                        --index and the spill settings (--gmm-iter applies,
+                        except to the EM-iteration rows).
   --prune-sweep LIST    the list-pruning preset: k-means IVF, then for each
                         margin m of LIST (comma-separated, 0 = unpruned) the
                         GMM index (one model) and the k-means lists (k-means

@@ -235,13 +235,13 @@ constexpr const char* kUsage =
     "                [--prec bf16,tf32,fp32] [--reps 5] [--device 0]\n"
     "                [--stream N,D,K] [--stream-budget-gb 4]\n"
     "                [--stream-prec bf16] [--no-stream] [--no-gemm]\n"
-    "                [--gemm-path-depth D] [--hopper] [--compare-sm80]\n"
+    "                [--gemm-path] [--hopper] [--compare-sm80]\n"
     "--hopper: GpuEmConfig::hopper_estep = true for every row (the sm_90a\n"
     "E-step kernels on an H100 / H200).\n"
     "--compare-sm80: bf16 rows also time the sm_80 fused kernels.\n"
-    "--gemm-path-depth: GpuEmConfig::gemm_path_min_depth (logits depth from\n"
-    "which the E-step uses the cuBLAS-based path; 0 = never, 1 = always;\n"
-    "default -1: by precision, bf16 from 257, tf32 / fp32 always).\n"
+    "--gemm-path: GpuEmConfig::force_gemm_path (every model on the\n"
+    "cuBLAS-based path; by default bf16 models of logits depth <= 256 run\n"
+    "the fused kernels, all others the cuBLAS-based path).\n"
     "Defaults: the four shapes of DESIGN.md (1M x 128 K=1024, 1M x 128\n"
     "K=4096, 10M x 96 K=1024, 1M x 960 K=1024), both covariances, all\n"
     "precisions, 5 timed repetitions, a 40M x 96 streaming run.\n";
@@ -259,7 +259,7 @@ int main(int argc, char** argv) {
     std::vector<EStepPrecision> precs = {
         EStepPrecision::BF16, EStepPrecision::TF32, EStepPrecision::FP32};
     int reps = 5, device = 0;
-    int gemm_path_min_depth = gpu::GpuEmConfig().gemm_path_min_depth;
+    bool force_gemm_path = false;
     bool do_stream = true, do_gemm = true;
     bool compare_sm80 = false, hopper = false;
     Shape stream_shape{40000000, 96, 1024};
@@ -307,8 +307,8 @@ int main(int argc, char** argv) {
             compare_sm80 = true;
         } else if (a == "--hopper") {
             hopper = true;
-        } else if (a == "--gemm-path-depth") {
-            gemm_path_min_depth = std::stoi(value());
+        } else if (a == "--gemm-path") {
+            force_gemm_path = true;
         } else {
             fprintf(stderr, "unknown option %s\n%s", a.c_str(), kUsage);
             return 2;
@@ -353,7 +353,7 @@ int main(int argc, char** argv) {
                     gpu::GpuEmConfig config;
                     config.device = device;
                     config.precision = p;
-                    config.gemm_path_min_depth = gemm_path_min_depth;
+                    config.force_gemm_path = force_gemm_path;
                     config.hopper_estep = use_hopper;
                     gpu::GpuEStep estep(s.n, x_dev, s.d, true, config);
                     GmmParameters params;
@@ -434,7 +434,7 @@ int main(int argc, char** argv) {
         gpu::GpuEmConfig config;
         config.device = device;
         config.precision = stream_prec;
-        config.gemm_path_min_depth = gemm_path_min_depth;
+        config.force_gemm_path = force_gemm_path;
         config.hopper_estep = hopper;
         config.max_device_memory = size_t(stream_budget_gb * 1e9);
         const double t0 = faiss::getmillisecs();

@@ -1,27 +1,25 @@
-// Fused GMM E-step: see gmm_estep.h for the math. Design notes:
+// Fused GMM E-step (sm_80 and later, bf16): see gmm_estep.h for the math.
+// Design notes:
 //
+// * The points are converted once per E-step (gmm_estep_prepare_points:
+//   x' and x'^2 in bf16, |x'|^2 in fp32), so that both passes stage whole
+//   64-row tiles with cp.async, double-buffered, with no per-tile conversion.
 // * A CTA is 4 warps. A logits tile is 64 components x 64 points; warp w owns
 //   components [16 w, 16 w + 16) of it and all 64 points, so each thread holds
-//   the tile in the accumulator layout of mma.sync m16n8 (8 tiles of 16 x 8):
+//   the tile in the accumulator layout of mma.sync m16n8k16:
 //   acc[n][0..3] = C[g][8n+2t], C[g][8n+2t+1], C[g+8][8n+2t], C[g+8][8n+2t+1]
-//   with g = lane / 4, t = lane % 4. The FP32 path computes exactly the same
-//   layout with FMAs, so every epilogue is shared by the three precisions.
+//   with g = lane / 4, t = lane % 4.
 // * The logits product is computed transposed (components x points) so that
 //   in pass 2 the probabilities P (components x points, in registers) are
 //   directly the A operand of the second product P . X (the flash-attention
-//   register trick); X is staged transposed in shared memory as B operand.
-// * Operands are staged through shared memory in chunks of 32 columns with a
-//   padded row stride (conflict-free fragment loads). Whichever operand is
-//   reused across the CTA's loop (points in pass 1, components in pass 2) is
-//   kept resident when all its chunks fit, else restaged per chunk.
-// * Points are converted (x - c, optionally squared, rounded to tf32/bf16)
-//   while they are staged, so the input stays plain float32 rows.
+//   register trick); X is read transposed from shared memory by ldmatrix.trans.
+// * Tiles use the row stride depth + 8 (an odd number of 16-byte units:
+//   conflict-free ldmatrix).
 //
-// Long (~1800 lines) because the two passes share the staging, the mma.sync
-// fragments and the epilogues of all three precisions; the tf32/fp32
-// instantiations are reachable only with gemm_path_min_depth = 0 (their
-// default is the GEMM path) and stay until the device shows the GEMM path
-// as fast on every bench_em shape (kernels/README.md).
+// Models these kernels do not take (tf32 / fp32, or logits depth > 256) run
+// on the cuBLAS-based path (gmm_estep_gemm.h), faster on every bench_em shape
+// than the fused tf32 / fp32 kernels this file used to hold
+// (kernels/README.md).
 
 #include <kernels/gmm_estep.h>
 #include <kernels/gmm_estep_logits.h>
@@ -43,61 +41,14 @@ constexpr int BK = kEStepComponentTile;
 constexpr int BN = kEStepPointTile;
 constexpr int DK = kEStepDepthChunk;
 constexpr int OD = kEStepOutputDims;
-/// largest shared-memory footprint for which an operand is kept resident
-constexpr int kResidentSmemLimit = 100 * 1024;
 
 static_assert(BK == 16 * kWarps, "one 16-row mma tile per warp");
 static_assert(BN == 64 && DK == 32, "loaders assume 64 x 32 chunks");
-
-template <int MATH>
-struct Staged {
-    using T = float;
-    static constexpr int kPad = 4; // row stride 36 words: conflict-free
-};
-template <>
-struct Staged<int(EStepMath::BF16)> {
-    using T = __nv_bfloat16;
-    static constexpr int kPad = 8; // row stride 20 words: conflict-free
-};
-
-template <int MATH>
-constexpr int chunk_stride() {
-    return DK + Staged<MATH>::kPad;
-}
-/// Row stride of the transposed point tile (points along the row).
-constexpr int kTransposedStride = BN + 8;
-
-__device__ __forceinline__ uint32_t to_tf32(float v) {
-    uint32_t r;
-    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(v));
-    return r;
-}
-
-template <int MATH>
-__device__ __forceinline__ void
-store_staged(typename Staged<MATH>::T* dst, float v) {
-    if constexpr (MATH == int(EStepMath::BF16)) {
-        *dst = __float2bfloat16_rn(v);
-    } else if constexpr (MATH == int(EStepMath::TF32)) {
-        *dst = __uint_as_float(to_tf32(v));
-    } else {
-        *dst = v;
-    }
-}
 
 __device__ __forceinline__ void
 mma_bf16(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ void
-mma_tf32(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
         "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
@@ -129,287 +80,33 @@ ldmatrix_x4_trans(uint32_t (&r)[4], const void* row) {
 }
 
 /**
- * Load (into registers) the 16 values thread tid contributes to one
- * 64-point x 32-column chunk of the virtual point matrix [x' | x'^2]
- * (columns [0, d_pad) hold x, [d_pad, 2 d_pad) again x, to be squared):
- * row tid / 2, 16 consecutive columns; zero beyond d or n. Split from the
- * store so that the next chunk's loads are in flight during a product.
+ * acc += A . B^T for one 32-deep chunk of bf16 tiles in shared memory: A =
+ * the warp's 16 component rows of comp (row stride lda), B = the 64 point
+ * rows of pts (row stride ldb).
  */
-__device__ __forceinline__ void load_point_chunk(
-    const float* __restrict__ x,
-    int64_t n,
-    int d,
-    int d_pad,
-    int64_t row0,
-    int column0,
-    float (&v)[16]) {
-    const int tid = threadIdx.x;
-    const int64_t row = row0 + (tid >> 1);
-    const int col0 =
-        (column0 >= d_pad ? column0 - d_pad : column0) + (tid & 1) * 16;
-    const bool aligned = (reinterpret_cast<uintptr_t>(x) & 15) == 0;
-    if (row < n && aligned && (d & 3) == 0 && col0 + 16 <= d) {
-        const float4* src = reinterpret_cast<const float4*>(x + row * d + col0);
-#pragma unroll
-        for (int q = 0; q < 4; q++) {
-            const float4 a = __ldg(src + q);
-            v[4 * q] = a.x;
-            v[4 * q + 1] = a.y;
-            v[4 * q + 2] = a.z;
-            v[4 * q + 3] = a.w;
-        }
-    } else {
-#pragma unroll
-        for (int j = 0; j < 16; j++) {
-            const int col = col0 + j;
-            v[j] = (row < n && col < d) ? __ldg(x + row * d + col) : 0.0f;
-        }
-    }
-}
-
-/**
- * Store the loaded values as x - c (or (x - c)^2 in the diagonal's second
- * half), rounded to the staged type, into the chunk dst; when
- * accumulate_norm, add the row's sum of (x - c)^2 over the chunk to norm
- * (complete across both threads of the row).
- */
-template <int MATH, bool DIAG>
-__device__ __forceinline__ void store_point_chunk(
-    const float (&raw)[16],
-    int64_t n,
-    int d,
-    int d_pad,
-    int64_t row0,
-    int column0,
-    const float* __restrict__ center,
-    typename Staged<MATH>::T* __restrict__ dst,
-    int stride,
-    bool accumulate_norm,
-    float& norm) {
-    const int tid = threadIdx.x;
-    const int r = tid >> 1;
-    const int half = tid & 1;
-    const bool valid = row0 + r < n;
-    const bool square = DIAG && column0 >= d_pad;
-    const int col0 = (square ? column0 - d_pad : column0) + half * 16;
-    float cen[16];
-    if ((d & 3) == 0 && col0 + 16 <= d) {
-        const float4* c4 = reinterpret_cast<const float4*>(center + col0);
-#pragma unroll
-        for (int q = 0; q < 4; q++) {
-            const float4 c = __ldg(c4 + q);
-            cen[4 * q] = c.x;
-            cen[4 * q + 1] = c.y;
-            cen[4 * q + 2] = c.z;
-            cen[4 * q + 3] = c.w;
-        }
-    } else {
-#pragma unroll
-        for (int j = 0; j < 16; j++) {
-            cen[j] = col0 + j < d ? __ldg(center + col0 + j) : 0.0f;
-        }
-    }
-    float v[16];
-    float partial = 0;
-#pragma unroll
-    for (int j = 0; j < 16; j++) {
-        const int col = col0 + j;
-        v[j] = (valid && col < d) ? raw[j] - cen[j] : 0.0f;
-        partial += v[j] * v[j];
-        if (square) {
-            v[j] = v[j] * v[j];
-        }
-    }
-    partial += __shfl_xor_sync(0xffffffffu, partial, 1);
-    if (accumulate_norm && !square) {
-        norm += partial;
-    }
-    auto* out = dst + r * stride + half * 16;
-    if constexpr (MATH == int(EStepMath::BF16)) {
-        uint32_t w[8];
-#pragma unroll
-        for (int i = 0; i < 8; i++) {
-            w[i] = pack_bf16(v[2 * i], v[2 * i + 1]);
-        }
-        uint4* o = reinterpret_cast<uint4*>(out);
-        o[0] = make_uint4(w[0], w[1], w[2], w[3]);
-        o[1] = make_uint4(w[4], w[5], w[6], w[7]);
-    } else {
-#pragma unroll
-        for (int j = 0; j < 16; j++) {
-            store_staged<MATH>(&v[j], v[j]);
-        }
-        float4* o = reinterpret_cast<float4*>(out);
-#pragma unroll
-        for (int q = 0; q < 4; q++) {
-            o[q] =
-                make_float4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
-        }
-    }
-}
-
-/// load_point_chunk + store_point_chunk.
-template <int MATH, bool DIAG>
-__device__ __forceinline__ void stage_point_chunk(
-    const float* __restrict__ x,
-    int64_t n,
-    int d,
-    int d_pad,
-    int64_t row0,
-    int column0,
-    const float* __restrict__ center,
-    typename Staged<MATH>::T* __restrict__ dst,
-    bool accumulate_norm,
-    float& norm) {
-    float v[16];
-    load_point_chunk(x, n, d, d_pad, row0, column0, v);
-    store_point_chunk<MATH, DIAG>(
-        v,
-        n,
-        d,
-        d_pad,
-        row0,
-        column0,
-        center,
-        dst,
-        chunk_stride<MATH>(),
-        accumulate_norm,
-        norm);
-}
-
-/// Vectors of one staged component chunk each thread moves.
-template <int MATH>
-constexpr int component_vectors() {
-    return BK * DK * int(sizeof(typename Staged<MATH>::T)) / 16 / kThreads;
-}
-
-/// Load (into registers) this thread's part of component rows
-/// [row0, row0 + 64) x columns [column0, column0 + 32).
-template <int MATH>
-__device__ __forceinline__ void load_component_chunk(
-    const typename Staged<MATH>::T* __restrict__ matrix,
-    int depth,
-    int row0,
-    int column0,
-    uint4 (&v)[component_vectors<MATH>()]) {
-    using T = typename Staged<MATH>::T;
-    constexpr int kVecPerRow = DK * sizeof(T) / 16;
-#pragma unroll
-    for (int u = 0; u < component_vectors<MATH>(); u++) {
-        const int i = threadIdx.x + u * kThreads;
-        const int r = i / kVecPerRow;
-        const int q = i % kVecPerRow;
-        v[u] = __ldg(
-            reinterpret_cast<const uint4*>(
-                matrix + int64_t(row0 + r) * depth + column0) +
-            q);
-    }
-}
-
-template <int MATH>
-__device__ __forceinline__ void store_component_chunk(
-    const uint4 (&v)[component_vectors<MATH>()],
-    typename Staged<MATH>::T* __restrict__ dst) {
-    using T = typename Staged<MATH>::T;
-    constexpr int kVecPerRow = DK * sizeof(T) / 16;
-#pragma unroll
-    for (int u = 0; u < component_vectors<MATH>(); u++) {
-        const int i = threadIdx.x + u * kThreads;
-        const int r = i / kVecPerRow;
-        const int q = i % kVecPerRow;
-        *(reinterpret_cast<uint4*>(dst + r * chunk_stride<MATH>()) + q) = v[u];
-    }
-}
-
-/// Stage rows [row0, row0 + 64) x columns [column0, column0 + 32) of the
-/// (already converted, padded) component matrix.
-template <int MATH>
-__device__ __forceinline__ void stage_component_chunk(
-    const typename Staged<MATH>::T* __restrict__ matrix,
-    int depth,
-    int row0,
-    int column0,
-    typename Staged<MATH>::T* __restrict__ dst) {
-    uint4 v[component_vectors<MATH>()];
-    load_component_chunk<MATH>(matrix, depth, row0, column0, v);
-    store_component_chunk<MATH>(v, dst);
-}
-
-/**
- * acc += A . B^T for one 32-deep chunk: A = the warp's 16 component rows of
- * comp (64 x 32 staged), B = the 64 staged point rows of pts.
- */
-template <int MATH>
 __device__ __forceinline__ void chunk_product(
-    const typename Staged<MATH>::T* __restrict__ comp,
-    const typename Staged<MATH>::T* __restrict__ pts,
+    const __nv_bfloat16* __restrict__ comp,
+    const __nv_bfloat16* __restrict__ pts,
     float (&acc)[8][4],
-    int ldb = chunk_stride<MATH>(),
-    int lda = chunk_stride<MATH>()) {
-    const int S = lda;
+    int ldb,
+    int lda) {
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
-    const int g = lane >> 2;
-    const int t = lane & 3;
-    const auto* a_row0 = comp + (warp * 16 + g) * S;
-    const auto* a_row1 = a_row0 + 8 * S;
-    if constexpr (MATH == int(EStepMath::BF16)) {
-        // ldmatrix.x4: lane l addresses row l % 8 of 8 x 8 matrix l / 8.
-        const int mi = lane >> 3;
-        const auto* a_src =
-            comp + (warp * 16 + (mi & 1) * 8 + (lane & 7)) * S + (mi >> 1) * 8;
-        const auto* b_src =
-            pts + ((mi >> 1) * 8 + (lane & 7)) * ldb + (mi & 1) * 8;
+    // ldmatrix.x4: lane l addresses row l % 8 of 8 x 8 matrix l / 8.
+    const int mi = lane >> 3;
+    const auto* a_src =
+        comp + (warp * 16 + (mi & 1) * 8 + (lane & 7)) * lda + (mi >> 1) * 8;
+    const auto* b_src = pts + ((mi >> 1) * 8 + (lane & 7)) * ldb + (mi & 1) * 8;
 #pragma unroll
-        for (int k0 = 0; k0 < DK; k0 += 16) {
-            uint32_t a[4];
-            ldmatrix_x4(a, a_src + k0);
+    for (int k0 = 0; k0 < DK; k0 += 16) {
+        uint32_t a[4];
+        ldmatrix_x4(a, a_src + k0);
 #pragma unroll
-            for (int nt = 0; nt < 8; nt += 2) {
-                uint32_t b[4];
-                ldmatrix_x4(b, b_src + 8 * nt * ldb + k0);
-                mma_bf16(acc[nt], a, b[0], b[1]);
-                mma_bf16(acc[nt + 1], a, b[2], b[3]);
-            }
-        }
-    } else if constexpr (MATH == int(EStepMath::TF32)) {
-#pragma unroll
-        for (int k0 = 0; k0 < DK; k0 += 8) {
-            uint32_t a[4];
-            a[0] = __float_as_uint(a_row0[k0 + t]);
-            a[1] = __float_as_uint(a_row1[k0 + t]);
-            a[2] = __float_as_uint(a_row0[k0 + t + 4]);
-            a[3] = __float_as_uint(a_row1[k0 + t + 4]);
-#pragma unroll
-            for (int nt = 0; nt < 8; nt++) {
-                const float* b_row = pts + (8 * nt + g) * ldb + k0 + t;
-                mma_tf32(
-                    acc[nt],
-                    a,
-                    __float_as_uint(b_row[0]),
-                    __float_as_uint(b_row[4]));
-            }
-        }
-    } else {
-#pragma unroll
-        for (int k0 = 0; k0 < DK; k0 += 4) {
-            const float4 a0 = *reinterpret_cast<const float4*>(a_row0 + k0);
-            const float4 a1 = *reinterpret_cast<const float4*>(a_row1 + k0);
-#pragma unroll
-            for (int nt = 0; nt < 8; nt++) {
-                const float4 b0 = *reinterpret_cast<const float4*>(
-                    pts + (8 * nt + 2 * t) * ldb + k0);
-                const float4 b1 = *reinterpret_cast<const float4*>(
-                    pts + (8 * nt + 2 * t + 1) * ldb + k0);
-                acc[nt][0] +=
-                    a0.x * b0.x + a0.y * b0.y + a0.z * b0.z + a0.w * b0.w;
-                acc[nt][1] +=
-                    a0.x * b1.x + a0.y * b1.y + a0.z * b1.z + a0.w * b1.w;
-                acc[nt][2] +=
-                    a1.x * b0.x + a1.y * b0.y + a1.z * b0.z + a1.w * b0.w;
-                acc[nt][3] +=
-                    a1.x * b1.x + a1.y * b1.y + a1.z * b1.z + a1.w * b1.w;
-            }
+        for (int nt = 0; nt < 8; nt += 2) {
+            uint32_t b[4];
+            ldmatrix_x4(b, b_src + 8 * nt * ldb + k0);
+            mma_bf16(acc[nt], a, b[0], b[1]);
+            mma_bf16(acc[nt + 1], a, b[2], b[3]);
         }
     }
 }
@@ -421,196 +118,6 @@ load_row_terms(const EStepModel& m, bool diagonal, int row) {
     r.scale = diagonal ? 0.0f : __ldg(m.row_scale + row);
     r.norm = diagonal ? 0.0f : __ldg(m.row_norm + row);
     return r;
-}
-
-template <int MATH>
-size_t log_norm_smem(int depth, bool resident) {
-    using T = typename Staged<MATH>::T;
-    const int slots = resident ? depth / DK : 1;
-    return size_t(slots + 1) * BN * chunk_stride<MATH>() * sizeof(T) +
-           BN * sizeof(float) + kWarps * BN * 2 * sizeof(float);
-}
-
-/**
- * Pass 1. Reads: 64 points (float32 rows) and every component tile.
- * Writes: log2 Z of the 64 points, and the CTA's sum of ln Z (double) to
- * partials[blockIdx.x]. Fused so the N x K logits live only in registers:
- * each thread keeps a running (max, sum) per point column over all the
- * component tiles it sees, merged across lanes and warps at the end.
- */
-template <int MATH, bool DIAG>
-__global__ void __launch_bounds__(kThreads, MATH == 2 ? 4 : 3) log_norm_kernel(
-    const EStepModel m,
-    int64_t n,
-    const float* __restrict__ x,
-    float* __restrict__ log2_z,
-    double* __restrict__ partials,
-    bool resident) {
-    using T = typename Staged<MATH>::T;
-    constexpr int S = chunk_stride<MATH>();
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-    const int nchunks = m.depth / DK;
-    const int slots = resident ? nchunks : 1;
-    T* pts = reinterpret_cast<T*>(smem_raw);
-    T* comp = pts + slots * BN * S;
-    float* point_norm = reinterpret_cast<float*>(comp + BK * S);
-    float* merge = point_norm + BN;
-
-    const int lane = threadIdx.x & 31;
-    const int warp = threadIdx.x >> 5;
-    const int g = lane >> 2;
-    const int t = lane & 3;
-    const int64_t row0 = int64_t(blockIdx.x) * BN;
-    const int d_pad = (m.d + DK - 1) / DK * DK;
-    const T* matrix = static_cast<const T*>(m.component_matrix);
-
-    float norm = 0;
-    if (resident) {
-        for (int c = 0; c < nchunks; c++) {
-            stage_point_chunk<MATH, DIAG>(
-                x,
-                n,
-                m.d,
-                d_pad,
-                row0,
-                c * DK,
-                m.center,
-                pts + c * BN * S,
-                !DIAG,
-                norm);
-        }
-        if ((threadIdx.x & 1) == 0) {
-            point_norm[threadIdx.x >> 1] = norm;
-        }
-    }
-
-    float run_m[16], run_s[16];
-#pragma unroll
-    for (int i = 0; i < 16; i++) {
-        run_m[i] = -INFINITY;
-        run_s[i] = 0;
-    }
-
-    const int ktiles = m.k_pad / BK;
-    uint4 next_comp[component_vectors<MATH>()];
-    load_component_chunk<MATH>(matrix, m.depth, 0, 0, next_comp);
-    for (int kt = 0; kt < ktiles; kt++) {
-        float acc[8][4];
-#pragma unroll
-        for (int i = 0; i < 8; i++) {
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                acc[i][j] = 0;
-            }
-        }
-        for (int c = 0; c < nchunks; c++) {
-            store_component_chunk<MATH>(next_comp, comp);
-            if (!resident) {
-                stage_point_chunk<MATH, DIAG>(
-                    x,
-                    n,
-                    m.d,
-                    d_pad,
-                    row0,
-                    c * DK,
-                    m.center,
-                    pts,
-                    !DIAG && kt == 0,
-                    norm);
-            }
-            __syncthreads();
-            // The next chunk's loads fly during this chunk's product.
-            if (c + 1 < nchunks) {
-                load_component_chunk<MATH>(
-                    matrix, m.depth, kt * BK, (c + 1) * DK, next_comp);
-            } else if (kt + 1 < ktiles) {
-                load_component_chunk<MATH>(
-                    matrix, m.depth, (kt + 1) * BK, 0, next_comp);
-            }
-            chunk_product<MATH>(comp, pts + (resident ? c * BN * S : 0), acc);
-            __syncthreads();
-        }
-        if (!resident && kt == 0) {
-            if ((threadIdx.x & 1) == 0) {
-                point_norm[threadIdx.x >> 1] = norm;
-            }
-            __syncthreads();
-        }
-        const int r0 = kt * BK + warp * 16 + g;
-        const RowTerms t0 = load_row_terms(m, DIAG, r0);
-        const RowTerms t1 = load_row_terms(m, DIAG, r0 + 8);
-#pragma unroll
-        for (int nt = 0; nt < 8; nt++) {
-#pragma unroll
-            for (int j = 0; j < 2; j++) {
-                const int col = 8 * nt + 2 * t + j;
-                const float pn = DIAG ? 0.0f : point_norm[col];
-                float dist;
-                const float l0 = logit2<DIAG>(acc[nt][j], t0, pn, dist);
-                const float l1 = logit2<DIAG>(acc[nt][2 + j], t1, pn, dist);
-                float& rm = run_m[2 * nt + j];
-                float& rs = run_s[2 * nt + j];
-                const float mn = fmaxf(rm, fmaxf(l0, l1));
-                if (mn != -INFINITY) {
-                    rs = rs * fast_exp2(rm - mn) + fast_exp2(l0 - mn) +
-                         fast_exp2(l1 - mn);
-                    rm = mn;
-                }
-            }
-        }
-    }
-
-    // Merge the 8 lanes sharing t (different g), then the 4 warps.
-#pragma unroll
-    for (int i = 0; i < 16; i++) {
-#pragma unroll
-        for (int off = 4; off < 32; off <<= 1) {
-            const float m2 = __shfl_xor_sync(0xffffffffu, run_m[i], off);
-            const float s2 = __shfl_xor_sync(0xffffffffu, run_s[i], off);
-            lse_merge(run_m[i], run_s[i], m2, s2);
-        }
-    }
-    if (g == 0) {
-#pragma unroll
-        for (int nt = 0; nt < 8; nt++) {
-#pragma unroll
-            for (int j = 0; j < 2; j++) {
-                const int col = 8 * nt + 2 * t + j;
-                merge[(warp * BN + col) * 2] = run_m[2 * nt + j];
-                merge[(warp * BN + col) * 2 + 1] = run_s[2 * nt + j];
-            }
-        }
-    }
-    __syncthreads();
-    __shared__ double ll_warp[2];
-    if (threadIdx.x < BN) {
-        const int col = threadIdx.x;
-        float mm = merge[col * 2], ss = merge[col * 2 + 1];
-        for (int w = 1; w < kWarps; w++) {
-            lse_merge(
-                mm,
-                ss,
-                merge[(w * BN + col) * 2],
-                merge[(w * BN + col) * 2 + 1]);
-        }
-        const float lz = mm + log2f(ss);
-        double ll = 0;
-        log2_z[row0 + col] = row0 + col < n ? lz : INFINITY;
-        if (row0 + col < n) {
-            ll = double(lz) * 0.69314718055994530942;
-        }
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1) {
-            ll += __shfl_xor_sync(0xffffffffu, ll, off);
-        }
-        if (lane == 0) {
-            ll_warp[warp] = ll;
-        }
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        partials[blockIdx.x] = ll_warp[0] + ll_warp[1];
-    }
 }
 
 /// Threads of the one CTA of sum_partials_kernel.
@@ -639,381 +146,13 @@ __global__ void __launch_bounds__(kSumThreads) sum_partials_kernel(
     }
 }
 
-/// Largest logits depth for which pass 2 (bf16) keeps the whole point tile
-/// staged and reads the second product's operand from it by ldmatrix.trans.
-constexpr int kFullTileMaxDepth = 512;
-
-template <int MATH, bool DIAG>
-size_t statistics_smem(int depth, bool resident, bool full_tile) {
-    using T = typename Staged<MATH>::T;
-    const int slots = resident ? depth / DK : 1;
-    const size_t points =
-        full_tile ? size_t(BN) * (depth + 8)
-                  : size_t(BN) * chunk_stride<MATH>() +
-                        size_t(DIAG ? 2 : 1) * OD * kTransposedStride;
-    return (size_t(slots) * BK * chunk_stride<MATH>() + points) * sizeof(T) +
-           2 * BN * sizeof(float);
-}
-
-/**
- * Pass 2. CTA (component tile, slab of point tiles, output-dimension chunk).
- * Reads: its 64 component rows, the slab's points and their log2 Z.
- * Writes: one double atomic add per statistic it owns at the end (N_k and
- * the spherical distance sum only from output chunk 0). Fused so that the
- * responsibilities exist only as registers: logits tile -> P = exp2(l - lz)
- * -> A operand of P . X' (and P . X'^2) accumulated in registers over the
- * slab.
- */
-template <int MATH, bool DIAG>
-__global__ void __launch_bounds__(kThreads, DIAG ? 2 : 3) statistics_kernel(
-    const EStepModel m,
-    int64_t n,
-    const float* __restrict__ x,
-    const float* __restrict__ log2_z,
-    const EStepAccumulators acc_out,
-    int64_t tiles_per_slab,
-    bool resident,
-    bool full_tile) {
-    using T = typename Staged<MATH>::T;
-    constexpr int S = chunk_stride<MATH>();
-    constexpr int ST = kTransposedStride;
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-    const int nchunks = m.depth / DK;
-    const int slots = resident ? nchunks : 1;
-    // full (bf16 only): the whole point tile, row stride depth + 8; else one
-    // staged chunk plus transposed copies of x' (and x'^2).
-    const bool full = MATH == int(EStepMath::BF16) && full_tile;
-    const int pts_stride = full ? m.depth + 8 : S;
-    T* comp = reinterpret_cast<T*>(smem_raw);
-    T* pts = comp + slots * BK * S;
-    T* xt = pts + BN * S;
-    T* x2t = xt + OD * ST; // diagonal only
-    float* point_norm = reinterpret_cast<float*>(
-        full ? pts + BN * pts_stride : xt + (DIAG ? 2 : 1) * OD * ST);
-    float* point_lz = point_norm + BN;
-
-    const int lane = threadIdx.x & 31;
-    const int warp = threadIdx.x >> 5;
-    const int g = lane >> 2;
-    const int t = lane & 3;
-    const int kt = blockIdx.x;
-    const int d = m.d;
-    const int d_pad = (d + DK - 1) / DK * DK;
-    const int d0 = blockIdx.z * OD;
-    const int out_dims = min(OD, d - d0);
-    const int out_cols = (d + OD - 1) / OD * OD;
-    const T* matrix = static_cast<const T*>(m.component_matrix);
-
-    if (resident) {
-        for (int c = 0; c < nchunks; c++) {
-            stage_component_chunk<MATH>(
-                matrix, m.depth, kt * BK, c * DK, comp + c * BK * S);
-        }
-    }
-    const int r0 = kt * BK + warp * 16 + g;
-    const RowTerms t0 = load_row_terms(m, DIAG, r0);
-    const RowTerms t1 = load_row_terms(m, DIAG, r0 + 8);
-
-    float acc1[OD / 8][4], acc2[DIAG ? OD / 8 : 1][4];
-#pragma unroll
-    for (int i = 0; i < OD / 8; i++) {
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            acc1[i][j] = 0;
-            if constexpr (DIAG) {
-                acc2[i][j] = 0;
-            }
-        }
-    }
-    float count0 = 0, count1 = 0, dsum0 = 0, dsum1 = 0;
-
-    const int64_t tile_begin = int64_t(blockIdx.y) * tiles_per_slab;
-    const int64_t tile_end =
-        min(tile_begin + tiles_per_slab, (n + BN - 1) / int64_t(BN));
-    float next_points[16];
-    if (tile_begin < tile_end) {
-        load_point_chunk(x, n, d, d_pad, tile_begin * BN, 0, next_points);
-    }
-    for (int64_t tile = tile_begin; tile < tile_end; tile++) {
-        const int64_t row0 = tile * BN;
-        float acc[8][4];
-#pragma unroll
-        for (int i = 0; i < 8; i++) {
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                acc[i][j] = 0;
-            }
-        }
-        float norm = 0;
-        for (int c = 0; c < nchunks; c++) {
-            if (!resident) {
-                stage_component_chunk<MATH>(
-                    matrix, m.depth, kt * BK, c * DK, comp);
-            }
-            T* chunk = pts + (full ? c * DK : 0);
-            store_point_chunk<MATH, DIAG>(
-                next_points,
-                n,
-                d,
-                d_pad,
-                row0,
-                c * DK,
-                m.center,
-                chunk,
-                pts_stride,
-                !DIAG,
-                norm);
-            __syncthreads();
-            // The next chunk's loads (maybe the next tile's) fly during
-            // this chunk's product.
-            if (c + 1 < nchunks) {
-                load_point_chunk(
-                    x, n, d, d_pad, row0, (c + 1) * DK, next_points);
-            } else if (tile + 1 < tile_end) {
-                load_point_chunk(x, n, d, d_pad, row0 + BN, 0, next_points);
-            }
-            chunk_product<MATH>(
-                comp + (resident ? c * BK * S : 0), chunk, acc, pts_stride);
-            // Transposed copy of the chunk where it covers output dimensions
-            // (x' to xt, x'^2 to x2t): the B operand of the second product.
-            const bool square = DIAG && c * DK >= d_pad;
-            const int dim0 = (square ? c * DK - d_pad : c * DK) - d0;
-            if (!full && dim0 >= 0 && dim0 < out_dims) {
-                T* dst = square ? x2t : xt;
-#pragma unroll
-                for (int i = threadIdx.x; i < BN * DK; i += kThreads) {
-                    const int p = i & (BN - 1);
-                    const int j = i / BN;
-                    dst[(dim0 + j) * ST + p] = pts[p * S + j];
-                }
-            }
-            __syncthreads();
-        }
-        // Point norms and log2 Z of the tile.
-        if ((threadIdx.x & 1) == 0) {
-            point_norm[threadIdx.x >> 1] = norm;
-        }
-        if (threadIdx.x < BN) {
-            const int64_t row = row0 + threadIdx.x;
-            point_lz[threadIdx.x] = row < n ? __ldg(log2_z + row) : INFINITY;
-        }
-        __syncthreads();
-
-        // acc -> probabilities (in place), counts and distance sums.
-#pragma unroll
-        for (int nt = 0; nt < 8; nt++) {
-#pragma unroll
-            for (int j = 0; j < 2; j++) {
-                const int col = 8 * nt + 2 * t + j;
-                const float pn = DIAG ? 0.0f : point_norm[col];
-                const float lz = point_lz[col];
-                float dist0, dist1;
-                const float l0 = logit2<DIAG>(acc[nt][j], t0, pn, dist0);
-                const float l1 = logit2<DIAG>(acc[nt][2 + j], t1, pn, dist1);
-                const float p0 = fast_exp2(l0 - lz);
-                const float p1 = fast_exp2(l1 - lz);
-                acc[nt][j] = p0;
-                acc[nt][2 + j] = p1;
-                count0 += p0;
-                count1 += p1;
-                if constexpr (!DIAG) {
-                    dsum0 += p0 * dist0;
-                    dsum1 += p1 * dist1;
-                }
-            }
-        }
-
-        // Second product: statistics += P (16 x 64 per warp) . X' (64 x OD).
-        if constexpr (MATH == int(EStepMath::BF16)) {
-            uint32_t a[4][4];
-#pragma unroll
-            for (int q = 0; q < 4; q++) {
-                a[q][0] = pack_bf16(acc[2 * q][0], acc[2 * q][1]);
-                a[q][1] = pack_bf16(acc[2 * q][2], acc[2 * q][3]);
-                a[q][2] = pack_bf16(acc[2 * q + 1][0], acc[2 * q + 1][1]);
-                a[q][3] = pack_bf16(acc[2 * q + 1][2], acc[2 * q + 1][3]);
-            }
-            if (full) {
-                // B fragments straight from the point tile: ldmatrix.trans
-                // of (16 points x 8 dims) blocks, two dimension tiles each.
-                const int mi = lane >> 3;
-                const T* rows = pts + ((mi & 1) * 8 + (lane & 7)) * pts_stride +
-                                d0 + (mi >> 1) * 8;
-#pragma unroll
-                for (int mp = 0; mp < OD / 16; mp++) {
-                    if (16 * mp < out_dims) {
-#pragma unroll
-                        for (int q = 0; q < 4; q++) {
-                            const T* src = rows + 16 * q * pts_stride + 16 * mp;
-                            uint32_t b[4];
-                            ldmatrix_x4_trans(b, src);
-                            mma_bf16(acc1[2 * mp], a[q], b[0], b[1]);
-                            mma_bf16(acc1[2 * mp + 1], a[q], b[2], b[3]);
-                            if constexpr (DIAG) {
-                                ldmatrix_x4_trans(b, src + d_pad);
-                                mma_bf16(acc2[2 * mp], a[q], b[0], b[1]);
-                                mma_bf16(acc2[2 * mp + 1], a[q], b[2], b[3]);
-                            }
-                        }
-                    }
-                }
-            } else {
-#pragma unroll
-                for (int mt = 0; mt < OD / 8; mt++) {
-                    if (8 * mt < out_dims) {
-#pragma unroll
-                        for (int q = 0; q < 4; q++) {
-                            const T* b =
-                                xt + (8 * mt + g) * ST + 16 * q + 2 * t;
-                            mma_bf16(
-                                acc1[mt],
-                                a[q],
-                                *reinterpret_cast<const uint32_t*>(b),
-                                *reinterpret_cast<const uint32_t*>(b + 8));
-                            if constexpr (DIAG) {
-                                const T* b2 =
-                                    x2t + (8 * mt + g) * ST + 16 * q + 2 * t;
-                                mma_bf16(
-                                    acc2[mt],
-                                    a[q],
-                                    *reinterpret_cast<const uint32_t*>(b2),
-                                    *reinterpret_cast<const uint32_t*>(b2 + 8));
-                            }
-                        }
-                    }
-                }
-            }
-        } else if constexpr (MATH == int(EStepMath::TF32)) {
-            // k index t <-> point 8 j + 2 t, k index t + 4 <-> point
-            // 8 j + 2 t + 1 (any fixed pairing works for a sum over points).
-            uint32_t a[8][4];
-#pragma unroll
-            for (int j = 0; j < 8; j++) {
-                a[j][0] = to_tf32(acc[j][0]);
-                a[j][1] = to_tf32(acc[j][2]);
-                a[j][2] = to_tf32(acc[j][1]);
-                a[j][3] = to_tf32(acc[j][3]);
-            }
-#pragma unroll
-            for (int mt = 0; mt < OD / 8; mt++) {
-                if (8 * mt < out_dims) {
-#pragma unroll
-                    for (int j = 0; j < 8; j++) {
-                        const float2 b = *reinterpret_cast<const float2*>(
-                            xt + (8 * mt + g) * ST + 8 * j + 2 * t);
-                        mma_tf32(
-                            acc1[mt],
-                            a[j],
-                            __float_as_uint(b.x),
-                            __float_as_uint(b.y));
-                        if constexpr (DIAG) {
-                            const float2 b2 = *reinterpret_cast<const float2*>(
-                                x2t + (8 * mt + g) * ST + 8 * j + 2 * t);
-                            mma_tf32(
-                                acc2[mt],
-                                a[j],
-                                __float_as_uint(b2.x),
-                                __float_as_uint(b2.y));
-                        }
-                    }
-                }
-            }
-        } else {
-#pragma unroll
-            for (int j = 0; j < 8; j++) {
-                // Rows g and g + 8 of P over the 8 points of tile j.
-                float pg[8], ph[8];
-#pragma unroll
-                for (int s = 0; s < 4; s++) {
-                    const int src = (lane & ~3) | s;
-                    pg[2 * s] = __shfl_sync(0xffffffffu, acc[j][0], src);
-                    pg[2 * s + 1] = __shfl_sync(0xffffffffu, acc[j][1], src);
-                    ph[2 * s] = __shfl_sync(0xffffffffu, acc[j][2], src);
-                    ph[2 * s + 1] = __shfl_sync(0xffffffffu, acc[j][3], src);
-                }
-#pragma unroll
-                for (int mt = 0; mt < OD / 8; mt++) {
-                    if (8 * mt < out_dims) {
-#pragma unroll
-                        for (int e = 0; e < 2; e++) {
-                            const float* xa =
-                                xt + (8 * mt + 2 * t + e) * ST + 8 * j;
-                            float sg = 0, sh = 0;
-#pragma unroll
-                            for (int i = 0; i < 8; i++) {
-                                sg += pg[i] * xa[i];
-                                sh += ph[i] * xa[i];
-                            }
-                            acc1[mt][e] += sg;
-                            acc1[mt][2 + e] += sh;
-                            if constexpr (DIAG) {
-                                const float* xb =
-                                    x2t + (8 * mt + 2 * t + e) * ST + 8 * j;
-                                float qg = 0, qh = 0;
-#pragma unroll
-                                for (int i = 0; i < 8; i++) {
-                                    qg += pg[i] * xb[i];
-                                    qh += ph[i] * xb[i];
-                                }
-                                acc2[mt][e] += qg;
-                                acc2[mt][2 + e] += qh;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        __syncthreads();
-    }
-
-    // Flush: one double atomic per owned statistic.
-#pragma unroll
-    for (int off = 1; off < 4; off <<= 1) {
-        count0 += __shfl_xor_sync(0xffffffffu, count0, off);
-        count1 += __shfl_xor_sync(0xffffffffu, count1, off);
-        dsum0 += __shfl_xor_sync(0xffffffffu, dsum0, off);
-        dsum1 += __shfl_xor_sync(0xffffffffu, dsum1, off);
-    }
-    if (blockIdx.z == 0 && t == 0) {
-        atomicAdd(acc_out.count + r0, double(count0));
-        atomicAdd(acc_out.count + r0 + 8, double(count1));
-        if constexpr (!DIAG) {
-            atomicAdd(acc_out.sum2 + r0, double(dsum0));
-            atomicAdd(acc_out.sum2 + r0 + 8, double(dsum1));
-        }
-    }
-#pragma unroll
-    for (int mt = 0; mt < OD / 8; mt++) {
-        if (8 * mt < out_dims) {
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int col = d0 + 8 * mt + 2 * t + e;
-                double* s1 = acc_out.sum1 + int64_t(r0) * out_cols + col;
-                atomicAdd(s1, double(acc1[mt][e]));
-                atomicAdd(s1 + 8 * out_cols, double(acc1[mt][2 + e]));
-                if constexpr (DIAG) {
-                    double* s2 = acc_out.sum2 + int64_t(r0) * out_cols + col;
-                    atomicAdd(s2, double(acc2[mt][e]));
-                    atomicAdd(s2 + 8 * out_cols, double(acc2[mt][2 + e]));
-                }
-            }
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------
-// Prepared-point path (bf16, depth <= kPreparedMaxDepth). The points are
-// converted once per E-step (x' and x'^2 in bf16, |x'|^2 in fp32) so that
-// both passes stage whole 64-row tiles with cp.async, double-buffered, one
-// barrier pair per tile instead of two per 32-deep chunk, and with no
-// per-tile conversion work (the previous profile's dominant instructions).
-// Tiles use the row stride depth + 8 (an odd number of 16-byte units:
-// conflict-free ldmatrix).
+// Point preparation and the two passes over prepared points.
 // ---------------------------------------------------------------------------
 
-/// Largest logits depth of the prepared path (three 64-row bf16 tiles fit
+/// Largest logits depth of the fused kernels (three 64-row bf16 tiles fit
 /// twice per multiprocessor).
-constexpr int kPreparedMaxDepth = 256;
+constexpr int kFusedMaxDepth = 256;
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
     const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
@@ -1136,7 +275,6 @@ __global__ void __launch_bounds__(kThreads, 4) log_norm_prepared_kernel(
     float* __restrict__ log2_z,
     double* __restrict__ partials) {
     using T = __nv_bfloat16;
-    constexpr int kBF16 = int(EStepMath::BF16);
     extern __shared__ __align__(16) unsigned char smem_raw[];
     const int depth = m.depth;
     const int ld = depth + 8;
@@ -1192,7 +330,7 @@ __global__ void __launch_bounds__(kThreads, 4) log_norm_prepared_kernel(
             }
         }
         for (int c = 0; c < nchunks; c++) {
-            chunk_product<kBF16>(comp + c * DK, pts + c * DK, acc, ld, ld);
+            chunk_product(comp + c * DK, pts + c * DK, acc, ld, ld);
         }
         // The buffer just read is refilled by the next iteration's copy.
         __syncthreads();
@@ -1272,8 +410,8 @@ size_t statistics_prepared_smem(int depth) {
 }
 
 /**
- * Pass 2, prepared points. CTA (component tile, slab of point tiles,
- * output-dimension chunk) as statistics_kernel; the component tile stays
+ * Pass 2, prepared points. CTA = (component tile, slab of point tiles,
+ * output-dimension chunk); the component tile stays
  * resident, the point tiles (with their norms and log2 Z) stream through
  * two buffers by cp.async, the next tile in flight during both products.
  */
@@ -1288,7 +426,6 @@ __global__ void __launch_bounds__(kThreads, DIAG ? 2 : 3)
         const EStepAccumulators acc_out,
         int64_t tiles_per_slab) {
     using T = __nv_bfloat16;
-    constexpr int kBF16 = int(EStepMath::BF16);
     extern __shared__ __align__(16) unsigned char smem_raw[];
     const int depth = m.depth;
     const int ld = depth + 8;
@@ -1373,7 +510,7 @@ __global__ void __launch_bounds__(kThreads, DIAG ? 2 : 3)
             }
         }
         for (int c = 0; c < nchunks; c++) {
-            chunk_product<kBF16>(comp + c * DK, pts + c * DK, acc, ld, ld);
+            chunk_product(comp + c * DK, pts + c * DK, acc, ld, ld);
         }
 
         // acc -> probabilities (in place), counts and distance sums.
@@ -1504,71 +641,6 @@ cudaError_t check_model(const EStepModel& m) {
     return cudaSuccess;
 }
 
-template <int MATH, bool DIAG>
-cudaError_t launch_log_norm(
-    const EStepModel& m,
-    int64_t n,
-    const float* x,
-    float* log2_z,
-    double* scratch,
-    cudaStream_t stream) {
-    bool resident = log_norm_smem<MATH>(m.depth, true) <= kResidentSmemLimit;
-    const size_t smem = log_norm_smem<MATH>(m.depth, resident);
-    auto kernel = log_norm_kernel<MATH, DIAG>;
-    cudaError_t err = cudaFuncSetAttribute(
-        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-    if (err != cudaSuccess) {
-        return err;
-    }
-    const int64_t blocks = (n + BN - 1) / BN;
-    kernel<<<unsigned(blocks), kThreads, smem, stream>>>(
-        m, n, x, log2_z, scratch, resident);
-    return cudaGetLastError();
-}
-
-template <int MATH, bool DIAG>
-cudaError_t launch_statistics(
-    const EStepModel& m,
-    int64_t n,
-    const float* x,
-    const float* log2_z,
-    const EStepAccumulators& acc,
-    int num_sms,
-    cudaStream_t stream) {
-    const bool full_tile =
-        MATH == int(EStepMath::BF16) && m.depth <= kFullTileMaxDepth;
-    const bool resident = statistics_smem<MATH, DIAG>(
-                              m.depth, true, full_tile) <= kResidentSmemLimit;
-    const size_t smem =
-        statistics_smem<MATH, DIAG>(m.depth, resident, full_tile);
-    auto kernel = statistics_kernel<MATH, DIAG>;
-    cudaError_t err = cudaFuncSetAttribute(
-        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-    if (err != cudaSuccess) {
-        return err;
-    }
-    const int64_t tiles = (n + BN - 1) / BN;
-    const int ktiles = m.k_pad / BK;
-    const int dchunks = (m.d + OD - 1) / OD;
-    // One full wave: as many CTAs as the device holds at once (a partial
-    // second wave would leave most multiprocessors idle at the end).
-    int per_sm = 0;
-    err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &per_sm, kernel, kThreads, smem);
-    if (err != cudaSuccess) {
-        return err;
-    }
-    const int64_t capacity = int64_t(per_sm < 1 ? 1 : per_sm) * num_sms;
-    const int64_t want = capacity / (int64_t(ktiles) * dchunks);
-    const int64_t slabs_wanted = want < 1 ? 1 : (want > tiles ? tiles : want);
-    const int64_t tiles_per_slab = (tiles + slabs_wanted - 1) / slabs_wanted;
-    const int64_t slabs = (tiles + tiles_per_slab - 1) / tiles_per_slab;
-    const dim3 grid{unsigned(ktiles), unsigned(slabs), unsigned(dchunks)};
-    kernel<<<grid, kThreads, smem, stream>>>(
-        m, n, x, log2_z, acc, tiles_per_slab, resident, full_tile);
-    return cudaGetLastError();
-}
-
 template <bool DIAG>
 cudaError_t launch_log_norm_prepared(
     const EStepModel& m,
@@ -1645,8 +717,8 @@ int64_t estep_padded_rows(int64_t n) {
     return (n + BN - 1) / BN * BN;
 }
 
-bool estep_uses_prepared_points(const EStepModel& m) {
-    return m.math == EStepMath::BF16 && m.depth <= kPreparedMaxDepth;
+bool estep_fused_supports(const EStepModel& m) {
+    return m.math == EStepMath::BF16 && m.depth <= kFusedMaxDepth;
 }
 
 cudaError_t gmm_estep_prepare_points(
@@ -1660,7 +732,7 @@ cudaError_t gmm_estep_prepare_points(
     if (err != cudaSuccess) {
         return err;
     }
-    if (n < 0 || !estep_uses_prepared_points(m) ||
+    if (n < 0 || !estep_fused_supports(m) ||
         (n > 0 && (!x || !prepared || !norms))) {
         return cudaErrorInvalidValue;
     }
@@ -1705,7 +777,6 @@ int64_t estep_log_norm_scratch(int64_t n) {
 cudaError_t gmm_estep_log_norm(
     const EStepModel& m,
     int64_t n,
-    const float* x,
     const void* prepared,
     const float* norms,
     float* log2_z,
@@ -1716,37 +787,18 @@ cudaError_t gmm_estep_log_norm(
     if (err != cudaSuccess) {
         return err;
     }
-    if (n < 0 || (n > 0 && (!x || !log2_z || !scratch)) ||
+    if (n < 0 || !estep_fused_supports(m) ||
+        (n > 0 && (!prepared || !norms || !log2_z || !scratch)) ||
         !acc.log_likelihood || (n + BN - 1) / BN > 0x7fffffffLL) {
         return cudaErrorInvalidValue;
     }
     if (n == 0) {
         return cudaSuccess;
     }
-    const int math = int(m.math);
-    if (estep_uses_prepared_points(m)) {
-        if (!prepared || !norms) {
-            return cudaErrorInvalidValue;
-        }
-        err = m.diagonal ? launch_log_norm_prepared<true>(
-                               m, n, prepared, norms, log2_z, scratch, stream)
-                         : launch_log_norm_prepared<false>(
-                               m, n, prepared, norms, log2_z, scratch, stream);
-    } else if (math == int(EStepMath::FP32)) {
-        err = m.diagonal
-                  ? launch_log_norm<0, true>(m, n, x, log2_z, scratch, stream)
-                  : launch_log_norm<0, false>(m, n, x, log2_z, scratch, stream);
-    } else if (math == int(EStepMath::TF32)) {
-        err = m.diagonal
-                  ? launch_log_norm<1, true>(m, n, x, log2_z, scratch, stream)
-                  : launch_log_norm<1, false>(m, n, x, log2_z, scratch, stream);
-    } else if (math == int(EStepMath::BF16)) {
-        err = m.diagonal
-                  ? launch_log_norm<2, true>(m, n, x, log2_z, scratch, stream)
-                  : launch_log_norm<2, false>(m, n, x, log2_z, scratch, stream);
-    } else {
-        return cudaErrorInvalidValue;
-    }
+    err = m.diagonal ? launch_log_norm_prepared<true>(
+                           m, n, prepared, norms, log2_z, scratch, stream)
+                     : launch_log_norm_prepared<false>(
+                           m, n, prepared, norms, log2_z, scratch, stream);
     if (err != cudaSuccess) {
         return err;
     }
@@ -1766,7 +818,6 @@ cudaError_t gmm_estep_sum_partials(
 cudaError_t gmm_estep_statistics(
     const EStepModel& m,
     int64_t n,
-    const float* x,
     const void* prepared,
     const float* norms,
     const float* log2_z,
@@ -1777,41 +828,19 @@ cudaError_t gmm_estep_statistics(
     if (err != cudaSuccess) {
         return err;
     }
-    if (n < 0 || (n > 0 && (!x || !log2_z)) || !acc.count || !acc.sum1 ||
-        !acc.sum2 || num_sms < 1 || m.k_pad / BK > 0x7fffffff) {
+    if (n < 0 || !estep_fused_supports(m) ||
+        (n > 0 && (!prepared || !norms || !log2_z)) || !acc.count ||
+        !acc.sum1 || !acc.sum2 || num_sms < 1 || m.k_pad / BK > 0x7fffffff) {
         return cudaErrorInvalidValue;
     }
     if (n == 0) {
         return cudaSuccess;
     }
-    const int math = int(m.math);
-    if (estep_uses_prepared_points(m)) {
-        if (!prepared || !norms) {
-            return cudaErrorInvalidValue;
-        }
-        return m.diagonal
-                   ? launch_statistics_prepared<true>(
-                         m, n, prepared, norms, log2_z, acc, num_sms, stream)
-                   : launch_statistics_prepared<false>(
-                         m, n, prepared, norms, log2_z, acc, num_sms, stream);
-    }
-    if (math == int(EStepMath::FP32)) {
-        return m.diagonal ? launch_statistics<0, true>(
-                                m, n, x, log2_z, acc, num_sms, stream)
-                          : launch_statistics<0, false>(
-                                m, n, x, log2_z, acc, num_sms, stream);
-    } else if (math == int(EStepMath::TF32)) {
-        return m.diagonal ? launch_statistics<1, true>(
-                                m, n, x, log2_z, acc, num_sms, stream)
-                          : launch_statistics<1, false>(
-                                m, n, x, log2_z, acc, num_sms, stream);
-    } else if (math == int(EStepMath::BF16)) {
-        return m.diagonal ? launch_statistics<2, true>(
-                                m, n, x, log2_z, acc, num_sms, stream)
-                          : launch_statistics<2, false>(
-                                m, n, x, log2_z, acc, num_sms, stream);
-    }
-    return cudaErrorInvalidValue;
+    return m.diagonal
+               ? launch_statistics_prepared<true>(
+                     m, n, prepared, norms, log2_z, acc, num_sms, stream)
+               : launch_statistics_prepared<false>(
+                     m, n, prepared, norms, log2_z, acc, num_sms, stream);
 }
 
 cudaError_t

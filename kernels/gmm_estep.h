@@ -1,8 +1,10 @@
 /**
- * Fused GMM E-step kernels (spherical and diagonal covariance) and their
- * launchers. Plain pointers, sizes and streams only: no FAISS headers, no
- * host policy (allocation, chunking and error messages are the host
- * driver's, faiss_gmm/gpu/GpuEmTrainer.cpp).
+ * Fused GMM E-step kernels (bf16, spherical and diagonal covariance, logits
+ * depth <= 256: estep_fused_supports) and their launchers; other models run
+ * on the cuBLAS-based path of gmm_estep_gemm.h with the same contract. Plain
+ * pointers, sizes and streams only: no FAISS headers, no host policy
+ * (allocation, chunking and error messages are the host driver's,
+ * faiss_gmm/gpu/GpuEmTrainer.cpp).
  *
  * The E-step never stores the N x K responsibility matrix. It runs as two
  * passes over the points:
@@ -37,9 +39,9 @@ namespace kernels {
 
 /// Arithmetic of the two matrix products (accumulation is always fp32).
 enum class EStepMath : int {
-    FP32 = 0, ///< CUDA-core FMA, the reference
-    TF32 = 1, ///< tensor cores (mma.sync m16n8k8), 10-bit mantissa inputs
-    BF16 = 2, ///< tensor cores (mma.sync m16n8k16), 8-bit mantissa inputs
+    FP32 = 0, ///< CUDA-core FMA (cuBLAS SGEMM), the reference
+    TF32 = 1, ///< tensor cores (cuBLAS TF32 GEMM), 10-bit mantissa inputs
+    BF16 = 2, ///< tensor cores (fused mma.sync / wgmma, or cuBLAS), 8-bit
 };
 
 /// Components per CTA tile (rows of the component matrix are padded to it).
@@ -99,13 +101,13 @@ cudaError_t gmm_estep_sum_partials(
 /// Rows of the log2 Z buffer and of prepared points for n points:
 /// round_up(n, kEStepPointTile).
 int64_t estep_padded_rows(int64_t n);
-/// Whether the passes for this model read prepared points (see
-/// gmm_estep_prepare_points; else they read and convert x themselves).
-bool estep_uses_prepared_points(const EStepModel& model);
+/// Whether the fused kernels take this model: bf16 math and logits depth
+/// <= 256 (d <= 128 diagonal, d <= 256 spherical).
+bool estep_fused_supports(const EStepModel& model);
 
 /**
  * Converts n points once per E-step into the form both passes stage
- * directly (bf16 models of small depth, estep_uses_prepared_points):
+ * directly (models that estep_fused_supports):
  * prepared = estep_padded_rows(n) x model.depth bf16 rows [x' | x'^2]
  * (x' = x - c, squares formed in fp32, zero rows beyond n) and
  * norms = |x'_i|^2 in fp32 (estep_padded_rows(n) floats, 0 beyond n).
@@ -119,18 +121,16 @@ cudaError_t gmm_estep_prepare_points(
     cudaStream_t stream);
 
 /**
- * Pass 1: log2_z[i] = log2 sum_k exp(l_ik) for the n points x (n x d,
- * row-major float32, device), and acc.log_likelihood += sum_i ln Z_i
- * (summed in a fixed order through scratch, estep_log_norm_scratch(n)
- * doubles). log2_z has estep_padded_rows(n) floats (+inf beyond n).
- * prepared / norms: gmm_estep_prepare_points's output for these points when
- * estep_uses_prepared_points(model), else unused (may be null).
- * n == 0 is a no-op.
+ * Pass 1: log2_z[i] = log2 sum_k exp(l_ik) for n points (prepared / norms:
+ * gmm_estep_prepare_points's output for them), and acc.log_likelihood +=
+ * sum_i ln Z_i (summed in a fixed order through scratch,
+ * estep_log_norm_scratch(n) doubles). log2_z has estep_padded_rows(n) floats
+ * (+inf beyond n). cudaErrorInvalidValue for a model that
+ * estep_fused_supports refuses. n == 0 is a no-op.
  */
 cudaError_t gmm_estep_log_norm(
     const EStepModel& model,
     int64_t n,
-    const float* x,
     const void* prepared,
     const float* norms,
     float* log2_z,
@@ -139,14 +139,13 @@ cudaError_t gmm_estep_log_norm(
     cudaStream_t stream);
 
 /**
- * Pass 2: adds the statistics of the n points x (log2_z from pass 1) to acc.
- * prepared / norms as in gmm_estep_log_norm. num_sms sizes the grid (slabs
- * of points so that the grid fills the device).
+ * Pass 2: adds the statistics of the n prepared points (log2_z from pass 1)
+ * to acc; prepared / norms as in gmm_estep_log_norm. num_sms sizes the grid
+ * (slabs of points so that the grid fills the device).
  */
 cudaError_t gmm_estep_statistics(
     const EStepModel& model,
     int64_t n,
-    const float* x,
     const void* prepared,
     const float* norms,
     const float* log2_z,

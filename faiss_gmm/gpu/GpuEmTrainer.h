@@ -10,7 +10,8 @@
  * responsibilities; its extra device memory is O(N + K D) (O(chunk + K D) when
  * streaming), plus for bf16 a converted copy of the points of at most 512 MiB
  * (and at most a quarter of the budget left), filled sub-chunk by sub-chunk.
- * Deep models (GpuEmConfig::gemm_path_min_depth) use two cuBLAS GEMMs per
+ * Other models (tf32 / fp32, deeper bf16; GpuEmConfig::force_gemm_path) use
+ * two cuBLAS GEMMs per
  * sub-chunk instead, with at most 256 MiB of chunk buffers (and at most a
  * quarter of the budget left) plus K x depth floats and a cuBLAS workspace.
  */
@@ -63,22 +64,16 @@ struct GpuEmConfig {
     /// budget); forces streaming of host data when > 0 and < n
     idx_t chunk_rows = 0;
     /**
-     * Logits depth (kernels/gmm_estep.h estep_depth: round_up(d, 32)
-     * spherical, twice that diagonal) from which the E-step uses the
-     * cuBLAS-based path (kernels/gmm_estep_gemm.h: two GEMMs per chunk of
-     * rows around element-wise kernels) instead of the fused kernels; 0:
-     * never, 1: always, -1 (default): by precision, as measured on an H100
-     * (bench_em --gemm-path-depth, 1M points, K = 1024):
-     * - BF16: depth >= 257. The fused bf16 kernels win where they take the
-     *   whole depth in shared memory (d = 128: 4.25 ms fused vs 8.53 ms
-     *   GEMM path spherical, 7.12 vs 8.43 diagonal); deeper models made
-     *   them recompute the logits once per 128 output dimensions (d = 960:
-     *   257 ms fused vs 14.5 ms GEMM path).
-     * - TF32 and FP32: always (d = 128 spherical: tf32 12.8 -> 9.7 ms,
-     *   fp32 46.5 -> 18.4 ms; diagonal: 23.3 -> 11.0, 86.5 -> 28.3; d = 960
-     *   spherical: 370 -> 23.9, 1059 -> 87.9).
+     * Run every model on the cuBLAS-based E-step path
+     * (kernels/gmm_estep_gemm.h: two GEMMs per chunk of rows around
+     * element-wise kernels), also the bf16 models of logits depth <= 256
+     * (d <= 128 diagonal, d <= 256 spherical) that by default take the fused
+     * kernels (kernels/gmm_estep.h). For comparisons (bench_em --gemm-path,
+     * the tests). Every other model always takes the GEMM path: tf32 / fp32
+     * and deeper bf16 models, where it beat the fused kernels on every
+     * bench_em shape on an H100 (kernels/README.md).
      */
-    int gemm_path_min_depth = -1;
+    bool force_gemm_path = false;
     /**
      * On a compute capability 9.0 device (H100 / H200), run the bf16 E-step
      * of models of logits depth <= 256 (d <= 128) with the Hopper kernels

@@ -117,13 +117,14 @@ struct GpuEStep::Impl {
     /// The cuBLAS workspace of the GEMM path (cuBLAS's advice for Hopper).
     static constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
 
-    /// Whether models of this logits depth take the GEMM path.
+    /// Whether models of this logits depth take the GEMM path: every model
+    /// the fused kernels do not take (kernels::estep_fused_supports), and
+    /// all of them under config.force_gemm_path.
     bool uses_gemm_path(int depth) const {
-        int min_depth = config.gemm_path_min_depth;
-        if (min_depth == -1) {
-            min_depth = config.precision == EStepPrecision::BF16 ? 257 : 1;
-        }
-        return min_depth > 0 && depth >= min_depth;
+        kernels::EStepModel probe;
+        probe.math = detail::to_kernel_math(config.precision);
+        probe.depth = depth;
+        return config.force_gemm_path || !kernels::estep_fused_supports(probe);
     }
 
     /// Device bytes of the model-dependent buffers for k components (an

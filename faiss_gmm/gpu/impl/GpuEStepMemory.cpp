@@ -37,11 +37,6 @@ void GpuEStep::Impl::plan(
     const size_t avail = budget();
     const size_t per_row_resident = size_t(d) * 4 + 4 + 1;
     FAISS_THROW_IF_NOT_FMT(
-        config.gemm_path_min_depth >= -1,
-        "GPU E-step: gemm_path_min_depth = %d (0: never, -1: by "
-        "precision, else the smallest logits depth)",
-        config.gemm_path_min_depth);
-    FAISS_THROW_IF_NOT_FMT(
         avail > reserve_model,
         "GPU E-step: device memory budget %zu bytes is smaller than "
         "the model buffers (%zu bytes)",
@@ -81,8 +76,7 @@ void GpuEStep::Impl::reserve_prepared(idx_t rows, size_t& left) {
     probe.math = kn::EStepMath::BF16;
     for (bool diagonal : {true, false}) {
         probe.depth = kn::estep_depth(d, diagonal);
-        if (!uses_gemm_path(probe.depth) &&
-            kn::estep_uses_prepared_points(probe)) {
+        if (!uses_gemm_path(probe.depth)) {
             prep_depth = probe.depth;
             break;
         }

@@ -152,33 +152,6 @@ void GpuEStep::Impl::run_passes(
         run_gemm_passes(m, rows, x);
         return;
     }
-    if (!kn::estep_uses_prepared_points(m)) {
-        check_cuda(
-            kn::gmm_estep_log_norm(
-                m,
-                rows,
-                x,
-                nullptr,
-                nullptr,
-                log2_z.as<float>(),
-                scratch.as<double>(),
-                a,
-                s),
-            "launching the E-step log-normaliser pass");
-        check_cuda(
-            kn::gmm_estep_statistics(
-                m,
-                rows,
-                x,
-                nullptr,
-                nullptr,
-                log2_z.as<const float>(),
-                a,
-                num_sms,
-                s),
-            "launching the E-step statistics pass");
-        return;
-    }
     FAISS_THROW_IF_NOT_FMT(
         prep_rows > 0 && m.depth <= prep_depth,
         "GPU E-step: no prepared-point buffer planned for depth %d",
@@ -220,7 +193,6 @@ void GpuEStep::Impl::run_passes(
             kn::gmm_estep_log_norm(
                 m,
                 r,
-                xs,
                 prepared.as<const void>(),
                 prepared_norms.as<const float>(),
                 log2_z.as<float>(),
@@ -232,7 +204,6 @@ void GpuEStep::Impl::run_passes(
             kn::gmm_estep_statistics(
                 m,
                 r,
-                xs,
                 prepared.as<const void>(),
                 prepared_norms.as<const float>(),
                 log2_z.as<const float>(),

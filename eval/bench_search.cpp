@@ -11,7 +11,8 @@
  * scan time (GpuSearchTiming::scan_ms, CUDA events, median of the reps),
  * beside the device-to-device copy bandwidth measured in the same run
  * (cudaMemcpy of a 1 GiB buffer, bytes read + written / time, median of 5
- * after a warm-up) and their ratio.
+ * after a warm-up) and their ratio. One table per list-pruning setting
+ * (--prune-margin x --prune-first-probes), all on the same lists.
  *
  *   bench_search [--dataset NAME|DIR | --base F --query F [--gt F]]
  *                [--nlist 1024] [--nprobe 1,2,4,...] [--nq 10000] [--k 10]
@@ -83,6 +84,13 @@ Index:
   --precision P         E-step arithmetic of train: fp32 | tf32 | bf16
                         (default bf16, the library's)
   --probe P             l2 | posterior (default l2)
+  --prune-margin LIST   comma-separated prune_margin values, one table each
+                        (default: the library's, IVFGMMParameters.h; 0 = off)
+  --prune-first-probes LIST
+                        comma-separated GpuIndexIVFGMMConfig::
+                        prune_first_probes values, one table each (the
+                        index is copied to the device again per value;
+                        default: the library's)
 
 Search:
   --nprobe LIST         comma-separated (default 1,2,4,8,16,32,64,128)
@@ -135,6 +143,9 @@ struct Options {
     gpu::EStepPrecision precision = gpu::EStepPrecision::BF16;
     ProbeOrder probe = ProbeOrder::L2;
     std::vector<int64_t> nprobes = {1, 2, 4, 8, 16, 32, 64, 128};
+    std::vector<float> prune_margins = {IVFGMMSearchOptions().prune_margin};
+    std::vector<int> prune_first_probes = {
+        gpu::GpuIndexIVFGMMConfig().prune_first_probes};
     int k = 10;
     int reps = 5;
     int device = 0;
@@ -190,6 +201,30 @@ Options parse_options(int argc, char** argv) {
             o.precision = gpu::estep_precision_from_name(value());
         } else if (a == "--probe") {
             o.probe = probe_order_from_name(value());
+        } else if (a == "--prune-margin") {
+            o.prune_margins.clear();
+            for (const std::string& p : split(value(), ',')) {
+                o.prune_margins.push_back(float(parse_float(a, p)));
+                FAISS_THROW_IF_NOT_FMT(
+                    o.prune_margins.back() >= 0,
+                    "--prune-margin %g < 0",
+                    o.prune_margins.back());
+            }
+            FAISS_THROW_IF_NOT_MSG(
+                !o.prune_margins.empty(), "--prune-margin: empty list");
+        } else if (a == "--prune-first-probes") {
+            o.prune_first_probes.clear();
+            for (const std::string& p : split(value(), ',')) {
+                const int64_t v = parse_int(a, p);
+                FAISS_THROW_IF_NOT_FMT(
+                    v >= 1 && v <= 1024,
+                    "--prune-first-probes %lld outside [1, 1024]",
+                    (long long)v);
+                o.prune_first_probes.push_back(int(v));
+            }
+            FAISS_THROW_IF_NOT_MSG(
+                !o.prune_first_probes.empty(),
+                "--prune-first-probes: empty list");
         } else if (a == "--nprobe") {
             o.nprobes.clear();
             for (const std::string& p : split(value(), ',')) {
@@ -261,6 +296,81 @@ datasets::Dataset load_data(const Options& o) {
             datasets::compute_groundtruth(data.base, data.query, o.k, true);
     }
     return data;
+}
+
+/// One table: for each nprobe of o, QPS, timings, recall, distances and the
+/// scan bandwidth of index (its current search options) over the queries.
+void search_table(
+    gpu::GpuIndexIVFGMM& index,
+    const datasets::Dataset& data,
+    int64_t nq,
+    const Options& o,
+    double copy_gbs) {
+    const int k = o.k;
+    std::vector<float> distances(size_t(nq) * k);
+    std::vector<idx_t> labels(size_t(nq) * k);
+    const float* queries = data.query.data.data();
+    printf(
+        "\n%7s %10s %9s %8s %8s %8s %9s %10s %9s %9s %9s %6s\n",
+        "nprobe",
+        "QPS",
+        "batch ms",
+        "scan ms",
+        "coarse",
+        "select",
+        "recall",
+        "dist/query",
+        "pruned/q",
+        "scan GB",
+        "scan GB/s",
+        "/copy");
+    for (int64_t nprobe : o.nprobes) {
+        if (nprobe > gpu::GpuIndexIVFGMM::max_search_k()) {
+            printf(
+                "nprobe %lld skipped: above the GPU limit %d\n",
+                (long long)nprobe,
+                gpu::GpuIndexIVFGMM::max_search_k());
+            continue;
+        }
+        index.nprobe = size_t(nprobe);
+        index.search(nq, queries, k, distances.data(), labels.data());
+        std::vector<double> wall, scan, coarse, select;
+        size_t scan_bytes = 0;
+        IndexIVFGMMStats stats;
+        for (int r = 0; r < o.reps; r++) {
+            indexIVFGMM_stats.reset();
+            const double t0 = faiss::getmillisecs();
+            index.search(nq, queries, k, distances.data(), labels.data());
+            wall.push_back(faiss::getmillisecs() - t0);
+            const gpu::GpuSearchTiming& t = index.last_search_timing();
+            scan.push_back(t.scan_ms);
+            coarse.push_back(t.coarse_ms);
+            select.push_back(t.select_ms);
+            scan_bytes = t.scan_bytes;
+            stats = indexIVFGMM_stats;
+        }
+        const double wall_ms = median(wall);
+        const double scan_ms = median(scan);
+        const double scan_gbs = scan_bytes / (scan_ms * 1e6);
+        const double dist_per_query =
+            double(stats.ncoarse_distances + stats.nfine_distances) / nq;
+        printf(
+            "%7lld %10.0f %9.2f %8.2f %8.2f %8.2f %9.4f %10.0f %9.2f "
+            "%9.3f %9.1f %6.3f\n",
+            (long long)nprobe,
+            nq / (wall_ms / 1000),
+            wall_ms,
+            scan_ms,
+            median(coarse),
+            median(select),
+            recall_at(data.groundtruth, k, nq, labels.data()),
+            dist_per_query,
+            double(stats.nlists_pruned) / nq,
+            scan_bytes / 1e9,
+            scan_gbs,
+            scan_gbs / copy_gbs);
+        fflush(stdout);
+    }
 }
 
 } // namespace
@@ -356,69 +466,29 @@ int main(int argc, char** argv) {
             index.nentries(),
             index.nentries() * d * 4 / 1e6);
 
-        // ---- search
-        const int k = o.k;
-        std::vector<float> distances(size_t(nq) * k);
-        std::vector<idx_t> labels(size_t(nq) * k);
-        const float* queries = data.query.data.data();
-        printf(
-            "\n%7s %10s %9s %8s %8s %8s %9s %10s %9s %9s %6s\n",
-            "nprobe",
-            "QPS",
-            "batch ms",
-            "scan ms",
-            "coarse",
-            "select",
-            "recall",
-            "dist/query",
-            "scan GB",
-            "scan GB/s",
-            "/copy");
-        for (int64_t nprobe : o.nprobes) {
-            if (nprobe > gpu::GpuIndexIVFGMM::max_search_k()) {
+        // ---- search: one table per pruning setting, the same lists
+        IndexIVFGMM lists_copy(d, o.nlist);
+        if (o.prune_first_probes.size() > 1) {
+            index.copyTo(&lists_copy);
+        }
+        for (size_t f = 0; f < o.prune_first_probes.size(); f++) {
+            std::unique_ptr<gpu::GpuIndexIVFGMM> copy;
+            gpu::GpuIndexIVFGMM* searched = &index;
+            if (o.prune_first_probes[f] != config.prune_first_probes) {
+                gpu::GpuIndexIVFGMMConfig c = config;
+                c.prune_first_probes = o.prune_first_probes[f];
+                copy = std::make_unique<gpu::GpuIndexIVFGMM>(&lists_copy, c);
+                searched = copy.get();
+            }
+            for (float margin : o.prune_margins) {
+                searched->search_options = index.search_options;
+                searched->search_options.prune_margin = margin;
                 printf(
-                    "nprobe %lld skipped: above the GPU limit %d\n",
-                    (long long)nprobe,
-                    gpu::GpuIndexIVFGMM::max_search_k());
-                continue;
+                    "\nprune_margin %g, prune_first_probes %d\n",
+                    margin,
+                    searched->config().prune_first_probes);
+                search_table(*searched, data, nq, o, copy_gbs);
             }
-            index.nprobe = size_t(nprobe);
-            index.search(nq, queries, k, distances.data(), labels.data());
-            std::vector<double> wall, scan, coarse, select;
-            size_t scan_bytes = 0;
-            IndexIVFGMMStats stats;
-            for (int r = 0; r < o.reps; r++) {
-                indexIVFGMM_stats.reset();
-                t0 = faiss::getmillisecs();
-                index.search(nq, queries, k, distances.data(), labels.data());
-                wall.push_back(faiss::getmillisecs() - t0);
-                const gpu::GpuSearchTiming& t = index.last_search_timing();
-                scan.push_back(t.scan_ms);
-                coarse.push_back(t.coarse_ms);
-                select.push_back(t.select_ms);
-                scan_bytes = t.scan_bytes;
-                stats = indexIVFGMM_stats;
-            }
-            const double wall_ms = median(wall);
-            const double scan_ms = median(scan);
-            const double scan_gbs = scan_bytes / (scan_ms * 1e6);
-            const double dist_per_query =
-                double(stats.ncoarse_distances + stats.nfine_distances) / nq;
-            printf(
-                "%7lld %10.0f %9.2f %8.2f %8.2f %8.2f %9.4f %10.0f %9.3f "
-                "%9.1f %6.3f\n",
-                (long long)nprobe,
-                nq / (wall_ms / 1000),
-                wall_ms,
-                scan_ms,
-                median(coarse),
-                median(select),
-                recall_at(data.groundtruth, k, nq, labels.data()),
-                dist_per_query,
-                scan_bytes / 1e9,
-                scan_gbs,
-                scan_gbs / copy_gbs);
-            fflush(stdout);
         }
         printf(
             "\nQPS: %lld queries per batch, median of %d searches after "

@@ -15,15 +15,16 @@
  * achieved host-to-device rate beside the measured pinned-copy peak.
  *
  * bf16 rows also print the published time of the public Flash-GMM H100
- * kernels for the shapes DESIGN.md lists (ratio public / ours). --hopper
- * runs every row with GpuEmConfig::hopper_estep on (the sm_90a kernels on
- * an H100 / H200); with --compare-sm80 bf16 rows also time the sm_80 fused
- * kernels in the same run.
+ * kernels for the shapes DESIGN.md lists (ratio public / ours). Rows run
+ * with the library's GpuEmConfig::hopper_estep (on: the sm_90a kernels on
+ * an H100 / H200), --no-hopper turns it off; with --compare-sm80 bf16 rows
+ * also time the sm_80 fused kernels in the same run.
  *
  *   bench_em [--shapes N,D,K;N,D,K...] [--cov spherical,diagonal]
  *            [--prec bf16,tf32,fp32] [--reps 5] [--device 0]
  *            [--stream N,D,K] [--stream-budget-gb 4] [--stream-prec bf16]
- *            [--no-stream] [--no-gemm] [--hopper] [--compare-sm80]
+ *            [--no-stream] [--no-gemm] [--gemm-path] [--no-hopper]
+ *            [--compare-sm80]
  */
 
 #include <algorithm>
@@ -235,9 +236,9 @@ constexpr const char* kUsage =
     "                [--prec bf16,tf32,fp32] [--reps 5] [--device 0]\n"
     "                [--stream N,D,K] [--stream-budget-gb 4]\n"
     "                [--stream-prec bf16] [--no-stream] [--no-gemm]\n"
-    "                [--gemm-path] [--hopper] [--compare-sm80]\n"
-    "--hopper: GpuEmConfig::hopper_estep = true for every row (the sm_90a\n"
-    "E-step kernels on an H100 / H200).\n"
+    "                [--gemm-path] [--no-hopper] [--compare-sm80]\n"
+    "--no-hopper: GpuEmConfig::hopper_estep = false for every row (by\n"
+    "default the sm_90a E-step kernels run on an H100 / H200).\n"
     "--compare-sm80: bf16 rows also time the sm_80 fused kernels.\n"
     "--gemm-path: GpuEmConfig::force_gemm_path (every model on the\n"
     "cuBLAS-based path; by default bf16 models of logits depth <= 256 run\n"
@@ -261,7 +262,8 @@ int main(int argc, char** argv) {
     int reps = 5, device = 0;
     bool force_gemm_path = false;
     bool do_stream = true, do_gemm = true;
-    bool compare_sm80 = false, hopper = false;
+    bool compare_sm80 = false;
+    bool hopper = gpu::GpuEmConfig().hopper_estep;
     Shape stream_shape{40000000, 96, 1024};
     double stream_budget_gb = 4;
     EStepPrecision stream_prec = EStepPrecision::BF16;
@@ -305,8 +307,8 @@ int main(int argc, char** argv) {
             do_gemm = false;
         } else if (a == "--compare-sm80") {
             compare_sm80 = true;
-        } else if (a == "--hopper") {
-            hopper = true;
+        } else if (a == "--no-hopper") {
+            hopper = false;
         } else if (a == "--gemm-path") {
             force_gemm_path = true;
         } else {

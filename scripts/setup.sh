@@ -10,7 +10,7 @@ packages=(
   libhdf5-dev libgtest-dev
   openmpi-bin libopenmpi-dev
   gnuplot-nox clang-format
-  python3
+  python3 python3-venv python3-dev
 )
 
 # Optional: OpenCV (cv::SIFT, image decoding) for make_sift_debian, which makes

@@ -3,7 +3,10 @@
 # versions: bash scripts/test.sh
 #
 #   leg 1: Debian's FAISS (1.7.3, installed by setup.sh), in $BUILD_DIR
-#          (default build/); GPU code built when nvcc is there.
+#          (default build/); GPU code built when nvcc is there. Then the
+#          Python package: `pip install .` into the virtualenv
+#          $BUILD_DIR/py-venv (with pytest, scikit-learn, faiss-cpu from PyPI)
+#          and its pytest suite, python/tests.
 #   leg 2: FAISS 1.15.0 built from ../shared/deps/faiss-1.15.0-src.tar.gz by
 #          scripts/build-faiss.sh (CPU-only, cached outside the clone by the
 #          tarball's sha256), in $BUILD_DIR-faiss115, with AddressSanitizer,
@@ -27,6 +30,19 @@ leg_seconds() {
   echo $(($(date +%s) - $1))
 }
 
+# The Python package against the same FAISS as leg 1: pip builds it (the
+# library again, with CMAKE_ARGS) in $build/py-build, then pytest runs.
+python_package() {
+  local venv=$build/py-venv
+  # (each step is chained: set -e does not hold inside `python_package ||`)
+  { [ -x "$venv/bin/python" ] || python3 -m venv "$venv"; } &&
+    "$venv/bin/pip" install -q --disable-pip-version-check \
+      scikit-build-core nanobind numpy pytest scikit-learn faiss-cpu &&
+    CMAKE_BUILD_PARALLEL_LEVEL=$jobs "$venv/bin/pip" install -q --disable-pip-version-check \
+      --no-build-isolation -Cbuild-dir="$build/py-build" "$root" &&
+    (cd "$root" && "$venv/bin/python" -m pytest -q -rs python/tests)
+}
+
 if [ "$legs" != current ]; then
   start=$(date +%s)
   echo "test.sh: leg 1, Debian's FAISS, in $build"
@@ -34,6 +50,10 @@ if [ "$legs" != current ]; then
   cmake --build "$build" -j "$jobs"
   ctest --test-dir "$build" --output-on-failure -j "$jobs" ${CTEST_ARGS:-} || status=1
   echo "test.sh: leg 1 done in $(leg_seconds "$start") s"
+  start=$(date +%s)
+  echo "test.sh: Python package, in $build/py-venv"
+  python_package || status=1
+  echo "test.sh: Python package done in $(leg_seconds "$start") s"
 fi
 
 if [ "$legs" != debian ]; then

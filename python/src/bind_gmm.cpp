@@ -1,11 +1,13 @@
 // GaussianMixture (as GaussianMixtureModel), GmmParameters and the EM entry
 // points. The sklearn-style estimator (faiss_gmm/mixture.py) is built on these.
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include <faiss_gmm/GaussianMixture.h>
 #include <faiss_gmm/GmmEM.h>
@@ -373,12 +375,42 @@ void bind_training(nb::module_& m) {
         "sample of) x, updating the model in place.");
 }
 
+/// For python/bench/bench_overhead.py: the wall time of run_em (CPU) on a
+/// copy of the model, timed in C++, per repeat: the reference that the
+/// Python call's time is compared with.
+void bind_timing(nb::module_& m) {
+    m.def(
+        "_time_run_em",
+        [](const GaussianMixture& model,
+           const InArray& x,
+           const GmmParameters& params,
+           int repeats) {
+            FloatRows r = model_rows(model, x, "x");
+            std::vector<double> seconds;
+            nb::gil_scoped_release release;
+            for (int i = 0; i < repeats; i++) {
+                GaussianMixture copy = model;
+                const auto t0 = std::chrono::steady_clock::now();
+                run_em_from_model(&copy, r, params, false, 0, "fp32");
+                seconds.push_back(std::chrono::duration<double>(
+                                      std::chrono::steady_clock::now() - t0)
+                                      .count());
+            }
+            return seconds;
+        },
+        nb::arg("model"),
+        nb::arg("x"),
+        nb::arg("params"),
+        nb::arg("repeats"));
+}
+
 } // namespace
 
 void bind_gmm(nb::module_& m) {
     bind_parameters(m);
     bind_model(m);
     bind_training(m);
+    bind_timing(m);
 }
 
 } // namespace python

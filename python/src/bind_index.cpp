@@ -1,6 +1,7 @@
 // faiss::Index (any index the factory makes) and IndexIVFGMM, the factory,
 // parameters, I/O and the search counters.
 
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cxxabi.h>
@@ -12,6 +13,7 @@
 
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/unique_ptr.h>
+#include <nanobind/stl/vector.h>
 
 #include <faiss/IndexIVF.h>
 #include <faiss/impl/AuxIndexStructures.h>
@@ -273,9 +275,8 @@ void bind_base_index(nb::module_& m) {
             })
         .def("__repr__", [](nb::handle self) {
             const auto& i = nb::cast<const Index&>(self);
-            return "<faiss_gmm." +
-                   nb::cast<std::string>(nb::type_name(self.type())) + " (" +
-                   class_name(i) + ") d=" + std::to_string(i.d) +
+            return "<" + nb::cast<std::string>(nb::type_name(self.type())) +
+                   " (" + class_name(i) + ") d=" + std::to_string(i.d) +
                    " ntotal=" + std::to_string(i.ntotal) + ">";
         });
 }
@@ -357,6 +358,36 @@ void bind_ivfgmm(nb::module_& m) {
 
 void bind_functions(nb::module_& m) {
     m.def(
+        "_time_search",
+        [](const faiss::Index& index,
+           const InArray& x,
+           int64_t k,
+           int repeats,
+           const nb::kwargs& kwargs) {
+            // python/bench/bench_overhead.py: search() timed in C++,
+            // results into fresh buffers per repeat as the binding does
+            FloatRows r = float_rows(x, "x", index.d);
+            auto params = search_parameters(index, kwargs);
+            std::vector<double> seconds;
+            nb::gil_scoped_release release;
+            for (int i = 0; i < repeats; i++) {
+                const auto t0 = std::chrono::steady_clock::now();
+                std::unique_ptr<float[]> dist(new float[r.n * k]);
+                std::unique_ptr<idx_t[]> ids(new idx_t[r.n * k]);
+                index.search(
+                    r.n, r.data, k, dist.get(), ids.get(), params.get());
+                seconds.push_back(std::chrono::duration<double>(
+                                      std::chrono::steady_clock::now() - t0)
+                                      .count());
+            }
+            return seconds;
+        },
+        nb::arg("index"),
+        nb::arg("x"),
+        nb::arg("k"),
+        nb::arg("repeats"),
+        nb::arg("kwargs"));
+    m.def(
         "index_factory",
         [](int d, const std::string& description, const std::string& metric) {
             faiss::MetricType mt;
@@ -380,7 +411,8 @@ void bind_functions(nb::module_& m) {
         "extract_index_ivfgmm",
         [](faiss::Index& index) { return try_extract_index_ivfgmm(&index); },
         nb::arg("index"),
-        nb::rv_policy::reference_internal,
+        nb::rv_policy::reference,
+        nb::keep_alive<0, 1>(),
         "The IndexIVFGMM inside PreTransform / IDMap / Refine wrappers "
         "(or the index itself), None when there is none.");
     m.def(

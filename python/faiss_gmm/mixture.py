@@ -126,7 +126,7 @@ def _check_array(X: Any, n_features: Optional[int] = None) -> np.ndarray:
 def _seed(random_state: Any) -> int:
     """A 31-bit seed from None, an int or a numpy RandomState / Generator."""
     if random_state is None:
-        return int(np.random.mtrand._rand.randint(np.iinfo(np.int32).max))
+        return int(np.random.randint(np.iinfo(np.int32).max))  # the global RandomState
     if isinstance(random_state, numbers.Integral):
         return int(random_state)
     if isinstance(random_state, np.random.RandomState):

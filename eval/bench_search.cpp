@@ -84,6 +84,8 @@ Index:
   --precision P         E-step arithmetic of train: fp32 | tf32 | bf16
                         (default bf16, the library's)
   --probe P             l2 | posterior (default l2)
+  --codes C             what the lists store: Flat | SQfp16 | SQ8 (default
+                        Flat; GpuIndexIVFGMMConfig::codes)
   --prune-margin LIST   comma-separated prune_margin values, one table each
                         (default: the library's, IVFGMMParameters.h; 0 = off)
   --prune-first-probes LIST
@@ -142,6 +144,7 @@ struct Options {
     IVFGMMBuildParameters build;
     gpu::EStepPrecision precision = gpu::EStepPrecision::BF16;
     ProbeOrder probe = ProbeOrder::L2;
+    std::string codes = "Flat";
     std::vector<int64_t> nprobes = {1, 2, 4, 8, 16, 32, 64, 128};
     std::vector<float> prune_margins = {IVFGMMSearchOptions().prune_margin};
     std::vector<int> prune_first_probes = {
@@ -199,6 +202,8 @@ Options parse_options(int argc, char** argv) {
             set_build_parameter(&o.build, "niter", value());
         } else if (a == "--precision") {
             o.precision = gpu::estep_precision_from_name(value());
+        } else if (a == "--codes") {
+            o.codes = value();
         } else if (a == "--probe") {
             o.probe = probe_order_from_name(value());
         } else if (a == "--prune-margin") {
@@ -438,6 +443,7 @@ int main(int argc, char** argv) {
         config.device = o.device;
         config.precision = o.precision;
         config.verbose = o.verbose;
+        config.codes = o.codes;
         gpu::GpuIndexIVFGMM index(d, o.nlist, o.build, config);
         index.search_options.probe_order = o.probe;
         const float* train_x =
@@ -450,11 +456,12 @@ int main(int argc, char** argv) {
         index.add(nb, data.base.data.data());
         const double add_s = (faiss::getmillisecs() - t0) / 1000;
         printf(
-            "build: nlist %zu, %s E-step, spill %s: train %.2f s on "
+            "build: nlist %zu, %s codes, %s E-step, spill %s: train %.2f s on "
             "%" PRId64 " vectors (EM samples at most %d per list), add "
             "%.2f s, total %.2f s; replication %.3f, %zu entries, "
-            "lists %.1f MB of vectors\n",
+            "lists %.1f MB of codes\n",
             o.nlist,
+            index.codes_name(),
             gpu::estep_precision_name(o.precision),
             spill_rule_name(o.build.spill.rule),
             train_s,
@@ -464,7 +471,7 @@ int main(int argc, char** argv) {
             train_s + add_s,
             index.replication_factor(),
             index.nentries(),
-            index.nentries() * d * 4 / 1e6);
+            index.nentries() * double(index.code_size()) / 1e6);
 
         // ---- search: one table per pruning setting, the same lists
         IndexIVFGMM lists_copy(d, o.nlist);

@@ -1,3 +1,4 @@
+#include <kernels/ivf_codes.cuh>
 #include <kernels/ivf_lists.h>
 
 #include <cub/device/device_scan.cuh>
@@ -19,22 +20,29 @@ int elementwise_blocks(int64_t n) {
     return int(blocks < kMaxBlocks ? blocks : kMaxBlocks);
 }
 
-/// Reads one batch row per entry (d floats, coalesced across the warp) and
-/// writes it, its id and its spill record into the entry's list slot: the
-/// whole append of a batch in one launch, whatever the number of lists.
+/// Reads one batch row per entry (d floats, coalesced across the warp),
+/// encodes it as the lists' codec says and writes it, its id and its spill
+/// record into the entry's list slot: the whole append of a batch in one
+/// launch, whatever the number of lists.
 __global__ void __launch_bounds__(kScatterWarps * 32)
     ivf_lists_scatter_kernel(IvfListsWriteView lists, IvfAppendBatch batch) {
     const int lane = threadIdx.x % 32;
+    const int d = lists.d;
+    const int code_size = ivf_code_size(lists.codec.kind, d);
     const int64_t warps_total = int64_t(gridDim.x) * kScatterWarps;
     for (int64_t e = int64_t(blockIdx.x) * kScatterWarps + threadIdx.x / 32;
          e < batch.n_entries;
          e += warps_total) {
         const int32_t l = batch.list[e];
         const int64_t pos = batch.position[e];
-        const float* src = batch.source + batch.source_row[e] * lists.d;
-        float* dst = lists.vectors[l] + pos * lists.d;
-        for (int c = lane; c < lists.d; c += 32) {
-            dst[c] = src[c];
+        const float* src = batch.source + batch.source_row[e] * d;
+        uint8_t* dst = lists.codes[l] + pos * code_size;
+        const float* mean = lists.codec.residual_means
+                                ? lists.codec.residual_means + int64_t(l) * d
+                                : nullptr;
+        for (int c = lane; c < d; c += 32) {
+            const float r = mean ? src[c] - mean[c] : src[c];
+            encode_component(lists.codec, r, c, dst);
         }
         if (lane == 0) {
             lists.ids[l][pos] = batch.id[e];
@@ -77,8 +85,9 @@ cudaError_t ivf_lists_scatter(
     if (batch.n_entries == 0) {
         return cudaSuccess;
     }
-    if (!lists.vectors || !lists.ids || !batch.source || !batch.source_row ||
-        !batch.list || !batch.position || !batch.id ||
+    if (!ivf_codec_complete(lists.codec) || !lists.codes || !lists.ids ||
+        !batch.source || !batch.source_row || !batch.list || !batch.position ||
+        !batch.id ||
         (lists.record_width > 0 && (!lists.records || !batch.record))) {
         return cudaErrorInvalidValue;
     }

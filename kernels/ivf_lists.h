@@ -1,8 +1,9 @@
 /**
  * Kernels of the GPU inverted-list storage (faiss_gmm/gpu/GpuIvfLists) and
  * small helpers of the GPU IVF search (GpuIndexIVFGMM::search):
- *  - ivf_lists_scatter: appends a batch of entries (vector, id, spill
- *    record) to their lists, at positions the host chose (input order);
+ *  - ivf_lists_scatter: appends a batch of entries (vector encoded as the
+ *    lists' codec says, id, spill record) to their lists, at positions the
+ *    host chose (input order);
  *  - fill_int32, narrow_int64_to_int32: buffer initialisation and the
  *    conversion of selected probe positions to list ids;
  *  - segment_offsets_from_lengths: exclusive prefix sums (CUB).
@@ -17,15 +18,19 @@
 
 #include <cuda_runtime.h>
 
+#include <kernels/ivf_codes.h>
+
 namespace faiss_gmm {
 namespace kernels {
 
 /// Writable device view of the lists, for appends (all pointers device).
 struct IvfListsWriteView {
-    int d = 0;                       ///< dimension
-    int record_width = 0;            ///< int32 per entry in records (0: none)
-    float* const* vectors = nullptr; ///< per list: capacity x d floats
-    int64_t* const* ids = nullptr;   ///< per list: capacity ids
+    int d = 0;            ///< dimension
+    int record_width = 0; ///< int32 per entry in records (0: none)
+    IvfCodec codec;       ///< how entries encode their vectors
+    /// per list: capacity x ivf_code_size(codec.kind, d) bytes
+    uint8_t* const* codes = nullptr;
+    int64_t* const* ids = nullptr; ///< per list: capacity ids
     /// per list: capacity x record_width int32 (unused when width is 0)
     int32_t* const* records = nullptr;
 };
@@ -44,10 +49,12 @@ struct IvfAppendBatch {
 };
 
 /**
- * For every entry e of batch: lists.vectors[list[e]][position[e] * d ...] =
- * source[source_row[e] * d ...], ids and records likewise. Destination
- * slots must be distinct and within capacity (the host guarantees it).
- * Returns cudaErrorInvalidValue on bad sizes or null required pointers.
+ * For every entry e of batch: the code of source[source_row[e] * d ...]
+ * (ivf_codes.h; residual to the mean of list[e] where the codec says) goes
+ * to slot position[e] of lists.codes[list[e]], the id and record to the
+ * same slot. Destination slots must be distinct and within capacity (the
+ * host guarantees it). Returns cudaErrorInvalidValue on bad sizes, an
+ * incomplete codec or null required pointers.
  */
 cudaError_t ivf_lists_scatter(
     const IvfListsWriteView& lists,

@@ -2,11 +2,13 @@
 // contract and IndexIVFGMM.cpp scan_probed_lists for the CPU semantics they
 // reproduce).
 
+#include <kernels/ivf_codes.cuh>
 #include <kernels/ivf_search.h>
 #include <kernels/list_pruning.h>
 #include <kernels/select_k.h>
 
 #include <cub/block/block_reduce.cuh>
+#include <cuda_fp16.h>
 
 #include <algorithm>
 #include <cmath>
@@ -412,21 +414,137 @@ partial_distance(const T* __restrict__ x, const T* __restrict__ q, int n) {
     return sum;
 }
 
+/**
+ * The query as the scan of one list reads it (shared memory): Float32:
+ * the query; Float16: its residual to the list mean (or the query); SQ8:
+ * target_i = r_i - bias_i then scale_i (2 d floats), so that a component
+ * costs one multiply-add: r_i - decoded_i = target_i - c_i scale_i.
+ */
+template <IvfCodeKind K>
+__device__ __forceinline__ void
+stage_query(const IvfCodec& codec, int d, int l, const float* q, float* out) {
+    const float* mean = K != IvfCodeKind::Float32 && codec.residual_means
+                            ? codec.residual_means + int64_t(l) * d
+                            : nullptr;
+    for (int t = threadIdx.x; t < d; t += kScanThreads) {
+        const float r = mean ? q[t] - mean[t] : q[t];
+        if constexpr (K == IvfCodeKind::SQ8) {
+            out[t] = r - codec.bias[t];
+            out[d + t] = codec.scale[t];
+        } else {
+            out[t] = r;
+        }
+    }
+}
+
+/// Squared L2 distance of the staged query to the 8 (Float16) or 16 (SQ8)
+/// components of one 16-byte unit u of a code.
+template <IvfCodeKind K>
+__device__ __forceinline__ float
+unit_distance(uint4 unit, int u, const float* __restrict__ staged, int d) {
+    const uint32_t words[4] = {unit.x, unit.y, unit.z, unit.w};
+    float sum = 0;
+    if constexpr (K == IvfCodeKind::Float16) {
+        const float4* q = reinterpret_cast<const float4*>(staged) + 2 * u;
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const float4 qv = q[h];
+            const float2 a = __half22float2(
+                *reinterpret_cast<const __half2*>(&words[2 * h]));
+            const float2 b = __half22float2(
+                *reinterpret_cast<const __half2*>(&words[2 * h + 1]));
+            sum += squared_diff(make_float4(a.x, a.y, b.x, b.y), qv);
+        }
+    } else {
+        const float4* target = reinterpret_cast<const float4*>(staged) + 4 * u;
+        const float4* scale =
+            reinterpret_cast<const float4*>(staged + d) + 4 * u;
+#pragma unroll
+        for (int w = 0; w < 4; w++) {
+            const float4 t = target[w];
+            const float4 s = scale[w];
+            const uint32_t v = words[w];
+            const float e0 = fmaf(-float(v & 0xff), s.x, t.x);
+            const float e1 = fmaf(-float((v >> 8) & 0xff), s.y, t.y);
+            const float e2 = fmaf(-float((v >> 16) & 0xff), s.z, t.z);
+            const float e3 = fmaf(-float(v >> 24), s.w, t.w);
+            sum += e0 * e0 + e1 * e1 + e2 * e2 + e3 * e3;
+        }
+    }
+    return sum;
+}
+
+/// One component of a Float16 / SQ8 code against the staged query.
+template <IvfCodeKind K>
+__device__ __forceinline__ float component_distance(
+    const uint8_t* __restrict__ code,
+    int i,
+    const float* __restrict__ staged,
+    int d) {
+    float e;
+    if constexpr (K == IvfCodeKind::Float16) {
+        e = staged[i] - __half2float(reinterpret_cast<const __half*>(code)[i]);
+    } else {
+        e = fmaf(-float(code[i]), staged[d + i], staged[i]);
+    }
+    return e * e;
+}
+
+/// A lane's share of the distance of the staged query to one Float16 /
+/// SQ8 code: 16-byte units lane_g, lane_g + G, ... (kScanLoads in flight)
+/// when whole units line up, else components one by one.
+template <int G, IvfCodeKind K>
+__device__ __forceinline__ float coded_partial_distance(
+    const uint8_t* __restrict__ code,
+    const float* __restrict__ staged,
+    int d,
+    bool vectorized) {
+    const int lane_g = threadIdx.x % G;
+    float sum = 0;
+    if (!vectorized) {
+        for (int i = lane_g; i < d; i += G) {
+            sum += component_distance<K>(code, i, staged, d);
+        }
+        return sum;
+    }
+    const int units = ivf_code_size(K, d) / 16;
+    const uint4* x = reinterpret_cast<const uint4*>(code);
+    for (int u0 = lane_g; u0 < units; u0 += G * kScanLoads) {
+        uint4 loaded[kScanLoads];
+#pragma unroll
+        for (int v = 0; v < kScanLoads; v++) {
+            const int u = u0 + v * G;
+            if (u < units) {
+                loaded[v] = x[u];
+            }
+        }
+#pragma unroll
+        for (int v = 0; v < kScanLoads; v++) {
+            const int u = u0 + v * G;
+            if (u < units) {
+                sum += unit_distance<K>(loaded[v], u, staged, d);
+            }
+        }
+    }
+    return sum;
+}
+
 // One CTA per (query, probe in [probe_begin, probe_end), chunk of the
-// list): the query in shared
-// memory; the CTA's chunk of the list (chunk_length entries, blockIdx.y-th)
-// is read in batches of kScanThreads entries. Chunks keep one long list from
-// holding a whole query tile back behind a single CTA. With spill records, each
-// thread first decides whether one entry of the batch is a duplicate (its
-// vector sits in a list probed earlier: one record row and a few probe_rank
-// lookups, all independent across threads); then groups of G lanes stream the
-// batch's other vectors (16-byte loads when d % 4 == 0 and the list is 16-byte
-// aligned, else scalar), one vector per group at a time, and reduce the
-// squared differences with shuffles inside the group. Duplicates are written
-// as (+inf, -1) without reading their vector. Writes keys / ids of the
-// list's slice of the query's segment and adds the CTA's duplicates to
-// duplicates[q] once per warp.
-template <int G>
+// list): the query (as stage_query prepares it for the list's codes) in
+// shared memory; the CTA's chunk of the list (chunk_length entries,
+// blockIdx.y-th) is read in batches of kScanThreads entries. Chunks keep one
+// long list from holding a whole query tile back behind a single CTA. With
+// spill records, each thread first decides whether one entry of the batch
+// is a duplicate (its vector sits in a list probed earlier: one record row
+// and a few probe_rank lookups, all independent across threads); then
+// groups of G lanes stream the batch's other codes (16-byte loads when the
+// code size is a multiple of 16 and the list is 16-byte aligned, else
+// component by component), one code per group at a time, decode them in
+// registers and reduce the squared differences with shuffles inside the
+// group. Duplicates are written as (+inf, -1) without reading their code.
+// Writes keys / ids of the list's slice of the query's segment and adds the
+// CTA's duplicates to duplicates[q] once per warp.
+template <int G, IvfCodeKind K>
 __global__ void __launch_bounds__(kScanThreads) scan_lists_kernel(
     IvfListsView lists,
     int nprobe,
@@ -457,13 +575,12 @@ __global__ void __launch_bounds__(kScanThreads) scan_lists_kernel(
         return;
     }
     const int d = lists.d;
-    float* query = reinterpret_cast<float*>(query_smem);
-    for (int t = threadIdx.x; t < d; t += kScanThreads) {
-        query[t] = queries[q * d + t];
-    }
+    float* staged = reinterpret_cast<float*>(query_smem);
+    stage_query<K>(lists.codec, d, l, queries + q * d, staged);
     __syncthreads();
 
-    const float* __restrict__ vectors = lists.vectors[l];
+    const int code_size = ivf_code_size(K, d);
+    const uint8_t* __restrict__ codes = lists.codes[l];
     const int64_t* __restrict__ list_ids = lists.ids[l];
     const int width = lists.record_width;
     const int32_t* __restrict__ records =
@@ -474,7 +591,7 @@ __global__ void __launch_bounds__(kScanThreads) scan_lists_kernel(
     int64_t* __restrict__ out_ids =
         ids + segment_offsets[q] + probe_offsets[pair];
     const bool vectorized =
-        d % 4 == 0 && (reinterpret_cast<uintptr_t>(vectors) & 15) == 0;
+        code_size % 16 == 0 && (reinterpret_cast<uintptr_t>(codes) & 15) == 0;
     const int lane_g = threadIdx.x % G;
     const unsigned group_mask = group_lane_mask<G>();
     int64_t dup_count = 0;
@@ -498,12 +615,18 @@ __global__ void __launch_bounds__(kScanThreads) scan_lists_kernel(
                 }
                 continue;
             }
-            const float* x = vectors + int64_t(j) * d;
-            float sum =
-                vectorized
-                    ? partial_distance<G>(
-                          reinterpret_cast<const float4*>(x), query_smem, d / 4)
-                    : partial_distance<G>(x, query, d);
+            const uint8_t* code = codes + int64_t(j) * code_size;
+            float sum;
+            if constexpr (K == IvfCodeKind::Float32) {
+                const float* x = reinterpret_cast<const float*>(code);
+                sum = vectorized ? partial_distance<G>(
+                                       reinterpret_cast<const float4*>(x),
+                                       query_smem,
+                                       d / 4)
+                                 : partial_distance<G>(x, staged, d);
+            } else {
+                sum = coded_partial_distance<G, K>(code, staged, d, vectorized);
+            }
             for (int o = G / 2; o > 0; o >>= 1) {
                 sum += __shfl_xor_sync(group_mask, sum, o);
             }
@@ -526,37 +649,39 @@ __global__ void __launch_bounds__(kScanThreads) scan_lists_kernel(
     }
 }
 
-/// Lanes per vector: about two loads of 4 floats per lane, at most a warp.
-int scan_group_size(int d) {
-    const int quads = (d + 3) / 4;
+/// Lanes per code: about two 16-byte loads per lane, at most a warp.
+int scan_group_size(int code_size) {
+    const int units = (code_size + 15) / 16;
     int g = 1;
-    while (g < 32 && 2 * g < quads) {
+    while (g < 32 && 2 * g < units) {
         g <<= 1;
     }
     return g;
 }
 
-template <int G>
-cudaError_t launch_scan(
-    const IvfListsView& lists,
-    int64_t pairs,
-    const float* queries,
-    int nprobe,
-    int probe_begin,
-    int probe_end,
-    const int32_t* probes,
-    const int32_t* probe_rank,
-    const int64_t* probe_offsets,
-    const int64_t* segment_offsets,
-    float* keys,
-    int64_t* ids,
-    int64_t* duplicates,
-    cudaStream_t stream) {
-    const size_t smem = size_t((lists.d + 3) / 4) * sizeof(float4);
+/// The arguments of ivf_scan_lists, for the launchers below.
+struct ScanArgs {
+    IvfListsView lists;
+    int64_t pairs = 0; ///< CTAs along x: queries x probes in the range
+    const float* queries = nullptr;
+    int nprobe = 0, probe_begin = 0, probe_end = 0;
+    const int32_t* probes = nullptr;
+    const int32_t* probe_rank = nullptr;
+    const int64_t* probe_offsets = nullptr;
+    const int64_t* segment_offsets = nullptr;
+    float* keys = nullptr;
+    int64_t* ids = nullptr;
+    int64_t* duplicates = nullptr;
+};
+
+template <int G, IvfCodeKind K>
+cudaError_t launch_scan(const ScanArgs& a, cudaStream_t stream) {
+    const int staged_floats = K == IvfCodeKind::SQ8 ? 2 * a.lists.d : a.lists.d;
+    const size_t smem = size_t((staged_floats + 3) / 4) * sizeof(float4);
     // at most kScanMaxChunks CTAs per list, each at least kScanMinChunk
     // entries (a multiple of the batch)
     // (max_length 0: unknown, one CTA reads the whole list)
-    const int64_t longest = lists.max_length;
+    const int64_t longest = a.lists.max_length;
     int64_t chunk = (longest + kScanMaxChunks - 1) / kScanMaxChunks;
     chunk = std::max<int64_t>(chunk, kScanMinChunk);
     chunk = (chunk + kScanThreads - 1) / kScanThreads * kScanThreads;
@@ -564,22 +689,42 @@ cudaError_t launch_scan(
     if (longest <= 0) {
         chunk = 0x7fffffff;
     }
-    const dim3 grid{unsigned(pairs), unsigned(nchunks), 1u};
-    scan_lists_kernel<G><<<grid, kScanThreads, smem, stream>>>(
-        lists,
-        nprobe,
-        probe_begin,
-        probe_end,
-        queries,
-        probes,
-        probe_rank,
-        probe_offsets,
-        segment_offsets,
-        keys,
-        ids,
-        duplicates,
+    const dim3 grid{unsigned(a.pairs), unsigned(nchunks), 1u};
+    scan_lists_kernel<G, K><<<grid, kScanThreads, smem, stream>>>(
+        a.lists,
+        a.nprobe,
+        a.probe_begin,
+        a.probe_end,
+        a.queries,
+        a.probes,
+        a.probe_rank,
+        a.probe_offsets,
+        a.segment_offsets,
+        a.keys,
+        a.ids,
+        a.duplicates,
         int(chunk));
     return cudaGetLastError();
+}
+
+template <IvfCodeKind K>
+cudaError_t launch_scan_for_code(const ScanArgs& a, cudaStream_t stream) {
+    switch (scan_group_size(ivf_code_size(K, a.lists.d))) {
+    case 1:
+        return launch_scan<1, K>(a, stream);
+    case 2:
+        return launch_scan<2, K>(a, stream);
+    case 4:
+        return launch_scan<4, K>(a, stream);
+    case 8:
+        return launch_scan<8, K>(a, stream);
+    case 16:
+        return launch_scan<16, K>(a, stream);
+    case 32:
+        return launch_scan<32, K>(a, stream);
+    default:
+        return cudaErrorInvalidValue;
+    }
 }
 
 } // namespace
@@ -812,41 +957,36 @@ cudaError_t ivf_scan_lists(
     if (nq == 0 || probe_begin == probe_end) {
         return cudaSuccess;
     }
-    if (!lists.vectors || !lists.ids || !lists.lengths ||
+    if (!lists.codes || !lists.ids || !lists.lengths ||
+        !ivf_codec_complete(lists.codec) ||
         (lists.record_width > 0 && !lists.records) || !queries || !probes ||
         !probe_rank || !probe_offsets || !segment_offsets || !keys || !ids ||
         !duplicates) {
         return cudaErrorInvalidValue;
     }
-    const int64_t pairs = nq * (probe_end - probe_begin);
-    switch (scan_group_size(lists.d)) {
-#define FAISS_GMM_SCAN_CASE(G)                                                 \
-    case G:                                                                    \
-        return launch_scan<G>(                                                 \
-            lists,                                                             \
-            pairs,                                                             \
-            queries,                                                           \
-            nprobe,                                                            \
-            probe_begin,                                                       \
-            probe_end,                                                         \
-            probes,                                                            \
-            probe_rank,                                                        \
-            probe_offsets,                                                     \
-            segment_offsets,                                                   \
-            keys,                                                              \
-            ids,                                                               \
-            duplicates,                                                        \
-            stream);
-        FAISS_GMM_SCAN_CASE(1)
-        FAISS_GMM_SCAN_CASE(2)
-        FAISS_GMM_SCAN_CASE(4)
-        FAISS_GMM_SCAN_CASE(8)
-        FAISS_GMM_SCAN_CASE(16)
-        FAISS_GMM_SCAN_CASE(32)
-#undef FAISS_GMM_SCAN_CASE
-    default:
-        return cudaErrorInvalidValue;
+    ScanArgs a;
+    a.lists = lists;
+    a.pairs = nq * (probe_end - probe_begin);
+    a.queries = queries;
+    a.nprobe = nprobe;
+    a.probe_begin = probe_begin;
+    a.probe_end = probe_end;
+    a.probes = probes;
+    a.probe_rank = probe_rank;
+    a.probe_offsets = probe_offsets;
+    a.segment_offsets = segment_offsets;
+    a.keys = keys;
+    a.ids = ids;
+    a.duplicates = duplicates;
+    switch (lists.codec.kind) {
+    case IvfCodeKind::Float32:
+        return launch_scan_for_code<IvfCodeKind::Float32>(a, stream);
+    case IvfCodeKind::Float16:
+        return launch_scan_for_code<IvfCodeKind::Float16>(a, stream);
+    case IvfCodeKind::SQ8:
+        return launch_scan_for_code<IvfCodeKind::SQ8>(a, stream);
     }
+    return cudaErrorInvalidValue;
 }
 
 } // namespace kernels

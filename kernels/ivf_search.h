@@ -32,6 +32,8 @@
 
 #include <cuda_runtime.h>
 
+#include <kernels/ivf_codes.h>
+
 namespace faiss_gmm {
 namespace kernels {
 
@@ -45,8 +47,10 @@ struct IvfListsView {
     /// int32 per entry in records: the other lists holding the same vector,
     /// -1 padded (0: no spill records)
     int record_width = 0;
-    const float* const* vectors = nullptr; ///< nlist pointers, length x d
-    const int64_t* const* ids = nullptr;   ///< nlist pointers, length ids
+    IvfCodec codec; ///< how entries encode their vectors (ivf_codes.h)
+    /// nlist pointers, length x ivf_code_size(codec.kind, d) bytes
+    const uint8_t* const* codes = nullptr;
+    const int64_t* const* ids = nullptr; ///< nlist pointers, length ids
     /// nlist pointers, length x record_width (unused when record_width 0)
     const int32_t* const* records = nullptr;
     const int32_t* lengths = nullptr; ///< nlist list lengths
@@ -193,7 +197,9 @@ cudaError_t ivf_prune_probes(
  * query q and kept probe r (list l = probes[q * nprobe + r]),
  * entry j of list l goes to position segment_offsets[q] +
  * probe_offsets[q * nprobe + r] + j of keys / ids: its squared L2 distance
- * to the query (fp32, direct differences) and its id, or (+inf, -1) when
+ * to the query (fp32, direct differences with the decoded code, the
+ * residual codes against the query's residual to the list mean) and its
+ * id, or (+inf, -1) when
  * the entry is a duplicate (see above). duplicates[q] (nq int64, zeroed by
  * the caller) counts the duplicates. segment_offsets: where each query's
  * slot starts (nq + 1 exclusive prefix sums of segment_lengths, or of the

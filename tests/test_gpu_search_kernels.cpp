@@ -684,7 +684,7 @@ struct DeviceLists {
         view.d = h.d;
         view.nlist = h.nlist;
         view.record_width = h.width;
-        view.vectors = vector_ptrs.ptr;
+        view.codes = reinterpret_cast<const uint8_t* const*>(vector_ptrs.ptr);
         view.ids = id_ptrs.ptr;
         view.records = record_ptrs.ptr;
         view.lengths = lengths.ptr;
@@ -1134,7 +1134,7 @@ TEST(GpuScanLists, ReportsBandwidthAgainstDeviceCopy) {
     IvfListsView view;
     view.d = d;
     view.nlist = nlist;
-    view.vectors = d_vp.ptr;
+    view.codes = reinterpret_cast<const uint8_t* const*>(d_vp.ptr);
     view.ids = d_ip.ptr;
     view.records = d_rp.ptr;
     view.lengths = lengths.ptr;

@@ -26,6 +26,7 @@
 #include <faiss_gmm/gpu/impl/GpuIndexContext.h>
 #include <faiss_gmm/gpu/impl/GpuIvfLists.h>
 #include <faiss_gmm/gpu/impl/GpuListAssignment.h>
+#include <faiss_gmm/gpu/impl/GpuListCode.h>
 #include <faiss_gmm/gpu/impl/GpuListScan.h>
 #include <faiss_gmm/gpu/impl/GpuModel.h>
 #include <faiss_gmm/gpu/impl/GpuSearchTile.h>
@@ -66,6 +67,10 @@ struct GpuIndexIVFGMM::Impl {
     GpuIndexIVFGMMConfig config;
     GpuIndexContext context;
     std::unique_ptr<GpuIvfLists> lists;
+    /// what the lists store (host side) and, for SQ8, its tables on the
+    /// device: vmin, vdiff, scale, bias (d floats each)
+    GpuListCode code;
+    DeviceAllocation code_tables;
     GpuModel model;
     /// the means on the host: the CPU spill rules that need them (Soar)
     faiss::IndexFlatL2 host_means;
@@ -106,6 +111,7 @@ struct GpuIndexIVFGMM::Impl {
                               previous != config.device &&
                               cudaSetDevice(config.device) == cudaSuccess;
         lists.reset();
+        code_tables.release();
         model.release();
         probe_rank.release();
         search_workspace.release();
@@ -116,12 +122,51 @@ struct GpuIndexIVFGMM::Impl {
         }
     }
 
-    /// Empty lists for (d, nlist) and a dropped model.
-    void reset_storage(int d, size_t nlist) {
-        lists.reset(new GpuIvfLists(d, nlist, context.stream()));
+    /// Empty lists for (d, nlist) of the code `c`.
+    void reset_storage(int d, size_t nlist, const GpuListCode& c) {
+        code = c;
+        lists.reset(new GpuIvfLists(d, code.kind, nlist, context.stream()));
         probe_rank.release();
         probe_rank_rows = 0;
         id_locations.reset();
+        install_codec(d);
+    }
+
+    /**
+     * Upload the code's SQ8 tables (once trained) and hand the lists the
+     * codec the kernels read: residuals against the model's means (once
+     * uploaded). Called whenever the model or the code changes.
+     */
+    void install_codec(int d) {
+        kernels::IvfCodec c;
+        c.kind = code.kind;
+        if (code.by_residual) {
+            c.residual_means = model.means;
+        }
+        if (code.kind == kernels::IvfCodeKind::SQ8 && code.is_trained()) {
+            std::vector<float> tables(4 * size_t(d));
+            const float* vmin = code.sq.trained.data();
+            const float* vdiff = vmin + d;
+            for (int i = 0; i < d; i++) {
+                const float scale = vdiff[i] / 255.0f;
+                tables[i] = vmin[i];
+                tables[d + i] = vdiff[i];
+                tables[2 * d + i] = scale;
+                tables[3 * d + i] = vmin[i] + 0.5f * scale;
+            }
+            code_tables.reserve(tables.size() * sizeof(float), "SQ8 tables");
+            context.upload(
+                code_tables.as<float>(),
+                tables.data(),
+                tables.size() * sizeof(float),
+                "uploading the SQ8 tables");
+            const float* t = code_tables.as<const float>();
+            c.vmin = t;
+            c.vdiff = t + d;
+            c.scale = t + 2 * d;
+            c.bias = t + 3 * d;
+        }
+        lists->set_codec(c);
     }
 
     /// probe_rank with at least `rows` rows of nlist, all kListNotProbed.
@@ -199,9 +244,10 @@ GpuIndexIVFGMM::GpuIndexIVFGMM(
         "GpuIndexIVFGMM: nlist=%zu must be in [1, 2^31)",
         nlist);
     build_params.check("GpuIndexIVFGMM");
+    const GpuListCode code = GpuListCode::from_name(config.codes, d);
     DeviceScope scope(config.device);
     gmm = GaussianMixture(d, int(nlist), build_params.gmm.covariance);
-    impl_->reset_storage(d, nlist);
+    impl_->reset_storage(d, nlist, code);
     is_trained = false;
 }
 
@@ -236,12 +282,15 @@ void GpuIndexIVFGMM::copyFrom(const IndexIVFGMM* cpu) {
         cpu->quantizer && cpu->invlists && cpu->codes_index,
         "%s: index has no quantizer, lists or codes",
         who);
+    const GpuListCode code =
+        GpuListCode::from_codes_index(*cpu->codes_index, who);
     FAISS_THROW_IF_NOT_FMT(
-        typeid(*cpu->codes_index) == typeid(faiss::IndexIVFFlat),
-        "%s: the GPU index stores flat float vectors; this index's codes "
-        "are a %s (keep it on the CPU)",
+        cpu->code_size == code.code_size(cpu->d),
+        "%s: code_size=%zu, expected %zu for %s codes",
         who,
-        typeid(*cpu->codes_index).name());
+        cpu->code_size,
+        code.code_size(cpu->d),
+        code.name());
     cpu->check_lists_in_sync(who);
     FAISS_THROW_IF_NOT_FMT(
         !cpu->is_trained || cpu->gmm.is_trained,
@@ -255,9 +304,9 @@ void GpuIndexIVFGMM::copyFrom(const IndexIVFGMM* cpu) {
     nprobe = cpu->nprobe;
     max_codes = 0;
     search_options = cpu->search_options;
-    impl_->reset_storage(d, nlist);
+    impl_->reset_storage(d, nlist, code);
     ntotal = 0;
-    if (cpu->is_trained) {
+    if (cpu->gmm.is_trained) {
         set_gmm(cpu->gmm);
     } else {
         gmm = cpu->gmm;
@@ -276,7 +325,7 @@ void GpuIndexIVFGMM::copyFrom(const IndexIVFGMM* cpu) {
         impl_->lists->set_list(
             l,
             n,
-            reinterpret_cast<const float*>(codes.get()),
+            codes.get(),
             ids.get(),
             cpu->spill_records.records[l].data(),
             false);
@@ -285,9 +334,10 @@ void GpuIndexIVFGMM::copyFrom(const IndexIVFGMM* cpu) {
     ntotal = cpu->ntotal;
     if (verbose || impl_->config.verbose) {
         printf(
-            "GpuIndexIVFGMM::copyFrom: %zu entries of %" PRId64
+            "GpuIndexIVFGMM::copyFrom: %zu entries (%s codes) of %" PRId64
             " vectors in %zu lists uploaded in %.3f s\n",
             nentries(),
+            code.name(),
             int64_t(ntotal),
             nlist,
             (faiss::getmillisecs() - t0) / 1000);
@@ -297,14 +347,11 @@ void GpuIndexIVFGMM::copyFrom(const IndexIVFGMM* cpu) {
 void GpuIndexIVFGMM::copyTo(IndexIVFGMM* cpu) const {
     FAISS_THROW_IF_NOT_MSG(cpu, "GpuIndexIVFGMM::copyTo: index is null");
     DeviceScope scope(impl_->config.device);
-    auto* codes = new faiss::IndexIVFFlat(
-        new faiss::IndexFlatL2(d), size_t(d), nlist, faiss::METRIC_L2);
-    codes->own_fields = true;
-    cpu->reset_to(codes, build_params);
+    cpu->reset_to(impl_->code.make_codes_index(d, nlist), build_params);
     cpu->nprobe = nprobe;
     cpu->max_codes = 0;
     cpu->search_options = search_options;
-    if (is_trained) {
+    if (gmm.is_trained) {
         cpu->set_gmm(gmm);
     } else {
         cpu->gmm = gmm;
@@ -317,9 +364,8 @@ void GpuIndexIVFGMM::copyTo(IndexIVFGMM* cpu) const {
             continue;
         }
         const std::vector<idx_t> ids = lists.list_ids(l);
-        const std::vector<float> vectors = lists.list_vectors(l);
-        cpu->invlists->add_entries(
-            l, n, ids.data(), reinterpret_cast<const uint8_t*>(vectors.data()));
+        const std::vector<uint8_t> codes = lists.list_codes(l);
+        cpu->invlists->add_entries(l, n, ids.data(), codes.data());
         cpu->spill_records.records[l] = lists.list_records(l);
     }
     cpu->spill_records.nentries = nentries();
@@ -368,6 +414,51 @@ void GpuIndexIVFGMM::train(idx_t n, const float* x) {
             estep_precision_name(em.precision),
             (faiss::getmillisecs() - t0) / 1000);
     }
+    train_codes(n, x);
+}
+
+void GpuIndexIVFGMM::train_codes(idx_t n, const float* x) {
+    const char* who = "GpuIndexIVFGMM::train_codes";
+    FAISS_THROW_IF_NOT_FMT(gmm.is_trained, "%s: the model is not trained", who);
+    FAISS_THROW_IF_NOT_FMT(
+        nentries() == 0,
+        "%s: the index holds %zu entries; reset() it first",
+        who,
+        nentries());
+    GpuListCode& code = impl_->code;
+    if (!code.needs_training()) {
+        is_trained = true;
+        return;
+    }
+    FAISS_THROW_IF_NOT_FMT(
+        n >= 1 && x,
+        "%s: the %s code needs training vectors (n=%" PRId64 ")",
+        who,
+        code.name(),
+        int64_t(n));
+    check_finite(n, d, x, who);
+    DeviceScope scope(impl_->config.device);
+    const double t0 = faiss::getmillisecs();
+    code.train(impl_->host_means, n, x);
+    impl_->install_codec(d);
+    is_trained = true;
+    if (verbose || impl_->config.verbose) {
+        printf(
+            "%s: %s ranges trained on %" PRId64
+            " residuals (host, FAISS) in %.2f s\n",
+            who,
+            code.name(),
+            int64_t(n),
+            (faiss::getmillisecs() - t0) / 1000);
+    }
+}
+
+const char* GpuIndexIVFGMM::codes_name() const {
+    return impl_->code.name();
+}
+
+size_t GpuIndexIVFGMM::code_size() const {
+    return impl_->lists->code_size();
 }
 
 void GpuIndexIVFGMM::set_gmm(const GaussianMixture& model) {
@@ -394,7 +485,8 @@ void GpuIndexIVFGMM::set_gmm(const GaussianMixture& model) {
     impl_->host_means = faiss::IndexFlatL2(d);
     impl_->host_means.add(idx_t(nlist), model.means.data());
     gmm = model;
-    is_trained = true;
+    impl_->install_codec(d);
+    is_trained = impl_->code.is_trained();
 }
 
 /*************************************************************
@@ -407,7 +499,8 @@ void GpuIndexIVFGMM::add(idx_t n, const float* x) {
 
 void GpuIndexIVFGMM::assign_lists(idx_t n, const float* x, idx_t* lists) const {
     FAISS_THROW_IF_NOT_MSG(
-        is_trained, "GpuIndexIVFGMM::assign_lists: index is not trained");
+        gmm.is_trained,
+        "GpuIndexIVFGMM::assign_lists: the model is not trained");
     build_params.spill.check("GpuIndexIVFGMM::assign_lists");
     if (n == 0) {
         return;
@@ -684,7 +777,7 @@ void GpuIndexIVFGMM::search(
         timing.ntiles++;
     }
     const size_t n_fine = counters.scanned - counters.duplicates;
-    timing.scan_bytes = n_fine * size_t(d) * sizeof(float);
+    timing.scan_bytes = n_fine * im.lists->code_size();
     timing.total_ms = faiss::getmillisecs() - t_start;
 
     IndexIVFGMMStats stats;
@@ -755,8 +848,9 @@ size_t GpuIndexIVFGMM::remove_ids(const faiss::IDSelector& sel) {
             })) {
             continue;
         }
-        std::vector<float> vectors = lists.list_vectors(l);
+        std::vector<uint8_t> codes = lists.list_codes(l);
         std::vector<int32_t> records = lists.list_records(l);
+        const size_t cs = lists.code_size();
         // the ownership rule of SpillRecords.h on the host copies
         const SpillRemoval removal = remove_spilled_entries(
             l,
@@ -767,11 +861,11 @@ size_t GpuIndexIVFGMM::remove_ids(const faiss::IDSelector& sel) {
             [&](size_t dst, size_t src) {
                 ids[dst] = ids[src];
                 std::copy_n(
-                    vectors.data() + src * d, d, vectors.data() + dst * d);
+                    codes.data() + src * cs, cs, codes.data() + dst * cs);
             });
         const size_t size = ids.size() - removal.entries;
         lists.set_list(
-            l, size, vectors.data(), ids.data(), records.data(), false);
+            l, size, codes.data(), ids.data(), records.data(), false);
         removed_vectors += removal.vectors;
     }
     lists.update_device_arrays();
@@ -787,7 +881,9 @@ void GpuIndexIVFGMM::reconstruct(idx_t key, float* recons) const {
         impl_->locations()->find(key, &l, &offset),
         "GpuIndexIVFGMM::reconstruct: no vector with id %" PRId64,
         int64_t(key));
-    impl_->lists->copy_vector(l, offset, recons);
+    std::vector<uint8_t> code(impl_->lists->code_size());
+    impl_->lists->copy_code(l, offset, code.data());
+    impl_->code.decode(code.data(), gmm.means.data() + l * d, d, recons);
 }
 
 /*************************************************************
@@ -843,9 +939,24 @@ std::vector<idx_t> GpuIndexIVFGMM::list_ids(idx_t list) const {
 }
 
 std::vector<float> GpuIndexIVFGMM::list_vectors(idx_t list) const {
+    const size_t n = list_length(list);
+    const std::vector<uint8_t> codes = list_codes(list);
+    const size_t cs = impl_->lists->code_size();
+    std::vector<float> out(n * size_t(d));
+    for (size_t j = 0; j < n; j++) {
+        impl_->code.decode(
+            codes.data() + j * cs,
+            gmm.means.data() + size_t(list) * d,
+            d,
+            out.data() + j * d);
+    }
+    return out;
+}
+
+std::vector<uint8_t> GpuIndexIVFGMM::list_codes(idx_t list) const {
     list_length(list);
     DeviceScope scope(impl_->config.device);
-    return impl_->lists->list_vectors(size_t(list));
+    return impl_->lists->list_codes(size_t(list));
 }
 
 std::vector<int32_t> GpuIndexIVFGMM::list_records(idx_t list) const {

@@ -65,6 +65,16 @@ struct GpuIndexIVFGMMConfig {
     /// pruned; fewer give a looser bound. Default 1: the nearest list alone
     /// holds ~n / nlist vectors, far more than k.
     int prune_first_probes = 1;
+    /**
+     * What the lists store, named as in factory strings: "Flat" (float32
+     * vectors, default), "SQfp16" (FAISS's QT_fp16 residuals: half the
+     * memory) or "SQ8" (FAISS's QT_8bit residuals, per-dimension ranges
+     * trained by train() / train_codes(): a quarter). Encodings are FAISS's
+     * byte for byte, so the lists copy to and from IndexIVFGMM over
+     * IndexIVFFlat / IndexIVFScalarQuantizer unchanged. Ignored by the
+     * constructor that copies a CPU index (its codes decide).
+     */
+    std::string codes = "Flat";
     /// print what train / add / search do and how long they take
     bool verbose = false;
 };
@@ -77,26 +87,31 @@ struct GpuSearchTiming {
     double scan_ms = 0;   ///< probe preparation and list scan
     double select_ms = 0; ///< top-k selection over the candidates
     double total_ms = 0;  ///< whole search, uploads and downloads included
-    /// bytes of stored vectors the scan read (d floats per non-duplicate
-    /// entry scanned, i.e. nfine_distances * d * 4), for scan bandwidth
+    /// bytes of stored codes the scan read (one code per non-duplicate
+    /// entry scanned, i.e. nfine_distances * code size), for scan
+    /// bandwidth
     size_t scan_bytes = 0;
 };
 
 /**
  * IVF index with a GMM coarse quantizer, resident on one GPU. Metric: L2.
  *
- * Lists: per list, device buffers of vectors (float32), ids (int64) and
- * spill records (other_lists_width() int32 per entry, the other lists
- * holding the same vector, -1 padded) exactly as IndexIVFGMM's invlists
- * and spill_records. ntotal counts vectors, nentries() list entries.
+ * Lists: per list, device buffers of codes (config.codes: float32 vectors,
+ * or FAISS's SQfp16 / SQ8 residual codes, decoded in registers by the
+ * scan), ids (int64) and spill records (other_lists_width() int32 per
+ * entry, the other lists holding the same vector, -1 padded) exactly as
+ * IndexIVFGMM's invlists and spill_records. ntotal counts vectors,
+ * nentries() list entries. Other codes (PQ, SQ4, ...) stay on the CPU
+ * IndexIVFGMM: copyFrom refuses them, naming the code.
  *
  * add_with_ids(): in batches of config.add_batch_rows rows, the top
  * max_assign components of each vector are found on the GPU by a fused
  * kernel (log-joint scores for the Posterior and None spill rules, L2 for
  * Closure), and the spill rule of ListAssignment.h is applied on the host
- * to these candidates, as the CPU index applies it. The Soar rule's lists
- * come from the CPU assign_lists on the same model. Entries are appended
- * in input order, as the CPU add does.
+ * to these candidates, as the CPU index applies it. The Soar and Rair
+ * rules' lists come from the CPU assign_lists on the same model. Entries
+ * are encoded on the GPU (each copy against its own list's mean) and
+ * appended in input order, as the CPU add does.
  *
  * search(): queries tiled by config.search_memory; per tile, a GEMM against
  * the means gives the coarse scores (L2 or log-joint probe order), the
@@ -178,13 +193,28 @@ class GpuIndexIVFGMM : public faiss::Index {
     void copyTo(IndexIVFGMM* cpu_index) const;
 
     /// Fit the GMM on n training vectors (host memory) with the fused GPU
-    /// EM (gpu::train_gmm_gpu on config.device / precision), then install
-    /// the model. The index must be empty.
+    /// EM (gpu::train_gmm_gpu on config.device / precision), install the
+    /// model, then train the code on the same vectors (train_codes). The
+    /// index must be empty.
     void train(idx_t n, const float* x) override;
 
     /// Adopt an already trained model (k must equal nlist, d must match);
-    /// the index must be empty.
+    /// the index must be empty. With SQ8 codes the index is trained once
+    /// train_codes() has run too.
     void set_gmm(const GaussianMixture& model);
+
+    /**
+     * Train the code's own parameters (SQ8: per-dimension ranges) on n
+     * vectors x (host) as IndexIVFGMM::train_codes does: FAISS's training
+     * on the residuals to the nearest mean. No-op for Flat and SQfp16. The
+     * model must be set and the index empty.
+     */
+    void train_codes(idx_t n, const float* x);
+
+    /// the code of the lists ("Flat", "SQfp16" or "SQ8")
+    const char* codes_name() const;
+    /// bytes of one entry's code (4 d, 2 d or d)
+    size_t code_size() const;
 
     /// add_with_ids with ids ntotal, ntotal + 1, ...
     void add(idx_t n, const float* x) override;
@@ -261,8 +291,12 @@ class GpuIndexIVFGMM : public faiss::Index {
     size_t list_length(idx_t list) const;
     /// ids of list `list`, in entry order (copied to the host)
     std::vector<idx_t> list_ids(idx_t list) const;
-    /// vectors of list `list`, list_length x d (copied to the host)
+    /// vectors of list `list`, list_length x d (copied to the host and
+    /// decoded: the stored vectors for Flat, their reconstructions else)
     std::vector<float> list_vectors(idx_t list) const;
+    /// codes of list `list` as stored, list_length x code size bytes
+    /// (copied to the host; FAISS's bytes for the code)
+    std::vector<uint8_t> list_codes(idx_t list) const;
     /// spill records of list `list`, list_length x other_lists_width()
     /// (copied to the host)
     std::vector<int32_t> list_records(idx_t list) const;

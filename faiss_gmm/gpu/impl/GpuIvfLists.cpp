@@ -26,8 +26,10 @@ size_t round_up(size_t value, size_t quantum) {
 
 } // namespace
 
-GpuIvfLists::GpuIvfLists(int d, size_t nlist, cudaStream_t stream)
+GpuIvfLists::GpuIvfLists(
+    int d, kernels::IvfCodeKind kind, size_t nlist, cudaStream_t stream)
     : d_(d),
+      code_size_(size_t(kernels::ivf_code_size(kind, d))),
       stream_(stream),
       lengths_(nlist, 0),
       capacities_(nlist, 0),
@@ -37,10 +39,20 @@ GpuIvfLists::GpuIvfLists(int d, size_t nlist, cudaStream_t stream)
         nlist >= 1 && nlist <= size_t(std::numeric_limits<int32_t>::max()),
         "GpuIvfLists: nlist=%zu must be in [1, 2^31)",
         nlist);
+    codec_.kind = kind;
     refresh_device_arrays();
 }
 
 GpuIvfLists::~GpuIvfLists() = default;
+
+void GpuIvfLists::set_codec(const kernels::IvfCodec& codec) {
+    FAISS_THROW_IF_NOT_FMT(
+        codec.kind == codec_.kind,
+        "GpuIvfLists: codec of kind %d for lists of kind %d",
+        int(codec.kind),
+        int(codec_.kind));
+    codec_ = codec;
+}
 
 size_t GpuIvfLists::length(size_t l) const {
     FAISS_THROW_IF_NOT_FMT(
@@ -59,8 +71,8 @@ size_t GpuIvfLists::device_bytes() const {
 GpuIvfLists::Layout GpuIvfLists::layout(size_t capacity, int width) const {
     Layout out;
     out.ids = 0;
-    out.vectors = capacity * sizeof(int64_t);
-    out.records = out.vectors + capacity * size_t(d_) * sizeof(float);
+    out.codes = capacity * sizeof(int64_t);
+    out.records = out.codes + round_up(capacity * code_size_, 4);
     out.total = out.records + capacity * size_t(width) * sizeof(int32_t);
     return out;
 }
@@ -106,12 +118,12 @@ void GpuIvfLists::grow(
             "copying list ids into a larger list");
         throw_on_cuda_error(
             cudaMemcpyAsync(
-                dst + new_layout.vectors,
-                src + old_layout.vectors,
-                n * size_t(d_) * sizeof(float),
+                dst + new_layout.codes,
+                src + old_layout.codes,
+                n * code_size_,
                 cudaMemcpyDeviceToDevice,
                 stream_),
-            "copying list vectors into a larger list");
+            "copying list codes into a larger list");
         if (record_width_ > 0) {
             throw_on_cuda_error(
                 cudaMemcpyAsync(
@@ -152,7 +164,7 @@ void GpuIvfLists::widen_records(int width) {
             continue;
         }
         std::vector<idx_t> ids = list_ids(l);
-        std::vector<float> vectors = list_vectors(l);
+        std::vector<uint8_t> codes = list_codes(l);
         std::vector<int32_t> old_records = list_records(l);
         std::vector<int32_t> records(n * size_t(width), -1);
         for (size_t j = 0; j < n; j++) {
@@ -162,7 +174,7 @@ void GpuIvfLists::widen_records(int width) {
                 records.data() + j * width);
         }
         record_width_ = width;
-        set_list(l, n, vectors.data(), ids.data(), records.data(), false);
+        set_list(l, n, codes.data(), ids.data(), records.data(), false);
         record_width_ = old_width;
     }
     record_width_ = width;
@@ -239,8 +251,9 @@ void GpuIvfLists::append_batch(
     kernels::IvfListsWriteView dst;
     dst.d = d_;
     dst.record_width = record_width_;
-    float* const* pointers = device_arrays_.as<float*>();
-    dst.vectors = pointers;
+    dst.codec = codec_;
+    uint8_t* const* pointers = device_arrays_.as<uint8_t*>();
+    dst.codes = pointers;
     dst.ids = reinterpret_cast<int64_t* const*>(pointers + nlist());
     dst.records = reinterpret_cast<int32_t* const*>(pointers + 2 * nlist());
     kernels::IvfAppendBatch batch;
@@ -264,7 +277,7 @@ void GpuIvfLists::append_batch(
 void GpuIvfLists::set_list(
     size_t l,
     size_t n,
-    const float* vectors,
+    const uint8_t* codes,
     const idx_t* ids,
     const int32_t* records,
     bool update_arrays) {
@@ -304,12 +317,12 @@ void GpuIvfLists::set_list(
         "uploading list ids");
     throw_on_cuda_error(
         cudaMemcpyAsync(
-            base + lay.vectors,
-            vectors,
-            n * size_t(d_) * sizeof(float),
+            base + lay.codes,
+            codes,
+            n * code_size_,
             cudaMemcpyHostToDevice,
             stream_),
-        "uploading list vectors");
+        "uploading list codes");
     if (record_width_ > 0) {
         throw_on_cuda_error(
             cudaMemcpyAsync(
@@ -343,17 +356,17 @@ std::vector<idx_t> GpuIvfLists::list_ids(size_t l) const {
     return out;
 }
 
-std::vector<float> GpuIvfLists::list_vectors(size_t l) const {
+std::vector<uint8_t> GpuIvfLists::list_codes(size_t l) const {
     const size_t n = length(l);
-    std::vector<float> out(n * size_t(d_));
+    std::vector<uint8_t> out(n * code_size_);
     if (n > 0) {
         throw_on_cuda_error(
             cudaMemcpy(
                 out.data(),
-                storage_[l].as<char>() + layout(capacities_[l], 0).vectors,
-                out.size() * sizeof(float),
+                storage_[l].as<char>() + layout(capacities_[l], 0).codes,
+                out.size(),
                 cudaMemcpyDeviceToHost),
-            "downloading list vectors");
+            "downloading list codes");
     }
     return out;
 }
@@ -374,7 +387,7 @@ std::vector<int32_t> GpuIvfLists::list_records(size_t l) const {
     return out;
 }
 
-void GpuIvfLists::copy_vector(size_t l, size_t offset, float* out) const {
+void GpuIvfLists::copy_code(size_t l, size_t offset, uint8_t* out) const {
     FAISS_THROW_IF_NOT_FMT(
         offset < length(l),
         "GpuIvfLists: entry %zu of list %zu does not exist",
@@ -383,11 +396,11 @@ void GpuIvfLists::copy_vector(size_t l, size_t offset, float* out) const {
     throw_on_cuda_error(
         cudaMemcpy(
             out,
-            storage_[l].as<char>() + layout(capacities_[l], 0).vectors +
-                offset * size_t(d_) * sizeof(float),
-            size_t(d_) * sizeof(float),
+            storage_[l].as<char>() + layout(capacities_[l], 0).codes +
+                offset * code_size_,
+            code_size_,
             cudaMemcpyDeviceToHost),
-        "downloading a stored vector");
+        "downloading a stored code");
 }
 
 void GpuIvfLists::update_device_arrays() {
@@ -403,7 +416,7 @@ void GpuIvfLists::refresh_device_arrays() {
     for (size_t l = 0; l < nl; l++) {
         char* base = storage_[l].as<char>();
         const Layout lay = layout(capacities_[l], record_width_);
-        pointers[l] = base ? base + lay.vectors : nullptr;
+        pointers[l] = base ? base + lay.codes : nullptr;
         pointers[nl + l] = base ? base + lay.ids : nullptr;
         pointers[2 * nl + l] = base ? base + lay.records : nullptr;
         lengths[l] = int32_t(lengths_[l]);
@@ -428,8 +441,9 @@ kernels::IvfListsView GpuIvfLists::view() const {
     v.d = d_;
     v.nlist = int(nl);
     v.record_width = record_width_;
+    v.codec = codec_;
     const char* base = device_arrays_.as<const char>();
-    v.vectors = reinterpret_cast<const float* const*>(base);
+    v.codes = reinterpret_cast<const uint8_t* const*>(base);
     v.ids = reinterpret_cast<const int64_t* const*>(base + nl * sizeof(void*));
     v.records =
         reinterpret_cast<const int32_t* const*>(base + 2 * nl * sizeof(void*));

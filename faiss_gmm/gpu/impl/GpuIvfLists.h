@@ -1,9 +1,10 @@
 /**
  * Device storage of the inverted lists of GpuIndexIVFGMM: per list, one
- * device allocation holding the ids (int64), vectors (float32) and spill
- * records (int32) of its entries, grown geometrically, plus device arrays of
- * the list pointers and lengths that the search kernels read
- * (kernels::IvfListsView). Internal to faiss_gmm's GPU code.
+ * device allocation holding the ids (int64), codes (kernels/ivf_codes.h:
+ * flat floats, SQfp16 or SQ8 bytes) and spill records (int32) of its
+ * entries, grown geometrically, plus device arrays of the list pointers
+ * and lengths that the search kernels read (kernels::IvfListsView).
+ * Internal to faiss_gmm's GPU code.
  */
 
 #pragma once
@@ -23,19 +24,21 @@ namespace faiss_gmm {
 namespace gpu {
 
 /**
- * The inverted lists of one GPU index. Entry j of list l: id, d floats and
- * record_width int32 (the other lists holding the same vector, -1 padded),
- * exactly as IndexIVFGMM's invlists / other_lists. Every mutating call
- * leaves the device pointer / length arrays up to date.
+ * The inverted lists of one GPU index. Entry j of list l: id, code_size
+ * bytes of code and record_width int32 (the other lists holding the same
+ * vector, -1 padded), exactly as IndexIVFGMM's invlists / spill records.
+ * Every mutating call leaves the device pointer / length arrays up to date.
  */
 class GpuIvfLists {
    public:
     /**
      * @param d      dimension
+     * @param kind   what an entry stores (its code size follows)
      * @param nlist  number of lists
      * @param stream stream of every copy and kernel (must outlive this)
      */
-    GpuIvfLists(int d, size_t nlist, cudaStream_t stream);
+    GpuIvfLists(
+        int d, kernels::IvfCodeKind kind, size_t nlist, cudaStream_t stream);
     ~GpuIvfLists();
     GpuIvfLists(const GpuIvfLists&) = delete;
     GpuIvfLists& operator=(const GpuIvfLists&) = delete;
@@ -48,10 +51,19 @@ class GpuIvfLists {
     size_t nlist() const {
         return lengths_.size();
     }
+    /// bytes of one entry's code
+    size_t code_size() const {
+        return code_size_;
+    }
     /// int32 spill records per entry
     int record_width() const {
         return record_width_;
     }
+
+    /// Set the device arrays of the codec (its kind must be the lists'):
+    /// what appends encode with and what view() hands the scan. The
+    /// arrays must outlive their use.
+    void set_codec(const kernels::IvfCodec& codec);
     /// entries of list l
     size_t length(size_t l) const;
     /// entries of all lists
@@ -74,10 +86,10 @@ class GpuIvfLists {
 
     /**
      * Append a batch of entries whose vectors are on the device (source,
-     * rows x d). Host arrays, n_entries values each: source_row (row of
-     * source), list, id; records: n_entries x record_width() (may be null
-     * when the width is 0). Entries of the same list are appended in the
-     * order given.
+     * rows x d floats), encoded by the codec set. Host arrays, n_entries
+     * values each: source_row (row of source), list, id; records: n_entries
+     * x record_width() (may be null when the width is 0). Entries of the
+     * same list are appended in the order given.
      */
     void append_batch(
         const float* source_device,
@@ -88,15 +100,15 @@ class GpuIvfLists {
         const int32_t* records);
 
     /**
-     * Replace list l by n host entries (vectors n x d, ids, records n x
-     * record_width()). update_arrays false defers the upload of the pointer
-     * arrays (for many set_list calls in a row): call update_device_arrays()
-     * before the lists are read again.
+     * Replace list l by n host entries (codes n x code_size(), ids, records
+     * n x record_width()). update_arrays false defers the upload of the
+     * pointer arrays (for many set_list calls in a row): call
+     * update_device_arrays() before the lists are read again.
      */
     void set_list(
         size_t l,
         size_t n,
-        const float* vectors,
+        const uint8_t* codes,
         const idx_t* ids,
         const int32_t* records,
         bool update_arrays = true);
@@ -106,12 +118,13 @@ class GpuIvfLists {
 
     /// ids of list l (host copy)
     std::vector<idx_t> list_ids(size_t l) const;
-    /// vectors of list l, length x d (host copy)
-    std::vector<float> list_vectors(size_t l) const;
+    /// codes of list l, length x code_size() bytes (host copy)
+    std::vector<uint8_t> list_codes(size_t l) const;
     /// records of list l, length x record_width() (host copy)
     std::vector<int32_t> list_records(size_t l) const;
-    /// copy entry `offset` of list l (d floats) to host memory out
-    void copy_vector(size_t l, size_t offset, float* out) const;
+    /// copy the code of entry `offset` of list l (code_size() bytes) to
+    /// host memory out
+    void copy_code(size_t l, size_t offset, uint8_t* out) const;
 
     /// The view the search kernels read (device pointers).
     kernels::IvfListsView view() const;
@@ -119,7 +132,7 @@ class GpuIvfLists {
    private:
     /// Where the parts of list l's allocation start for a capacity.
     struct Layout {
-        size_t ids = 0, vectors = 0, records = 0, total = 0;
+        size_t ids = 0, codes = 0, records = 0, total = 0;
     };
     Layout layout(size_t capacity, int width) const;
     /// Grow list l to hold at least `capacity` entries, keeping contents.
@@ -131,13 +144,15 @@ class GpuIvfLists {
     void refresh_device_arrays();
 
     int d_;
+    kernels::IvfCodec codec_;
+    size_t code_size_;
     int record_width_ = 0;
     cudaStream_t stream_;
     size_t total_entries_ = 0;
     std::vector<int64_t> lengths_;
     std::vector<size_t> capacities_;
     std::vector<DeviceAllocation> storage_;
-    /// 3 x nlist pointers (vectors, ids, records) then nlist int32 lengths
+    /// 3 x nlist pointers (codes, ids, records) then nlist int32 lengths
     DeviceAllocation device_arrays_;
 };
 

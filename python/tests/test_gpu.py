@@ -11,7 +11,7 @@ from conftest import make_blobs
 
 pytestmark = pytest.mark.skipif(
     not (faiss_gmm.has_gpu and faiss_gmm.gpu_is_available(0)),
-    reason="needs a CUDA build of faiss_gmm and a usable GPU",
+    reason="no usable CUDA device" if faiss_gmm.has_gpu else "this faiss_gmm build has no CUDA",
 )
 
 

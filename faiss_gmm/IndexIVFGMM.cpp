@@ -36,6 +36,7 @@
 #include <faiss_gmm/CoarseProbe.h>
 #include <faiss_gmm/ListAssignment.h>
 #include <faiss_gmm/impl/DedupScan.h>
+#include <faiss_gmm/impl/FastScanCodes.h>
 #include <faiss_gmm/impl/GmmScoring.h>
 #include <faiss_gmm/impl/ListPruning.h>
 
@@ -74,6 +75,12 @@ faiss::Index* take_quantizer(faiss::IndexIVF* codes) {
             codes->nlist <= size_t(std::numeric_limits<int32_t>::max()),
         "IndexIVFGMM: nlist=%zu must be in [1, 2^31)",
         codes->nlist);
+    FAISS_THROW_IF_NOT_FMT(
+        !impl::is_unsupported_fast_scan(*codes),
+        "IndexIVFGMM: codes_index is a %s, a fast-scan code other than PQ "
+        "(IndexIVFPQFastScan): FAISS scans it only in its interleaved "
+        "blocks, with per-vector data that IndexIVFGMM's scan cannot read",
+        typeid(*codes).name());
     const auto* flat = dynamic_cast<const faiss::IndexFlat*>(codes->quantizer);
     FAISS_THROW_IF_NOT_MSG(
         flat && flat->metric_type == faiss::METRIC_L2 && codes->own_fields &&
@@ -81,6 +88,17 @@ faiss::Index* take_quantizer(faiss::IndexIVF* codes) {
         "IndexIVFGMM: codes_index must own an L2 IndexFlat quantizer, empty "
         "or holding nlist means (as faiss::index_factory builds it)");
     return codes->quantizer;
+}
+
+/// take_quantizer for the constructor, which owns codes even when it
+/// throws.
+faiss::Index* take_quantizer_or_delete(faiss::IndexIVF* codes) {
+    try {
+        return take_quantizer(codes);
+    } catch (...) {
+        delete codes;
+        throw;
+    }
 }
 
 /// An IndexIVFFlat over a new IndexFlatL2: the default code.
@@ -149,7 +167,7 @@ IndexIVFGMM::IndexIVFGMM(
 IndexIVFGMM::IndexIVFGMM(
     faiss::IndexIVF* codes, const IVFGMMBuildParameters& build_params_in)
     : faiss::IndexIVF(
-          take_quantizer(codes),
+          take_quantizer_or_delete(codes),
           size_t(codes->d),
           codes->nlist,
           codes->code_size,
@@ -169,6 +187,7 @@ void IndexIVFGMM::adopt_codes(faiss::IndexIVF* codes) {
     is_trained = false;
     spill_records.reset(nlist, std::max(build_params.spill.max_assign - 1, 0));
     codes_index = codes;
+    scan_view_ = std::make_unique<impl::CodeScanView>();
     invalidate_id_locations();
 }
 
@@ -213,6 +232,12 @@ const faiss::IndexIVF& IndexIVFGMM::codes() const {
         "IndexIVFGMM: the quantizer was replaced behind the index "
         "(codes_index no longer shares it)");
     return *codes_index;
+}
+
+const faiss::IndexIVF& IndexIVFGMM::scan_codes() const {
+    const faiss::IndexIVF& code = codes();
+    FAISS_THROW_IF_NOT_MSG(scan_view_, "IndexIVFGMM: no code scan view");
+    return scan_view_->scan_index(code);
 }
 
 void IndexIVFGMM::check_usable(const char* who) const {
@@ -685,7 +710,7 @@ void IndexIVFGMM::search1(
     std::vector<float> coarse_dis(p.nprobe);
     coarse_probe(gmm, *quantizer, p, 1, x, assign.data(), coarse_dis.data());
     const CallScan call(*this, p, p.probe_order == ProbeOrder::L2);
-    impl::DedupScan scan(call.ctx, codes(), &p);
+    impl::DedupScan scan(call.ctx, scan_codes(), &p);
     impl::ScanCounts counts;
     scan.scan(
         x,
@@ -759,7 +784,7 @@ void IndexIVFGMM::search_preassigned(
     }
     const CallScan call(
         *this, p, p.probe_order == ProbeOrder::L2 && centroid_dis);
-    const faiss::IndexIVF& code = codes();
+    const faiss::IndexIVF& code = scan_codes();
 
     impl::ScanCounts total;
     size_t nheap = 0;
@@ -877,7 +902,7 @@ void IndexIVFGMM::range_search_preassigned(
     // the radius plays the part of the k-th neighbour distance
     const CallScan call(
         *this, p, p.probe_order == ProbeOrder::L2 && coarse_dis);
-    const faiss::IndexIVF& code = codes();
+    const faiss::IndexIVF& code = scan_codes();
 
     impl::ScanCounts total;
 #pragma omp parallel
@@ -1071,16 +1096,36 @@ void IndexIVFGMM::reconstruct_from_offset(
         " in list %" PRId64,
         offset,
         list_no);
-    // FAISS's standalone code (list number, then the code) decoded by the
-    // code index, whose own lists are empty
-    const faiss::IndexIVF& code = codes();
-    const size_t coarse_size = code.coarse_code_size();
-    std::vector<uint8_t> sa_code(coarse_size + code_size);
-    code.encode_listno(list_no, sa_code.data());
     faiss::InvertedLists::ScopedCodes stored(invlists, list_no, offset);
-    std::copy(
-        stored.get(), stored.get() + code_size, sa_code.data() + coarse_size);
-    code.sa_decode(1, sa_code.data(), recons);
+    const idx_t list = idx_t(list_no);
+    decode_entries(1, stored.get(), &list, recons);
+}
+
+void IndexIVFGMM::decode_entries(
+    idx_t n, const uint8_t* codes_in, const idx_t* list_nos, float* x) const {
+    // FAISS's standalone codes (list number, then the code) decoded by the
+    // code index, whose own lists are empty (every IVF code has sa_decode),
+    // or by the scan view of a fast-scan PQ
+    const faiss::IndexIVF& code = scan_codes();
+    const size_t coarse_size = code.coarse_code_size();
+    const size_t sa_size = coarse_size + code_size;
+    std::vector<uint8_t> sa_codes(size_t(n) * sa_size);
+    for (idx_t i = 0; i < n; i++) {
+        FAISS_THROW_IF_NOT_FMT(
+            list_nos[i] >= 0 && list_nos[i] < idx_t(nlist),
+            "IndexIVFGMM: cannot decode code %" PRId64 " of list %" PRId64
+            " (nlist=%zu)",
+            int64_t(i),
+            int64_t(list_nos[i]),
+            nlist);
+        uint8_t* sa = sa_codes.data() + size_t(i) * sa_size;
+        code.encode_listno(list_nos[i], sa);
+        std::copy(
+            codes_in + size_t(i) * code_size,
+            codes_in + size_t(i + 1) * code_size,
+            sa + coarse_size);
+    }
+    code.sa_decode(n, sa_codes.data(), x);
 }
 
 void IndexIVFGMM::check_compatible_for_merge(
@@ -1230,12 +1275,12 @@ void IndexIVFGMM::encode_vectors(
 #if FAISS_GMM_HAS_DECODE_VECTORS
 void IndexIVFGMM::decode_vectors(
     idx_t n, const uint8_t* codes_in, const idx_t* list_nos, float* x) const {
-    codes().decode_vectors(n, codes_in, list_nos, x);
+    decode_entries(n, codes_in, list_nos, x);
 }
 #endif
 
 void IndexIVFGMM::sa_decode(idx_t n, const uint8_t* bytes, float* x) const {
-    codes().sa_decode(n, bytes, x);
+    scan_codes().sa_decode(n, bytes, x);
 }
 
 faiss::InvertedListScanner* IndexIVFGMM::get_InvertedListScanner(
@@ -1247,9 +1292,9 @@ faiss::InvertedListScanner* IndexIVFGMM::get_InvertedListScanner(
 #endif
 ) const {
 #if FAISS_GMM_HAS_SCANNER_PARAMS
-    return codes().get_InvertedListScanner(store_pairs, sel, params);
+    return scan_codes().get_InvertedListScanner(store_pairs, sel, params);
 #else
-    return codes().get_InvertedListScanner(store_pairs, sel);
+    return scan_codes().get_InvertedListScanner(store_pairs, sel);
 #endif
 }
 

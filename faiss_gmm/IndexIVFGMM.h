@@ -22,6 +22,10 @@
 
 namespace faiss_gmm {
 
+namespace impl {
+class CodeScanView;
+} // namespace impl
+
 /**
  * IVF index with a GMM coarse quantizer. Metric: L2 only.
  *
@@ -35,6 +39,16 @@ namespace faiss_gmm {
  * that computes distances, decoding (sa_decode), and training of the
  * code's own parameters. Everything about probing, spill and deduplication
  * is written once, here.
+ *
+ * Codes: every FAISS IVF code with an InvertedListScanner (Flat, SQ...,
+ * PQ..., RaBitQ where FAISS has it: FAISS_GMM_HAS_RABITQ), and FAISS's
+ * fast-scan PQ (IndexIVFPQFastScan, "PQ<m>x4fs"): its 4-bit codes are
+ * stored one after the other like any code (not in FAISS's interleaved
+ * blocks of 32), scanned with exact float look-up tables and decoded
+ * through a 4-bit IndexIVFPQ view of the same codebook, on every FAISS
+ * version; the gain is the memory of 4-bit codes, not FAISS's SIMD block
+ * scan. Other fast-scan codes (additive quantizers, RaBitQ fast scan) are
+ * refused.
  *
  * Spill bookkeeping (SpillRecords): per list entry, the other lists holding
  * the same vector. ntotal counts vectors, nentries() list entries (copies).
@@ -89,6 +103,7 @@ struct IndexIVFGMM : faiss::IndexIVF {
      *                     this index takes it over, with its quantizer
      *                     (which must be an L2 faiss::IndexFlat, empty or
      *                     holding nlist entries) and its inverted lists
+     *                     (deleted when the constructor throws)
      * @param build_params how train() and add() work (checked)
      */
     explicit IndexIVFGMM(
@@ -255,7 +270,8 @@ struct IndexIVFGMM : faiss::IndexIVF {
     void reconstruct(idx_t key, float* recons) const override;
     /// reconstruct() of the ids i0 .. i0 + ni - 1.
     void reconstruct_n(idx_t i0, idx_t ni, float* recons) const override;
-    /// Decode entry `offset` of list `list_no` through the code.
+    /// Decode entry `offset` of list `list_no` through the code (its
+    /// standalone sa_decode).
     void reconstruct_from_offset(
         int64_t list_no, int64_t offset, float* recons) const override;
 
@@ -285,17 +301,23 @@ struct IndexIVFGMM : faiss::IndexIVF {
         uint8_t* codes,
         bool include_listnos = false) const override;
 #if FAISS_GMM_HAS_DECODE_VECTORS
-    /// Decoding through the code.
+    /// Decoding through the code's standalone sa_decode (list number, then
+    /// the code), which every code has (FAISS's fast-scan PQ has no
+    /// decode_vectors); list_nos in [0, nlist).
     void decode_vectors(
         idx_t n,
         const uint8_t* codes,
         const idx_t* list_nos,
         float* x) const override;
 #endif
-    /// FAISS's standalone IVF code (list number + code) decoded by the code.
+    /// FAISS's standalone IVF code (list number + code) decoded by the code
+    /// (for fast-scan PQ, by its IndexIVFPQ view).
     void sa_decode(idx_t n, const uint8_t* bytes, float* x) const override;
-    /// The code's scanner (search and range search use their own dedup
-    /// scan over it; callers of the scanner see raw list entries).
+    /// The code's scanner over the codes this index stores (search and
+    /// range search use their own dedup scan over it; callers of the
+    /// scanner see raw list entries). For fast-scan PQ, the scanner of the
+    /// IndexIVFPQ view (see the class comment), valid until the index is
+    /// destroyed or reset_to() another code.
     faiss::InvertedListScanner* get_InvertedListScanner(
         bool store_pairs = false,
         const faiss::IDSelector* sel = nullptr
@@ -358,6 +380,13 @@ struct IndexIVFGMM : faiss::IndexIVF {
         const faiss::SearchParameters* params, const char* who) const;
     /// codes_index, checked to share our quantizer.
     const faiss::IndexIVF& codes() const;
+    /// The index whose InvertedListScanner and sa_decode read our stored
+    /// codes: codes(), or the IndexIVFPQ view of a fast-scan PQ.
+    const faiss::IndexIVF& scan_codes() const;
+    /// Decode n codes of our lists (list_nos: their lists) through
+    /// scan_codes().sa_decode.
+    void decode_entries(
+        idx_t n, const uint8_t* codes, const idx_t* list_nos, float* x) const;
     /// The locations of every id (built on first use).
     std::shared_ptr<const IdLocations> id_locations() const;
     /// Drop the reconstruct() cache after the lists change.
@@ -369,6 +398,8 @@ struct IndexIVFGMM : faiss::IndexIVF {
     void adopt_codes(faiss::IndexIVF* codes);
 
     IdLocationCache id_location_cache_;
+    /// the scanned index of a fast-scan PQ (impl/FastScanCodes.h)
+    std::unique_ptr<impl::CodeScanView> scan_view_;
 };
 
 } // namespace faiss_gmm

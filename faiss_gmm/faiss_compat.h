@@ -48,6 +48,9 @@
 /// max_empty_result_buckets in 1.15.
 #define FAISS_GMM_HAS_IVF_SEARCH_BUDGETS                                       \
     FAISS_GMM_FAISS_VERSION_AT_LEAST(1, 15, 0)
+/// IndexIVFRaBitQ (faiss/IndexIVFRaBitQ.h, factory code "RaBitQ") appeared
+/// in 1.11; 1.7.3 has no RaBitQ.
+#define FAISS_GMM_HAS_RABITQ FAISS_GMM_FAISS_VERSION_AT_LEAST(1, 11, 0)
 
 #if FAISS_GMM_HAS_INVERTED_LIST_CONTEXT
 /// Declares (with FAISS's default) / defines / forwards add_core's last

@@ -9,7 +9,6 @@
 
 #include <faiss/AutoTune.h>
 #include <faiss/IndexIDMap.h>
-#include <faiss/IndexIVFFastScan.h>
 #include <faiss/IndexPreTransform.h>
 #include <faiss/IndexRefine.h>
 #include <faiss/VectorTransform.h>
@@ -17,6 +16,7 @@
 #include <faiss/index_factory.h>
 
 #include <faiss_gmm/IndexIVFGMM.h>
+#include <faiss_gmm/impl/FastScanCodes.h>
 
 namespace faiss_gmm {
 
@@ -298,6 +298,17 @@ faiss::Index* build_gmm_index(
     if (code == "Flat") {
         return new IndexIVFGMM(d, size_t(parsed.nlist), parsed.params);
     }
+#if !FAISS_GMM_HAS_RABITQ
+    FAISS_THROW_IF_NOT_FMT(
+        code.rfind("RaBitQ", 0) != 0,
+        "index_factory: code '%s' after GMM token '%s' in '%s' needs FAISS "
+        ">= 1.11 (IndexIVFRaBitQ); this build uses FAISS %s, which has no "
+        "RaBitQ",
+        code.c_str(),
+        gmm_token.c_str(),
+        description.c_str(),
+        faiss_version_compiled());
+#endif
     const std::string faiss_string =
         "IVF" + std::to_string(parsed.nlist) + "," + code;
     std::unique_ptr<faiss::Index> built;
@@ -316,10 +327,20 @@ faiss::Index* build_gmm_index(
     faiss::Index* coded = refine ? refine->base_index : built.get();
     auto* ivf = dynamic_cast<faiss::IndexIVF*>(coded);
     FAISS_THROW_IF_NOT_FMT(
-        ivf && !dynamic_cast<faiss::IndexIVFFastScan*>(ivf),
+        ivf,
         "index_factory: code '%s' after GMM token '%s' in '%s' is not "
-        "supported: FAISS builds a %s for it (the GMM quantizer takes IVF "
-        "codes with an inverted-list scanner: Flat, SQ..., PQ...)",
+        "supported: FAISS builds a %s for it, not an IVF index (the GMM "
+        "quantizer takes IVF codes: Flat, SQ..., PQ..., PQ<m>x4fs, RaBitQ)",
+        code.c_str(),
+        gmm_token.c_str(),
+        description.c_str(),
+        typeid(*coded).name());
+    FAISS_THROW_IF_NOT_FMT(
+        !impl::is_unsupported_fast_scan(*ivf),
+        "index_factory: code '%s' after GMM token '%s' in '%s' is not "
+        "supported: FAISS builds a %s, a fast-scan code other than PQ, "
+        "which FAISS scans only in its interleaved blocks (the fast-scan "
+        "code the GMM quantizer takes is PQ<m>x4fs[r])",
         code.c_str(),
         gmm_token.c_str(),
         description.c_str(),

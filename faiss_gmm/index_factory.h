@@ -34,10 +34,15 @@
  *                                   rair_lambda)
  *                | "_nospill"       one list per vector (max_assign = 1)
  *     code      := "Flat", or any FAISS IVF code with an inverted-list
- *                  scanner ("SQ8", "SQ4", "SQfp16", "PQ16", ...; not the
- *                  fast-scan "PQ16x4fs"): FAISS builds "IVF<nlist>,<code>"
- *                  and the IndexIVFGMM uses its codes (each spilled copy
- *                  encoded against its own list's mean)
+ *                  scanner ("SQ8", "SQ4", "SQfp16", "PQ16", "PQ16np", ...),
+ *                  the fast-scan PQ "PQ<m>x4fs" / "PQ<m>x4fsr" (residual)
+ *                  (stored and scanned as 4-bit PQ codes: IndexIVFGMM.h),
+ *                  "RaBitQ" / "RaBitQ<bits>" where FAISS has it (>= 1.11,
+ *                  FAISS_GMM_HAS_RABITQ; an older FAISS gets an error naming
+ *                  its version): FAISS builds "IVF<nlist>,<code>" and the
+ *                  IndexIVFGMM uses its codes (each spilled copy encoded
+ *                  against its own list's mean). Other fast-scan codes
+ *                  ("RQ4x4fs", "RaBitQfs") are refused.
  *     refine    := "RFlat" | "Refine(" FAISS index string ")": a
  *                  faiss::IndexRefineFlat / IndexRefine around the
  *                  IndexIVFGMM re-ranks its k * k_factor candidates with
@@ -61,6 +66,9 @@
  *     "IVF1024_GMM_tau0.05_m3,Flat"        spill at posterior >= 0.05, <= 3
  *     "IVF1024_GMM,SQ8"                    8-bit scalar-quantized codes
  *     "IVF4k_GMM,PQ32,RFlat"               PQ codes, re-ranked exactly
+ *     "IVF4k_GMM,PQ32x4fsr,RFlat"          4-bit (fast-scan) PQ residual
+ *                                          codes, re-ranked exactly
+ *     "IVF4k_GMM,RaBitQ"                   1-bit RaBitQ codes (FAISS >= 1.11)
  *     "PCA64,IVF1024_GMM,Flat"             IndexPreTransform around it
  *     "IDMap,IVF1024_GMM,Flat"             the IndexIVFGMM (ids inside)
  *     "IVF1024,Flat", "HNSW32", "Flat"     no GMM token: plain FAISS

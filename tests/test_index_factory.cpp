@@ -15,6 +15,7 @@
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexIDMap.h>
 #include <faiss/IndexIVFFlat.h>
+#include <faiss/IndexIVFPQFastScan.h>
 #include <faiss/IndexPreTransform.h>
 #include <faiss/IndexRefine.h>
 #include <faiss/VectorTransform.h>
@@ -23,6 +24,10 @@
 
 #include <faiss_gmm/IndexIVFGMM.h>
 #include <faiss_gmm/index_factory.h>
+
+#if FAISS_GMM_HAS_RABITQ
+#include <faiss/IndexIVFRaBitQ.h>
+#endif
 
 namespace {
 
@@ -281,7 +286,7 @@ TEST(IndexFactory, ErrorsNameTheToken) {
     // codes FAISS cannot build, or that are not IVF codes with a scanner
     expect_error(8, "IVF1024_GMM,PQ3", "PQ3");
     expect_error(8, "IVF1024_GMM,HNSW32", "HNSW32");
-    expect_error(8, "IVF1024_GMM,PQ4x4fs", "PQ4x4fs");
+    expect_error(8, "IVF1024_GMM,RQ2x4fs_Nrq2x4", "RQ2x4fs_Nrq2x4");
     expect_error(8, "IVF1024_GMM", "IVF1024_GMM");
     expect_error(8, "PCA4,IVF1024_GMM", "IVF1024_GMM");
     expect_error(
@@ -360,6 +365,43 @@ TEST(IndexFactory, SetIndexParameters) {
     EXPECT_THROW(
         faiss_gmm::set_index_parameters(nullptr, "nprobe=1"),
         faiss::FaissException);
+}
+
+TEST(IndexFactory, FastScanPQAndRaBitQCodes) {
+    // the code index FAISS builds for the code, behind the GMM tokens,
+    // transforms and refinement (search and recall: test_fast_scan_codes)
+    struct Case {
+        const char* description;
+        bool by_residual;
+    };
+    for (const Case& c :
+         {Case{"IVF64_GMM_m3,PQ8x4fs", false},
+          Case{"IVF64_GMMdiag_soar1,PQ8x4fsr", true},
+          Case{"IVF64_GMM,PQ4x4fs_64,RFlat", false},
+          Case{"PCA16,IVF64_GMM_m2,PQ8x4fsr,Refine(SQfp16)", true}}) {
+        SCOPED_TRACE(c.description);
+        auto index = make(32, c.description);
+        IndexIVFGMM* gmm = faiss_gmm::try_extract_index_ivfgmm(index.get());
+        ASSERT_NE(gmm, nullptr);
+        auto* fs = dynamic_cast<faiss::IndexIVFPQFastScan*>(gmm->codes_index);
+        ASSERT_NE(fs, nullptr);
+        EXPECT_EQ(fs->by_residual, c.by_residual);
+        EXPECT_EQ(fs->quantizer, gmm->quantizer);
+        EXPECT_EQ(gmm->code_size, (fs->pq.M + 1) / 2) << "4 bits per index";
+    }
+#if FAISS_GMM_HAS_RABITQ
+    for (const char* description :
+         {"IVF64_GMM_m3,RaBitQ", "IVF64_GMM,RaBitQ4,RFlat"}) {
+        SCOPED_TRACE(description);
+        auto index = make(32, description);
+        IndexIVFGMM* gmm = faiss_gmm::try_extract_index_ivfgmm(index.get());
+        ASSERT_NE(gmm, nullptr);
+        EXPECT_NE(
+            dynamic_cast<faiss::IndexIVFRaBitQ*>(gmm->codes_index), nullptr);
+    }
+#else
+    expect_error(32, "IVF64_GMM,RaBitQ", "FAISS >= 1.11");
+#endif
 }
 
 TEST(IndexFactory, CompressedCodesAndRefinement) {

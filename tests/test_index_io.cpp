@@ -531,11 +531,16 @@ TEST(IndexIO, WrappedIndexesRoundTrip) {
 TEST(IndexIO, CompressedAndRefinedIndexesRoundTrip) {
     const int d = 16;
     std::vector<float> x = clustered_data(kNb, d, 6);
-    for (const char* description :
-         {"IVF16_GMM_m3,SQ8",
-          "IVF16_GMM_m3,PQ4np",
-          "IVF16_GMM_m3,PQ4np,RFlat",
-          "PCA8,IVF16_GMM,SQ4,Refine(SQfp16)"}) {
+    for (const char* description : {
+             "IVF16_GMM_m3,SQ8", "IVF16_GMM_m3,PQ4np",
+                 "IVF16_GMM_m3,PQ4np,RFlat",
+                 "PCA8,IVF16_GMM,SQ4,Refine(SQfp16)", "IVF16_GMM_m3,PQ8x4fs",
+                 "IVF16_GMM_m3,PQ8x4fsr,RFlat",
+#if FAISS_GMM_HAS_RABITQ
+                 "IVF16_GMM_m3,RaBitQ",
+#endif
+                 "PCA8,IVF16_GMM_m2,PQ4x4fsr,Refine(SQ8)"
+         }) {
         SCOPED_TRACE(description);
         std::unique_ptr<faiss::Index> index(
             faiss_gmm::index_factory(d, description));

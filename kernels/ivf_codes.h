@@ -1,8 +1,9 @@
 /**
- * Codes of the GPU inverted lists: how a stored entry holds its vector,
- * one description shared by the append kernel (which encodes) and the scan
- * kernel (which decodes on the fly). The encodings are FAISS's, byte for
- * byte, so lists copy between IndexIVFGMM and GpuIndexIVFGMM unchanged:
+ * Codes of the GPU inverted lists: how a stored entry holds its vector, as
+ * the scan kernel decodes it on the fly. The encodings are FAISS's, byte
+ * for byte, so lists copy between IndexIVFGMM and GpuIndexIVFGMM unchanged
+ * (the host encodes SQ codes with FAISS itself, whose fp16 rounding of
+ * ties depends on how FAISS was built):
  *  - Float32: the vector's d floats (IndexIVFFlat);
  *  - Float16: d IEEE halves (ScalarQuantizer QT_fp16, round to nearest
  *    even);
@@ -37,9 +38,6 @@ struct IvfCodec {
     /// nlist x d list means: entries encode x - mu_l (null: x itself;
     /// always null for Float32)
     const float* residual_means = nullptr;
-    /// SQ8 encoding: d floats each, FAISS's trained vmin and vdiff
-    const float* vmin = nullptr;
-    const float* vdiff = nullptr;
     /// SQ8 decoding as one multiply-add, value_i = c_i scale_i + bias_i:
     /// scale_i = vdiff_i / 255, bias_i = vmin_i + 0.5 scale_i (d floats)
     const float* scale = nullptr;
@@ -67,7 +65,7 @@ inline bool ivf_codec_complete(const IvfCodec& c) {
     case IvfCodeKind::Float16:
         return true;
     case IvfCodeKind::SQ8:
-        return c.vmin && c.vdiff && c.scale && c.bias;
+        return c.scale && c.bias;
     }
     return false;
 }

@@ -1,4 +1,3 @@
-#include <kernels/ivf_codes.cuh>
 #include <kernels/ivf_lists.h>
 
 #include <cub/device/device_scan.cuh>
@@ -20,29 +19,30 @@ int elementwise_blocks(int64_t n) {
     return int(blocks < kMaxBlocks ? blocks : kMaxBlocks);
 }
 
-/// Reads one batch row per entry (d floats, coalesced across the warp),
-/// encodes it as the lists' codec says and writes it, its id and its spill
-/// record into the entry's list slot: the whole append of a batch in one
-/// launch, whatever the number of lists.
+/// Copies one entry per warp (its code, or its float vector, coalesced
+/// across the warp), its id and its spill record into the entry's list
+/// slot: the whole append of a batch in one launch, whatever the number of
+/// lists.
 __global__ void __launch_bounds__(kScatterWarps * 32)
     ivf_lists_scatter_kernel(IvfListsWriteView lists, IvfAppendBatch batch) {
     const int lane = threadIdx.x % 32;
-    const int d = lists.d;
-    const int code_size = ivf_code_size(lists.codec.kind, d);
     const int64_t warps_total = int64_t(gridDim.x) * kScatterWarps;
     for (int64_t e = int64_t(blockIdx.x) * kScatterWarps + threadIdx.x / 32;
          e < batch.n_entries;
          e += warps_total) {
         const int32_t l = batch.list[e];
         const int64_t pos = batch.position[e];
-        const float* src = batch.source + batch.source_row[e] * d;
-        uint8_t* dst = lists.codes[l] + pos * code_size;
-        const float* mean = lists.codec.residual_means
-                                ? lists.codec.residual_means + int64_t(l) * d
-                                : nullptr;
-        for (int c = lane; c < d; c += 32) {
-            const float r = mean ? src[c] - mean[c] : src[c];
-            encode_component(lists.codec, r, c, dst);
+        uint8_t* dst = lists.codes[l] + pos * lists.code_size;
+        if (batch.codes) {
+            const uint8_t* src = batch.codes + e * lists.code_size;
+            for (int c = lane; c < lists.code_size; c += 32) {
+                dst[c] = src[c];
+            }
+        } else {
+            const float* src = batch.source + batch.source_row[e] * lists.d;
+            for (int c = lane; c < lists.d; c += 32) {
+                reinterpret_cast<float*>(dst)[c] = src[c];
+            }
         }
         if (lane == 0) {
             lists.ids[l][pos] = batch.id[e];
@@ -85,9 +85,11 @@ cudaError_t ivf_lists_scatter(
     if (batch.n_entries == 0) {
         return cudaSuccess;
     }
-    if (!ivf_codec_complete(lists.codec) || !lists.codes || !lists.ids ||
-        !batch.source || !batch.source_row || !batch.list || !batch.position ||
-        !batch.id ||
+    const bool floats = !batch.codes;
+    if (!lists.codes || !lists.ids || lists.code_size < 1 ||
+        (floats && (lists.code_size != 4 * lists.d || !batch.source ||
+                    !batch.source_row)) ||
+        !batch.list || !batch.position || !batch.id ||
         (lists.record_width > 0 && (!lists.records || !batch.record))) {
         return cudaErrorInvalidValue;
     }

@@ -1,8 +1,8 @@
 /**
  * Kernels of the GPU inverted-list storage (faiss_gmm/gpu/GpuIvfLists) and
  * small helpers of the GPU IVF search (GpuIndexIVFGMM::search):
- *  - ivf_lists_scatter: appends a batch of entries (vector encoded as the
- *    lists' codec says, id, spill record) to their lists, at positions the
+ *  - ivf_lists_scatter: appends a batch of entries (float vector or a code
+ *    the host encoded, id, spill record) to their lists, at positions the
  *    host chose (input order);
  *  - fill_int32, narrow_int64_to_int32: buffer initialisation and the
  *    conversion of selected probe positions to list ids;
@@ -18,8 +18,6 @@
 
 #include <cuda_runtime.h>
 
-#include <kernels/ivf_codes.h>
-
 namespace faiss_gmm {
 namespace kernels {
 
@@ -27,8 +25,8 @@ namespace kernels {
 struct IvfListsWriteView {
     int d = 0;            ///< dimension
     int record_width = 0; ///< int32 per entry in records (0: none)
-    IvfCodec codec;       ///< how entries encode their vectors
-    /// per list: capacity x ivf_code_size(codec.kind, d) bytes
+    /// per list: capacity x code_size bytes
+    int code_size = 0;
     uint8_t* const* codes = nullptr;
     int64_t* const* ids = nullptr; ///< per list: capacity ids
     /// per list: capacity x record_width int32 (unused when width is 0)
@@ -37,7 +35,10 @@ struct IvfListsWriteView {
 
 /// A batch of entries to append (all pointers device memory).
 struct IvfAppendBatch {
-    int64_t n_entries = 0;               ///< entries to write
+    int64_t n_entries = 0; ///< entries to write
+    /// per entry: its code, n_entries x code_size bytes (SQ codes, encoded
+    /// by the host); null: the code is the float vector of source
+    const uint8_t* codes = nullptr;
     const float* source = nullptr;       ///< batch vectors, rows x d
     const int64_t* source_row = nullptr; ///< per entry: row in source
     const int32_t* list = nullptr;       ///< per entry: destination list
@@ -49,12 +50,12 @@ struct IvfAppendBatch {
 };
 
 /**
- * For every entry e of batch: the code of source[source_row[e] * d ...]
- * (ivf_codes.h; residual to the mean of list[e] where the codec says) goes
- * to slot position[e] of lists.codes[list[e]], the id and record to the
- * same slot. Destination slots must be distinct and within capacity (the
- * host guarantees it). Returns cudaErrorInvalidValue on bad sizes, an
- * incomplete codec or null required pointers.
+ * For every entry e of batch: its code (batch.codes + e * code_size, or
+ * the d floats source[source_row[e] * d ...] when batch.codes is null, then
+ * code_size must be 4 d) goes to slot position[e] of lists.codes[list[e]],
+ * the id and record to the same slot. Destination slots must be distinct
+ * and within capacity (the host guarantees it). Returns
+ * cudaErrorInvalidValue on bad sizes or null required pointers.
  */
 cudaError_t ivf_lists_scatter(
     const IvfListsWriteView& lists,

@@ -68,7 +68,7 @@ struct GpuIndexIVFGMM::Impl {
     GpuIndexContext context;
     std::unique_ptr<GpuIvfLists> lists;
     /// what the lists store (host side) and, for SQ8, its tables on the
-    /// device: vmin, vdiff, scale, bias (d floats each)
+    /// device: the decoding scale and bias (d floats each)
     GpuListCode code;
     DeviceAllocation code_tables;
     GpuModel model;
@@ -144,15 +144,14 @@ struct GpuIndexIVFGMM::Impl {
             c.residual_means = model.means;
         }
         if (code.kind == kernels::IvfCodeKind::SQ8 && code.is_trained()) {
-            std::vector<float> tables(4 * size_t(d));
+            // FAISS decodes vmin + (c + 0.5) / 255 vdiff
+            std::vector<float> tables(2 * size_t(d));
             const float* vmin = code.sq.trained.data();
             const float* vdiff = vmin + d;
             for (int i = 0; i < d; i++) {
                 const float scale = vdiff[i] / 255.0f;
-                tables[i] = vmin[i];
-                tables[d + i] = vdiff[i];
-                tables[2 * d + i] = scale;
-                tables[3 * d + i] = vmin[i] + 0.5f * scale;
+                tables[i] = scale;
+                tables[d + i] = vmin[i] + 0.5f * scale;
             }
             code_tables.reserve(tables.size() * sizeof(float), "SQ8 tables");
             context.upload(
@@ -161,10 +160,8 @@ struct GpuIndexIVFGMM::Impl {
                 tables.size() * sizeof(float),
                 "uploading the SQ8 tables");
             const float* t = code_tables.as<const float>();
-            c.vmin = t;
-            c.vdiff = t + d;
-            c.scale = t + 2 * d;
-            c.bias = t + 3 * d;
+            c.scale = t;
+            c.bias = t + d;
         }
         lists->set_codec(c);
     }
@@ -545,6 +542,7 @@ void GpuIndexIVFGMM::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
     std::vector<idx_t> assigned(size_t(bs) * m);
     std::vector<int64_t> rows, ids;
     std::vector<int32_t> entry_lists, records;
+    std::vector<uint8_t> codes;
     int nbatches = 0;
     for (idx_t i0 = 0; i0 < n; i0 += bs, nbatches++) {
         const idx_t nb = std::min(bs, n - i0);
@@ -573,13 +571,29 @@ void GpuIndexIVFGMM::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
                     li, m, a, w, records.data() + records.size() - w);
             }
         }
+        // SQ codes: encoded on the host by FAISS itself (the CPU index's
+        // bytes, whatever rounding this FAISS build uses), then uploaded
+        const GpuListCode& code = impl_->code;
+        if (code.kind != kernels::IvfCodeKind::Float32) {
+            codes.resize(rows.size() * code.code_size(d));
+            code.encode(
+                d,
+                x + int64_t(i0) * d,
+                gmm.means.data(),
+                int64_t(rows.size()),
+                rows.data(),
+                entry_lists.data(),
+                codes.data());
+        }
         lists.append_batch(
             batch.as<float>(),
             int64_t(rows.size()),
             rows.data(),
             entry_lists.data(),
             ids.data(),
-            records.data());
+            records.data(),
+            code.kind != kernels::IvfCodeKind::Float32 ? codes.data()
+                                                       : nullptr);
         // counted per batch, so that ntotal matches the lists if a later
         // batch fails
         ntotal += n_vectors;

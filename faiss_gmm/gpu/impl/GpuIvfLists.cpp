@@ -187,13 +187,17 @@ void GpuIvfLists::append_batch(
     const int64_t* source_row,
     const int32_t* list,
     const int64_t* id,
-    const int32_t* records) {
+    const int32_t* records,
+    const uint8_t* codes) {
     if (n_entries == 0) {
         return;
     }
     const size_t w = size_t(record_width_);
     FAISS_THROW_IF_NOT_MSG(
         w == 0 || records, "GpuIvfLists::append_batch: records missing");
+    FAISS_THROW_IF_NOT_MSG(
+        codes || codec_.kind == kernels::IvfCodeKind::Float32,
+        "GpuIvfLists::append_batch: codes missing");
     std::vector<DeviceAllocation> retired;
     // slots in input order, so a list's entries keep the order given
     std::vector<int64_t> position(n_entries);
@@ -224,10 +228,12 @@ void GpuIvfLists::append_batch(
     refresh_device_arrays();
 
     // one upload of the per-entry arrays: rows, positions, ids (int64),
-    // lists (int32), records (int32)
+    // lists (int32), records (int32), codes (bytes)
     const size_t n = size_t(n_entries);
     const size_t bytes_int64 = 3 * n * sizeof(int64_t);
-    const size_t bytes = bytes_int64 + n * (1 + w) * sizeof(int32_t);
+    const size_t bytes_int32 = n * (1 + w) * sizeof(int32_t);
+    const size_t bytes =
+        bytes_int64 + bytes_int32 + (codes ? n * code_size_ : 0);
     DeviceAllocation staging;
     staging.reserve(bytes, "the entries of an add batch");
     int64_t* d_rows = staging.as<int64_t>();
@@ -235,6 +241,7 @@ void GpuIvfLists::append_batch(
     int64_t* d_ids = d_positions + n;
     int32_t* d_lists = reinterpret_cast<int32_t*>(d_ids + n);
     int32_t* d_records = d_lists + n;
+    uint8_t* d_codes = reinterpret_cast<uint8_t*>(d_records + n * w);
     const auto upload = [&](void* dst, const void* src, size_t size) {
         throw_on_cuda_error(
             cudaMemcpyAsync(dst, src, size, cudaMemcpyHostToDevice, stream_),
@@ -247,17 +254,21 @@ void GpuIvfLists::append_batch(
     if (w > 0) {
         upload(d_records, records, n * w * sizeof(int32_t));
     }
+    if (codes) {
+        upload(d_codes, codes, n * code_size_);
+    }
 
     kernels::IvfListsWriteView dst;
     dst.d = d_;
     dst.record_width = record_width_;
-    dst.codec = codec_;
+    dst.code_size = int(code_size_);
     uint8_t* const* pointers = device_arrays_.as<uint8_t*>();
     dst.codes = pointers;
     dst.ids = reinterpret_cast<int64_t* const*>(pointers + nlist());
     dst.records = reinterpret_cast<int32_t* const*>(pointers + 2 * nlist());
     kernels::IvfAppendBatch batch;
     batch.n_entries = n_entries;
+    batch.codes = codes ? d_codes : nullptr;
     batch.source = source_device;
     batch.source_row = d_rows;
     batch.list = d_lists;

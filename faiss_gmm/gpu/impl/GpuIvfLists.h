@@ -61,8 +61,7 @@ class GpuIvfLists {
     }
 
     /// Set the device arrays of the codec (its kind must be the lists'):
-    /// what appends encode with and what view() hands the scan. The
-    /// arrays must outlive their use.
+    /// what view() hands the scan. The arrays must outlive their use.
     void set_codec(const kernels::IvfCodec& codec);
     /// entries of list l
     size_t length(size_t l) const;
@@ -85,11 +84,12 @@ class GpuIvfLists {
     void widen_records(int width);
 
     /**
-     * Append a batch of entries whose vectors are on the device (source,
-     * rows x d floats), encoded by the codec set. Host arrays, n_entries
-     * values each: source_row (row of source), list, id; records: n_entries
-     * x record_width() (may be null when the width is 0). Entries of the
-     * same list are appended in the order given.
+     * Append a batch of entries. Their codes: host codes (n_entries x
+     * code_size() bytes, SQ codes the host encoded) or, when null, the
+     * float vectors on the device (source, rows x d; Float32 lists only).
+     * Host arrays, n_entries values each: source_row (row of source), list,
+     * id; records: n_entries x record_width() (may be null when the width
+     * is 0). Entries of the same list are appended in the order given.
      */
     void append_batch(
         const float* source_device,
@@ -97,7 +97,8 @@ class GpuIvfLists {
         const int64_t* source_row,
         const int32_t* list,
         const int64_t* id,
-        const int32_t* records);
+        const int32_t* records,
+        const uint8_t* codes = nullptr);
 
     /**
      * Replace list l by n host entries (codes n x code_size(), ids, records

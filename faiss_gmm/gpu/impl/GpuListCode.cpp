@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <typeinfo>
+#include <vector>
 
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexScalarQuantizer.h>
@@ -139,6 +140,31 @@ faiss::IndexIVF* GpuListCode::make_codes_index(int d, size_t nlist) const {
     }
     out->own_fields = true;
     return out;
+}
+
+void GpuListCode::encode(
+    int d,
+    const float* x,
+    const float* means,
+    int64_t n,
+    const int64_t* rows,
+    const int32_t* lists,
+    uint8_t* out) const {
+    FAISS_THROW_IF_NOT_MSG(
+        kind != IvfCodeKind::Float32 && is_trained(),
+        "GpuListCode::encode: not a trained SQ code");
+    std::vector<float> residuals(size_t(n) * d);
+#pragma omp parallel for if (n > 1000)
+    for (int64_t e = 0; e < n; e++) {
+        const float* row = x + size_t(rows[e]) * d;
+        const float* mean = means + size_t(lists[e]) * d;
+        float* r = residuals.data() + size_t(e) * d;
+        for (int i = 0; i < d; i++) {
+            // the subtraction of faiss::Index::compute_residual
+            r[i] = by_residual ? row[i] - mean[i] : row[i];
+        }
+    }
+    sq.compute_codes(residuals.data(), out, size_t(n));
 }
 
 void GpuListCode::decode(

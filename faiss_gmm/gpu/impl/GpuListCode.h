@@ -73,6 +73,21 @@ struct GpuListCode {
      */
     faiss::IndexIVF* make_codes_index(int d, size_t nlist) const;
 
+    /**
+     * FAISS's codes of n entries (out: n x code_size(d) bytes): entry e
+     * encodes row rows[e] of x (n_rows x d, host), or its residual to the
+     * mean of list lists[e] (means: nlist x d) when by_residual. For SQ
+     * codes only (Flat lists take the float rows as they are).
+     */
+    void encode(
+        int d,
+        const float* x,
+        const float* means,
+        int64_t n,
+        const int64_t* rows,
+        const int32_t* lists,
+        uint8_t* out) const;
+
     /// Decode one entry's code into d floats (mean: its list's mean, used
     /// when by_residual).
     void

@@ -528,107 +528,6 @@ __device__ __forceinline__ float coded_partial_distance(
     return sum;
 }
 
-/// Components of one 16-byte unit of a Float16 (8) or SQ8 (16) code.
-template <IvfCodeKind K>
-constexpr int unit_components() {
-    return K == IvfCodeKind::SQ8 ? 16 : 8;
-}
-
-/// Units per lane whose staged query a lane keeps in registers: codes of
-/// up to kCachedUnits x G units (SQ8: d <= 1024 with G = 32) take the
-/// register path.
-constexpr int kCachedUnits = 2;
-
-/// Byte i of v as an exact float by full-rate operations (a permute into
-/// the mantissa of 2^23, then one subtraction) instead of the quarter-rate
-/// integer-to-float conversion, which bounded the SQ8 scan.
-__device__ __forceinline__ float byte_as_float(uint32_t v, int i) {
-    return __uint_as_float(__byte_perm(v, 0x4B000000u, i | 0x7540)) -
-           8388608.0f;
-}
-
-/**
- * A lane's share of the staged query in registers: the targets (and SQ8
- * scales) of its units lane_g + v G, v < kCachedUnits. A lane reads the
- * same units of every code, so these are loaded once per CTA and the scan
- * reads no shared memory per component.
- */
-template <IvfCodeKind K>
-struct LaneQuery {
-    static constexpr int C = unit_components<K>();
-    static constexpr int S = K == IvfCodeKind::SQ8 ? C : 1;
-    float target[kCachedUnits][C];
-    float scale[kCachedUnits][S];
-
-    __device__ __forceinline__ void
-    load(const float* __restrict__ staged, int d, int first, int G, int units) {
-#pragma unroll
-        for (int v = 0; v < kCachedUnits; v++) {
-            const int u = first + v * G;
-#pragma unroll
-            for (int c = 0; c < C; c++) {
-                target[v][c] = u < units ? staged[u * C + c] : 0.0f;
-            }
-#pragma unroll
-            for (int c = 0; c < S; c++) {
-                scale[v][c] = u < units && K == IvfCodeKind::SQ8
-                                  ? staged[d + u * C + c]
-                                  : 0.0f;
-            }
-        }
-    }
-
-    /// Squared distance of unit slot v's targets to one loaded unit.
-    __device__ __forceinline__ float distance(uint4 unit, int v) const {
-        const uint32_t words[4] = {unit.x, unit.y, unit.z, unit.w};
-        float sum = 0;
-#pragma unroll
-        for (int w = 0; w < 4; w++) {
-            if constexpr (K == IvfCodeKind::SQ8) {
-#pragma unroll
-                for (int b = 0; b < 4; b++) {
-                    const float e = fmaf(
-                        -byte_as_float(words[w], b),
-                        scale[v][4 * w + b],
-                        target[v][4 * w + b]);
-                    sum = fmaf(e, e, sum);
-                }
-            } else {
-                const float2 f = __half22float2(
-                    *reinterpret_cast<const __half2*>(&words[w]));
-                const float e0 = target[v][2 * w] - f.x;
-                const float e1 = target[v][2 * w + 1] - f.y;
-                sum = fmaf(e0, e0, fmaf(e1, e1, sum));
-            }
-        }
-        return sum;
-    }
-};
-
-/// A lane's share of the distance to one code by the register path: its
-/// (at most kCachedUnits) units, both loads issued before either is used.
-template <int G, IvfCodeKind K>
-__device__ __forceinline__ float cached_partial_distance(
-    const uint8_t* __restrict__ code, const LaneQuery<K>& lane, int units) {
-    const int lane_g = threadIdx.x % G;
-    const uint4* x = reinterpret_cast<const uint4*>(code);
-    uint4 loaded[kCachedUnits];
-#pragma unroll
-    for (int v = 0; v < kCachedUnits; v++) {
-        if (lane_g + v * G < units) {
-            loaded[v] = x[lane_g + v * G];
-        }
-    }
-    float sum = 0;
-#pragma unroll
-    for (int v = 0; v < kCachedUnits; v++) {
-        if (lane_g + v * G < units) {
-            sum += lane.distance(loaded[v], v);
-        }
-    }
-    return sum;
-}
-
 // One CTA per (query, probe in [probe_begin, probe_end), chunk of the
 // list): the query (as stage_query prepares it for the list's codes) in
 // shared memory; the CTA's chunk of the list (chunk_length entries,
@@ -694,17 +593,6 @@ __global__ void __launch_bounds__(kScanThreads) scan_lists_kernel(
         code_size % 16 == 0 && (reinterpret_cast<uintptr_t>(codes) & 15) == 0;
     const int lane_g = threadIdx.x % G;
     const unsigned group_mask = group_lane_mask<G>();
-    // Float16 / SQ8 codes of whole units, at most kCachedUnits per lane:
-    // the lane's share of the staged query moves to registers
-    constexpr IvfCodeKind kCachedKind =
-        K == IvfCodeKind::Float32 ? IvfCodeKind::Float16 : K;
-    const int units = code_size / 16;
-    const bool cached =
-        K != IvfCodeKind::Float32 && vectorized && units <= kCachedUnits * G;
-    LaneQuery<kCachedKind> lane_query;
-    if (cached) {
-        lane_query.load(staged, d, lane_g, G, units);
-    }
     int64_t dup_count = 0;
     for (int base = chunk_begin; base < n; base += kScanThreads) {
         if (width > 0) {
@@ -735,9 +623,6 @@ __global__ void __launch_bounds__(kScanThreads) scan_lists_kernel(
                                        query_smem,
                                        d / 4)
                                  : partial_distance<G>(x, staged, d);
-            } else if (cached) {
-                sum = cached_partial_distance<G, kCachedKind>(
-                    code, lane_query, units);
             } else {
                 sum = coded_partial_distance<G, K>(code, staged, d, vectorized);
             }

@@ -16,6 +16,9 @@
 // * Tiles use the row stride depth + 8 (an odd number of 16-byte units:
 //   conflict-free ldmatrix).
 //
+// ~900 lines, one concept: the point preparation and the two passes share
+// the tile layouts, the mma.sync / ldmatrix fragments and the epilogues.
+//
 // Models these kernels do not take (tf32 / fp32, or logits depth > 256) run
 // on the cuBLAS-based path (gmm_estep_gemm.h), faster on every bench_em shape
 // than the fused tf32 / fp32 kernels this file used to hold

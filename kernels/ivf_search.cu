@@ -1,6 +1,8 @@
 // Kernels of the GPU IVF search with spill (see ivf_search.h for the
 // contract and IndexIVFGMM.cpp scan_probed_lists for the CPU semantics they
-// reproduce).
+// reproduce). ~1000 lines: the five stages of one search (coarse scores,
+// probe cuts, probe preparation, pruning, the scan over every code kind)
+// share the probe-rank table, the segment layout and their launch checks.
 
 #include <kernels/ivf_search.h>
 #include <kernels/list_pruning.h>

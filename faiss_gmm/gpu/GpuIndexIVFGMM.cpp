@@ -1,8 +1,9 @@
 /**
  * GpuIndexIVFGMM: parameters, training, adding, removal, reconstruction and
  * the search driver, which runs the stages of gpu/impl/ (coarse probe, list
- * scan with dedup, top-k) tile by tile. Slightly over 800 lines because
- * every FAISS entry point the GPU index answers (or refuses, naming why) is
+ * scan with dedup, top-k) tile by tile. About 1000 lines because every
+ * FAISS entry point the GPU index answers (or refuses, naming why), for
+ * each code of the lists, is
  * here.
  */
 

@@ -41,6 +41,16 @@ std::string ratio_cell(
     return ratio + (bound ? "*" : " ");
 }
 
+/// Stock FAISS k-means IVF-Flat, the presets' baseline.
+IndexSpec stock_kmeans_spec(int64_t nlist) {
+    return {
+        "k-means",
+        "IVF" + std::to_string(nlist) + ",Flat",
+        {},
+        ModelSource::OwnTraining,
+        {}};
+}
+
 } // namespace
 
 std::vector<double> ablation_targets() {
@@ -64,12 +74,7 @@ std::vector<IndexSpec> pruning_specs(
     int64_t nlist, const std::vector<float>& margins, const GmmOverrides& gmm) {
     const std::string gmm_string = "IVF" + std::to_string(nlist) + "_GMM,Flat";
     std::vector<IndexSpec> specs;
-    specs.push_back(
-        {"k-means",
-         "IVF" + std::to_string(nlist) + ",Flat",
-         {},
-         ModelSource::OwnTraining,
-         {}});
+    specs.push_back(stock_kmeans_spec(nlist));
     for (float m : margins) {
         char margin[32];
         snprintf(margin, sizeof(margin), "%g", m);
@@ -87,12 +92,57 @@ std::vector<IndexSpec> pruning_specs(
 }
 
 std::vector<IndexSpec>
+spill_rule_specs(int64_t nlist, const std::string& gmm_iter) {
+    const std::string gmm = "IVF" + std::to_string(nlist) + "_GMM,Flat";
+    std::vector<IndexSpec> specs;
+    specs.push_back(stock_kmeans_spec(nlist));
+    const std::vector<std::pair<std::string, std::string>> rules = {
+        {"closure nearest 2 m2", "spill=closure,closure_ratio=1000"},
+        {"closure 1.2 m2", "spill=closure,closure_ratio=1.2"},
+        {"SOAR l1 m2", "spill=soar,soar_lambda=1"},
+        {"RAIR l0.5 m2", "spill=rair,rair_lambda=0.5"},
+        {"RAIR l0.75 m2", "spill=rair,rair_lambda=0.75"},
+        {"posterior T4 tau0 m2", "spill=posterior,temperature=4,tau=0"}};
+    auto unpruned = [](const std::string& build) {
+        GmmOverrides o;
+        o.build = build + ",max_assign=2";
+        o.search = "prune_margin=0,min_expected_hits=0,probe=l2";
+        return o;
+    };
+    for (const auto& rule : rules) {
+        specs.push_back(
+            {kClassicPrefix + rule.first,
+             gmm,
+             unpruned(rule.second),
+             ModelSource::KMeansCentroids,
+             {}});
+    }
+    const std::string spherical =
+        "covariance=spherical" + (gmm_iter.empty() ? "" : ",niter=" + gmm_iter);
+    const std::vector<std::pair<std::string, std::string>> gmm_rules = {
+        {"GMM sph, posterior T4 tau0 m2",
+         "spill=posterior,temperature=4,tau=0"},
+        {"GMM sph, T4 tau0.02 m2 (defaults)",
+         "spill=posterior,temperature=4,tau=0.02"},
+        {"GMM sph, SOAR l1 m2", "spill=soar,soar_lambda=1"},
+        {"GMM sph, RAIR l0.5 m2", "spill=rair,rair_lambda=0.5"}};
+    for (const auto& rule : gmm_rules) {
+        specs.push_back(
+            {rule.first,
+             gmm,
+             unpruned(spherical + "," + rule.second),
+             ModelSource::SharedGmm,
+             {}});
+    }
+    return specs;
+}
+
+std::vector<IndexSpec>
 ablation_specs(int64_t nlist, const std::string& gmm_iter) {
-    const std::string kmeans = "IVF" + std::to_string(nlist) + ",Flat";
     const std::string gmm = "IVF" + std::to_string(nlist) + "_GMM,Flat";
     std::vector<IndexSpec> specs;
 
-    specs.push_back({"k-means", kmeans, {}, ModelSource::OwnTraining, {}});
+    specs.push_back(stock_kmeans_spec(nlist));
 
     // every variant's settings as build / search key strings; a variant
     // prunes lists only where its name says so (the library default

@@ -40,6 +40,20 @@ std::vector<IndexSpec>
 ablation_specs(int64_t nlist, const std::string& gmm_iter = "");
 
 /**
+ * The spill-rule preset (--spill-rules): k-means IVF (FAISS, the baseline);
+ * on the k-means centroids, at most 2 lists each: closure with ratio 1000
+ * (the nearest two means) and 1.2, SOAR (lambda 1), RAIR (lambda 0.5 and
+ * 0.75) and tempered posterior (T 4, tau 0: always two lists); on one
+ * spherical GMM: posterior (T 4, tau 0 and the defaults' tau 0.02), SOAR
+ * (lambda 1) and RAIR (lambda 0.5). Every row unpruned, so the rules are
+ * compared alone; all but closure 1.2 and the GMM defaults store exactly
+ * two copies of each vector (equal replication).
+ * @param gmm_iter EM iterations of the GMM ("": the default)
+ */
+std::vector<IndexSpec>
+spill_rule_specs(int64_t nlist, const std::string& gmm_iter = "");
+
+/**
  * The ablation table: per variant, replication, list-size imbalance, build
  * time (train + add), and the ratio k-means cost / variant cost at each
  * target, unique-vector and entries-scanned counting; then the same

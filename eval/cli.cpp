@@ -129,7 +129,8 @@ GMM settings (applied to every IndexIVFGMM; default: the library's):
 Search:
   --nprobe LIST         comma-separated nprobe values, all of them run
                         (default: 1,2,4,... up to nlist, nlist included,
-                        stopping once recall@k reaches 0.999)
+                        stopping once recall@k reaches 0.999 or a doubling
+                        raises it by less than 0.0002)
   --k N                 k of the summary's recall@k (default 10); every search
                         asks for max(k, 100) results, so recall@1/@10/@100 come
                         from one search (QPS is measured at that depth)
@@ -156,6 +157,31 @@ Presets and output:
                         GMM index (one model) and the k-means lists (k-means
                         centroids, no spill), both with prune_margin=m and
                         the run's other GMM settings. Ignores --index
+  --codes LIST          the per-code preset, e.g. Flat,SQ8,SQ4,SQfp16,PQ32np,
+                        PQ16np+RFlat,PQ16np+Refine(SQfp16): for each code
+                        (any FAISS IVF code; +RFlat or +Refine(<code>)
+                        adds a FAISS refinement that re-ranks max(k, 100)
+                        candidates), FAISS k-means IVF "IVF<n>,<code>" on
+                        the run's k-means centroids (stock search) against
+                        "IVF<n>_GMM,<code>" (one GMM for every code, the
+                        run's GMM settings: library defaults, list pruning
+                        included). A table per code of the ratio k-means /
+                        GMM at recall@k 0.90/0.95/0.99 in distance
+                        computations, list entries, bytes scanned (codes of
+                        the entries scanned + their spill records + the
+                        refinement's reads; not PQ distance tables) and CPU
+                        QPS, with index memory per vector (codes and ids of
+                        every copy, spill records, coarse model, code
+                        parameters, refinement) and replication; codes.csv
+                        and recall<k>_bytes.png. CPU only. Ignores --index
+  --spill-rules         the spill-rule preset: k-means IVF; on the k-means
+                        lists closure (nearest two, and ratio 1.2), SOAR
+                        (lambda 1), RAIR (lambda 0.5, 0.75) and posterior
+                        (tau 0) spill, at most 2 lists; on one GMM the
+                        posterior (tau 0 and the defaults), SOAR and RAIR
+                        rules; all unpruned. The ablation table and its
+                        matched-replication view. Ignores --index and the
+                        spill settings (--gmm-iter applies)
   --out DIR             output folder (default: ./out/<dataset>); gets
                         results.csv, summary.csv, results.json, recall<k>.png,
                         recall<k>.svg and the gnuplot script recall<k>.gp
@@ -305,6 +331,11 @@ EvalOptions parse_eval_options(const std::vector<std::string>& args) {
         } else if (option == "--ablation") {
             flag();
             o.ablation = true;
+        } else if (option == "--spill-rules") {
+            flag();
+            o.spill_rules = true;
+        } else if (option == "--codes") {
+            o.codes = parse_code_list(next());
         } else if (option == "--prune-sweep") {
             for (const std::string& m : split(next(), ',')) {
                 const float margin = parse_float(option, m);
@@ -343,6 +374,16 @@ EvalOptions parse_eval_options(const std::vector<std::string>& args) {
                 "unknown option \"%s\" (see --help)", args[i].c_str());
         }
     }
+    const int presets = int(o.ablation) + int(o.spill_rules) +
+                        int(!o.prune_margins.empty()) + int(!o.codes.empty());
+    FAISS_THROW_IF_NOT_MSG(
+        presets <= 1,
+        "--ablation, --spill-rules, --prune-sweep and --codes are presets: "
+        "give one");
+    FAISS_THROW_IF_NOT_MSG(
+        o.codes.empty() || !o.config.gpu,
+        "--codes measures CPU indexes (memory and bytes scanned are counted "
+        "on them): drop --gpu");
     return o;
 }
 
@@ -388,21 +429,30 @@ int eval_main(
             options.nlist > 0 ? options.nlist : default_nlist(data.base.n);
 
         std::vector<IndexSpec> specs;
-        FAISS_THROW_IF_NOT_MSG(
-            !(options.ablation && !options.prune_margins.empty()),
-            "--ablation and --prune-sweep are two presets: give one");
-        if (!options.prune_margins.empty()) {
+        ReportPresets presets;
+        if (!options.codes.empty()) {
+            if (!options.indexes.empty()) {
+                out << "note: --codes ignores --index\n";
+            }
+            specs = code_specs(nlist, options.codes, options.gmm);
+            presets.codes = options.codes;
+        } else if (!options.prune_margins.empty()) {
             if (!options.indexes.empty()) {
                 out << "note: --prune-sweep ignores --index\n";
             }
             specs = pruning_specs(nlist, options.prune_margins, options.gmm);
-        } else if (options.ablation) {
+        } else if (options.ablation || options.spill_rules) {
             if (!options.indexes.empty() || !options.gmm.build.empty() ||
                 !options.gmm.search.empty()) {
-                out << "note: --ablation ignores --index and the GMM "
-                       "settings (except --gmm-iter)\n";
+                out << "note: "
+                    << (options.ablation ? "--ablation" : "--spill-rules")
+                    << " ignores --index and the GMM settings (except "
+                       "--gmm-iter)\n";
             }
-            specs = ablation_specs(nlist, options.gmm_iter);
+            specs = options.ablation
+                        ? ablation_specs(nlist, options.gmm_iter)
+                        : spill_rule_specs(nlist, options.gmm_iter);
+            presets.ablation = true;
         } else {
             std::vector<std::string> strings =
                 options.indexes.empty() ? default_index_strings(nlist)
@@ -420,7 +470,7 @@ int eval_main(
         EvalReport report = run_evaluation(data, specs, options.config, out);
         std::string out_dir =
             options.out_dir.empty() ? "out/" + data.name : options.out_dir;
-        publish_report(report, out_dir, options.ablation, out);
+        publish_report(report, out_dir, presets, out);
         return 0;
     } catch (const std::exception& e) {
         err << "faiss_gmm_eval: error: " << e.what() << "\n";

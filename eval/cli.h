@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include <eval/codes.h>
 #include <eval/runner.h>
 
 namespace faiss_gmm {
@@ -39,8 +40,12 @@ struct EvalOptions {
     std::string out_dir;
     /// run the issue-7 ablation preset instead of the index list
     bool ablation = false;
+    /// run the spill-rule preset (spill rules at equal replication)
+    bool spill_rules = false;
     /// the --prune-sweep preset's margins (empty: not that preset)
     std::vector<float> prune_margins;
+    /// the --codes preset's codes (empty: not that preset)
+    std::vector<CodeVariant> codes;
     /// print the usage and exit
     bool help = false;
 };

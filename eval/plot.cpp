@@ -8,8 +8,6 @@
 
 #include <faiss/impl/FaissAssert.h>
 
-#include <eval/summary.h>
-
 namespace faiss_gmm {
 namespace eval {
 
@@ -38,6 +36,23 @@ std::string shell_quote(const std::string& s) {
         }
     }
     return out + "'";
+}
+
+/// What the x axis counts, per measure.
+std::string axis_label(CostMeasure measure) {
+    switch (measure) {
+    case CostMeasure::UniqueVectors:
+        return "distance computations per query (coarse + fine, each vector "
+               "once)";
+    case CostMeasure::EntriesScanned:
+        return "distance computations per query (coarse + list entries "
+               "scanned)";
+    case CostMeasure::SearchTime:
+        return "search time per query (microseconds)";
+    case CostMeasure::BytesScanned:
+        return "bytes scanned per query (list codes + refinement reads)";
+    }
+    FAISS_THROW_FMT("unknown CostMeasure %d", int(measure));
 }
 
 bool file_nonempty(const std::string& path) {
@@ -70,8 +85,12 @@ std::string detect_gnuplot_png_terminal() {
     return "";
 }
 
-PlotFiles write_plot(const EvalReport& report, const std::string& out_dir) {
+PlotFiles write_plot(
+    const EvalReport& report, const std::string& out_dir, CostMeasure measure) {
     std::string stem = "recall" + std::to_string(report.k);
+    if (measure != CostMeasure::UniqueVectors) {
+        stem += std::string("_") + cost_measure_name(measure);
+    }
     PlotFiles files;
     files.data = out_dir + "/" + stem + ".dat";
     files.script = out_dir + "/" + stem + ".gp";
@@ -81,13 +100,11 @@ PlotFiles write_plot(const EvalReport& report, const std::string& out_dir) {
         std::ofstream data(files.data);
         FAISS_THROW_IF_NOT_FMT(
             data.good(), "cannot write %s", files.data.c_str());
-        data << "# total distance computations per query (coarse + fine, "
-                "unique), recall@"
-             << report.k << "; one block per index\n";
+        data << "# " << axis_label(measure) << ", recall@" << report.k
+             << "; one block per index\n";
         // indexes without a measurable cost (e.g. HNSW) have no curve
         for (const IndexResult& index : report.indexes) {
-            std::vector<CurvePoint> curve =
-                recall_curve(index, CostMeasure::UniqueVectors);
+            std::vector<CurvePoint> curve = recall_curve(index, measure);
             if (curve.empty()) {
                 continue;
             }
@@ -113,14 +130,17 @@ PlotFiles write_plot(const EvalReport& report, const std::string& out_dir) {
            << stem << ".gp\n";
         gp << "set title "
            << gnuplot_string(
-                  "recall@" + std::to_string(report.k) +
-                  " vs distance computations, " + report.dataset + " (" +
-                  std::to_string(report.n_base) + " x " +
-                  std::to_string(report.d) + ", " +
+                  "recall@" + std::to_string(report.k) + " vs " +
+                  (measure == CostMeasure::BytesScanned ? "bytes scanned"
+                   : measure == CostMeasure::SearchTime
+                       ? "search time"
+                       : "distance computations") +
+                  ", " + report.dataset + " (" + std::to_string(report.n_base) +
+                  " x " + std::to_string(report.d) + ", " +
                   std::to_string(report.n_query) + " queries)")
            << " noenhanced\n";
-        gp << "set xlabel \"distance computations per query (coarse + fine, "
-              "each vector once)\" noenhanced\n";
+        gp << "set xlabel " << gnuplot_string(axis_label(measure))
+           << " noenhanced\n";
         gp << "set ylabel \"recall@" << report.k << "\" noenhanced\n";
         gp << "set logscale x\nset grid\nset key bottom right noenhanced\n";
         gp << "set yrange [*:1.01]\nset format x \"%g\"\n";

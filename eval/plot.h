@@ -10,6 +10,7 @@
 #include <string>
 
 #include <eval/results.h>
+#include <eval/summary.h>
 
 namespace faiss_gmm {
 namespace eval {
@@ -32,11 +33,15 @@ std::string detect_gnuplot_png_terminal();
  * Writes recall<k>.dat and recall<k>.gp into out_dir and, when gnuplot is
  * available, runs it to draw recall<k>.png and recall<k>.svg: recall@k
  * against total distance computations per query (coarse + fine, unique),
- * log x, one curve per index. Never throws for a missing or failing gnuplot
- * (the warning says what happened); throws when the files cannot be
- * written.
+ * log x, one curve per index. Another measure plots recall@k against that
+ * cost instead, in recall<k>_<cost_measure_name>.*. Never throws for a
+ * missing or failing gnuplot (the warning says what happened); throws when
+ * the files cannot be written.
  */
-PlotFiles write_plot(const EvalReport& report, const std::string& out_dir);
+PlotFiles write_plot(
+    const EvalReport& report,
+    const std::string& out_dir,
+    CostMeasure measure = CostMeasure::UniqueVectors);
 
 } // namespace eval
 } // namespace faiss_gmm

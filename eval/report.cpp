@@ -20,7 +20,7 @@ std::vector<double> default_targets() {
 ReportFiles publish_report(
     const EvalReport& report,
     const std::string& out_dir,
-    bool ablation,
+    const ReportPresets& presets,
     std::ostream& out) {
     std::error_code error;
     std::filesystem::create_directories(out_dir, error);
@@ -31,7 +31,7 @@ ReportFiles publish_report(
         error.message().c_str());
 
     std::vector<double> targets = default_targets();
-    if (ablation) {
+    if (presets.ablation) {
         for (double t : ablation_targets()) {
             if (std::find(targets.begin(), targets.end(), t) == targets.end()) {
                 targets.push_back(t);
@@ -41,7 +41,8 @@ ReportFiles publish_report(
     std::vector<TargetSummary> target_summaries = {
         summarize_targets(report, targets, CostMeasure::UniqueVectors),
         summarize_targets(report, targets, CostMeasure::EntriesScanned),
-        summarize_targets(report, targets, CostMeasure::SearchTime)};
+        summarize_targets(report, targets, CostMeasure::SearchTime),
+        summarize_targets(report, targets, CostMeasure::BytesScanned)};
     std::vector<MatchedCostSummary> matched = {
         summarize_matched_cost(report, CostMeasure::UniqueVectors)};
 
@@ -66,7 +67,7 @@ ReportFiles publish_report(
     write_results_csv(report, files.results_csv);
     write_summary_csv(report, target_summaries, matched, files.summary_csv);
     write_results_json(report, target_summaries, matched, files.results_json);
-    if (ablation) {
+    if (presets.ablation) {
         out << format_ablation_table(
                    report, target_summaries[0], target_summaries[1])
             << "\n";
@@ -77,6 +78,18 @@ ReportFiles publish_report(
             target_summaries[1],
             files.ablation_csv);
     }
+    if (!presets.codes.empty()) {
+        const std::vector<CodeComparison> codes =
+            compare_codes(report, presets.codes);
+        out << format_code_table(report, codes) << "\n";
+        files.codes_csv = out_dir + "/codes.csv";
+        write_codes_csv(codes, files.codes_csv);
+        PlotFiles bytes_plot =
+            write_plot(report, out_dir, CostMeasure::BytesScanned);
+        if (!bytes_plot.warning.empty()) {
+            out << "warning: " << bytes_plot.warning << "\n";
+        }
+    }
     PlotFiles plot = write_plot(report, out_dir);
     files.plot_script = plot.script;
     files.plot_png = plot.png;
@@ -86,8 +99,10 @@ ReportFiles publish_report(
     }
     out << "wrote " << files.results_csv << ", " << files.summary_csv << ", "
         << files.results_json;
-    if (!files.ablation_csv.empty()) {
-        out << ", " << files.ablation_csv;
+    for (const std::string* f : {&files.ablation_csv, &files.codes_csv}) {
+        if (!f->empty()) {
+            out << ", " << *f;
+        }
     }
     out << "\nplot: "
         << (files.plot_png.empty() ? plot.script + " (not drawn)"

@@ -8,8 +8,11 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
+
+#include <eval/memory.h>
 
 namespace faiss_gmm {
 namespace eval {
@@ -36,18 +39,29 @@ struct SearchRow {
     double fine_distances = 0;
     /// inverted-list entries visited per query, duplicates included
     double entries_scanned = 0;
+    /**
+     * candidates re-ranked per query by a refinement (IndexRefine around
+     * the IVF; 0 without one): k * k_factor, or the results when the IVF
+     * returned fewer than k; exact for k_factor = 1, an upper bound for a
+     * query where the IVF found between k and k * k_factor candidates
+     */
+    double refine_distances = 0;
+    /// bytes read per query: entries scanned x ScanBytes::per_entry +
+    /// refine_distances x ScanBytes::per_refined (memory.h; NaN when the
+    /// index's scan is not counted)
+    double bytes_scanned = 0;
     /// search wall time of all queries, seconds
     double search_s = 0;
     /// queries per second (nq / search_s)
     double qps = 0;
 
-    /// Headline cost: coarse + fine (unique vectors).
+    /// Headline cost: coarse + fine (unique vectors) + refined.
     double total_distances() const {
-        return coarse_distances + fine_distances;
+        return coarse_distances + fine_distances + refine_distances;
     }
-    /// Cost counted by list entries: coarse + entries scanned.
+    /// Cost counted by list entries: coarse + entries scanned + refined.
     double total_entries() const {
-        return coarse_distances + entries_scanned;
+        return coarse_distances + entries_scanned + refine_distances;
     }
 };
 
@@ -61,7 +75,8 @@ struct IndexResult {
     bool is_gmm = false;
     /// number of inverted lists (0 for non-IVF indexes)
     int64_t nlist = 0;
-    /// training wall time, seconds (of the shared model when shared)
+    /// training wall time, seconds (of the shared model when shared, plus
+    /// the index's own code and refinement training)
     double train_s = 0;
     /// adding wall time, seconds
     double add_s = 0;
@@ -77,6 +92,18 @@ struct IndexResult {
     double imbalance = 1;
     /// bytes held by the inverted lists: codes + ids (+ spill bookkeeping)
     int64_t list_bytes = 0;
+    /// bytes of one list entry's code (0 for non-IVF indexes)
+    int64_t code_size = 0;
+    /// everything the index holds, by part (CPU indexes; GPU runs leave it
+    /// empty, complete = false)
+    IndexMemory memory;
+
+    /// memory.total() / ntotal (NaN when empty or not counted)
+    double bytes_per_vector() const {
+        return ntotal > 0 && memory.complete
+                   ? double(memory.total()) / double(ntotal)
+                   : std::numeric_limits<double>::quiet_NaN();
+    }
     /// one row per search setting, in sweep order
     std::vector<SearchRow> rows;
 };

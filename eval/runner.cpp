@@ -20,7 +20,6 @@
 #include <typeinfo>
 
 #include <faiss/Clustering.h>
-#include <faiss/IVFlib.h>
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexIVFFlat.h>
@@ -30,6 +29,7 @@
 #include <faiss_gmm/index_factory.h>
 
 #include <eval/gpu_eval.h>
+#include <eval/index_chain.h>
 #include <eval/recall.h>
 
 namespace faiss_gmm {
@@ -126,9 +126,11 @@ void fill_storage_figures(
     result->replication = 1;
     result->imbalance = 1;
     result->list_bytes = 0;
+    result->memory = index_memory(index);
     if (!ivf) {
         return;
     }
+    result->code_size = int64_t(ivf->code_size);
     fill_list_figures(list_sizes(*ivf), ivf->code_size, result);
     const double sum = double(result->nentries);
     if (gmm) {
@@ -151,6 +153,30 @@ bool is_plain_l2_ivf_flat(const faiss::Index* index) {
     auto* flat = dynamic_cast<const faiss::IndexFlat*>(ivf->quantizer);
     return ivf->metric_type == faiss::METRIC_L2 && flat &&
            flat->metric_type == faiss::METRIC_L2;
+}
+
+/// True when the IndexIVFGMM stores flat float codes (IndexIVFFlat): only
+/// then are its fine distances the exact ones a distance matrix holds.
+bool has_flat_codes(const IndexIVFGMM& gmm) {
+    return gmm.codes_index &&
+           typeid(*gmm.codes_index) == typeid(faiss::IndexIVFFlat);
+}
+
+/**
+ * After an IndexIVFGMM adopted a model (set_gmm): trains what the chain
+ * still needs on the sample, the code's own parameters (SQ ranges, PQ
+ * codebooks) and the refinement index of an IndexRefine around it.
+ */
+void train_around_model(const IndexChain& chain, const TrainingSample& sample) {
+    if (!chain.gmm->is_trained) {
+        chain.gmm->train_codes(sample.n, sample.x);
+    }
+    if (chain.refine) {
+        if (!chain.refine->refine_index->is_trained) {
+            chain.refine->refine_index->train(sample.n, sample.x);
+        }
+        chain.refine->is_trained = true;
+    }
 }
 
 /// How the fine distances of an index's search are obtained.
@@ -182,6 +208,24 @@ std::vector<float> train_kmeans_centroids(
         make_kmeans_assigner(d, config.gpu, config.gpu_device);
     clustering.train(sample.n, sample.x, *assigner);
     return clustering.centroids;
+}
+
+/**
+ * Candidates an IndexRefine re-ranked per query, from its results: the
+ * base index returned k * k_factor candidates, or all it found when fewer
+ * than k came back (see SearchRow::refine_distances).
+ */
+double refined_per_query(
+    const std::vector<idx_t>& labels, int64_t nq, int k, float k_factor) {
+    const double k_base = double(idx_t(double(k) * k_factor));
+    double total = 0;
+    for (int64_t q = 0; q < nq; q++) {
+        const idx_t* row = labels.data() + q * k;
+        const int64_t found =
+            std::count_if(row, row + k, [](idx_t label) { return label >= 0; });
+        total += found < k ? double(found) : k_base;
+    }
+    return total / double(nq);
 }
 
 std::string format_seconds(double s) {
@@ -358,22 +402,28 @@ EvalReport run_evaluation(
     for (const IndexSpec& spec : specs) {
         std::unique_ptr<faiss::Index> probe(
             faiss_gmm::index_factory(d, spec.factory.c_str()));
-        const faiss::IndexIVF* ivf =
-            faiss::ivflib::try_extract_index_ivf(probe.get());
-        if (ivf) {
-            max_nlist = std::max<int64_t>(max_nlist, ivf->nlist);
+        const IndexChain chain = walk_chain(probe.get());
+        if (chain.ivf) {
+            max_nlist = std::max<int64_t>(max_nlist, chain.ivf->nlist);
         }
-        if (spec.model != ModelSource::OwnTraining) {
+        if (spec.model == ModelSource::SharedKMeans) {
             FAISS_THROW_IF_NOT_FMT(
-                dynamic_cast<IndexIVFGMM*>(probe.get()),
-                "index %s: a shared or k-means model needs the factory "
-                "string to give a bare IndexIVFGMM (got \"%s\")",
+                chain.ivf && !chain.gmm && !chain.transformed &&
+                    dynamic_cast<faiss::IndexFlat*>(chain.ivf->quantizer),
+                "index %s: shared k-means centroids need a FAISS IVF with a "
+                "flat quantizer and no transform (got \"%s\")",
+                spec.name.c_str(),
+                spec.factory.c_str());
+        } else if (spec.model != ModelSource::OwnTraining) {
+            FAISS_THROW_IF_NOT_FMT(
+                chain.gmm && !chain.transformed,
+                "index %s: a shared or k-means model needs an IndexIVFGMM "
+                "with no transform above it (got \"%s\")",
                 spec.name.c_str(),
                 spec.factory.c_str());
         }
         FAISS_THROW_IF_NOT_FMT(
-            spec.posterior_masses.empty() ||
-                try_extract_index_ivfgmm(probe.get()),
+            spec.posterior_masses.empty() || chain.gmm,
             "index %s: adaptive probing needs an IndexIVFGMM",
             spec.factory.c_str());
     }
@@ -436,9 +486,9 @@ EvalReport run_evaluation(
         result.name = spec.name.empty() ? spec.factory : spec.name;
         std::unique_ptr<faiss::Index> index(
             faiss_gmm::index_factory(d, spec.factory.c_str()));
-        faiss::IndexIVF* ivf =
-            faiss::ivflib::try_extract_index_ivf(index.get());
-        IndexIVFGMM* gmm = try_extract_index_ivfgmm(index.get());
+        const IndexChain chain = walk_chain(index.get());
+        faiss::IndexIVF* ivf = chain.ivf;
+        IndexIVFGMM* gmm = chain.gmm;
         result.is_gmm = gmm != nullptr;
         result.nlist = ivf ? int64_t(ivf->nlist) : 0;
         if (ivf && !gmm) {
@@ -455,14 +505,15 @@ EvalReport run_evaluation(
         if (gmm && !overrides.empty()) {
             result.description += " [" + overrides + "]";
         }
-        if (spec.model == ModelSource::KMeansCentroids) {
+        if (spec.model == ModelSource::KMeansCentroids ||
+            spec.model == ModelSource::SharedKMeans) {
             result.description += " [k-means centroids]";
         } else if (spec.model == ModelSource::SharedGmm) {
             result.description += " [shared GMM]";
         }
         Placement placement = Placement::Cpu;
         FineDistances fine = FineDistances::Computed;
-        if (matrix && gmm && gmm == index.get()) {
+        if (matrix && gmm && gmm == index.get() && has_flat_codes(*gmm)) {
             fine = FineDistances::GmmLookup;
             result.description += " [distance matrix]";
         } else if (matrix && is_plain_l2_ivf_flat(index.get())) {
@@ -491,8 +542,9 @@ EvalReport run_evaluation(
 
         // ---- train
         auto t0 = clock::now();
-        if (spec.model == ModelSource::KMeansCentroids) {
-            int64_t nlist = int64_t(gmm->nlist);
+        // the run's k-means centroids for nlist lists, trained on first use
+        auto kmeans_centroids_for =
+            [&](int64_t nlist) -> const std::vector<float>& {
             if (!kmeans_centroids.count(nlist)) {
                 log << "  training k-means (" << nlist << " centroids) on "
                     << sample.n << " vectors...\n";
@@ -502,23 +554,40 @@ EvalReport run_evaluation(
                     train_kmeans_centroids(d, nlist, sample, config);
                 kmeans_train_s[nlist] = seconds_since(tk);
             }
+            return kmeans_centroids[nlist];
+        };
+        if (spec.model == ModelSource::KMeansCentroids) {
+            const int64_t nlist = int64_t(gmm->nlist);
+            const std::vector<float>& centroids = kmeans_centroids_for(nlist);
             auto tg = clock::now();
             gmm->set_gmm(gmm_from_centroids(
-                d,
-                int(nlist),
-                kmeans_centroids[nlist].data(),
-                sample.n,
-                sample.x));
+                d, int(nlist), centroids.data(), sample.n, sample.x));
+            train_around_model(chain, sample);
             result.train_s = kmeans_train_s[nlist] + seconds_since(tg);
             log << "  adopted the k-means centroids as a spherical GMM "
                 << "(k-means training " << format_seconds(kmeans_train_s[nlist])
                 << ")\n";
+        } else if (spec.model == ModelSource::SharedKMeans) {
+            const int64_t nlist = int64_t(ivf->nlist);
+            const std::vector<float>& centroids = kmeans_centroids_for(nlist);
+            auto tg = clock::now();
+            ivf->quantizer->reset();
+            ivf->quantizer->add(nlist, centroids.data());
+            ivf->quantizer->is_trained = true;
+            // FAISS skips a trained quantizer with nlist centroids: this
+            // trains the code (and a refinement index) only
+            index->train(sample.n, sample.x);
+            result.train_s = kmeans_train_s[nlist] + seconds_since(tg);
+            log << "  adopted the run's k-means centroids (k-means training "
+                << format_seconds(kmeans_train_s[nlist]) << ")\n";
         } else if (
             spec.model == ModelSource::SharedGmm &&
             shared_gmms.count(gmm_training_key(*gmm))) {
             const auto& shared = shared_gmms[gmm_training_key(*gmm)];
+            auto tg = clock::now();
             gmm->set_gmm(shared.first);
-            result.train_s = shared.second;
+            train_around_model(chain, sample);
+            result.train_s = shared.second + seconds_since(tg);
             log << "  adopted the shared GMM (trained in "
                 << format_seconds(shared.second) << ")\n";
         } else {
@@ -596,6 +665,7 @@ EvalReport run_evaluation(
         result.add_s = seconds_since(t0);
         if (gpu_index) {
             gpu_index->fill_storage_figures(&result);
+            result.memory.complete = false; // counted for CPU indexes only
         } else {
             fill_storage_figures(*index, ivf, gmm, &result);
         }
@@ -657,6 +727,7 @@ EvalReport run_evaluation(
         }
 
         const int search_k = report.search_k;
+        const ScanBytes scan = scan_bytes(*index);
         std::vector<float> distances(size_t(nq) * search_k);
         std::vector<idx_t> labels(size_t(nq) * search_k);
         // the GPU index fills indexIVFGMM_stats, also for k-means lists
@@ -770,6 +841,14 @@ EvalReport run_evaluation(
                 row.entries_scanned = kNaN;
                 row.lists_probed = kNaN;
             }
+            if (chain.refine) {
+                row.refine_distances = refined_per_query(
+                    labels, nq, search_k, chain.refine->k_factor);
+            }
+            row.bytes_scanned =
+                gpu_index ? kNaN // the GPU lists' layout
+                          : row.entries_scanned * scan.per_entry +
+                                row.refine_distances * scan.per_refined;
             result.rows.push_back(row);
 
             log << "  nprobe " << setting.nprobe;
@@ -792,14 +871,24 @@ EvalReport run_evaluation(
                 row.qps);
             log << line;
             log.flush();
-            // The largest summary target is 0.99; past 0.999 a default
-            // sweep only spends time (the last probes cost the most).
+            // The largest summary target is 0.99; past 0.999, or once the
+            // code caps recall, a default sweep only spends time (the last
+            // probes cost the most).
+            const bool plateau =
+                result.rows.size() >= 2 &&
+                row.recall_at_k -
+                        result.rows[result.rows.size() - 2].recall_at_k <
+                    kDefaultSweepPlateauGain;
             if (config.nprobes.empty() && spec.posterior_masses.empty() &&
-                row.recall_at_k >= kDefaultSweepStopRecall) {
+                (row.recall_at_k >= kDefaultSweepStopRecall || plateau)) {
                 if (&setting != &settings.back()) {
-                    log << "  recall@" << config.k
-                        << " >= " << kDefaultSweepStopRecall
-                        << ": default sweep stops here\n";
+                    log << "  recall@" << config.k;
+                    if (plateau) {
+                        log << " stopped rising";
+                    } else {
+                        log << " >= " << kDefaultSweepStopRecall;
+                    }
+                    log << ": default sweep stops here\n";
                 }
                 break;
             }

@@ -58,8 +58,14 @@ enum class ModelSource : int {
     KMeansCentroids = 1,
     /// An IndexIVFGMM adopting the GMM that the first index with the same
     /// GMM training parameters trained in this run (trained once, shared):
-    /// variants that differ only at add or search time share one model.
+    /// variants that differ only at add, search time or in their code
+    /// share one model.
     SharedGmm = 2,
+    /// A FAISS IVF index (any code, an IndexRefine around it allowed)
+    /// whose flat quantizer adopts the run's k-means centroids of its
+    /// nlist (as KMeansCentroids); FAISS then trains only its code and
+    /// refinement. Codes compared on exactly the same k-means lists.
+    SharedKMeans = 3,
 };
 
 /// One index to evaluate.
@@ -70,8 +76,10 @@ struct IndexSpec {
     std::string factory;
     /// settings applied to the IndexIVFGMM inside (if any)
     GmmOverrides gmm;
-    /// where the coarse model comes from (not OwnTraining: the factory
-    /// string must give a bare IndexIVFGMM)
+    /// where the coarse model comes from (KMeansCentroids, SharedGmm: the
+    /// factory string must give an IndexIVFGMM, with no transform above
+    /// it; an IndexRefine around it is trained on the sample; its code is
+    /// trained against the adopted means)
     ModelSource model = ModelSource::OwnTraining;
     /// adaptive probing sweep: one row per posterior-mass target with
     /// nprobe = nlist as the cap (IndexIVFGMM only); empty: nprobe sweep
@@ -82,6 +90,11 @@ struct IndexSpec {
 /// target (<= 0.99) is bracketed by then, and the probes after it are the
 /// most expensive ones.
 constexpr double kDefaultSweepStopRecall = 0.999;
+/// A default nprobe sweep also stops once doubling nprobe raised recall@k
+/// by less than this: the code's own error caps recall (SQ4, PQ without
+/// refinement), and the remaining probes, the most expensive ones, would
+/// not reach a higher target.
+constexpr double kDefaultSweepPlateauGain = 2e-4;
 
 /// Settings shared by every index of a run.
 struct EvalConfig {
@@ -90,8 +103,9 @@ struct EvalConfig {
     int k = 10;
     /// nprobe sweep; empty: 1, 2, 4, ... up to nlist (nlist included),
     /// stopping after the first nprobe where recall@k reaches
-    /// kDefaultSweepStopRecall; values above an index's nlist are capped to
-    /// it; an explicit sweep always runs whole
+    /// kDefaultSweepStopRecall or rose by less than kDefaultSweepPlateauGain
+    /// over the previous nprobe; values above an index's nlist are capped
+    /// to it; an explicit sweep always runs whole
     std::vector<int64_t> nprobes;
     /// rows of the shared training sample; 0: min(rows available,
     /// 256 * largest nlist), the size FAISS and the GMM trainer subsample to

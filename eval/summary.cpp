@@ -8,62 +8,14 @@
 
 #include <faiss/impl/FaissAssert.h>
 
+#include <eval/text_table.h>
+
 namespace faiss_gmm {
 namespace eval {
 
 namespace {
 
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-/// Left-aligned text table with columns sized to their widest cell.
-class TextTable {
-   public:
-    explicit TextTable(std::vector<std::string> header)
-        : rows_{std::move(header)} {}
-
-    void add_row(std::vector<std::string> row) {
-        FAISS_THROW_IF_NOT_FMT(
-            row.size() == rows_[0].size(),
-            "table row has %zu cells, header has %zu",
-            row.size(),
-            rows_[0].size());
-        rows_.push_back(std::move(row));
-    }
-
-    std::string str() const {
-        std::vector<size_t> width(rows_[0].size(), 0);
-        for (const auto& row : rows_) {
-            for (size_t c = 0; c < row.size(); c++) {
-                width[c] = std::max(width[c], row[c].size());
-            }
-        }
-        std::ostringstream out;
-        for (size_t r = 0; r < rows_.size(); r++) {
-            for (size_t c = 0; c < rows_[r].size(); c++) {
-                const std::string& cell = rows_[r][c];
-                // first column (names) left-aligned, numbers right-aligned
-                if (c == 0) {
-                    out << cell << std::string(width[c] - cell.size(), ' ');
-                } else {
-                    out << "  " << std::string(width[c] - cell.size(), ' ')
-                        << cell;
-                }
-            }
-            out << "\n";
-            if (r == 0) {
-                size_t total = 0;
-                for (size_t w : width) {
-                    total += w + 2;
-                }
-                out << std::string(total - 2, '-') << "\n";
-            }
-        }
-        return out.str();
-    }
-
-   private:
-    std::vector<std::vector<std::string>> rows_;
-};
 
 } // namespace
 
@@ -75,6 +27,8 @@ const char* cost_measure_name(CostMeasure measure) {
         return "entries";
     case CostMeasure::SearchTime:
         return "time_us";
+    case CostMeasure::BytesScanned:
+        return "bytes";
     }
     FAISS_THROW_FMT("unknown CostMeasure %d", int(measure));
 }
@@ -87,6 +41,8 @@ double row_cost(const SearchRow& row, CostMeasure measure) {
         return row.total_entries();
     case CostMeasure::SearchTime:
         return row.qps > 0 ? 1e6 / row.qps : kNaN;
+    case CostMeasure::BytesScanned:
+        return row.bytes_scanned;
     }
     FAISS_THROW_FMT("unknown CostMeasure %d", int(measure));
 }
@@ -190,8 +146,19 @@ std::string format_rows_table(const EvalReport& report) {
     if (extra_k) {
         header.push_back("R@" + k);
     }
+    bool refined = false;
+    for (const IndexResult& index : report.indexes) {
+        for (const SearchRow& row : index.rows) {
+            refined = refined || row.refine_distances > 0;
+        }
+    }
+    header.push_back("coarse");
+    header.push_back("fine");
+    if (refined) {
+        header.push_back("refine");
+    }
     for (const char* h :
-         {"coarse", "fine", "total", "entries", "repl", "search_s", "QPS"}) {
+         {"total", "entries", "bytes", "repl", "search_s", "QPS"}) {
         header.push_back(h);
     }
     TextTable table(header);
@@ -213,8 +180,12 @@ std::string format_rows_table(const EvalReport& report) {
             }
             cells.push_back(format_number(row.coarse_distances, "%.0f"));
             cells.push_back(format_number(row.fine_distances, "%.0f"));
+            if (refined) {
+                cells.push_back(format_number(row.refine_distances, "%.0f"));
+            }
             cells.push_back(format_number(row.total_distances(), "%.0f"));
             cells.push_back(format_number(row.entries_scanned, "%.0f"));
+            cells.push_back(format_number(row.bytes_scanned, "%.0f"));
             cells.push_back(format_number(index.replication, "%.3f"));
             cells.push_back(format_number(row.search_s, "%.3f"));
             cells.push_back(format_number(row.qps, "%.0f"));
@@ -235,6 +206,10 @@ format_target_summary(const EvalReport& report, const TargetSummary& summary) {
                     ? std::to_string(report.threads) + " CPU threads"
                     : "GPU indexes on " + report.gpu)
             << "; 1e6 / QPS) to reach recall@" << k;
+    } else if (summary.measure == CostMeasure::BytesScanned) {
+        out << "Bytes scanned per query (codes of the list entries scanned, "
+               "their spill records, refinement reads) to reach recall@"
+            << k;
     } else {
         out << "Distance computations per query ("
             << cost_measure_name(summary.measure) << ": coarse + "

@@ -26,8 +26,11 @@ enum class CostMeasure : int {
     /// run's threads or GPU): the ratio at a target is the QPS ratio at
     /// matched recall
     SearchTime = 2,
+    /// bytes read per query: codes of the list entries scanned (and their
+    /// spill records), plus the refinement's reads (SearchRow::bytes_scanned)
+    BytesScanned = 3,
 };
-/// "unique" / "entries" / "time_us".
+/// "unique" / "entries" / "time_us" / "bytes".
 const char* cost_measure_name(CostMeasure measure);
 
 /// The cost of one row under the given measure.

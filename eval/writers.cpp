@@ -108,11 +108,16 @@ std::vector<std::string> results_csv_columns() {
         "total_distances",
         "entries_scanned",
         "total_entries",
+        "refine_distances",
+        "bytes_scanned",
         "replication",
         "imbalance",
         "ntotal",
         "nentries",
         "list_bytes",
+        "code_size",
+        "memory_bytes",
+        "bytes_per_vector",
         "train_s",
         "add_s",
         "search_s",
@@ -141,9 +146,15 @@ void write_results_csv(const EvalReport& report, const std::string& path) {
                 << csv_number(row.total_distances()) << ","
                 << csv_number(row.entries_scanned) << ","
                 << csv_number(row.total_entries()) << ","
+                << csv_number(row.refine_distances) << ","
+                << csv_number(row.bytes_scanned) << ","
                 << csv_number(index.replication) << ","
                 << csv_number(index.imbalance) << "," << index.ntotal << ","
                 << index.nentries << "," << index.list_bytes << ","
+                << index.code_size << ","
+                << (index.memory.complete ? std::to_string(index.memory.total())
+                                          : std::string())
+                << "," << csv_number(index.bytes_per_vector()) << ","
                 << csv_number(index.train_s) << "," << csv_number(index.add_s)
                 << "," << csv_number(row.search_s) << "," << csv_number(row.qps)
                 << "\n";
@@ -222,7 +233,20 @@ void write_results_json(
             << ", \"nentries\": " << index.nentries
             << ", \"replication\": " << json_number(index.replication)
             << ", \"imbalance\": " << json_number(index.imbalance)
-            << ", \"list_bytes\": " << index.list_bytes << ",\n";
+            << ", \"list_bytes\": " << index.list_bytes
+            << ", \"code_size\": " << index.code_size << ",\n";
+        const IndexMemory& m = index.memory;
+        out << "     \"memory\": {\"codes\": " << m.codes
+            << ", \"ids\": " << m.ids
+            << ", \"spill_records\": " << m.spill_records
+            << ", \"coarse\": " << m.coarse
+            << ", \"code_params\": " << m.code_params
+            << ", \"refine\": " << m.refine
+            << ", \"transforms\": " << m.transforms
+            << ", \"total\": " << m.total()
+            << ", \"complete\": " << (m.complete ? "true" : "false")
+            << "}, \"bytes_per_vector\": "
+            << json_number(index.bytes_per_vector()) << ",\n";
         out << "     \"rows\": [\n";
         for (size_t r = 0; r < index.rows.size(); r++) {
             const SearchRow& row = index.rows[r];
@@ -239,6 +263,9 @@ void write_results_json(
                 << ", \"total_distances\": "
                 << json_number(row.total_distances())
                 << ", \"entries_scanned\": " << json_number(row.entries_scanned)
+                << ", \"refine_distances\": "
+                << json_number(row.refine_distances)
+                << ", \"bytes_scanned\": " << json_number(row.bytes_scanned)
                 << ", \"search_s\": " << json_number(row.search_s)
                 << ", \"qps\": " << json_number(row.qps) << "}"
                 << (r + 1 < index.rows.size() ? "," : "") << "\n";

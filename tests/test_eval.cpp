@@ -28,10 +28,12 @@
 #include <datasets/vector_io.h>
 #include <eval/ablation.h>
 #include <eval/cli.h>
+#include <eval/codes.h>
 #include <eval/curves.h>
 #include <eval/distance_matrix.h>
 #include <eval/plot.h>
 #include <eval/recall.h>
+#include <eval/report.h>
 #include <eval/runner.h>
 #include <eval/summary.h>
 #include <eval/writers.h>
@@ -488,8 +490,9 @@ TEST(EvalRunner, SharedModelsAndAdaptiveProbing) {
         log.str().find("adopted the k-means centroids"), std::string::npos);
     EXPECT_EQ(log.str().find("training k-means"), std::string::npos)
         << log.str();
-    // the GMM is trained once: its training time is shared
-    EXPECT_EQ(report.indexes[2].train_s, report.indexes[3].train_s);
+    // the GMM is trained once: its training time is carried over (with
+    // the adopting index's own code training, none for Flat)
+    EXPECT_GE(report.indexes[3].train_s, report.indexes[2].train_s);
     EXPECT_EQ(report.indexes[2].replication, 1.0);
     EXPECT_GT(report.indexes[3].replication, 1.0);
     for (size_t i = 0; i + 1 < specs.size(); i++) {
@@ -710,8 +713,8 @@ TEST(EvalCli, TinySyntheticEndToEnd) {
         std::llround(5000 * std::stod(rows[2 * n_nprobe]["replication"])));
 
     auto summary = read_csv(out_dir + "/summary.csv");
-    // 3 measures x 3 indexes x 4 targets + 3 indexes x 5 baseline costs
-    EXPECT_EQ(summary.size(), 3u * 3 * 4 + 3u * n_nprobe);
+    // 4 measures x 3 indexes x 4 targets + 3 indexes x 5 baseline costs
+    EXPECT_EQ(summary.size(), 4u * 3 * 4 + 3u * n_nprobe);
     for (auto& line : summary) {
         if (line["kind"] == "target" && line["index"] == indexes[0] &&
             !line["cost"].empty()) {
@@ -1038,4 +1041,265 @@ TEST(EvalCli, PruningBaselinesAndSweep) {
     const std::string unpruned =
         run({"--nprobe", "1,16", "--search-params", "prune_margin=0"});
     EXPECT_EQ(unpruned.find("k-means lists"), std::string::npos);
+}
+
+TEST(EvalCodes, ListSyntaxAndSpecs) {
+    const std::vector<fe::CodeVariant> codes =
+        fe::parse_code_list("Flat,SQ8,PQ16np+RFlat,PQ8np+Refine(SQfp16)");
+    ASSERT_EQ(codes.size(), 4u);
+    EXPECT_EQ(codes[0].code, "Flat");
+    EXPECT_EQ(codes[0].refine, "");
+    EXPECT_EQ(codes[2].code, "PQ16np");
+    EXPECT_EQ(codes[2].refine, "RFlat");
+    EXPECT_EQ(codes[3].label, "PQ8np+Refine(SQfp16)");
+    EXPECT_EQ(codes[3].factory_suffix(), ",PQ8np,Refine(SQfp16)");
+    for (const char* bad :
+         {"",
+          "SQ8,",
+          "SQ8,,Flat",
+          "+RFlat",
+          "SQ8+Foo",
+          "SQ8+RFlat+RFlat",
+          "SQ8,SQ8",
+          "PQ8np+Refine(SQfp16",
+          "PQ8np+Refine()",
+          "SQ8)"}) {
+        EXPECT_THROW(fe::parse_code_list(bad), faiss::FaissException) << bad;
+    }
+
+    // per code: FAISS k-means IVF on the run's centroids, then the GMM
+    // index (one shared model) with the run's GMM settings
+    fe::GmmOverrides gmm;
+    gmm.set_build("tau", "0.05");
+    const std::vector<fe::IndexSpec> specs = fe::code_specs(64, codes, gmm);
+    ASSERT_EQ(specs.size(), 2 * codes.size());
+    for (size_t c = 0; c < codes.size(); c++) {
+        const fe::IndexSpec& km = specs[2 * c];
+        const fe::IndexSpec& g = specs[2 * c + 1];
+        EXPECT_EQ(km.name, "k-means " + codes[c].label);
+        EXPECT_EQ(g.name, "GMM " + codes[c].label);
+        EXPECT_EQ(km.factory, "IVF64" + codes[c].factory_suffix());
+        EXPECT_EQ(g.factory, "IVF64_GMM" + codes[c].factory_suffix());
+        EXPECT_EQ(km.model, fe::ModelSource::SharedKMeans);
+        EXPECT_EQ(g.model, fe::ModelSource::SharedGmm);
+        EXPECT_TRUE(km.gmm.describe().empty());
+        EXPECT_EQ(g.gmm.build, gmm.build);
+    }
+
+    // one preset at a time; memory is counted on CPU indexes only
+    const fe::EvalOptions o = fe::parse_eval_options({"--codes", "SQ8+RFlat"});
+    ASSERT_EQ(o.codes.size(), 1u);
+    EXPECT_EQ(o.codes[0].refine, "RFlat");
+    EXPECT_THROW(
+        fe::parse_eval_options({"--codes", "SQ8", "--ablation"}),
+        faiss::FaissException);
+    EXPECT_THROW(
+        fe::parse_eval_options({"--spill-rules", "--prune-sweep", "0.4"}),
+        faiss::FaissException);
+    EXPECT_THROW(
+        fe::parse_eval_options({"--codes", "SQ8", "--gpu"}),
+        faiss::FaissException);
+}
+
+TEST(EvalCodes, TinySyntheticEveryCode) {
+    const int d = 16, nlist = 16;
+    const std::vector<fe::CodeVariant> codes =
+        fe::parse_code_list("Flat,SQ8,SQ4,SQfp16,PQ4x4np,PQ4x4np+RFlat");
+    fe::EvalConfig config;
+    config.nprobes = {1, 2, 4, 8, 16};
+    std::ostringstream log;
+    // the library's GMM defaults (spill, pruning) as the preset runs them
+    const fe::EvalReport report = fe::run_evaluation(
+        tiny_dataset(), fe::code_specs(nlist, codes, {}), config, log);
+    ASSERT_EQ(report.indexes.size(), 2 * codes.size());
+    const int64_t n = tiny_dataset().base.n;
+    const std::map<std::string, int64_t> code_size = {
+        {"Flat", 4 * d},
+        {"SQ8", d},
+        {"SQ4", d / 2},
+        {"SQfp16", 2 * d},
+        {"PQ4x4np", 2}};
+
+    for (size_t c = 0; c < codes.size(); c++) {
+        const fe::IndexResult& km = report.indexes[2 * c];
+        const fe::IndexResult& g = report.indexes[2 * c + 1];
+        SCOPED_TRACE(codes[c].label);
+        EXPECT_FALSE(km.is_gmm);
+        EXPECT_TRUE(g.is_gmm);
+        const bool refined = !codes[c].refine.empty();
+        for (const fe::IndexResult* index : {&km, &g}) {
+            SCOPED_TRACE(index->name);
+            const fe::IndexMemory& m = index->memory;
+            EXPECT_TRUE(m.complete);
+            EXPECT_EQ(index->ntotal, n);
+            EXPECT_EQ(index->code_size, code_size.at(codes[c].code));
+            // every copy's code and id
+            EXPECT_EQ(m.codes, index->nentries * index->code_size);
+            EXPECT_EQ(m.ids, index->nentries * 8);
+            EXPECT_EQ(index->list_bytes, m.codes + m.ids + m.spill_records);
+            EXPECT_EQ(m.refine, refined ? n * 4 * d : 0);
+            EXPECT_EQ(m.transforms, 0);
+            EXPECT_DOUBLE_EQ(
+                index->bytes_per_vector(), double(m.total()) / double(n));
+            ASSERT_EQ(index->rows.size(), config.nprobes.size());
+            // spill-record bytes read per entry (0 for k-means lists)
+            const double record_bytes =
+                double(m.spill_records) / double(index->nentries);
+            for (const fe::SearchRow& row : index->rows) {
+                SCOPED_TRACE(row.nprobe);
+                EXPECT_NEAR(
+                    row.bytes_scanned,
+                    row.entries_scanned * (index->code_size + record_bytes) +
+                        row.refine_distances * 4 * d,
+                    1e-6 * row.bytes_scanned);
+                // every search asks for 100 results; the lists hold more
+                EXPECT_EQ(row.refine_distances, refined ? 100.0 : 0.0);
+                EXPECT_DOUBLE_EQ(
+                    row.total_distances(),
+                    row.coarse_distances + row.fine_distances +
+                        row.refine_distances);
+            }
+        }
+        // k-means lists: one copy, no records, centroids only
+        EXPECT_EQ(km.replication, 1.0);
+        EXPECT_EQ(km.memory.spill_records, 0);
+        EXPECT_EQ(km.memory.coarse, int64_t(nlist) * d * 4);
+        // the GMM spills on this set: more entries, records, the model
+        // (weights, means, spherical variances) beside the quantizer
+        EXPECT_GT(g.replication, 1.0);
+        EXPECT_EQ(g.nentries, std::llround(double(n) * g.replication));
+        EXPECT_GT(g.memory.spill_records, 0);
+        EXPECT_EQ(
+            g.memory.coarse,
+            int64_t(nlist) * d * 4 + int64_t(nlist) * (d + 2) * 4);
+        // the same code parameters on both sides (SQ ranges, PQ codebooks
+        // and precomputed tables)
+        EXPECT_EQ(km.memory.code_params, g.memory.code_params);
+        if (codes[c].code != "Flat" && codes[c].code != "SQfp16") {
+            EXPECT_GT(km.memory.code_params, 0);
+        }
+        EXPECT_GT(g.bytes_per_vector(), km.bytes_per_vector());
+        EXPECT_GT(g.memory.codes, km.memory.codes);
+    }
+    // re-ranking 100 candidates exactly can only raise recall@10 over the
+    // same code's own ranking (same centroids, same codebooks)
+    for (size_t side = 0; side < 2; side++) {
+        const fe::IndexResult& pq = report.indexes[8 + side];
+        const fe::IndexResult& refined = report.indexes[10 + side];
+        for (size_t r = 0; r < pq.rows.size(); r++) {
+            EXPECT_EQ(
+                pq.rows[r].entries_scanned, refined.rows[r].entries_scanned);
+            EXPECT_GE(refined.rows[r].recall_at_10, pq.rows[r].recall_at_10);
+        }
+    }
+    // flat codes at nprobe = nlist on the k-means lists: brute force
+    EXPECT_EQ(report.indexes[0].rows.back().recall_at_10, 1.0);
+
+    // the per-code table: a row per code, ratios finite where both sides
+    // reach a target, memory against scanning
+    const std::vector<fe::CodeComparison> cmp =
+        fe::compare_codes(report, codes);
+    ASSERT_EQ(cmp.size(), codes.size());
+    for (const fe::CodeComparison& c : cmp) {
+        SCOPED_TRACE(c.label);
+        ASSERT_EQ(c.ratio.size(), fe::code_measures().size());
+        for (const auto& ratios : c.ratio) {
+            ASSERT_EQ(ratios.size(), fe::code_targets().size());
+            for (size_t t = 0; t < ratios.size(); t++) {
+                const bool both =
+                    fe::code_targets()[t] <= c.kmeans_max_recall &&
+                    fe::code_targets()[t] <= c.gmm_max_recall;
+                EXPECT_EQ(std::isfinite(ratios[t]), both) << t;
+                if (both) {
+                    EXPECT_GT(ratios[t], 0);
+                }
+            }
+        }
+        // near the cap every code is compared, also one that never
+        // reaches the fixed targets
+        EXPECT_LE(
+            c.cap_target, std::min(c.kmeans_max_recall, c.gmm_max_recall));
+        ASSERT_EQ(c.cap_ratio.size(), fe::code_measures().size());
+        for (double r : c.cap_ratio) {
+            EXPECT_TRUE(std::isfinite(r) && r > 0) << r;
+        }
+        EXPECT_TRUE(std::isfinite(c.scan_factor));
+        EXPECT_GT(c.memory_factor, 1.0);
+        EXPECT_NEAR(
+            c.memory_factor,
+            c.gmm_bytes_per_vector / c.kmeans_bytes_per_vector,
+            1e-12);
+    }
+    EXPECT_TRUE(std::isfinite(cmp[0].ratio[0][0])) << "Flat reaches 0.90";
+
+    const std::string out_dir = test_dir("codes");
+    fe::ReportPresets presets;
+    presets.codes = codes;
+    std::ostringstream out;
+    const fe::ReportFiles files =
+        fe::publish_report(report, out_dir, presets, out);
+    const std::string text = out.str();
+    EXPECT_NE(text.find("Per code: ratio k-means / GMM"), std::string::npos);
+    EXPECT_NE(text.find("Bytes scanned per query"), std::string::npos);
+    EXPECT_NE(
+        text.find("Spill costs more memory than it saves in scanning for:"),
+        std::string::npos);
+    for (const fe::CodeVariant& c : codes) {
+        EXPECT_NE(text.find("\n" + c.label + " "), std::string::npos)
+            << c.label;
+    }
+    auto rows = read_csv(files.codes_csv);
+    ASSERT_EQ(rows.size(), codes.size());
+    for (size_t c = 0; c < codes.size(); c++) {
+        EXPECT_EQ(rows[c]["code"], codes[c].label);
+        EXPECT_NEAR(
+            std::stod(rows[c]["replication"]), cmp[c].replication, 1e-9);
+    }
+    EXPECT_TRUE(std::filesystem::exists(out_dir + "/recall10_bytes.gp"));
+    auto results = read_csv(files.results_csv);
+    ASSERT_EQ(results.size(), 2 * codes.size() * config.nprobes.size());
+    EXPECT_EQ(
+        std::stoll(results[0]["memory_bytes"]),
+        report.indexes[0].memory.total());
+}
+
+TEST(EvalAblation, SpillRulesAtEqualReplication) {
+    const std::vector<fe::IndexSpec> specs = fe::spill_rule_specs(64, "5");
+    ASSERT_EQ(specs.size(), 11u);
+    EXPECT_EQ(specs[0].factory, "IVF64,Flat");
+    int rair = 0;
+    for (size_t i = 1; i < specs.size(); i++) {
+        SCOPED_TRACE(specs[i].name);
+        faiss_gmm::SearchParametersIVFGMM p;
+        faiss_gmm::parse_search_parameters(specs[i].gmm.search, &p);
+        EXPECT_EQ(p.prune_margin, 0.0f);
+        faiss_gmm::IVFGMMBuildParameters b;
+        faiss_gmm::parse_build_parameters(specs[i].gmm.build, &b);
+        EXPECT_EQ(b.spill.max_assign, 2);
+        rair += b.spill.rule == faiss_gmm::SpillRule::Rair;
+        EXPECT_EQ(
+            specs[i].model == fe::ModelSource::KMeansCentroids,
+            specs[i].name.rfind("k-means + ", 0) == 0);
+    }
+    EXPECT_EQ(rair, 3);
+
+    // the rules meant to store two copies of every vector do (equal
+    // replication); closure 1.2 and the GMM defaults store fewer
+    fe::EvalConfig config;
+    config.nprobes = {1, 16};
+    std::ostringstream log;
+    const fe::EvalReport report = fe::run_evaluation(
+        tiny_dataset(), fe::spill_rule_specs(16, "5"), config, log);
+    for (const fe::IndexResult& index : report.indexes) {
+        SCOPED_TRACE(index.name);
+        const bool fewer =
+            index.name == "k-means" ||
+            index.name.find("closure 1.2") != std::string::npos ||
+            index.name.find("defaults") != std::string::npos;
+        if (fewer) {
+            EXPECT_LT(index.replication, 2.0);
+        } else {
+            EXPECT_EQ(index.replication, 2.0);
+        }
+    }
 }

@@ -13,6 +13,8 @@
 #          UndefinedBehaviorSanitizer and _GLIBCXX_ASSERTIONS (GPU code off:
 #          the device machine checks it against this FAISS). Skipped with one
 #          line when the tarball is missing.
+#   each leg then builds the Python package against its FAISS (pip, in a
+#   virtual environment under the leg's build folder) and runs pytest.
 #
 # env: BUILD_DIR, CMAKE_ARGS (extra configure flags, both legs), CTEST_ARGS
 #      (extra ctest flags, e.g. "-L cpu"), FAISS_TARBALL (leg 2's source),
@@ -30,16 +32,19 @@ leg_seconds() {
   echo $(($(date +%s) - $1))
 }
 
-# The Python package against the same FAISS as leg 1: pip builds it (the
-# library again, with CMAKE_ARGS) in $build/py-build, then pytest runs.
+# The Python package against a leg's FAISS: pip builds it (the library
+# again) in <dir>/py-build, into the virtual environment <dir>/py-venv, then
+# pytest runs. Arguments: <dir>, then extra pip -C options (FAISS's prefix).
 python_package() {
-  local venv=$build/py-venv
+  local dir=$1
+  shift
+  local venv=$dir/py-venv
   # (each step is chained: set -e does not hold inside `python_package ||`)
   { [ -x "$venv/bin/python" ] || python3 -m venv "$venv"; } &&
     "$venv/bin/pip" install -q --disable-pip-version-check \
       scikit-build-core nanobind numpy pytest scikit-learn faiss-cpu &&
     CMAKE_BUILD_PARALLEL_LEVEL=$jobs "$venv/bin/pip" install -q --disable-pip-version-check \
-      --no-build-isolation -Cbuild-dir="$build/py-build" "$root" &&
+      --no-build-isolation -Cbuild-dir="$dir/py-build" "$@" "$root" &&
     (cd "$root" && "$venv/bin/python" -m pytest -q -rs python/tests)
 }
 
@@ -52,7 +57,7 @@ if [ "$legs" != current ]; then
   echo "test.sh: leg 1 done in $(leg_seconds "$start") s"
   start=$(date +%s)
   echo "test.sh: Python package, in $build/py-venv"
-  python_package || status=1
+  python_package "$build" || status=1
   echo "test.sh: Python package done in $(leg_seconds "$start") s"
 fi
 
@@ -79,6 +84,11 @@ if [ "$legs" != debian ]; then
     LSAN_OPTIONS=suppressions=$root/tests/lsan.supp \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
       ctest --test-dir "$build2" --output-on-failure -j "$jobs" ${CTEST_ARGS:-} || status=1
+    # the Python package against this FAISS too (CPU code, no sanitizers:
+    # the interpreter is not instrumented)
+    echo "test.sh: Python package against FAISS from $prefix, in $build2/py-venv"
+    python_package "$build2" -Ccmake.define.CMAKE_PREFIX_PATH="$prefix" \
+      -Ccmake.define.FAISS_GMM_GPU=OFF || status=1
     echo "test.sh: leg 2 done in $(leg_seconds "$start") s"
   fi
 fi

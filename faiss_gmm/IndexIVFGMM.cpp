@@ -42,6 +42,7 @@
 
 #ifdef FAISS_GMM_WITH_GPU
 #include <faiss_gmm/gpu/GpuEmTrainer.h>
+#include <faiss_gmm/impl/ClassName.h>
 #endif
 
 namespace faiss_gmm {
@@ -80,7 +81,7 @@ faiss::Index* take_quantizer(faiss::IndexIVF* codes) {
         "IndexIVFGMM: codes_index is a %s, a fast-scan code other than PQ "
         "(IndexIVFPQFastScan): FAISS scans it only in its interleaved "
         "blocks, with per-vector data that IndexIVFGMM's scan cannot read",
-        typeid(*codes).name());
+        impl::class_name(*codes).c_str());
     const auto* flat = dynamic_cast<const faiss::IndexFlat*>(codes->quantizer);
     FAISS_THROW_IF_NOT_MSG(
         flat && flat->metric_type == faiss::METRIC_L2 && codes->own_fields &&
@@ -341,7 +342,7 @@ void IndexIVFGMM::train_codes(idx_t n, const float* x) {
             n >= 1 && x,
             "IndexIVFGMM::train_codes: the %s code needs training vectors "
             "(n=%" PRId64 ")",
-            typeid(*codes_index).name(),
+            impl::class_name(*codes_index).c_str(),
             int64_t(n));
         check_finite(n, d, x, "IndexIVFGMM::train_codes");
         const double t0 = faiss::getmillisecs();
@@ -1166,9 +1167,9 @@ void IndexIVFGMM::check_compatible_for_merge(
             code_size == other->code_size,
         "%s: the codes differ (%s, %zu bytes vs %s, %zu bytes)",
         who,
-        typeid(*codes_index).name(),
+        impl::class_name(*codes_index).c_str(),
         code_size,
-        typeid(*other->codes_index).name(),
+        impl::class_name(*other->codes_index).c_str(),
         other->code_size);
     codes().check_compatible_for_merge(other->codes());
 }

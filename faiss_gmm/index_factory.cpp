@@ -16,6 +16,7 @@
 #include <faiss/index_factory.h>
 
 #include <faiss_gmm/IndexIVFGMM.h>
+#include <faiss_gmm/impl/ClassName.h>
 #include <faiss_gmm/impl/FastScanCodes.h>
 
 namespace faiss_gmm {
@@ -334,7 +335,7 @@ faiss::Index* build_gmm_index(
         code.c_str(),
         gmm_token.c_str(),
         description.c_str(),
-        typeid(*coded).name());
+        impl::class_name(*coded).c_str());
     FAISS_THROW_IF_NOT_FMT(
         !impl::is_unsupported_fast_scan(*ivf),
         "index_factory: code '%s' after GMM token '%s' in '%s' is not "
@@ -344,7 +345,7 @@ faiss::Index* build_gmm_index(
         code.c_str(),
         gmm_token.c_str(),
         description.c_str(),
-        typeid(*coded).name());
+        impl::class_name(*coded).c_str());
     if (!refine) {
         built.release();
         return new IndexIVFGMM(ivf, parsed.params);

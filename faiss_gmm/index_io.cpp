@@ -38,6 +38,7 @@
 #include <faiss/invlists/InvertedLists.h>
 
 #include <faiss_gmm/IndexIVFGMM.h>
+#include <faiss_gmm/impl/ClassName.h>
 
 namespace faiss_gmm {
 
@@ -997,7 +998,7 @@ faiss::Index* read_refine(CheckedReader& in, int io_flags) {
         "corrupt input %s: an IndexRefineFlat whose refinement index is a "
         "%s",
         in.name.c_str(),
-        typeid(*refine_index).name());
+        impl::class_name(*refine_index).c_str());
     end_payload(in, "IndexRefine");
     // the default constructors: the others insist on an empty base index
     std::unique_ptr<faiss::IndexRefine> refine(
@@ -1061,7 +1062,7 @@ void write_index_checked(const faiss::Index* index, ChecksumWriter& w) {
         FAISS_THROW_FMT(
             "write_index: cannot write a %s that contains an IndexIVFGMM "
             "(supported wrappers: IndexPreTransform, IndexRefine)",
-            typeid(*index).name());
+            impl::class_name(*index).c_str());
     }
 }
 

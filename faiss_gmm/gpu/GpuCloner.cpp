@@ -1,14 +1,8 @@
 #include <faiss_gmm/gpu/GpuCloner.h>
 
-#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
-#include <typeinfo>
-
-#ifdef __GNUG__
-#include <cxxabi.h>
-#endif
 
 #include <faiss/IndexIDMap.h>
 #include <faiss/IndexPreTransform.h>
@@ -19,6 +13,7 @@
 #include <faiss/impl/io.h>
 
 #include <faiss_gmm/IndexIVFGMM.h>
+#include <faiss_gmm/impl/ClassName.h>
 #include <faiss_gmm/index_io.h>
 
 namespace faiss_gmm {
@@ -26,19 +21,7 @@ namespace gpu {
 
 namespace {
 
-/// The dynamic class of index, demangled when the compiler allows it.
-std::string class_name(const faiss::Index& index) {
-    const char* mangled = typeid(index).name();
-#ifdef __GNUG__
-    int status = 0;
-    std::unique_ptr<char, void (*)(void*)> demangled(
-        abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
-    if (status == 0 && demangled) {
-        return demangled.get();
-    }
-#endif
-    return mangled;
-}
+using impl::class_name;
 
 /// Converts the index at the bottom of a wrapper chain.
 using LeafConverter = std::function<faiss::Index*(const faiss::Index&)>;

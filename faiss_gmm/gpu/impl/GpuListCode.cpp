@@ -1,4 +1,5 @@
 #include <faiss_gmm/gpu/impl/GpuListCode.h>
+#include <faiss_gmm/impl/ClassName.h>
 
 #include <algorithm>
 #include <cinttypes>
@@ -62,7 +63,7 @@ GpuListCode::from_codes_index(const faiss::IndexIVF& codes, const char* who) {
         "%s: the GPU index stores Flat, SQfp16 and SQ8 codes; this index's "
         "codes are a %s%s (keep it on the CPU)",
         who,
-        typeid(codes).name(),
+        impl::class_name(codes).c_str(),
         sq ? " of another quantizer type" : "");
     GpuListCode code;
     code.kind = sq->sq.qtype == faiss::ScalarQuantizer::QT_8bit

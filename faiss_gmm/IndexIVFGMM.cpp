@@ -35,6 +35,7 @@
 
 #include <faiss_gmm/CoarseProbe.h>
 #include <faiss_gmm/ListAssignment.h>
+#include <faiss_gmm/impl/ClassName.h>
 #include <faiss_gmm/impl/DedupScan.h>
 #include <faiss_gmm/impl/FastScanCodes.h>
 #include <faiss_gmm/impl/GmmScoring.h>
@@ -42,7 +43,6 @@
 
 #ifdef FAISS_GMM_WITH_GPU
 #include <faiss_gmm/gpu/GpuEmTrainer.h>
-#include <faiss_gmm/impl/ClassName.h>
 #endif
 
 namespace faiss_gmm {

@@ -58,6 +58,13 @@ else:
         )
 
 
+def _index_from_bytes(data: bytes) -> Index:
+    """Unpickling of a faiss_gmm index (``Index.__reduce__``): the bytes of
+    :func:`serialize_index` read back. A plain Python function, so that pickle
+    can name it."""
+    return deserialize_index(data)
+
+
 __version__ = "0.1.0"
 
 __all__ = [

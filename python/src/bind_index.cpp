@@ -273,6 +273,26 @@ void bind_base_index(nb::module_& m) {
                 nb::gil_scoped_release release;
                 i.reset();
             })
+        .def(
+            "__reduce__",
+            [](const Index& i) {
+                // pickle and copy.deepcopy: the bytes of write_index, read
+                // back by deserialize_index (GPU indexes: index_gpu_to_cpu
+                // first, as write_index says)
+                faiss::VectorIOWriter writer;
+                {
+                    nb::gil_scoped_release release;
+                    write_index(&i, &writer);
+                }
+                nb::bytes state(
+                    reinterpret_cast<const char*>(writer.data.data()),
+                    writer.data.size());
+                nb::object load =
+                    nb::module_::import_("faiss_gmm").attr("_index_from_bytes");
+                return nb::make_tuple(load, nb::make_tuple(state));
+            },
+            "Pickling (and copy.copy / deepcopy) goes through "
+            "serialize_index / deserialize_index.")
         .def("__repr__", [](nb::handle self) {
             const auto& i = nb::cast<const Index&>(self);
             return "<" + nb::cast<std::string>(nb::type_name(self.type())) +

@@ -1,6 +1,8 @@
 """The index API: factory strings, FAISS's methods on numpy arrays, search
 parameters as keyword arguments, I/O, statistics and errors."""
 
+import copy
+import pickle
 import threading
 
 import numpy as np
@@ -124,8 +126,10 @@ def test_ids_remove_reconstruct_and_io(data, tmp_path):
     blob = faiss_gmm.serialize_index(idx)
     again = faiss_gmm.deserialize_index(blob)
     clone = faiss_gmm.clone_index(idx)
+    pickled = pickle.loads(pickle.dumps(idx))
+    copied = copy.deepcopy(idx)
     want = idx.search(queries, 5, nprobe=4)
-    for other in (back, again, clone):
+    for other in (back, again, clone, pickled, copied):
         assert isinstance(other, faiss_gmm.IndexIVFGMM)
         assert other.ntotal == idx.ntotal and other.nentries == idx.nentries
         got = other.search(queries, 5, nprobe=4)

@@ -1,5 +1,4 @@
 #include <faiss_gmm/gpu/impl/GpuListCode.h>
-#include <faiss_gmm/impl/ClassName.h>
 
 #include <algorithm>
 #include <cinttypes>
@@ -9,6 +8,8 @@
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/IndexScalarQuantizer.h>
 #include <faiss/impl/FaissAssert.h>
+
+#include <faiss_gmm/impl/ClassName.h>
 
 namespace faiss_gmm {
 namespace gpu {

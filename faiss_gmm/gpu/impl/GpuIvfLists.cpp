@@ -16,8 +16,9 @@ namespace {
 /// Smallest capacity of a non-empty list (entries): avoids a reallocation
 /// per entry for lists that start small.
 constexpr size_t kMinListCapacity = 8;
-/// Capacities are multiples of this, so that every part of a list's
-/// allocation stays 16-byte aligned.
+/// Capacities are multiples of this, so that the codes after the ids start
+/// 16-byte aligned (the scan's 16-byte loads); the records after the codes
+/// are rounded up to 4 bytes.
 constexpr size_t kCapacityQuantum = 4;
 
 size_t round_up(size_t value, size_t quantum) {

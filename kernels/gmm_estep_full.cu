@@ -1,0 +1,458 @@
+// Kernels of the full-covariance E-step (see gmm_estep_full.h). The two
+// products are cuBLAS GEMMs issued by the host; these kernels are the
+// per-component model preparation and the per-row work around them, all
+// memory-bound:
+// * prepare-model: one CTA per component (d x d values of U_j);
+// * features: one CTA per point row (the packed outer product, coalesced);
+// * responsibilities: one CTA per point row, its warps over the components,
+//   each component's d_pad whitened floats read by a group of lanes with
+//   float4 loads, reduced by shuffles; online log-sum-exp in registers;
+// * add-statistics: element-wise fp32 -> double accumulation.
+
+#include <kernels/gmm_estep_full.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+namespace faiss_gmm {
+namespace kernels {
+
+namespace {
+
+/// Threads of the prepare-model CTAs (one CTA per component).
+constexpr int kModelThreads = 128;
+/// Threads of the feature CTAs (one CTA per point row).
+constexpr int kFeatureThreads = 256;
+/// Threads of the responsibilities CTAs (one CTA per point row).
+constexpr int kRowThreads = 32 * kEStepFullRowWarps;
+/// Threads of the add-statistics CTAs.
+constexpr int kAddThreads = 256;
+/// Largest grid of the grid-stride kernels.
+constexpr int64_t kMaxBlocks = 8192;
+
+constexpr double kLog2e = 1.4426950408889634074;
+constexpr double kLn2 = 0.69314718055994530942;
+constexpr double kLog2Pi = 1.8378770664093454836; // ln(2 pi)
+
+/// Nearest tf32 value, ties away from zero (cvt.rna, as gmm_mstep.cu rounds
+/// the other E-steps' component matrices); non-finite values unchanged.
+__device__ __forceinline__ float round_to_tf32(float v) {
+    if (!isfinite(v)) {
+        return v;
+    }
+    return __uint_as_float((__float_as_uint(v) + 0x1000u) & 0xffffe000u);
+}
+
+__device__ __forceinline__ float store_value(float v, bool tf32) {
+    return tf32 ? round_to_tf32(v) : v;
+}
+
+/// Adds v to a running (max m, sum s) of exp2 terms.
+__device__ __forceinline__ void lse_add(float& m, float& s, float v) {
+    if (v > m) {
+        s = s * exp2f(m - v) + 1.0f;
+        m = v;
+    } else if (v > -INFINITY) {
+        s += exp2f(v - m);
+    }
+}
+
+/// Merges the running (m2, s2) into (m, s).
+__device__ __forceinline__ void
+lse_merge(float& m, float& s, float m2, float s2) {
+    const float mn = fmaxf(m, m2);
+    if (mn == -INFINITY) {
+        return;
+    }
+    s = s * exp2f(m - mn) + s2 * exp2f(m2 - mn);
+    m = mn;
+}
+
+/// First column of row a of the packed upper triangle (d columns).
+__device__ __forceinline__ int pair_row_start(int a, int d) {
+    return a * d - a * (a - 1) / 2;
+}
+
+/**
+ * Step 0. CTA j (one per component): reads mu_j, w_j, U_j (row-major upper
+ * triangular) and c; writes column block j of W (products[l][j d_pad + c] =
+ * U_j[l][c], zero for c >= d, tf32-rounded for TF32), o_j[c] = sum_{l <= c}
+ * (mu_jl - c_l) U_j[l][c] (double sums, zero for c >= d) and the constant
+ * log2(e) (log w_j + sum_l log U_j[l][l] - d/2 log 2 pi) (-inf for w_j <= 0).
+ * Threads run along the columns c of U_j: its rows are read coalesced.
+ */
+__global__ void __launch_bounds__(kModelThreads) full_prepare_model_kernel(
+    int d,
+    int k,
+    int d_pad,
+    bool tf32,
+    const float* __restrict__ means,
+    const float* __restrict__ weights,
+    const float* __restrict__ chol,
+    const float* __restrict__ center,
+    float* __restrict__ products,
+    float* __restrict__ offsets,
+    float* __restrict__ log2_const) {
+    extern __shared__ float mu_c[]; // d floats: mu_j - c
+    __shared__ double logdet_part[kModelThreads];
+    const int j = blockIdx.x;
+    const float* u = chol + int64_t(j) * d * d;
+    double logdet = 0;
+    for (int l = threadIdx.x; l < d; l += kModelThreads) {
+        mu_c[l] = means[int64_t(j) * d + l] - center[l];
+        logdet += log(double(u[int64_t(l) * d + l]));
+    }
+    logdet_part[threadIdx.x] = logdet;
+    __syncthreads();
+    const int64_t ld = int64_t(k) * d_pad;
+    for (int c = threadIdx.x; c < d_pad; c += kModelThreads) {
+        double o = 0;
+        if (c < d) {
+            for (int l = 0; l <= c; l++) {
+                o += double(mu_c[l]) * double(u[int64_t(l) * d + c]);
+            }
+        }
+        offsets[int64_t(j) * d_pad + c] = float(o);
+    }
+    for (int l = 0; l < d; l++) {
+        for (int c = threadIdx.x; c < d_pad; c += kModelThreads) {
+            const float v = c < d ? u[int64_t(l) * d + c] : 0.0f;
+            products[int64_t(l) * ld + int64_t(j) * d_pad + c] =
+                store_value(v, tf32);
+        }
+    }
+    if (threadIdx.x == 0) {
+        double total = 0;
+        for (int t = 0; t < kModelThreads; t++) {
+            total += logdet_part[t];
+        }
+        const float w = weights[j];
+        log2_const[j] =
+            w > 0 ? float(kLog2e * (log(double(w)) + total - 0.5 * d * kLog2Pi))
+                  : -INFINITY;
+    }
+}
+
+/**
+ * Step 1. CTA i (one per point row): x'_i = x_i - c into shared memory, then
+ * the feature row [x' | 1 | 0.. | packed x'_a x'_b | 0..] written with
+ * consecutive threads on consecutive columns. A pair column p maps back to
+ * (a, b) by the inverse of pair_row_start (a square root, then at most a
+ * step or two of correction in integers).
+ */
+__global__ void __launch_bounds__(kFeatureThreads) full_features_kernel(
+    int d,
+    FullFeatureLayout lay,
+    bool tf32,
+    const float* __restrict__ x,
+    const float* __restrict__ center,
+    float* __restrict__ features) {
+    extern __shared__ float xc[]; // d floats: x'_i
+    const int64_t i = blockIdx.x;
+    for (int l = threadIdx.x; l < d; l += kFeatureThreads) {
+        xc[l] = x[i * d + l] - center[l];
+    }
+    __syncthreads();
+    float* f = features + i * lay.cols;
+    for (int col = threadIdx.x; col < lay.cols; col += kFeatureThreads) {
+        float v = 0;
+        if (col < d) {
+            v = xc[col];
+        } else if (col == lay.one) {
+            v = 1;
+        } else if (col >= lay.pairs && col < lay.pairs + lay.npairs) {
+            const int p = col - lay.pairs;
+            // pair_row_start(a) <= p < pair_row_start(a + 1)
+            const float t = float(2 * d + 1);
+            int a =
+                int((t - sqrtf(fmaxf(t * t - 8.0f * float(p), 0.0f))) * 0.5f);
+            a = min(max(a, 0), d - 1);
+            while (a > 0 && pair_row_start(a, d) > p) {
+                a--;
+            }
+            while (a + 1 < d && pair_row_start(a + 1, d) <= p) {
+                a++;
+            }
+            const int b = a + (p - pair_row_start(a, d));
+            v = xc[a] * xc[b];
+        }
+        f[col] = store_value(v, tf32);
+    }
+}
+
+/**
+ * Step 3. CTA i (one per point row) reads row i of Z (k components of d_pad
+ * floats), the offsets and the constants. Lanes form groups of `group`
+ * lanes (a power of two, at most 32, about one float4 per lane and
+ * component); a warp step takes 32 / group components, one per group, and
+ * a group sums ||z_ij - o_j||^2 over its float4 slots, then reduces by
+ * xor-shuffles inside the group. Warps interleave their steps over the
+ * components. The group's first lane forms the logit (log2 units), stores
+ * it in resp and adds it to its running log-sum-exp; lanes, then warps
+ * (shared memory, fixed order) merge them into log2 Z. After a barrier
+ * (which also orders the logits written to global memory) every thread
+ * turns logits of the row into r = exp2(l - log2 Z) in place. log_z[i] =
+ * ln Z_i (double) for the deterministic log-likelihood sum.
+ */
+__global__ void __launch_bounds__(kRowThreads) full_responsibilities_kernel(
+    int k,
+    int d_pad,
+    int group,
+    bool tf32,
+    const float* __restrict__ z,
+    const float* __restrict__ offsets,
+    const float* __restrict__ log2_const,
+    float* resp,
+    double* __restrict__ log_z) {
+    __shared__ float warp_m[kEStepFullRowWarps];
+    __shared__ float warp_s[kEStepFullRowWarps];
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int64_t i = blockIdx.x;
+    const int slots = d_pad / 4;
+    const int per_step = 32 / group;
+    const int sub = lane / group;   // component of this lane in a step
+    const int slot0 = lane % group; // first float4 slot of this lane
+    const float4* zrow =
+        reinterpret_cast<const float4*>(z + i * int64_t(k) * d_pad);
+    const float4* off = reinterpret_cast<const float4*>(offsets);
+    float* rrow = resp + i * int64_t(k);
+    const float half_log2e = float(0.5 * kLog2e);
+    float m = -INFINITY, s = 0;
+    // j0 depends on the warp only: every lane of a warp runs every step
+    // (full-mask shuffles), lanes past k add zeros.
+    for (int j0 = warp * per_step; j0 < k;
+         j0 += kEStepFullRowWarps * per_step) {
+        const int j = j0 + sub;
+        float acc = 0;
+        if (j < k) {
+            const float4* zc = zrow + int64_t(j) * slots;
+            const float4* oc = off + int64_t(j) * slots;
+            for (int sl = slot0; sl < slots; sl += group) {
+                const float4 a = __ldcs(zc + sl);
+                const float4 o = __ldg(oc + sl);
+                const float dx = a.x - o.x, dy = a.y - o.y;
+                const float dz = a.z - o.z, dw = a.w - o.w;
+                acc = fmaf(dx, dx, acc);
+                acc = fmaf(dy, dy, acc);
+                acc = fmaf(dz, dz, acc);
+                acc = fmaf(dw, dw, acc);
+            }
+        }
+        for (int o = group >> 1; o > 0; o >>= 1) {
+            acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        }
+        if (j < k && slot0 == 0) {
+            const float l = __ldg(log2_const + j) - half_log2e * acc;
+            rrow[j] = l;
+            lse_add(m, s, l);
+        }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
+        const float s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        lse_merge(m, s, m2, s2);
+    }
+    if (lane == 0) {
+        warp_m[warp] = m;
+        warp_s[warp] = s;
+    }
+    __syncthreads();
+    m = warp_m[0];
+    s = warp_s[0];
+    for (int w = 1; w < kEStepFullRowWarps; w++) {
+        lse_merge(m, s, warp_m[w], warp_s[w]);
+    }
+    const float log2z = m + log2f(s);
+    if (threadIdx.x == 0) {
+        log_z[i] = double(log2z) * kLn2;
+    }
+    for (int j = threadIdx.x; j < k; j += kRowThreads) {
+        rrow[j] = store_value(exp2f(rrow[j] - log2z), tf32);
+    }
+}
+
+/// Step 5. acc[e] += stats[e], grid-stride.
+__global__ void __launch_bounds__(kAddThreads) full_add_statistics_kernel(
+    int64_t count, const float* __restrict__ stats, double* __restrict__ acc) {
+    for (int64_t e = int64_t(blockIdx.x) * kAddThreads + threadIdx.x; e < count;
+         e += int64_t(gridDim.x) * kAddThreads) {
+        acc[e] += double(stats[e]);
+    }
+}
+
+bool valid_math(EStepMath math) {
+    return math == EStepMath::FP32 || math == EStepMath::TF32;
+}
+
+cudaError_t check_model(const FullEStepModel& m) {
+    if (m.d < 1 || m.d > kEStepFullMaxDim || m.k < 1 ||
+        int64_t(m.k) * estep_full_padded_dim(m.d) > 0x7fffffff ||
+        !valid_math(m.math) || !m.products || !m.offsets || !m.log2_const ||
+        !m.center) {
+        return cudaErrorInvalidValue;
+    }
+    return cudaSuccess;
+}
+
+/// Lanes per component in step 3: the smallest power of two >= the float4
+/// slots of a component, at most 32.
+int lanes_per_component(int d_pad) {
+    const int slots = d_pad / 4;
+    int g = 1;
+    while (g < slots && g < 32) {
+        g *= 2;
+    }
+    return g;
+}
+
+} // namespace
+
+int estep_full_padded_dim(int d) {
+    return (d + kEStepFullDimAlign - 1) / kEStepFullDimAlign *
+           kEStepFullDimAlign;
+}
+
+FullFeatureLayout estep_full_feature_layout(int d) {
+    FullFeatureLayout lay;
+    lay.one = d;
+    lay.pairs = (d + 1 + 3) / 4 * 4;
+    lay.npairs = int(int64_t(d) * (d + 1) / 2);
+    lay.cols = (lay.pairs + lay.npairs + 3) / 4 * 4;
+    return lay;
+}
+
+int64_t estep_full_row_bytes(int d, int k) {
+    const int64_t z = int64_t(k) * estep_full_padded_dim(d) * 4;
+    const int64_t r = int64_t(k) * 4;
+    const int64_t f = int64_t(estep_full_feature_layout(d).cols) * 4;
+    return z + r + f + 8;
+}
+
+cudaError_t gmm_estep_full_prepare_model(
+    int d,
+    int k,
+    EStepMath math,
+    const float* means,
+    const float* weights,
+    const float* precision_cholesky,
+    const float* center,
+    float* products,
+    float* offsets,
+    float* log2_const,
+    cudaStream_t stream) {
+    if (d < 1 || d > kEStepFullMaxDim || k < 1 ||
+        int64_t(k) * estep_full_padded_dim(d) > 0x7fffffff ||
+        !valid_math(math) || !means || !weights || !precision_cholesky ||
+        !center || !products || !offsets || !log2_const) {
+        return cudaErrorInvalidValue;
+    }
+    full_prepare_model_kernel<<<k, kModelThreads, size_t(d) * 4, stream>>>(
+        d,
+        k,
+        estep_full_padded_dim(d),
+        math == EStepMath::TF32,
+        means,
+        weights,
+        precision_cholesky,
+        center,
+        products,
+        offsets,
+        log2_const);
+    return cudaGetLastError();
+}
+
+cudaError_t gmm_estep_full_features(
+    const FullEStepModel& m,
+    int64_t rows,
+    const float* x,
+    float* features,
+    cudaStream_t stream) {
+    cudaError_t err = check_model(m);
+    if (err != cudaSuccess) {
+        return err;
+    }
+    if (rows < 0 || rows > 0x7fffffff || (rows > 0 && (!x || !features))) {
+        return cudaErrorInvalidValue;
+    }
+    if (rows == 0) {
+        return cudaSuccess;
+    }
+    full_features_kernel<<<
+        unsigned(rows),
+        kFeatureThreads,
+        size_t(m.d) * 4,
+        stream>>>(
+        m.d,
+        estep_full_feature_layout(m.d),
+        m.math == EStepMath::TF32,
+        x,
+        m.center,
+        features);
+    return cudaGetLastError();
+}
+
+cudaError_t gmm_estep_full_responsibilities(
+    const FullEStepModel& m,
+    int64_t rows,
+    const float* z,
+    float* resp,
+    double* log_z,
+    double* log_likelihood,
+    cudaStream_t stream) {
+    cudaError_t err = check_model(m);
+    if (err != cudaSuccess) {
+        return err;
+    }
+    if (rows < 0 || rows > 0x7fffffff ||
+        (rows > 0 && (!z || !resp || !log_z || !log_likelihood))) {
+        return cudaErrorInvalidValue;
+    }
+    // float4 loads of Z and of the offsets (cudaMalloc'd, row strides are
+    // multiples of 4 floats).
+    if ((reinterpret_cast<uintptr_t>(z) & 15) != 0 ||
+        (reinterpret_cast<uintptr_t>(m.offsets) & 15) != 0) {
+        return cudaErrorMisalignedAddress;
+    }
+    if (rows == 0) {
+        return cudaSuccess;
+    }
+    const int d_pad = estep_full_padded_dim(m.d);
+    full_responsibilities_kernel<<<unsigned(rows), kRowThreads, 0, stream>>>(
+        m.k,
+        d_pad,
+        lanes_per_component(d_pad),
+        m.math == EStepMath::TF32,
+        z,
+        m.offsets,
+        m.log2_const,
+        resp,
+        log_z);
+    err = cudaGetLastError();
+    if (err != cudaSuccess) {
+        return err;
+    }
+    return gmm_estep_sum_partials(rows, log_z, log_likelihood, stream);
+}
+
+cudaError_t gmm_estep_full_add_statistics(
+    int64_t count, const float* stats, double* acc, cudaStream_t stream) {
+    if (count < 0 || (count > 0 && (!stats || !acc))) {
+        return cudaErrorInvalidValue;
+    }
+    if (count == 0) {
+        return cudaSuccess;
+    }
+    const int blocks = int(std::max<int64_t>(
+        1,
+        std::min<int64_t>(
+            (count + kAddThreads - 1) / kAddThreads, kMaxBlocks)));
+    full_add_statistics_kernel<<<blocks, kAddThreads, 0, stream>>>(
+        count, stats, acc);
+    return cudaGetLastError();
+}
+
+} // namespace kernels
+} // namespace faiss_gmm

@@ -4,6 +4,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <numeric>
 
 #include <omp.h>
@@ -53,13 +54,29 @@ std::vector<float> mixture_mean(const GaussianMixture& model) {
 struct LogJointBlocks {
     explicit LogJointBlocks(const GaussianMixture& model)
         : center(mixture_mean(model)),
-          terms(model, center.data()),
+          full(model.covariance == CovarianceType::Full),
+          terms(
+              full ? nullptr
+                   : std::make_unique<impl::ComponentTerms>(
+                         model, center.data())),
+          full_terms(
+              full ? std::make_unique<impl::FullComponentTerms>(
+                         model, center.data())
+                   : nullptr),
           block_rows(impl::scoring_block_rows(model.k)),
-          operand(size_t(block_rows) * terms.gemm_dim),
-          row_norms(block_rows) {}
+          operand(
+              full ? full_terms->work_floats(block_rows)
+                   : size_t(block_rows) * terms->gemm_dim),
+          row_norms(full ? 0 : block_rows) {}
 
     /// logits (nb x k) = log pi_j + log N(x_i | j), nb <= block_rows.
     void compute(idx_t nb, const float* x, float* logits) {
+        if (full) {
+            full_terms->log_joint_block(
+                nb, x, center.data(), operand.data(), logits);
+            return;
+        }
+        const impl::ComponentTerms& terms = *this->terms;
         impl::prepare_operand(
             terms, nb, x, center.data(), operand.data(), row_norms.data());
         impl::block_products(terms, nb, operand.data(), logits);
@@ -72,11 +89,15 @@ struct LogJointBlocks {
         }
     }
 
-    const std::vector<float> center;  ///< mixture mean, d
-    const impl::ComponentTerms terms; ///< the model in GEMM form
-    const idx_t block_rows;           ///< rows per block
-    std::vector<float> operand;       ///< block_rows x gemm_dim
-    std::vector<float> row_norms;     ///< block_rows
+    const std::vector<float> center; ///< mixture mean, d
+    const bool full;                 ///< full covariance
+    /// the model in GEMM form (spherical, tied, diagonal)
+    const std::unique_ptr<impl::ComponentTerms> terms;
+    /// the model through its Cholesky factors (full)
+    const std::unique_ptr<impl::FullComponentTerms> full_terms;
+    const idx_t block_rows;       ///< rows per block
+    std::vector<float> operand;   ///< block_rows x gemm_dim, or full work
+    std::vector<float> row_norms; ///< block_rows (not full)
 };
 
 /// Calls per_block(i0, nb, logits) for consecutive blocks of the n points.
@@ -113,6 +134,10 @@ ComponentTerms::ComponentTerms(
     const GaussianMixture& model, const float* center)
     : d(model.d), k(model.k), covariance(model.covariance) {
     check_model_shape(model);
+    FAISS_THROW_IF_NOT_MSG(
+        covariance != CovarianceType::Full,
+        "ComponentTerms: a full-covariance model is scored through "
+        "FullComponentTerms");
     const bool spherical = !has_per_dimension_variances(covariance);
     gemm_dim = spherical ? d : 2 * d;
     gemm_alpha = spherical ? -2.0f : 1.0f;
@@ -148,6 +173,93 @@ ComponentTerms::ComponentTerms(
         offset[j] = float(off);
         log_norm[j] = float(
             std::log(double(model.weights[j])) - 0.5 * (d * kLog2Pi + log_det));
+    }
+}
+
+FullComponentTerms::FullComponentTerms(
+    const GaussianMixture& model, const float* center)
+    : d(model.d), k(model.k) {
+    check_model_shape(model);
+    FAISS_THROW_IF_NOT_FMT(
+        model.covariance == CovarianceType::Full,
+        "FullComponentTerms: the model has %s covariance, not full",
+        covariance_type_name(model.covariance));
+    shifted_means.resize(size_t(k) * d);
+    log_norm.resize(k);
+    for (int j = 0; j < k; j++) {
+        const float* mu = model.means.data() + size_t(j) * d;
+        float* out = shifted_means.data() + size_t(j) * d;
+        for (int l = 0; l < d; l++) {
+            out[l] = center ? mu[l] - center[l] : mu[l];
+        }
+        log_norm[j] = float(
+            std::log(double(model.weights[j])) - 0.5 * d * kLog2Pi +
+            double(model.log_det_cholesky[j]));
+    }
+    precision_cholesky = model.precision_cholesky.data();
+}
+
+void FullComponentTerms::multiply_by_factor(int j, idx_t nb, float* y) const {
+    if (nb == 0) {
+        return;
+    }
+    // Row-major y (nb x d) is column-major y^T (d x nb); row-major U_j read
+    // column-major is U_j^T, lower triangular: y^T := U_j^T y^T.
+    const int di = d;
+    const int nbi = to_blas_int(nb, "strmm columns");
+    const float one = 1;
+    strmm_(
+        "Left",
+        "Lower",
+        "Not transposed",
+        "Non-unit",
+        &di,
+        &nbi,
+        &one,
+        precision_cholesky + size_t(j) * d * d,
+        &di,
+        y,
+        &di);
+}
+
+void FullComponentTerms::log_joint_block(
+    idx_t nb,
+    const float* x,
+    const float* center,
+    float* work,
+    float* logits) const {
+    float* xc = work;                 // x', nb x d
+    float* y = work + size_t(nb) * d; // (x' - mu'_j) U_j, nb x d
+    const bool parallel = worth_parallel(nb, d);
+#pragma omp parallel for schedule(static) if (parallel)
+    for (idx_t i = 0; i < nb; i++) {
+        const float* xi = x + size_t(i) * d;
+        float* out = xc + size_t(i) * d;
+        for (int l = 0; l < d; l++) {
+            out[l] = center ? xi[l] - center[l] : xi[l];
+        }
+    }
+    for (int j = 0; j < k; j++) {
+        const float* mu = shifted_means.data() + size_t(j) * d;
+#pragma omp parallel for schedule(static) if (parallel)
+        for (idx_t i = 0; i < nb; i++) {
+            const float* xi = xc + size_t(i) * d;
+            float* yi = y + size_t(i) * d;
+            for (int l = 0; l < d; l++) {
+                yi[l] = xi[l] - mu[l];
+            }
+        }
+        multiply_by_factor(j, nb, y);
+        const float ln = log_norm[j];
+#pragma omp parallel for schedule(static) if (parallel)
+        for (idx_t i = 0; i < nb; i++) {
+            const float* yi = y + size_t(i) * d;
+            float sq = 0;
+            for (int l = 0; l < d; l++) {
+                sq += yi[l] * yi[l];
+            }
+            logits[size_t(i) * k + j] = ln - 0.5f * sq;
+        }
     }
 }
 
@@ -278,6 +390,18 @@ void dgemm_atb_accumulate(
         &pi);
 }
 
+void dsyrk_ata_lower_accumulate(idx_t m, idx_t n, const double* a, double* c) {
+    if (m == 0 || n == 0) {
+        return;
+    }
+    // Row-major A (m x n) is column-major A^T (n x m); C = A^T A is
+    // symmetric, its column-major upper triangle the row-major lower one.
+    const int ni = to_blas_int(n, "syrk order");
+    const int mi = to_blas_int(m, "syrk inner dimension");
+    const double one = 1;
+    dsyrk_("Upper", "Not transposed", &ni, &mi, &one, a, &ni, &one, c, &ni);
+}
+
 void check_model_shape(const GaussianMixture& model) {
     FAISS_THROW_IF_NOT_FMT(model.d >= 1, "GMM dimension d = %d < 1", model.d);
     FAISS_THROW_IF_NOT_FMT(
@@ -299,6 +423,25 @@ void check_model_shape(const GaussianMixture& model) {
         "GMM variances has %zd values, expected %zd for %s covariance",
         model.variances.size(),
         nvar,
+        covariance_type_name(model.covariance));
+    const size_t nfull =
+        model.covariance == CovarianceType::Full ? k * d * d : 0;
+    FAISS_THROW_IF_NOT_FMT(
+        model.covariances.size() == nfull,
+        "GMM covariances has %zd values, expected %zd for %s covariance",
+        model.covariances.size(),
+        nfull,
+        covariance_type_name(model.covariance));
+    FAISS_THROW_IF_NOT_FMT(
+        model.precision_cholesky.size() == nfull &&
+            model.log_det_cholesky.size() == (nfull ? k : 0),
+        "GMM precision_cholesky / log_det_cholesky have %zd / %zd values, "
+        "expected %zd / %zd for %s covariance (after setting covariances, "
+        "call update_precision_cholesky())",
+        model.precision_cholesky.size(),
+        model.log_det_cholesky.size(),
+        nfull,
+        nfull ? k : 0,
         covariance_type_name(model.covariance));
 }
 
@@ -370,6 +513,7 @@ const impl::EnumName<CovarianceType> kCovarianceNames[] = {
     {CovarianceType::Spherical, "spherical"},
     {CovarianceType::Diagonal, "diagonal"},
     {CovarianceType::TiedSpherical, "tied"},
+    {CovarianceType::Full, "full"},
     {CovarianceType::Spherical, "sph"},
     {CovarianceType::Diagonal, "diag"},
     {CovarianceType::TiedSpherical, "tied-spherical"},
@@ -446,13 +590,149 @@ void GmmParameters::check(const char* who) const {
  * GaussianMixture
  *********************************************************************/
 
+void check_full_covariance_size(int d, int k, const char* who) {
+    const uint64_t bytes = uint64_t(k) * uint64_t(d) * uint64_t(d) * 4;
+    FAISS_THROW_IF_NOT_FMT(
+        bytes <= kMaxFullCovarianceBytes,
+        "%s: a full-covariance GMM of k = %d components in d = %d "
+        "dimensions needs k * d^2 * 4 = %.3g GiB for its covariances (as "
+        "much again for their Cholesky factors, twice that for the EM "
+        "statistics); the limit is %.3g GiB. Use diagonal covariance, fewer "
+        "components or fewer dimensions (e.g. PCA)",
+        who,
+        k,
+        d,
+        double(bytes) / double(uint64_t(1) << 30),
+        double(kMaxFullCovarianceBytes) / double(uint64_t(1) << 30));
+}
+
 GaussianMixture::GaussianMixture(int d, int k, CovarianceType covariance)
     : d(d), k(k), covariance(covariance) {
     FAISS_THROW_IF_NOT_FMT(d >= 1, "GMM dimension d = %d < 1", d);
     FAISS_THROW_IF_NOT_FMT(k >= 1, "GMM component count k = %d < 1", k);
+    covariance_type_name(covariance); // throws on a value outside the enum
     weights.assign(k, 1.0f / k);
     means.assign(size_t(k) * d, 0.0f);
     variances.assign(size_t(k) * variances_per_component(), 1.0f);
+    if (covariance == CovarianceType::Full) {
+        check_full_covariance_size(d, k, "GaussianMixture");
+        covariances.assign(size_t(k) * d * d, 0.0f);
+        for (size_t j = 0; j < size_t(k); j++) {
+            for (size_t l = 0; l < size_t(d); l++) {
+                covariances[(j * d + l) * d + l] = 1.0f;
+            }
+        }
+        update_precision_cholesky();
+    }
+}
+
+void GaussianMixture::update_precision_cholesky(float diagonal_add) {
+    FAISS_THROW_IF_NOT_FMT(
+        covariance == CovarianceType::Full,
+        "update_precision_cholesky: the model has %s covariance, not full",
+        covariance_type_name(covariance));
+    FAISS_THROW_IF_NOT_FMT(d >= 1, "GMM dimension d = %d < 1", d);
+    FAISS_THROW_IF_NOT_FMT(k >= 1, "GMM component count k = %d < 1", k);
+    FAISS_THROW_IF_NOT_FMT(
+        std::isfinite(diagonal_add) && diagonal_add >= 0,
+        "update_precision_cholesky: diagonal_add = %g must be finite and "
+        ">= 0",
+        diagonal_add);
+    const size_t dd = size_t(d) * d;
+    FAISS_THROW_IF_NOT_FMT(
+        covariances.size() == size_t(k) * dd,
+        "update_precision_cholesky: covariances has %zd values, expected "
+        "k * d * d = %zd",
+        covariances.size(),
+        size_t(k) * dd);
+    precision_cholesky.resize(size_t(k) * dd);
+    log_det_cholesky.resize(k);
+    variances.resize(size_t(k) * d);
+    // Each component is independent: its own double buffer per thread.
+    int bad_component = -1, bad_minor = 0;
+    float bad_value = 0;
+#pragma omp parallel if (impl::worth_parallel(k, dd * d))
+    {
+        std::vector<double> a(dd);
+#pragma omp for schedule(dynamic)
+        for (int j = 0; j < k; j++) {
+            float* cov = covariances.data() + size_t(j) * dd;
+            float* u = precision_cholesky.data() + size_t(j) * dd;
+            bool finite = true;
+            for (int r = 0; r < d; r++) {
+                cov[size_t(r) * d + r] += diagonal_add;
+                for (int c = 0; c < r; c++) {
+                    // exactly symmetric: both entries their mean
+                    float v = float(
+                        0.5 * (double(cov[size_t(r) * d + c]) +
+                               cov[size_t(c) * d + r]));
+                    cov[size_t(r) * d + c] = cov[size_t(c) * d + r] = v;
+                }
+            }
+            for (size_t e = 0; e < dd; e++) {
+                a[e] = cov[e];
+                finite = finite && std::isfinite(cov[e]);
+            }
+            int info = finite ? 0 : -1;
+            if (finite) {
+                // Column-major a = Sigma_j (symmetric): L in its lower
+                // triangle, then L^-1 there.
+                dpotrf_("Lower", &d, a.data(), &d, &info);
+                int info_inv = 0;
+                if (info == 0) {
+                    dtrtri_("Lower", "Non-unit", &d, a.data(), &d, &info_inv);
+                    info = info_inv == 0 ? 0 : -2;
+                }
+            }
+            if (info != 0) {
+#pragma omp critical
+                {
+                    if (bad_component < 0 || j < bad_component) {
+                        bad_component = j;
+                        bad_minor = info;
+                        bad_value = cov[0];
+                        for (int l = 1; l < d; l++) {
+                            bad_value =
+                                std::min(bad_value, cov[size_t(l) * d + l]);
+                        }
+                    }
+                }
+                continue;
+            }
+            // The column-major lower triangle holding L^-1, read row-major,
+            // is (L^-1)^T = U_j, upper triangular: zero the rest.
+            double log_det = 0;
+            for (int r = 0; r < d; r++) {
+                for (int c = 0; c < d; c++) {
+                    u[size_t(r) * d + c] =
+                        c >= r ? float(a[size_t(r) * d + c]) : 0.0f;
+                }
+                log_det += std::log(a[size_t(r) * d + r]);
+                variances[size_t(j) * d + r] = cov[size_t(r) * d + r];
+            }
+            log_det_cholesky[j] = float(log_det);
+        }
+    }
+    if (bad_component >= 0) {
+        if (bad_minor == -1) {
+            FAISS_THROW_FMT(
+                "full-covariance GMM: covariance of component %d holds a "
+                "non-finite value",
+                bad_component);
+        }
+        FAISS_THROW_FMT(
+            "full-covariance GMM: covariance of component %d is not "
+            "positive definite (%s%d of %d; smallest diagonal value %g, "
+            "%g added to the diagonal); raise reg_covar or use fewer "
+            "components",
+            bad_component,
+            bad_minor > 0 ? "Cholesky factorisation fails at leading minor "
+                          : "its Cholesky factor is singular, code ",
+            bad_minor,
+            d,
+            bad_value,
+            diagonal_add);
+    }
 }
 
 void GaussianMixture::train(
@@ -567,8 +847,9 @@ void GaussianMixture::top_posteriors(
 
 size_t GaussianMixture::n_parameters() const {
     size_t kk = k, dd = d;
-    const size_t n_variances = covariance == CovarianceType::TiedSpherical
-                                   ? 1
+    const size_t n_variances = covariance == CovarianceType::TiedSpherical ? 1
+                               : covariance == CovarianceType::Full
+                                   ? kk * dd * (dd + 1) / 2
                                    : kk * size_t(variances_per_component());
     return (kk - 1) + kk * dd + n_variances;
 }
@@ -616,6 +897,49 @@ void GaussianMixture::check_consistency() const {
             i / vpc,
             i % vpc,
             variances[i]);
+    }
+    if (covariance == CovarianceType::Full) {
+        const size_t dd = size_t(d) * d;
+        for (size_t j = 0; j < size_t(k); j++) {
+            const float* cov = covariances.data() + j * dd;
+            for (size_t r = 0; r < size_t(d); r++) {
+                const float diag = cov[r * d + r];
+                FAISS_THROW_IF_NOT_FMT(
+                    diag == variances[j * d + r],
+                    "full-covariance GMM: covariance of component %zd has "
+                    "%g at (%zd, %zd) but variances holds %g (call "
+                    "update_precision_cholesky())",
+                    j,
+                    diag,
+                    r,
+                    r,
+                    variances[j * d + r]);
+                for (size_t c = 0; c < r; c++) {
+                    const float a = cov[r * d + c], b = cov[c * d + r];
+                    const double scale =
+                        std::sqrt(double(diag) * cov[c * d + c]);
+                    FAISS_THROW_IF_NOT_FMT(
+                        std::isfinite(a) &&
+                            std::abs(double(a) - b) <= 1e-4 * scale,
+                        "full-covariance GMM: covariance of component %zd "
+                        "is not symmetric: %g at (%zd, %zd), %g at (%zd, "
+                        "%zd)",
+                        j,
+                        a,
+                        r,
+                        c,
+                        b,
+                        c,
+                        r);
+                }
+            }
+            FAISS_THROW_IF_NOT_FMT(
+                std::isfinite(log_det_cholesky[j]),
+                "full-covariance GMM: log-determinant of component %zd is "
+                "%g",
+                j,
+                log_det_cholesky[j]);
+        }
     }
     if (covariance == CovarianceType::TiedSpherical) {
         for (int j = 1; j < k; j++) {

@@ -1,5 +1,5 @@
 /**
- * A Gaussian mixture model with spherical, diagonal or tied-spherical
+ * A Gaussian mixture model with spherical, diagonal, tied-spherical or full
  * covariance: the model
  * behind the GMM coarse quantizer. Scoring (log-density, posteriors) and the
  * CPU EM trainer live here; the GPU trainer is in faiss_gmm/gpu/.
@@ -24,16 +24,23 @@ enum class CovarianceType : int {
     /// equal), so every scoring path treats it as spherical; only training
     /// estimates one pooled variance.
     TiedSpherical = 2,
+    /// Sigma_k: a full symmetric positive-definite d x d matrix per
+    /// component, stored in GaussianMixture::covariances and scored through
+    /// its Cholesky factor GaussianMixture::precision_cholesky. Memory
+    /// k * d^2 floats.
+    Full = 3,
 };
 
 /// Whether a model of this covariance stores d variances per component
-/// (Diagonal) rather than one (Spherical, TiedSpherical): the layout
-/// decision of every scoring, statistics and I/O path.
+/// (Diagonal; Full keeps the diagonal of each covariance there) rather than
+/// one (Spherical, TiedSpherical): the layout decision of the variances
+/// array in every scoring, statistics and I/O path. Full models are scored
+/// and trained through their Cholesky factors, never as diagonal ones.
 inline bool has_per_dimension_variances(CovarianceType type) {
-    return type == CovarianceType::Diagonal;
+    return type == CovarianceType::Diagonal || type == CovarianceType::Full;
 }
 
-/// "spherical" / "diagonal" / "tied".
+/// "spherical" / "diagonal" / "tied" / "full".
 const char* covariance_type_name(CovarianceType type);
 /// Inverse of covariance_type_name (also accepts "sph", "diag",
 /// "tied-spherical"); throws faiss::FaissException naming the string when it
@@ -68,7 +75,10 @@ struct GmmParameters {
     /// (nats) in one iteration; 0 disables the test
     double tol = 1e-4;
     /// variance floor, relative to the mean per-dimension variance of the
-    /// training data: every variance is kept >= reg_covar * that variance
+    /// training data: every variance is kept >= reg_covar * that variance.
+    /// Full covariance: reg_covar * that variance is *added* to the
+    /// diagonal of every covariance after each estimate (as scikit-learn
+    /// adds its absolute reg_covar), which keeps them positive definite.
     float reg_covar = 1e-3f;
     /// how the means are initialised
     GmmInit init = GmmInit::KMeans;
@@ -111,11 +121,23 @@ struct GmmIterationStats {
     int n_reseeded = 0;        ///< components re-seeded in this iteration
 };
 
+/// Largest covariance array a full-covariance model may hold: 8 GiB
+/// (k * d^2 floats; the EM statistics hold as many doubles).
+constexpr uint64_t kMaxFullCovarianceBytes = uint64_t(8) << 30;
+
+/**
+ * Throws faiss::FaissException, prefixed by `who` and naming k, d and the
+ * size, when a full-covariance model of k components in d dimensions would
+ * need more than kMaxFullCovarianceBytes for its k * d^2 floats.
+ */
+void check_full_covariance_size(int d, int k, const char* who);
+
 /**
  * K Gaussian components in d dimensions:
  *   p(x) = sum_k pi_k N(x | mu_k, Sigma_k),
- * Sigma_k = variances[k] * I (spherical, tied: all variances[k] equal) or
- * diag(variances[k*d .. k*d+d)) (diagonal).
+ * Sigma_k = variances[k] * I (spherical, tied: all variances[k] equal),
+ * diag(variances[k*d .. k*d+d)) (diagonal) or the d x d block k of
+ * covariances (full).
  *
  * Not thread-safe for training; all const scoring methods are.
  */
@@ -125,17 +147,56 @@ struct GaussianMixture {
     CovarianceType covariance = CovarianceType::Spherical;
     std::vector<float> weights; ///< size k, sums to 1
     std::vector<float> means;   ///< size k * d, row-major
-    /// size k (spherical, tied: k equal values) or k * d (diagonal)
+    /// size k (spherical, tied: k equal values) or k * d (diagonal; full:
+    /// the diagonal of each covariance, kept by update_precision_cholesky)
     std::vector<float> variances;
-    /// absolute variance floor used by the last training (0 if untrained)
+    /**
+     * Full covariance only (empty otherwise): k x d x d floats, block j the
+     * row-major symmetric positive-definite Sigma_j, regularisation
+     * included. After changing it, call update_precision_cholesky().
+     */
+    std::vector<float> covariances;
+    /**
+     * Full covariance only, derived from covariances: k x d x d floats,
+     * block j the row-major UPPER-triangular U_j (zeros below the diagonal)
+     * with Sigma_j^-1 = U_j U_j^T (scikit-learn's precisions_cholesky_), so
+     *   log N(x | mu_j, Sigma_j) = -1/2 (d log 2 pi + ||(x - mu_j)^T U_j||^2)
+     *                              + log_det_cholesky[j].
+     */
+    std::vector<float> precision_cholesky;
+    /// Full covariance only, derived: sum_i log U_j[i][i] = -1/2 log det
+    /// Sigma_j, size k (computed in double, stored rounded)
+    std::vector<float> log_det_cholesky;
+    /// absolute variance floor used by the last training (0 if untrained);
+    /// full covariance: the amount added to every covariance's diagonal
     float variance_floor = 0;
     bool is_trained = false;
     /// one entry per EM iteration of the last training
     std::vector<GmmIterationStats> iteration_stats;
 
     GaussianMixture() = default;
-    /// An untrained model; throws when d < 1 or k < 1.
+    /**
+     * An untrained model (unit variances, identity covariances); throws
+     * when d < 1 or k < 1, and for full covariance when the k * d^2 floats
+     * of a covariance array would exceed kMaxFullCovarianceBytes.
+     */
     GaussianMixture(int d, int k, CovarianceType covariance);
+
+    /**
+     * Full covariance: add diagonal_add to the diagonal of every covariance
+     * (in place; 0 adds nothing), make each one exactly symmetric (the mean
+     * of it and its transpose), then recompute precision_cholesky,
+     * log_det_cholesky and variances (the diagonals) from covariances, in
+     * double through LAPACK (dpotrf, dtrtri). Throws faiss::FaissException
+     * naming the component, and the leading minor that failed, when a
+     * covariance is not positive definite, or when covariance is not Full
+     * or the array does not hold k * d * d values.
+     *
+     * @param diagonal_add value added to every diagonal entry (>= 0, finite):
+     *        the M-step passes the variance floor (reg_covar times the mean
+     *        data variance)
+     */
+    void update_precision_cholesky(float diagonal_add = 0);
 
     /// Number of variance values per component (1 or d).
     int variances_per_component() const {
@@ -176,7 +237,8 @@ struct GaussianMixture {
         float temperature = 1.0f) const;
 
     /// Number of free parameters (weights, means, variances; a tied model
-    /// counts its shared variance once).
+    /// counts its shared variance once, a full one d (d + 1) / 2 values per
+    /// covariance).
     size_t n_parameters() const;
     /// Bayesian information criterion on (n, x): -2 LL + p log n (lower is
     /// better).
@@ -185,8 +247,9 @@ struct GaussianMixture {
     double aic(idx_t n, const float* x) const;
 
     /// Throws when the arrays do not match (d, k, covariance), hold
-    /// non-finite / non-positive values where they must not, or (tied)
-    /// hold unequal variances.
+    /// non-finite / non-positive values where they must not, (tied) hold
+    /// unequal variances or (full) hold a covariance that is not symmetric
+    /// (relative tolerance 1e-4) or whose diagonal differs from variances.
     void check_consistency() const;
 };
 

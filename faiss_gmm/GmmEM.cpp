@@ -65,6 +65,66 @@ void nearest_means(
 }
 
 /**
+ * Full covariance: weights (Laplace-smoothed counts) and covariances about
+ * the given means from a hard assignment, each summed in double by one
+ * dsyrk over the component's rows; components with fewer than two points
+ * take diag(data variance). The variance floor is then added to every
+ * diagonal (update_precision_cholesky), as the M-step adds it.
+ */
+void full_covariances_from_assignment(
+    GaussianMixture* model,
+    idx_t n,
+    const float* x,
+    const std::vector<idx_t>& assign,
+    const std::vector<double>& count,
+    const std::vector<double>& data_var_per_dim) {
+    const int d = model->d, k = model->k;
+    const size_t dd = size_t(d) * d;
+    // rows of each component, in order
+    std::vector<idx_t> begin(size_t(k) + 1, 0), rows(n);
+    for (idx_t i = 0; i < n; i++) {
+        begin[assign[i] + 1]++;
+    }
+    for (int j = 0; j < k; j++) {
+        begin[j + 1] += begin[j];
+    }
+    std::vector<idx_t> fill(begin.begin(), begin.end() - 1);
+    for (idx_t i = 0; i < n; i++) {
+        rows[fill[assign[i]]++] = i;
+    }
+    std::vector<double> diff, moment(dd);
+    for (int j = 0; j < k; j++) {
+        model->weights[j] = float((count[j] + 1) / (double(n) + k));
+        float* cov = model->covariances.data() + size_t(j) * dd;
+        const idx_t nj = begin[j + 1] - begin[j];
+        if (nj < 2) {
+            std::fill(cov, cov + dd, 0.0f);
+            for (int l = 0; l < d; l++) {
+                cov[size_t(l) * d + l] = float(data_var_per_dim[l]);
+            }
+            continue;
+        }
+        const float* mu = model->means.data() + size_t(j) * d;
+        diff.resize(size_t(nj) * d);
+        for (idx_t r = 0; r < nj; r++) {
+            const float* xi = x + size_t(rows[begin[j] + r]) * d;
+            for (int l = 0; l < d; l++) {
+                diff[size_t(r) * d + l] = double(xi[l]) - mu[l];
+            }
+        }
+        std::fill(moment.begin(), moment.end(), 0.0);
+        impl::dsyrk_ata_lower_accumulate(nj, d, diff.data(), moment.data());
+        for (int r = 0; r < d; r++) {
+            for (int c = 0; c <= r; c++) {
+                const float v = float(moment[size_t(r) * d + c] / nj);
+                cov[size_t(r) * d + c] = cov[size_t(c) * d + r] = v;
+            }
+        }
+    }
+    model->update_precision_cholesky(model->variance_floor);
+}
+
+/**
  * Weights (Laplace-smoothed counts, so none is 0) and variances about the
  * given means from a hard assignment. Components with fewer than two points
  * take the data's variance; every variance is floored. A tied model takes
@@ -98,6 +158,11 @@ void moments_from_assignment(
         }
     }
     const double floor = model->variance_floor;
+    if (model->covariance == CovarianceType::Full) {
+        full_covariances_from_assignment(
+            model, n, x, assign, count, data_var_per_dim);
+        return;
+    }
     if (tied) {
         double pooled_sq = 0;
         for (int j = 0; j < k; j++) {
@@ -222,6 +287,10 @@ void CpuEStep::compute(
         model.d);
     FAISS_THROW_IF_NOT_MSG(stats, "CpuEStep: stats is null");
     stats->check_shaped_for(model, "CpuEStep");
+    if (model.covariance == CovarianceType::Full) {
+        compute_full(model, stats);
+        return;
+    }
     const impl::ComponentTerms terms(model, center.data());
     const int k = model.k;
     const int gd = terms.gemm_dim;
@@ -374,6 +443,91 @@ void CpuEStep::compute(
     }
 }
 
+void CpuEStep::compute_full(
+    const GaussianMixture& model, GmmSufficientStats* stats) {
+    const impl::FullComponentTerms terms(model, center.data());
+    const int k = model.k;
+    const size_t dd = size_t(d) * d;
+    FAISS_THROW_IF_NOT_FMT(
+        stats->sum_outer.size() == size_t(k) * dd,
+        "CpuEStep: full-covariance statistics hold %zd second moments, "
+        "expected k * d * d = %zd",
+        stats->sum_outer.size(),
+        size_t(k) * dd);
+    const idx_t bs = std::min<idx_t>(block_size, n);
+    std::vector<float> work(terms.work_floats(bs));
+    std::vector<float> resp(size_t(bs) * k);      // log-joint, then r_ik
+    std::vector<double> weighted(size_t(bs) * d); // sqrt(r) (x' - m'_j)
+    std::vector<double> count(k, 0.0), sum1(size_t(k) * d, 0.0); // r, r x'
+    const int nt = omp_get_max_threads();
+    std::vector<double> thread_ll(nt);
+    double ll = 0;
+
+    for (idx_t i0 = 0; i0 < n; i0 += bs) {
+        const idx_t nb = std::min(bs, n - i0);
+        terms.log_joint_block(
+            nb, x + size_t(i0) * d, center.data(), work.data(), resp.data());
+        const float* xc = work.data(); // x' of the block (log_joint_block)
+        std::fill(thread_ll.begin(), thread_ll.end(), 0.0);
+#pragma omp parallel if (impl::worth_parallel(nb, k))
+        {
+            double t_ll = 0;
+#pragma omp for schedule(static) nowait
+            for (idx_t i = 0; i < nb; i++) {
+                t_ll += impl::softmax_row(k, resp.data() + size_t(i) * k);
+            }
+            thread_ll[omp_get_thread_num()] = t_ll;
+        }
+        for (int t = 0; t < nt; t++) {
+            ll += thread_ll[t];
+        }
+        // Per component: the rows with r > 0 (far components underflow to
+        // exact zeros), weighted by sqrt(r) about the old mean, into one
+        // dsyrk; N_k and sum r x' in the same pass, all in double.
+        for (int j = 0; j < k; j++) {
+            const float* m = terms.shifted_means.data() + size_t(j) * d;
+            double* s1 = sum1.data() + size_t(j) * d;
+            idx_t nnz = 0;
+            for (idx_t i = 0; i < nb; i++) {
+                const float r = resp[size_t(i) * k + j];
+                if (r == 0) {
+                    continue;
+                }
+                const double sr = std::sqrt(double(r));
+                const float* xi = xc + size_t(i) * d;
+                double* w = weighted.data() + size_t(nnz) * d;
+                for (int l = 0; l < d; l++) {
+                    s1[l] += double(r) * xi[l];
+                    w[l] = sr * (double(xi[l]) - m[l]);
+                }
+                count[j] += r;
+                nnz++;
+            }
+            impl::dsyrk_ata_lower_accumulate(
+                nnz, d, weighted.data(), stats->sum_outer.data() + j * dd);
+        }
+    }
+
+    stats->n += n;
+    stats->log_likelihood += ll;
+    for (int j = 0; j < k; j++) {
+        // dsyrk filled the lower triangle; the upper one was equal to the
+        // old lower one (the statistics are kept symmetric), so mirroring
+        // gives both the new sum.
+        double* so = stats->sum_outer.data() + j * dd;
+        for (int r = 0; r < d; r++) {
+            for (int c = 0; c < r; c++) {
+                so[size_t(c) * d + r] = so[size_t(r) * d + c];
+            }
+        }
+        stats->count[j] += count[j];
+        for (int l = 0; l < d; l++) {
+            stats->sum_x[size_t(j) * d + l] +=
+                sum1[size_t(j) * d + l] + count[j] * center[l];
+        }
+    }
+}
+
 /*********************************************************************
  * Sampling and initialisation
  *********************************************************************/
@@ -488,6 +642,10 @@ void initialize_gmm(
     model->weights.assign(k, 1.0f / k);
     model->means.assign(size_t(k) * d, 0.0f);
     model->variances.assign(size_t(k) * model->variances_per_component(), 1.0f);
+    if (model->covariance == CovarianceType::Full) {
+        check_full_covariance_size(d, k, "GMM initialisation");
+        model->covariances.assign(size_t(k) * d * d, 0.0f);
+    }
     model->is_trained = false;
     model->iteration_stats.clear();
 
@@ -564,11 +722,15 @@ int gmm_m_step(
     FAISS_THROW_IF_NOT_MSG(model, "gmm_m_step: model is null");
     const int d = model->d, k = model->k;
     impl::check_model_shape(*model);
+    const bool full = model->covariance == CovarianceType::Full;
+    const size_t dd = size_t(d) * d;
     FAISS_THROW_IF_NOT_FMT(
         stats.d == d && stats.k == k && stats.covariance == model->covariance &&
             stats.count.size() == size_t(k) &&
             stats.sum_x.size() == size_t(k) * d &&
-            stats.sum_sq.size() == size_t(k) * model->variances_per_component(),
+            stats.sum_sq.size() ==
+                (full ? 0 : size_t(k) * model->variances_per_component()) &&
+            stats.sum_outer.size() == (full ? size_t(k) * d * d : 0),
         "gmm_m_step: statistics (d=%d, k=%d, %s) do not fit the model "
         "(d=%d, k=%d, %s)",
         stats.d,
@@ -593,6 +755,7 @@ int gmm_m_step(
     std::vector<char> alive(k, 0);
     std::vector<double> weight(k, 0.0);
     std::vector<double> mu_new(d);
+    std::vector<double> shift_full(full ? d : 0); // mu_new - mu_old
     // tied: sum over alive components of sum r ||x - mu_new||^2, and of N_k
     double pooled_sq = 0, pooled_count = 0;
     for (int j = 0; j < k; j++) {
@@ -610,6 +773,8 @@ int gmm_m_step(
             double shift = mu_new[l] - mu[l];
             if (spherical) {
                 shift_sq += shift * shift;
+            } else if (full) {
+                shift_full[l] = shift;
             } else {
                 // sum r (x - mu_new)^2 = sum_sq - N (mu_new - mu_old)^2
                 double v =
@@ -617,7 +782,21 @@ int gmm_m_step(
                 var[l] = float(v >= floor ? v : floor);
             }
         }
-        if (tied) {
+        if (full) {
+            // N Sigma = sum_outer - N (mu_new - mu_old)(mu_new - mu_old)^T,
+            // the floor added to the diagonal after re-seeding
+            // (update_precision_cholesky)
+            const double* so = stats.sum_outer.data() + size_t(j) * dd;
+            float* cov = model->covariances.data() + size_t(j) * dd;
+            for (int r = 0; r < d; r++) {
+                for (int c = 0; c <= r; c++) {
+                    const double v = (so[size_t(r) * d + c] -
+                                      nk * shift_full[r] * shift_full[c]) /
+                                     nk;
+                    cov[size_t(r) * d + c] = cov[size_t(c) * d + r] = float(v);
+                }
+            }
+        } else if (tied) {
             pooled_sq += stats.sum_sq[j] - nk * shift_sq;
             pooled_count += nk;
         } else if (spherical) {
@@ -667,13 +846,27 @@ int gmm_m_step(
             float* mu_j = model->means.data() + size_t(j) * d;
             const float* var_h = model->variances.data() + size_t(h) * vpc;
             float* var_j = model->variances.data() + size_t(j) * vpc;
+            const float* cov_h =
+                full ? model->covariances.data() + size_t(h) * dd : nullptr;
             for (int l = 0; l < d; l++) {
-                double sigma = std::sqrt(double(var_h[spherical ? 0 : l]));
+                // full: the new (unfloored) covariance of h, not the last
+                // iteration's diagonal
+                double sigma = std::sqrt(std::max(
+                    double(
+                        full ? cov_h[size_t(l) * d + l]
+                             : var_h[spherical ? 0 : l]),
+                    floor));
                 double delta = (rng() & 1 ? step : -step) * sigma;
                 mu_j[l] = float(mu_h[l] + delta);
                 mu_h[l] = float(mu_h[l] - delta);
             }
             std::copy(var_h, var_h + vpc, var_j);
+            if (full) {
+                std::copy(
+                    cov_h,
+                    cov_h + dd,
+                    model->covariances.data() + size_t(j) * dd);
+            }
             weight[h] /= 2;
             weight[j] = weight[h];
             alive[j] = 1;
@@ -686,6 +879,10 @@ int gmm_m_step(
     }
     for (int j = 0; j < k; j++) {
         model->weights[j] = float(weight[j] / weight_sum);
+    }
+    if (full) {
+        // adds the floor to every diagonal, refreshes factors and variances
+        model->update_precision_cholesky(float(floor));
     }
     return n_reseeded;
 }

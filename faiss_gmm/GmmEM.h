@@ -45,6 +45,13 @@ struct GmmEStep {
  * Memory O(block_size * (k + d) + k * d) (per thread: k * (2 d + 2)
  * doubles).
  *
+ * A full-covariance model takes compute_full instead: no expansion, the
+ * logits through the Cholesky factors (impl::FullComponentTerms: per
+ * component one strmm (x' - mu'_j) U_j over the block), the second moments
+ * sum r (x' - mu'_j)(x' - mu'_j)^T about the old means by one dsyrk per
+ * block and component over its rows with r > 0, in double. Memory
+ * O(block_size * (k + 3 d)) plus the statistics' k * d^2 doubles.
+ *
  * BLAS runs its own threads on the products; the per-row work (log-sum-exp)
  * is split over OpenMP threads, and every sum is formed in a fixed order, so
  * the result is deterministic for a given thread count.
@@ -67,6 +74,9 @@ struct CpuEStep : GmmEStep {
 
     void
     compute(const GaussianMixture& model, GmmSufficientStats* stats) override;
+
+    /// compute() for a full-covariance model (called by compute()).
+    void compute_full(const GaussianMixture& model, GmmSufficientStats* stats);
 };
 
 /**
@@ -85,7 +95,9 @@ idx_t subsample_training_set(
 
 /**
  * Initialise model (means by params.init, equal weights, variances from the
- * initial hard assignment) on n points x, and set model->variance_floor from
+ * initial hard assignment; full covariance: covariances from it, the floor
+ * added to their diagonals, factors computed) on n points x, and set
+ * model->variance_floor from
  * params.reg_covar and the data's mean per-dimension variance. Throws on n < k
  * and on non-finite input.
  *
@@ -106,7 +118,9 @@ void initialize_gmm(
 
 /**
  * One M-step: new weights, means and variances from stats (taken about the
- * model's current means), variance floor applied, components with
+ * model's current means), variance floor applied (full covariance: added to
+ * every covariance's diagonal, then update_precision_cholesky, which throws
+ * naming a component that is not positive definite), components with
  * N_k < params.min_component_count re-seeded by splitting the heaviest
  * component. Returns the number of re-seeded components.
  */

@@ -29,10 +29,22 @@ struct GmmSufficientStats {
     std::vector<double> count; ///< N_k = sum_i r_ik, size k
     std::vector<double> sum_x; ///< sum_i r_ik x_i, size k * d
     /// spherical and tied: sum_i r_ik ||x_i - mu_k||^2 (size k; the tied
-    /// M-step pools them); diagonal: sum_i r_ik (x_ij - mu_kj)^2 (size k * d)
+    /// M-step pools them); diagonal: sum_i r_ik (x_ij - mu_kj)^2 (size k * d);
+    /// full: empty (sum_outer holds the second moments)
     std::vector<double> sum_sq;
+    /**
+     * Full covariance only (empty otherwise): k x d x d, block k the
+     * symmetric (both triangles filled) row-major
+     *   sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T
+     * about the old means, as sum_sq; the M-step forms
+     *   N_k Sigma_k = sum_outer_k - N_k (mu_new - mu_old)(mu_new - mu_old)^T.
+     */
+    std::vector<double> sum_outer;
 
     GmmSufficientStats() = default;
+    /// Zeroed statistics of this shape; throws when d < 1 or k < 1, and
+    /// for full covariance when k * d^2 is too large
+    /// (check_full_covariance_size).
     GmmSufficientStats(int d, int k, CovarianceType covariance);
 
     /// Zero every statistic, keep the shape.

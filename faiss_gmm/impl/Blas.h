@@ -1,6 +1,7 @@
 /**
- * Internal (not installed): the Fortran BLAS GEMMs faiss-gmm calls, declared
- * as FAISS declares them (LP64 integers); OpenBLAS provides them.
+ * Internal (not installed): the Fortran BLAS and LAPACK routines faiss-gmm
+ * calls, declared as FAISS declares its own (LP64 integers); OpenBLAS (or the
+ * reference BLAS + LAPACK) provides them.
  */
 
 #pragma once
@@ -34,4 +35,42 @@ int dgemm_(
     const double* beta,
     double* c,
     const int* ldc);
+/// B := alpha op(A) B or alpha B op(A), A triangular (full covariance
+/// scoring: (x - mu) U)
+int strmm_(
+    const char* side,
+    const char* uplo,
+    const char* transa,
+    const char* diag,
+    const int* m,
+    const int* n,
+    const float* alpha,
+    const float* a,
+    const int* lda,
+    float* b,
+    const int* ldb);
+/// C := alpha A A^T + beta C (or A^T A), one triangle of C (full
+/// covariance second moments)
+int dsyrk_(
+    const char* uplo,
+    const char* trans,
+    const int* n,
+    const int* k,
+    const double* alpha,
+    const double* a,
+    const int* lda,
+    const double* beta,
+    double* c,
+    const int* ldc);
+/// LAPACK: Cholesky factor of a symmetric positive-definite matrix
+int dpotrf_(
+    const char* uplo, const int* n, double* a, const int* lda, int* info);
+/// LAPACK: inverse of a triangular matrix
+int dtrtri_(
+    const char* uplo,
+    const char* diag,
+    const int* n,
+    double* a,
+    const int* lda,
+    int* info);
 }

@@ -8,7 +8,9 @@
  *   sum_j (x_j - mu_j)^2 / v_j
  *       = sum_j x_j^2 / v_j - 2 x_j mu_j / v_j + mu_j^2 / v_j   (diagonal)
  * so that one sgemm per block gives all cross terms, and clamped at 0,
- * because rounding can make the expansion slightly negative.
+ * because rounding can make the expansion slightly negative. Full
+ * covariance takes no expansion: FullComponentTerms below forms
+ * (x - mu_j) U_j per component (one strmm per block and component).
  */
 
 #pragma once
@@ -50,7 +52,55 @@ struct ComponentTerms {
     std::vector<float> half_inv_var;
 
     /// center: d floats subtracted from every point, or nullptr for none.
+    /// Throws for a full-covariance model (FullComponentTerms scores it).
     ComponentTerms(const GaussianMixture& model, const float* center);
+};
+
+/**
+ * A full-covariance model in the form its blocked scoring uses, for points
+ * shifted by an optional center c (x' = x - c, mu'_j = mu_j - c):
+ *   log pi_j + log N(x_i | j) = log_norm_j - 1/2 ||(x'_i - mu'_j)^T U_j||^2
+ * with U_j = model.precision_cholesky block j. Holds a pointer to the
+ * model's factors: the model must outlive it and stay unchanged.
+ */
+struct FullComponentTerms {
+    int d = 0; ///< dimension
+    int k = 0; ///< number of components
+    /// k x d: mu'_j = mu_j - c
+    std::vector<float> shifted_means;
+    /// log pi_j - d/2 log(2 pi) + sum_i log U_j[i][i], size k
+    std::vector<float> log_norm;
+    /// the model's k x d x d upper-triangular factors (not owned)
+    const float* precision_cholesky = nullptr;
+
+    /// center: d floats subtracted from every point, or nullptr for none.
+    /// Throws unless the model is full covariance with its factors computed.
+    FullComponentTerms(const GaussianMixture& model, const float* center);
+
+    /// Floats of work buffer that log_joint_block needs for nb points.
+    size_t work_floats(idx_t nb) const {
+        return size_t(nb) * d * 2;
+    }
+
+    /**
+     * logits[i * k + j] = log pi_j + log N(x_i | j) for a block of nb
+     * points x (nb x d, unshifted), center as given to the constructor (or
+     * nullptr). For each component one strmm forms (x' - mu'_j) U_j for the
+     * whole block; the squared norms are summed per row in float (OpenMP
+     * over rows). work holds work_floats(nb) floats.
+     */
+    void log_joint_block(
+        idx_t nb,
+        const float* x,
+        const float* center,
+        float* work,
+        float* logits) const;
+
+    /**
+     * In place over a row-major nb x d block y: y := y U_j (strmm with the
+     * upper-triangular factor of component j).
+     */
+    void multiply_by_factor(int j, idx_t nb, float* y) const;
 };
 
 /**
@@ -127,8 +177,16 @@ void gemm_abt(
 void dgemm_atb_accumulate(
     idx_t m, idx_t n, idx_t p, const double* a, const double* b, double* c);
 
+/**
+ * C (n x n, row-major) += A^T A for a row-major A (m x n), in double
+ * (dsyrk). Only the lower triangle of C (row-major) is updated; the caller
+ * mirrors it.
+ */
+void dsyrk_ata_lower_accumulate(idx_t m, idx_t n, const double* a, double* c);
+
 /// Sizes of the arrays of model against (d, k, covariance); throws naming
-/// the mismatch.
+/// the mismatch. A full model must have its covariances and factors
+/// (update_precision_cholesky) of k * d * d values and k log-determinants.
 void check_model_shape(const GaussianMixture& model);
 
 /**

@@ -262,23 +262,33 @@ void MpiEStep::compute(
     last_local_ms = t1 - t0;
     agree_on_errors(comm, error, "the local E-step");
 
-    // Fixed layout: n, log-likelihood, N_k, sum r x, second moments.
+    // Fixed layout: n, log-likelihood, N_k, sum r x, second moments
+    // (sum_sq, then sum_outer: one of them is empty).
     const size_t k = stats->count.size(), nx = stats->sum_x.size(),
-                 nsq = stats->sum_sq.size();
-    std::vector<double> buf(2 + k + nx + nsq);
+                 nsq = stats->sum_sq.size(), nouter = stats->sum_outer.size();
+    std::vector<double> buf(2 + k + nx + nsq + nouter);
     buf[0] = double(stats->n);
     buf[1] = stats->log_likelihood;
     std::copy(stats->count.begin(), stats->count.end(), buf.begin() + 2);
     std::copy(stats->sum_x.begin(), stats->sum_x.end(), buf.begin() + 2 + k);
     std::copy(
         stats->sum_sq.begin(), stats->sum_sq.end(), buf.begin() + 2 + k + nx);
+    std::copy(
+        stats->sum_outer.begin(),
+        stats->sum_outer.end(),
+        buf.begin() + 2 + k + nx + nsq);
     sum_to_all(comm, &buf);
     stats->n = idx_t(std::llround(buf[0]));
     stats->log_likelihood = buf[1];
     std::copy(buf.begin() + 2, buf.begin() + 2 + k, stats->count.begin());
     std::copy(
         buf.begin() + 2 + k, buf.begin() + 2 + k + nx, stats->sum_x.begin());
-    std::copy(buf.begin() + 2 + k + nx, buf.end(), stats->sum_sq.begin());
+    std::copy(
+        buf.begin() + 2 + k + nx,
+        buf.begin() + 2 + k + nx + nsq,
+        stats->sum_sq.begin());
+    std::copy(
+        buf.begin() + 2 + k + nx + nsq, buf.end(), stats->sum_outer.begin());
     last_reduce_ms = faiss::getmillisecs() - t1;
 }
 
@@ -422,12 +432,20 @@ void train_gmm_mpi(
         model->weights.assign(k, 0.0f);
         model->means.assign(size_t(k) * d, 0.0f);
         model->variances.assign(size_t(k) * vpc, 0.0f);
+        model->covariances.assign(model->covariances.size(), 0.0f);
         model->is_trained = false;
         model->iteration_stats.clear();
     }
     broadcast(comm, &model->weights);
     broadcast(comm, &model->means);
     broadcast(comm, &model->variances);
+    if (model->covariance == CovarianceType::Full) {
+        // Every rank factors the same covariances the same way.
+        broadcast(comm, &model->covariances);
+        if (rank != 0) {
+            model->update_precision_cholesky();
+        }
+    }
     check_mpi(
         MPI_Bcast(&model->variance_floor, 1, MPI_FLOAT, 0, comm),
         "broadcasting the variance floor (MPI_Bcast)");

@@ -300,7 +300,7 @@ const std::vector<KeyEntry>& key_entries() {
         FAISS_GMM_BUILD_KEY(
             "covariance",
             nullptr,
-            "spherical | diagonal | tied: covariance of the components",
+            "spherical | diagonal | tied | full: covariance of the components",
             p.gmm.covariance = covariance_type_from_name(v),
             covariance_type_name(p.gmm.covariance)),
         FAISS_GMM_BUILD_KEY(

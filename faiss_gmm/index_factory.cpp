@@ -169,6 +169,9 @@ GmmToken parse_gmm_token(const std::string& token) {
     } else if (token.compare(p, 4, "tied") == 0) {
         params.gmm.covariance = CovarianceType::TiedSpherical;
         p += 4;
+    } else if (token.compare(p, 4, "full") == 0) {
+        params.gmm.covariance = CovarianceType::Full;
+        p += 4;
     }
 
     // options: "_<name><value>" pieces, name in letters, value a number

@@ -19,6 +19,8 @@
  *                  two are what IVF users pick); 1 <= nlist <= 2^24
  *     covariance:= "sph" (spherical, the default) | "diag" (diagonal)
  *                | "tied" (tied spherical: one variance for all lists)
+ *                | "full" (full covariance: k * d^2 floats; CPU only for
+ *                  now, the GPU index and trainer refuse it)
  *     option    := "_m" int         max lists per vector, primary included
  *                                   (key max_assign, in [1, 1024] and
  *                                   <= nlist)
@@ -63,6 +65,7 @@
  *     "IVF1024_GMM,Flat"                   spherical GMM, 1024 lists
  *     "IVF4k_GMMdiag,Flat"                 diagonal GMM, 4096 lists
  *     "IVF1024_GMMtied,Flat"               tied-spherical GMM, 1024 lists
+ *     "IVF256_GMMfull_m2,Flat"             full-covariance GMM, 256 lists
  *     "IVF1024_GMM_tau0.05_m3,Flat"        spill at posterior >= 0.05, <= 3
  *     "IVF1024_GMM,SQ8"                    8-bit scalar-quantized codes
  *     "IVF4k_GMM,PQ32,RFlat"               PQ codes, re-ranked exactly

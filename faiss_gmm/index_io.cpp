@@ -65,7 +65,12 @@ constexpr uint32_t kFourccGMM = make_fourcc("GmMx");
 /// index (format 1 stored IVF-Flat lists of its own).
 constexpr uint32_t kVersionIVFGMM = 2;
 constexpr uint32_t kVersionWrapper = 1;
-constexpr uint32_t kVersionGMM = 1;
+/// GaussianMixture 2: version 1 + the covariances (k * d * d floats, or
+/// none) of a full-covariance model; their Cholesky factors are recomputed
+/// on reading (deterministic, so a round trip is exact). Models of the other
+/// covariance types are still written as version 1, which every build reads.
+constexpr uint32_t kVersionGMM = 2;
+constexpr uint32_t kVersionGMMNoCovariances = 1;
 
 // Sane bounds on counts read from a file.
 constexpr int64_t kMaxDim = int64_t(1) << 16;
@@ -78,8 +83,9 @@ constexpr uint64_t kMaxParameterStringBytes = uint64_t(1) << 16;
 constexpr uint64_t kMaxCodeSize = uint64_t(1) << 20;
 /// Largest CovarianceType value. Tied models are stored exactly as
 /// spherical ones (k variances), so adding TiedSpherical needed no version
-/// bump: a reader that predates it rejects the value by this bound.
-constexpr int kMaxCovarianceType = int(CovarianceType::TiedSpherical);
+/// bump: a reader that predates it rejects the value by this bound. Full
+/// models need GaussianMixture version 2.
+constexpr int kMaxCovarianceType = int(CovarianceType::Full);
 /// Arrays are read in chunks of this many bytes when the input size is not
 /// known, so a corrupt count can only allocate what the input delivers.
 constexpr size_t kReadChunkBytes = size_t(1) << 20;
@@ -384,19 +390,43 @@ T read_finite(CheckedReader& in, const char* field) {
 
 /// starts a payload whose fourcc was just read: opens its checksum and
 /// checks the version
-void begin_payload(
-    CheckedReader& in, uint32_t fourcc, const char* what, uint32_t supported) {
+/// opens a payload whose format version must lie in [oldest, newest];
+/// returns the version
+uint32_t begin_payload(
+    CheckedReader& in,
+    uint32_t fourcc,
+    const char* what,
+    uint32_t oldest,
+    uint32_t newest) {
     in.checksums.emplace_back();
     in.checksums.back().update(&fourcc, sizeof(fourcc));
     uint32_t version = in.read_value<uint32_t>("version");
+    if (oldest == newest) {
+        FAISS_THROW_IF_NOT_FMT(
+            version == newest,
+            "input %s: %s format version %u is not supported (this build "
+            "reads version %u)",
+            in.name.c_str(),
+            what,
+            version,
+            newest);
+    }
     FAISS_THROW_IF_NOT_FMT(
-        version == supported,
+        version >= oldest && version <= newest,
         "input %s: %s format version %u is not supported (this build "
-        "reads version %u)",
+        "reads versions %u to %u)",
         in.name.c_str(),
         what,
         version,
-        supported);
+        oldest,
+        newest);
+    return version;
+}
+
+/// opens a payload whose format version must be `supported`
+void begin_payload(
+    CheckedReader& in, uint32_t fourcc, const char* what, uint32_t supported) {
+    begin_payload(in, fourcc, what, supported, supported);
 }
 
 /// closes the payload opened last: the stored checksum must match
@@ -436,7 +466,9 @@ auto call_faiss_reader(const std::string& source, const char* what, F f)
 
 void write_gmm_payload(const GaussianMixture& gmm, ChecksumWriter& cw) {
     faiss::IOWriter* w = &cw;
-    begin_payload(cw, kFourccGMM, kVersionGMM);
+    const bool full = gmm.covariance == CovarianceType::Full;
+    begin_payload(
+        cw, kFourccGMM, full ? kVersionGMM : kVersionGMMNoCovariances);
     write_value<int32_t>(w, gmm.d);
     write_value<int32_t>(w, gmm.k);
     write_value<int32_t>(w, int32_t(gmm.covariance));
@@ -453,6 +485,9 @@ void write_gmm_payload(const GaussianMixture& gmm, ChecksumWriter& cw) {
         write_value<float>(w, s.min_weight);
         write_value<float>(w, s.min_variance);
         write_value<int32_t>(w, s.n_reseeded);
+    }
+    if (full) {
+        write_array(w, gmm.covariances);
     }
     end_payload(cw);
 }
@@ -484,12 +519,25 @@ GaussianMixture read_gmm_payload(CheckedReader& in) {
         in.name.c_str(),
         h,
         faiss::fourcc_inv_printable(h).c_str());
-    begin_payload(in, h, "GaussianMixture", kVersionGMM);
+    const uint32_t version = begin_payload(
+        in, h, "GaussianMixture", kVersionGMMNoCovariances, kVersionGMM);
     GaussianMixture gmm;
     gmm.d = read_bounded<int32_t>(in, "gmm.d", 0, kMaxDim);
     gmm.k = read_bounded<int32_t>(in, "gmm.k", 0, kMaxNlist);
     gmm.covariance = CovarianceType(
         read_bounded<int32_t>(in, "gmm.covariance", 0, kMaxCovarianceType));
+    const bool full = gmm.covariance == CovarianceType::Full;
+    FAISS_THROW_IF_NOT_FMT(
+        !full || version >= kVersionGMM,
+        "corrupt input %s: full-covariance GaussianMixture in format "
+        "version %u (full covariance needs version %u)",
+        in.name.c_str(),
+        version,
+        kVersionGMM);
+    if (full) {
+        // bounds the allocation below before anything is read into it
+        check_full_covariance_size(gmm.d, gmm.k, ("input " + in.name).c_str());
+    }
     gmm.is_trained = read_bool(in, "gmm.is_trained");
     gmm.variance_floor = read_finite<float>(in, "gmm.variance_floor");
     FAISS_THROW_IF_NOT_FMT(
@@ -528,7 +576,23 @@ GaussianMixture read_gmm_payload(CheckedReader& in) {
             in.read_value<float>("gmm.iteration_stats.min_variance");
         s.n_reseeded = in.read_value<int32_t>("gmm.iteration_stats.n_reseeded");
     }
+    if (version >= kVersionGMM) {
+        read_model_array(
+            in,
+            gmm.covariances,
+            full ? k * d * d : 0,
+            gmm.is_trained && full,
+            "gmm.covariances");
+    }
     end_payload(in, "GaussianMixture");
+    if (full && gmm.covariances.size() == k * d * d && k * d > 0) {
+        // the factors are derived: recomputed exactly as training left them
+        try {
+            gmm.update_precision_cholesky();
+        } catch (const faiss::FaissException& e) {
+            FAISS_THROW_FMT("corrupt input %s: %s", in.name.c_str(), e.what());
+        }
+    }
     if (gmm.is_trained) {
         gmm.check_consistency();
     }

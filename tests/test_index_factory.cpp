@@ -4,6 +4,7 @@
  * and set_index_parameters through wrappers.
  */
 
+#include <cstdio>
 #include <memory>
 #include <random>
 #include <set>
@@ -24,6 +25,7 @@
 
 #include <faiss_gmm/IndexIVFGMM.h>
 #include <faiss_gmm/index_factory.h>
+#include <faiss_gmm/index_io.h>
 
 #if FAISS_GMM_HAS_RABITQ
 #include <faiss/IndexIVFRaBitQ.h>
@@ -312,6 +314,103 @@ TEST(IndexFactory, ErrorsNameTheToken) {
     expect_error(8, "IVF17M_GMM,Flat", "IVF17M_GMM");
     expect_error(8, "IVF99999999999999999999_GMM,Flat", "IVF9999");
     expect_error(0, "IVF64_GMM,Flat", "d=0");
+}
+
+TEST(IndexFactory, FullCovarianceToken) {
+    auto full = make(8, "IVF64_GMMfull,Flat");
+    EXPECT_EQ(
+        as_gmm(full.get())->build_params.gmm.covariance, CovarianceType::Full);
+    // every other GMM option still combines with it, and so do wrappers
+    // and codes
+    auto spill = make(8, "IVF64_GMMfull_tau0.05_m3_T2,Flat");
+    EXPECT_EQ(
+        as_gmm(spill.get())->build_params.gmm.covariance, CovarianceType::Full);
+    EXPECT_EQ(as_gmm(spill.get())->build_params.spill.max_assign, 3);
+    EXPECT_EQ(as_gmm(spill.get())->build_params.spill.temperature, 2.0f);
+    for (const char* s :
+         {"IVF64_GMMfull_nospill,Flat",
+          "IVF64_GMMfull_closure1.2_m2,SQ8",
+          "IVF64_GMMfull_soar1,Flat",
+          "PCA8,IDMap,IVF4k_GMMfull_m2,PQ4,RFlat"}) {
+        auto index = make(16, s);
+        IndexIVFGMM* gmm = faiss_gmm::try_extract_index_ivfgmm(index.get());
+        ASSERT_NE(gmm, nullptr) << s;
+        EXPECT_EQ(gmm->build_params.gmm.covariance, CovarianceType::Full) << s;
+    }
+    expect_error(8, "IVF64_GMMfulll,Flat", "IVF64_GMMfulll");
+    expect_error(8, "IVF64_GMMfull_full,Flat", "IVF64_GMMfull_full");
+    // the key table names it too
+    as_gmm(full.get())->set_build_parameters("covariance=diag");
+    EXPECT_EQ(
+        as_gmm(full.get())->build_params.gmm.covariance,
+        CovarianceType::Diagonal);
+    as_gmm(full.get())->set_build_parameters("covariance=full");
+    EXPECT_EQ(
+        as_gmm(full.get())->build_params.gmm.covariance, CovarianceType::Full);
+}
+
+TEST(IndexFactory, FullCovarianceEndToEnd) {
+    const int d = 8;
+    const size_t n = 6000;
+    std::vector<float> x = clustered_data(n, d, 17);
+    auto index = make(d, "IVF64_GMMfull,Flat");
+    IndexIVFGMM* ivf = as_gmm(index.get());
+    ivf->build_params.gmm.niter = 8;
+    index->train(n, x.data());
+    ASSERT_TRUE(ivf->gmm.is_trained);
+    EXPECT_EQ(ivf->gmm.covariance, CovarianceType::Full);
+    EXPECT_EQ(ivf->gmm.covariances.size(), size_t(64) * d * d);
+    ivf->gmm.check_consistency();
+    index->add(n, x.data());
+    EXPECT_EQ(index->ntotal, faiss_gmm::idx_t(n));
+
+    const int k = 5, nq = 50;
+    auto search = [&](const faiss::Index& idx,
+                      std::vector<float>* distances,
+                      std::vector<faiss_gmm::idx_t>* labels) {
+        distances->resize(nq * k);
+        labels->resize(nq * k);
+        idx.search(nq, x.data(), k, distances->data(), labels->data());
+    };
+    ivf->nprobe = 64;
+    std::vector<float> dis;
+    std::vector<faiss_gmm::idx_t> lab;
+    search(*index, &dis, &lab);
+    for (int q = 0; q < nq; q++) {
+        EXPECT_EQ(lab[q * k], q) << "a base vector finds itself first";
+        EXPECT_EQ(dis[q * k], 0.0f);
+        std::set<faiss_gmm::idx_t> seen(
+            lab.begin() + q * k, lab.begin() + (q + 1) * k);
+        EXPECT_EQ(seen.size(), size_t(k)) << "id returned twice";
+    }
+    // a few probes by posterior (the full model's log-joint) still find
+    // most of the exact neighbours
+    ivf->nprobe = 4;
+    faiss_gmm::set_index_parameters(index.get(), "probe=posterior");
+    search(*index, &dis, &lab);
+    int self = 0;
+    for (int q = 0; q < nq; q++) {
+        self += lab[q * k] == q;
+    }
+    EXPECT_GE(self, nq * 9 / 10);
+
+    // write / read: the same model and the same results
+    const std::string path =
+        std::string(FAISS_GMM_TEST_TMPDIR) + "/test_index_factory_full.bin";
+    faiss_gmm::write_index(index.get(), path.c_str());
+    std::unique_ptr<faiss::Index> loaded(faiss_gmm::read_index(path.c_str()));
+    std::remove(path.c_str());
+    IndexIVFGMM* copy = as_gmm(loaded.get());
+    ASSERT_NE(copy, nullptr);
+    EXPECT_EQ(copy->gmm.covariance, CovarianceType::Full);
+    EXPECT_EQ(copy->gmm.covariances, ivf->gmm.covariances);
+    EXPECT_EQ(copy->gmm.precision_cholesky, ivf->gmm.precision_cholesky);
+    EXPECT_EQ(copy->nprobe, ivf->nprobe);
+    std::vector<float> dis2;
+    std::vector<faiss_gmm::idx_t> lab2;
+    search(*loaded, &dis2, &lab2);
+    EXPECT_EQ(lab2, lab);
+    EXPECT_EQ(dis2, dis);
 }
 
 TEST(IndexFactory, BuiltChainTrainsAddsAndSearches) {

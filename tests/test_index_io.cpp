@@ -363,7 +363,7 @@ TEST(IndexIO, TiedCovarianceRoundTrips) {
     EXPECT_EQ(serialize(copy), bytes) << "write(read(x)) != x";
     expect_same_search(*index, *copy, base_data().data(), 40);
 
-    // A covariance value past TiedSpherical (fields: fourcc, version, d, k,
+    // A covariance value past Full (fields: fourcc, version, d, k,
     // covariance), with a valid checksum: refused, naming field and value.
     faiss::VectorIOWriter writer;
     faiss_gmm::write_gmm(gmm, &writer);
@@ -372,17 +372,108 @@ TEST(IndexIO, TiedCovarianceRoundTrips) {
     int32_t stored;
     memcpy(&stored, model.data() + covariance_offset, 4);
     ASSERT_EQ(stored, int32_t(faiss_gmm::CovarianceType::TiedSpherical));
-    const int32_t unknown = 3;
+    const int32_t unknown = 4;
     memcpy(model.data() + covariance_offset, &unknown, 4);
     store_checksum(model, 0, model.size());
     faiss::VectorIOReader reader;
     reader.data = model;
     try {
         faiss_gmm::read_gmm(&reader);
-        ADD_FAILURE() << "covariance value 3 was read";
+        ADD_FAILURE() << "covariance value 4 was read";
     } catch (const faiss::FaissException& e) {
         EXPECT_NE(
-            std::string(e.what()).find("gmm.covariance = 3 outside [0, 2]"),
+            std::string(e.what()).find("gmm.covariance = 4 outside [0, 3]"),
+            std::string::npos)
+            << e.what();
+    }
+    // Full (3) in a version-1 payload, which has no covariances: refused
+    const int32_t full = int32_t(faiss_gmm::CovarianceType::Full);
+    memcpy(model.data() + covariance_offset, &full, 4);
+    store_checksum(model, 0, model.size());
+    reader.data = model;
+    reader.rp = 0;
+    try {
+        faiss_gmm::read_gmm(&reader);
+        ADD_FAILURE() << "full covariance in format version 1 was read";
+    } catch (const faiss::FaissException& e) {
+        EXPECT_NE(
+            std::string(e.what()).find(
+                "full-covariance GaussianMixture in format version 1"),
+            std::string::npos)
+            << e.what();
+    }
+}
+
+TEST(IndexIO, FullCovarianceRoundTripsExactly) {
+    auto index = make_filled_ivfgmm(6, 300, faiss_gmm::CovarianceType::Full);
+    const GaussianMixture& gmm = index->gmm;
+    ASSERT_EQ(gmm.covariance, faiss_gmm::CovarianceType::Full);
+    ASSERT_EQ(gmm.covariances.size(), size_t(gmm.k) * kDim * kDim);
+
+    // the bare model: version 2, covariances stored, factors recomputed to
+    // the same bits
+    faiss::VectorIOWriter writer;
+    faiss_gmm::write_gmm(gmm, &writer);
+    uint32_t version;
+    memcpy(&version, writer.data.data() + 4, 4);
+    EXPECT_EQ(version, 2u);
+    faiss::VectorIOReader reader;
+    reader.data = writer.data;
+    const GaussianMixture copy = faiss_gmm::read_gmm(&reader);
+    expect_same_gmm(gmm, copy);
+    EXPECT_EQ(copy.covariances, gmm.covariances);
+    EXPECT_EQ(copy.precision_cholesky, gmm.precision_cholesky);
+    EXPECT_EQ(copy.log_det_cholesky, gmm.log_det_cholesky);
+    EXPECT_EQ(reader.rp, reader.data.size());
+
+    // the index: identical state, bytes and search results
+    Bytes bytes = serialize(index.get());
+    auto loaded = deserialize(bytes);
+    auto* index_copy = dynamic_cast<IndexIVFGMM*>(loaded.get());
+    ASSERT_NE(index_copy, nullptr);
+    expect_same_ivfgmm(*index, *index_copy);
+    EXPECT_EQ(index_copy->gmm.precision_cholesky, gmm.precision_cholesky);
+    EXPECT_EQ(serialize(index_copy), bytes) << "write(read(x)) != x";
+    expect_same_search(*index, *index_copy, base_data().data(), 40);
+
+    // other covariance types are still written as version 1
+    faiss::VectorIOWriter diag_writer;
+    faiss_gmm::write_gmm(
+        GaussianMixture(4, 3, faiss_gmm::CovarianceType::Diagonal),
+        &diag_writer);
+    memcpy(&version, diag_writer.data.data() + 4, 4);
+    EXPECT_EQ(version, 1u);
+
+    // an untrained full model round-trips too
+    const GaussianMixture untrained(5, 2, faiss_gmm::CovarianceType::Full);
+    faiss::VectorIOWriter w;
+    faiss_gmm::write_gmm(untrained, &w);
+    faiss::VectorIOReader r;
+    r.data = w.data;
+    const GaussianMixture untrained_copy = faiss_gmm::read_gmm(&r);
+    expect_same_gmm(untrained, untrained_copy);
+    EXPECT_EQ(untrained_copy.covariances, untrained.covariances);
+    EXPECT_EQ(untrained_copy.precision_cholesky, untrained.precision_cholesky);
+
+    // a stored covariance that is not positive definite: refused, named
+    Bytes broken = writer.data;
+    // the covariances are the last k d^2 floats before the 8-byte checksum;
+    // make component 0's (0, 1) and (1, 0) entries huge
+    const size_t cov_begin =
+        broken.size() - 8 - size_t(gmm.k) * kDim * kDim * sizeof(float);
+    const float huge = 1e6f;
+    memcpy(broken.data() + cov_begin + 1 * sizeof(float), &huge, 4);
+    memcpy(broken.data() + cov_begin + kDim * sizeof(float), &huge, 4);
+    store_checksum(broken, 0, broken.size());
+    faiss::VectorIOReader broken_reader;
+    broken_reader.data = broken;
+    try {
+        faiss_gmm::read_gmm(&broken_reader);
+        ADD_FAILURE() << "a non-positive-definite covariance was read";
+    } catch (const faiss::FaissException& e) {
+        EXPECT_NE(
+            std::string(e.what()).find(
+                "covariance of component 0 is not positive definite"),
             std::string::npos)
             << e.what();
     }

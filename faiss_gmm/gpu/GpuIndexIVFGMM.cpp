@@ -277,6 +277,11 @@ void GpuIndexIVFGMM::copyFrom(const IndexIVFGMM* cpu) {
         int(cpu->metric_type));
     check_gpu_search_options(cpu->max_codes, who);
     FAISS_THROW_IF_NOT_FMT(
+        cpu->gmm.covariance != CovarianceType::Full &&
+            cpu->build_params.gmm.covariance != CovarianceType::Full,
+        "%s: full covariance: the GPU index is not built yet",
+        who);
+    FAISS_THROW_IF_NOT_FMT(
         cpu->quantizer && cpu->invlists && cpu->codes_index,
         "%s: index has no quantizer, lists or codes",
         who);
@@ -387,6 +392,10 @@ void GpuIndexIVFGMM::train(idx_t n, const float* x) {
         "before training again",
         nentries());
     build_params.check("GpuIndexIVFGMM::train");
+    FAISS_THROW_IF_NOT_MSG(
+        build_params.gmm.covariance != CovarianceType::Full,
+        "GpuIndexIVFGMM::train: full covariance: GPU training is not built "
+        "yet");
     check_finite(n, d, x, "GpuIndexIVFGMM::train");
     DeviceScope scope(impl_->config.device);
     GpuEmConfig em;
@@ -472,6 +481,10 @@ void GpuIndexIVFGMM::set_gmm(const GaussianMixture& model) {
         nlist);
     FAISS_THROW_IF_NOT_MSG(
         model.is_trained, "GpuIndexIVFGMM::set_gmm: model is not trained");
+    FAISS_THROW_IF_NOT_MSG(
+        model.covariance != CovarianceType::Full,
+        "GpuIndexIVFGMM::set_gmm: full covariance: the GPU index is not "
+        "built yet");
     FAISS_THROW_IF_NOT_FMT(
         nentries() == 0,
         "GpuIndexIVFGMM::set_gmm: the index holds %zu entries; reset() "

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <random>
 #include <unordered_set>
 #include <vector>
@@ -227,6 +228,13 @@ idx_t GpuEStep::launch(const GaussianMixture& model) {
     impl::check_model_shape(model);
     DeviceScope guard(im.config.device, kEStepOwner);
     im.launch_start_ms = faiss::getmillisecs();
+    if (model.covariance == CovarianceType::Full) {
+        im.allocate_full(model);
+        im.upload_full_model(model, true);
+        im.prepare_full_model();
+        im.full_seen = im.run_timed();
+        return im.full_seen;
+    }
     im.allocate_model(model);
     im.upload_model(model, true);
     im.prepare_model();
@@ -236,6 +244,18 @@ idx_t GpuEStep::launch(const GaussianMixture& model) {
 GpuEStep::DeviceStatistics GpuEStep::device_statistics() const {
     const Impl& im = *impl_;
     DeviceStatistics ds;
+    if (im.model_full) {
+        // One accumulator holds every full-covariance statistic (N_k,
+        // sum r x', the packed second moments: kernels/gmm_estep_full.h);
+        // it is exposed whole as `count`, sum1 and sum2 are empty.
+        ds.count = im.full_acc.as<double>();
+        ds.count_size = im.full_acc.bytes() / sizeof(double);
+        ds.sum1 = im.full_acc.as<double>();
+        ds.sum2 = im.full_acc.as<double>();
+        ds.log_likelihood = im.full_ll.as<double>();
+        ds.stream = static_cast<void*>(im.compute_stream.get());
+        return ds;
+    }
     ds.count = im.acc_count.as<double>();
     ds.count_size = im.acc_count.bytes() / sizeof(double);
     ds.sum1 = im.acc_sum1.as<double>();
@@ -252,6 +272,12 @@ void GpuEStep::download(
     Impl& im = *impl_;
     FAISS_THROW_IF_NOT_MSG(stats, "GpuEStep: stats is null");
     stats->check_shaped_for(model, "GpuEStep");
+    if (model.covariance == CovarianceType::Full || im.model_full) {
+        DeviceScope guard(im.config.device, kEStepOwner);
+        im.download_full(model, seen, stats);
+        im.last_compute_ms = faiss::getmillisecs() - im.launch_start_ms;
+        return;
+    }
     const bool diagonal = model.covariance == CovarianceType::Diagonal;
     FAISS_THROW_IF_NOT_FMT(
         model.d == im.d && model.k == im.model_k &&
@@ -342,6 +368,21 @@ int GpuEStep::device_m_step(
     GaussianMixture* model, const GmmParameters& params) {
     Impl& im = *impl_;
     FAISS_THROW_IF_NOT_MSG(model, "GpuEStep::device_m_step: model is null");
+    if (model->covariance == CovarianceType::Full || im.model_full) {
+        // The full-covariance M-step runs on the host (gmm_m_step; see
+        // impl/GpuEStepFull.cpp for why) on the downloaded statistics.
+        GmmSufficientStats stats(model->d, model->k, model->covariance);
+        download(*model, im.full_seen, &stats);
+        check_total_responsibility(
+            std::accumulate(stats.count.begin(), stats.count.end(), 0.0));
+        GaussianMixture next = *model;
+        const int reseeded = gmm_m_step(&next, stats, params, 0);
+        if (reseeded > 0) {
+            return reseeded;
+        }
+        *model = std::move(next);
+        return 0;
+    }
     const bool diagonal = model->covariance == CovarianceType::Diagonal;
     FAISS_THROW_IF_NOT_FMT(
         model->d == im.d && model->k == im.model_k &&
@@ -364,6 +405,55 @@ int GpuEStep::device_m_step(
     }
     im.download_model(1 - im.current, model);
     return 0;
+}
+
+void GpuEStep::Impl::run_full_em(
+    GaussianMixture* model,
+    const GmmParameters& params,
+    EmProgress& progress,
+    std::vector<double>* estep_kernel_ms) {
+    Impl& im = *this;
+    im.allocate_full(*model);
+    // The centre: the initial model's mixture mean, then fixed (as in the
+    // device loop of the other covariances).
+    im.upload_full_model(*model, true);
+    GmmSufficientStats stats(model->d, model->k, model->covariance);
+    for (int it = 0; it < params.niter; it++) {
+        const double t0 = faiss::getmillisecs();
+        im.launch_start_ms = t0;
+        if (it > 0) {
+            im.upload_full_model(*model, false);
+        }
+        im.prepare_full_model();
+        const idx_t seen = im.run_timed();
+        im.full_seen = seen;
+        FAISS_THROW_IF_NOT_FMT(
+            seen > 0, "EM iteration %d: the E-step saw no points", it);
+        stats.reset();
+        im.download_full(*model, seen, &stats);
+        if (estep_kernel_ms) {
+            estep_kernel_ms->push_back(im.last_kernel_ms);
+        }
+        GmmIterationStats is;
+        is.iteration = it;
+        is.log_likelihood = stats.log_likelihood / seen;
+        FAISS_THROW_IF_NOT_FMT(
+            std::isfinite(is.log_likelihood),
+            "EM iteration %d: mean log-likelihood is %g",
+            it,
+            is.log_likelihood);
+        // The host M-step (covariances, floor, Cholesky factors, re-seeding)
+        // shared with the CPU trainer.
+        is.n_reseeded = gmm_m_step(model, stats, params, it);
+        is.min_weight = min_value(model->weights);
+        is.min_variance = min_value(model->variances);
+        is.time_s = (faiss::getmillisecs() - t0) / 1000;
+        im.last_compute_ms = faiss::getmillisecs() - t0;
+        if (progress.finish_iteration(model, is)) {
+            break;
+        }
+    }
+    model->is_trained = true;
 }
 
 void run_em_on_device(
@@ -390,6 +480,10 @@ void run_em_on_device(
         return;
     }
     DeviceScope guard(im.config.device, kEStepOwner);
+    if (model->covariance == CovarianceType::Full) {
+        im.run_full_em(model, params, progress, estep_kernel_ms);
+        return;
+    }
     im.allocate_model(*model);
     // The centre: this model's mixture mean, then fixed. After an M-step the
     // mixture mean is the data mean, so it barely moves, and the statistics

@@ -14,6 +14,18 @@
  * two cuBLAS GEMMs per
  * sub-chunk instead, with at most 256 MiB of chunk buffers (and at most a
  * quarter of the budget left) plus K x depth floats and a cuBLAS workspace.
+ *
+ * Full covariance (kernels/gmm_estep_full.h, impl/GpuEStepFull.cpp): the
+ * E-step whitens each chunk of points by every component's precision
+ * Cholesky factor in one cuBLAS product (chunk x D by D x K D), forms the
+ * responsibilities from the squared norms, and takes N_k, sum r x and the
+ * second moments from one more product, R^T [x' | 1 | x' x'^T]; fp32, or
+ * tf32 for the tf32 and bf16 precisions. Chunk buffers of at most 1 GiB
+ * (and half of the budget left), plus the model's 2 K D^2 floats and
+ * K (D (D + 1) / 2 + D + 1) floats and doubles of statistics. Its M-step runs
+ * on the host (gmm_m_step, shared with the CPU trainer: covariances, floor,
+ * LAPACK Cholesky factors, re-seeding) after a download of the statistics,
+ * every iteration.
  */
 
 #pragma once
@@ -217,7 +229,8 @@ class GpuEStep : public GmmEStep {
      * chunk is handed over (streamed data). Returns the number of rows seen.
      */
     idx_t launch(const GaussianMixture& model);
-    /// The device accumulators that launch() fills.
+    /// The device accumulators that launch() fills. Full covariance: one
+    /// accumulator holds them all (count; sum1 and sum2 are empty).
     DeviceStatistics device_statistics() const;
     /**
      * Second half of compute(): waits for the stream, downloads the
@@ -232,10 +245,11 @@ class GpuEStep : public GmmEStep {
     /**
      * The M-step on the device from the statistics of the last
      * launch(*model) (before or after download(), which leaves them), with
-     * gmm_m_step's arithmetic. When no component needs re-seeding, writes
-     * the new means, variances and weights into *model and returns 0;
-     * otherwise leaves *model unchanged and returns the number of
-     * components that gmm_m_step would re-seed. Throws, as gmm_m_step does,
+     * gmm_m_step's arithmetic (full covariance: gmm_m_step itself, on the
+     * host, from the downloaded statistics; same contract). When no component
+     * needs re-seeding, writes the new means, variances and weights into *model
+     * and returns 0; otherwise leaves *model unchanged and returns the number
+     * of components that gmm_m_step would re-seed. Throws, as gmm_m_step does,
      * when the total responsibility is not positive.
      *
      * @param model  the model given to the last launch(), updated

@@ -7,6 +7,8 @@
  *                       and the device M-step,
  *   GpuEStepPasses.cpp  the data feed (resident or streamed chunks) and the
  *                       E-step dispatch (prepared, fused, GEMM or sm_90a).
+ *   GpuEStepFull.cpp    the full-covariance E-step (its buffers, model,
+ *                       passes and statistics).
  * GpuEmTrainer.cpp drives them (GpuEStep's interface, the device EM loop,
  * the training entry points).
  */
@@ -23,6 +25,7 @@
 #include <faiss_gmm/gpu/impl/DeviceAllocation.h>
 #include <faiss_gmm/gpu/impl/EStepResources.h>
 #include <kernels/gmm_estep.h>
+#include <kernels/gmm_estep_full.h>
 #include <kernels/gmm_mstep.h>
 
 namespace faiss_gmm {
@@ -91,6 +94,23 @@ struct GpuEStep::Impl {
     detail::PinnedBuffer dl_count, dl_sum1, dl_sum2, dl_ll, dl_summary;
     detail::Event summary_ready;
     std::vector<float> h_center; // the centre c of the device buffer
+
+    // Full covariance (kernels/gmm_estep_full.h, GpuEStepFull.cpp): the
+    // model as uploaded (means, weights, precision Cholesky factors), its
+    // E-step form (product matrix W, offsets, constants), chunk buffers of
+    // full_rows rows (features, Z, responsibilities, ln Z), the fp32
+    // statistics product (k x feature columns) and its double accumulator.
+    // model_full selects this path for launch, download and the EM loop.
+    bool model_full = false;
+    int full_k = -1;
+    idx_t full_rows = 0;
+    idx_t full_pending = 0; // rows summed in full_stats since the last fold
+    idx_t full_seen = 0;    // rows of the last launch
+    detail::DeviceBuffer full_means, full_weights, full_cholesky;
+    detail::DeviceBuffer full_products, full_offsets, full_const;
+    detail::DeviceBuffer full_features, full_z, full_resp, full_log_z;
+    detail::DeviceBuffer full_stats, full_acc, full_ll;
+    detail::PinnedBuffer dl_full, dl_full_ll;
 
     Impl(const GpuEmConfig& cfg, int dim) : config(cfg), d(dim) {}
 
@@ -192,6 +212,10 @@ struct GpuEStep::Impl {
     /// layout changes.
     void allocate_model(const GaussianMixture& model);
 
+    /// Creates the cuBLAS handle on the E-step's stream and its workspace
+    /// (once; the GEMM and full-covariance paths share them).
+    void create_cublas();
+
     /// The device model buffer `which` (0 or 1) as the kernels take it.
     kernels::DeviceGmm device_gmm(int which) const {
         kernels::DeviceGmm g;
@@ -211,6 +235,10 @@ struct GpuEStep::Impl {
      * after an M-step); the device EM loop keeps the first one instead.
      */
     void upload_model(const GaussianMixture& model, bool new_center);
+
+    /// Sets the centre c (h_center and the device buffer, which must hold
+    /// d floats) to the model's mixture mean.
+    void upload_center(const GaussianMixture& model);
 
     /// Copies the device model buffer `which` into model (synchronous).
     void download_model(int which, GaussianMixture* model);
@@ -267,6 +295,60 @@ struct GpuEStep::Impl {
 
     /// Both passes over every chunk; returns the rows seen.
     idx_t run_all(const kernels::EStepModel& m);
+
+    /// The arithmetic of the full-covariance E-step (fp32 or tf32).
+    kernels::EStepMath full_math() const;
+
+    /// The full-covariance model's E-step form, as its kernels take it.
+    kernels::FullEStepModel full_kernel_model() const;
+
+    /**
+     * Full covariance: (re)allocates the model and chunk buffers for model
+     * (once per k), creates the cuBLAS handle, and selects this path
+     * (model_full) for the following launches. Chunks of full_rows rows:
+     * kFullChunkBytes of chunk buffers at most, and at most half of the
+     * budget left after the data and the model (GpuEStepFullPlan.h).
+     */
+    void allocate_full(const GaussianMixture& model);
+
+    /// Copies the full model (means, weights, precision Cholesky factors)
+    /// to the device; with new_center, c becomes its mixture mean.
+    void upload_full_model(const GaussianMixture& model, bool new_center);
+
+    /// Writes the E-step form of the uploaded full model and zeroes the
+    /// accumulators.
+    void prepare_full_model();
+
+    /**
+     * The full-covariance E-step of rows points x (device), in sub-chunks
+     * of full_rows rows: features, Z = F[:, 0:d] W (cuBLAS), the
+     * responsibilities and ln Z, S (+)= R^T F (cuBLAS), folded into the
+     * double accumulator every kFullFoldRows rows.
+     */
+    void run_full_passes(idx_t rows, const float* x);
+
+    /// Folds the pending fp32 statistics into the double accumulator.
+    void flush_full_statistics();
+
+    /**
+     * Waits for the stream, downloads the full accumulators and adds them
+     * to stats (count, sum_x, sum_outer about model's means) as the
+     * statistics of `rows` points.
+     */
+    void download_full(
+        const GaussianMixture& model, idx_t rows, GmmSufficientStats* stats);
+
+    /**
+     * run_em_on_device for a full model (GpuEmTrainer.cpp): per iteration
+     * the model's upload and E-step form, the E-step on the device, the
+     * statistics download and the shared host M-step (gmm_m_step), then
+     * progress.finish_iteration.
+     */
+    void run_full_em(
+        GaussianMixture* model,
+        const GmmParameters& params,
+        EmProgress& progress,
+        std::vector<double>* estep_kernel_ms);
 };
 
 } // namespace gpu

@@ -103,7 +103,7 @@ void GpuEStep::Impl::reserve_gemm(size_t& left) {
     left -= gemm_budget;
 }
 
-void GpuEStep::Impl::allocate_gemm_buffers(const kn::EStepModel& m) {
+void GpuEStep::Impl::create_cublas() {
     cublas.create(compute_stream.get());
     if (!gemm_workspace.bytes()) {
         gemm_workspace.allocate(
@@ -115,6 +115,10 @@ void GpuEStep::Impl::allocate_gemm_buffers(const kn::EStepModel& m) {
                 gemm_workspace.bytes()),
             "setting the cuBLAS workspace");
     }
+}
+
+void GpuEStep::Impl::allocate_gemm_buffers(const kn::EStepModel& m) {
+    create_cublas();
     if (gemm_rows > 0 && gemm_k_pad == m.k_pad && gemm_depth == m.depth) {
         return;
     }
@@ -198,6 +202,7 @@ void GpuEStep::Impl::setup_streaming() {
 }
 
 void GpuEStep::Impl::allocate_model(const GaussianMixture& model) {
+    model_full = false;
     const int k = model.k;
     const bool diagonal = model.covariance == CovarianceType::Diagonal;
     model_tied = model.covariance == CovarianceType::TiedSpherical;

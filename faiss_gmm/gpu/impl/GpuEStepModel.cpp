@@ -49,9 +49,13 @@ void GpuEStep::Impl::upload_model(
                 s),
             c.what);
     }
-    if (!new_center) {
-        return;
+    if (new_center) {
+        upload_center(model);
     }
+}
+
+void GpuEStep::Impl::upload_center(const GaussianMixture& model) {
+    cudaStream_t s = compute_stream.get();
     std::vector<double> c(d, 0.0);
     double wsum = 0;
     for (int j = 0; j < model.k; j++) {

@@ -1,7 +1,8 @@
 /**
  * GPU E-step: the data feed of a GpuEStep (resident rows, or chunks streamed
  * on two buffers while the other is computed) and the E-step dispatch
- * (the prepared bf16, fused, GEMM or sm_90a kernels).
+ * (the prepared bf16, fused, GEMM or sm_90a kernels; full covariance:
+ * GpuEStepFull.cpp).
  */
 
 #include <faiss_gmm/gpu/impl/GpuEStepImpl.h>
@@ -131,6 +132,11 @@ idx_t GpuEStep::Impl::run_timed() {
     const kn::EStepModel m = kernel_model();
     check_cuda(cudaEventRecord(start.get(), s), "recording an event");
     const idx_t seen = run_all(m);
+    if (model_full) {
+        // the rows since the last fold (every statistic is then in the
+        // double accumulator before the stop event)
+        flush_full_statistics();
+    }
     check_cuda(cudaEventRecord(stop.get(), s), "recording an event");
     return seen;
 }
@@ -146,6 +152,10 @@ double GpuEStep::Impl::read_kernel_ms() {
 
 void GpuEStep::Impl::run_passes(
     const kn::EStepModel& m, idx_t rows, const float* x) {
+    if (model_full) {
+        run_full_passes(rows, x);
+        return;
+    }
     cudaStream_t s = compute_stream.get();
     const kn::EStepAccumulators a = accumulators();
     if (uses_gemm_path(m.depth)) {

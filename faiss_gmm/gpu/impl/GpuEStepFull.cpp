@@ -1,0 +1,420 @@
+/**
+ * GPU E-step: the full-covariance path of a GpuEStep (kernels/
+ * gmm_estep_full.h): its buffers, the upload and E-step form of the model,
+ * the passes over a chunk (two cuBLAS products around the kernels) and the
+ * statistics download.
+ *
+ * The M-step of a full model runs on the host (gmm_m_step: covariances,
+ * floor, LAPACK Cholesky factors, re-seeding), once per iteration, from the
+ * statistics downloaded here. Why not on the device: it is K Cholesky
+ * factorisations of d x d matrices, K d^3 / 3 flops (0.7 GFLOP at K = 1024,
+ * d = 128; 23 GFLOP at K = 4096, d = 256), against the E-step's 2 N K d^2
+ * flops per product (34 TFLOP at 1M x 128, K = 1024): a small fraction of
+ * an iteration even single-threaded on the host, it keeps the CPU and GPU
+ * trainers on one M-step (same arithmetic, same re-seeding), and the
+ * download of K (d (d + 1) / 2 + d + 1) doubles (69 MB at K = 1024,
+ * d = 128) takes a few milliseconds.
+ */
+
+#include <faiss_gmm/gpu/impl/GpuEStepImpl.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <climits>
+#include <cstdio>
+#include <vector>
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <faiss/impl/FaissAssert.h>
+
+#include <faiss_gmm/gpu/impl/GpuEStepFullPlan.h>
+#include <kernels/gmm_estep_full.h>
+
+namespace faiss_gmm {
+namespace gpu {
+
+using namespace detail;
+namespace kn = faiss_gmm::kernels;
+
+namespace {
+
+/// Model values above which the statistics conversion uses OpenMP threads.
+constexpr size_t kParallelFullValues = size_t(1) << 20;
+
+} // namespace
+
+kn::EStepMath GpuEStep::Impl::full_math() const {
+    return to_kernel_math(full_estep_precision(config.precision));
+}
+
+kn::FullEStepModel GpuEStep::Impl::full_kernel_model() const {
+    kn::FullEStepModel m;
+    m.d = d;
+    m.k = full_k;
+    m.math = full_math();
+    m.products = full_products.as<const float>();
+    m.offsets = full_offsets.as<const float>();
+    m.log2_const = full_const.as<const float>();
+    m.center = center.as<const float>();
+    return m;
+}
+
+void GpuEStep::Impl::allocate_full(const GaussianMixture& model) {
+    FAISS_THROW_IF_NOT_FMT(
+        d <= kn::kEStepFullMaxDim,
+        "GPU E-step: full covariance supports d <= %d, the model has d = %d",
+        kn::kEStepFullMaxDim,
+        d);
+    const int k = model.k;
+    const int d_pad = kn::estep_full_padded_dim(d);
+    FAISS_THROW_IF_NOT_FMT(
+        int64_t(k) * d_pad <= INT_MAX,
+        "GPU E-step: full covariance with k = %d, d = %d is too large "
+        "(k x d = %" PRId64 " whitened columns per point, at most %d)",
+        k,
+        d,
+        int64_t(k) * d_pad,
+        INT_MAX);
+    model_full = true;
+    create_cublas();
+    if (center.bytes() != size_t(d) * 4) {
+        device_bytes -= center.bytes();
+        center.allocate(size_t(d) * 4, "the centre", &device_bytes);
+    }
+    if (k == full_k) {
+        return;
+    }
+    DeviceBuffer* buffers[] = {
+        &full_means,
+        &full_weights,
+        &full_cholesky,
+        &full_products,
+        &full_offsets,
+        &full_const,
+        &full_features,
+        &full_z,
+        &full_resp,
+        &full_log_z,
+        &full_stats,
+        &full_acc,
+        &full_ll};
+    // Release first so that a new k does not hold both sizes.
+    for (DeviceBuffer* b : buffers) {
+        device_bytes -= b->bytes();
+        b->release();
+    }
+    full_k = -1;
+    full_rows = 0;
+    const kn::FullFeatureLayout lay = kn::estep_full_feature_layout(d);
+    const size_t kd = size_t(k) * d_pad;
+    const size_t stats_values = size_t(k) * lay.cols;
+    full_means.allocate(size_t(k) * d * 4, "the model means", &device_bytes);
+    full_weights.allocate(size_t(k) * 4, "the model weights", &device_bytes);
+    full_cholesky.allocate(
+        size_t(k) * d * d * 4, "the precision Cholesky factors", &device_bytes);
+    full_products.allocate(
+        size_t(d) * kd * 4,
+        "the full-covariance product matrix",
+        &device_bytes);
+    full_offsets.allocate(kd * 4, "the whitened mean offsets", &device_bytes);
+    full_const.allocate(
+        size_t(k) * 4, "per-component constants", &device_bytes);
+    full_stats.allocate(
+        stats_values * 4,
+        "the full-covariance statistics product",
+        &device_bytes);
+    full_acc.allocate(
+        stats_values * 8,
+        "the full-covariance statistics accumulator",
+        &device_bytes);
+    full_ll.allocate(8, "the log-likelihood", &device_bytes);
+    dl_full.allocate(stats_values * 8, "downloading the statistics");
+    dl_full_ll.allocate(8, "downloading the log-likelihood");
+
+    const size_t left = config.max_device_memory > 0
+                            ? (config.max_device_memory > device_bytes
+                                   ? config.max_device_memory - device_bytes
+                                   : 0)
+                            : budget();
+    const int64_t row_bytes = kn::estep_full_row_bytes(d, k);
+    const idx_t rows = full_estep_chunk_rows(
+        row_bytes, full_estep_chunk_budget(left), std::max<idx_t>(chunk, 1));
+    full_features.allocate(
+        size_t(rows) * lay.cols * 4,
+        "the full-covariance feature rows",
+        &device_bytes);
+    full_z.allocate(
+        size_t(rows) * kd * 4, "the whitened points chunk", &device_bytes);
+    full_resp.allocate(
+        size_t(rows) * k * 4, "the responsibilities chunk", &device_bytes);
+    full_log_z.allocate(size_t(rows) * 8, "ln Z per point", &device_bytes);
+    full_rows = rows;
+    full_k = k;
+    full_pending = 0;
+    if (config.verbose) {
+        printf(
+            "GPU E-step: full covariance, d = %d, K = %d, %s: chunks of "
+            "%" PRId64 " rows (%.1f MB each), %.1f MB of device memory in "
+            "all\n",
+            d,
+            k,
+            estep_precision_name(full_estep_precision(config.precision)),
+            int64_t(rows),
+            double(rows) * row_bytes / 1e6,
+            device_bytes / 1e6);
+    }
+}
+
+void GpuEStep::Impl::upload_full_model(
+    const GaussianMixture& model, bool new_center) {
+    const size_t k = size_t(model.k);
+    FAISS_THROW_IF_NOT_FMT(
+        model.k == full_k && model.means.size() == k * d &&
+            model.weights.size() == k &&
+            model.precision_cholesky.size() == k * d * d,
+        "GPU E-step: full model (d = %d, k = %d) holds %zu means, %zu "
+        "weights and %zu precision Cholesky values (want %zu, %zu, %zu; "
+        "update_precision_cholesky() computes the factors)",
+        model.d,
+        model.k,
+        model.means.size(),
+        model.weights.size(),
+        model.precision_cholesky.size(),
+        k * d,
+        k,
+        k * d * d);
+    cudaStream_t s = compute_stream.get();
+    const struct {
+        DeviceBuffer* dst;
+        const std::vector<float>* src;
+        const char* what;
+    } copies[] = {
+        {&full_means, &model.means, "uploading the means"},
+        {&full_weights, &model.weights, "uploading the weights"},
+        {&full_cholesky,
+         &model.precision_cholesky,
+         "uploading the precision Cholesky factors"},
+    };
+    for (const auto& c : copies) {
+        check_cuda(
+            cudaMemcpyAsync(
+                c.dst->as<void>(),
+                c.src->data(),
+                c.src->size() * 4,
+                cudaMemcpyHostToDevice,
+                s),
+            c.what);
+    }
+    if (new_center) {
+        upload_center(model);
+    }
+}
+
+void GpuEStep::Impl::prepare_full_model() {
+    cudaStream_t s = compute_stream.get();
+    check_cuda(
+        kn::gmm_estep_full_prepare_model(
+            d,
+            full_k,
+            full_math(),
+            full_means.as<const float>(),
+            full_weights.as<const float>(),
+            full_cholesky.as<const float>(),
+            center.as<const float>(),
+            full_products.as<float>(),
+            full_offsets.as<float>(),
+            full_const.as<float>(),
+            s),
+        "launching the full-covariance model preparation");
+    for (DeviceBuffer* acc : {&full_acc, &full_ll}) {
+        check_cuda(
+            cudaMemsetAsync(acc->as<void>(), 0, acc->bytes(), s),
+            "zeroing the accumulators");
+    }
+    full_pending = 0;
+}
+
+void GpuEStep::Impl::run_full_passes(idx_t rows, const float* x) {
+    cudaStream_t s = compute_stream.get();
+    const kn::FullEStepModel m = full_kernel_model();
+    const kn::FullFeatureLayout lay = kn::estep_full_feature_layout(d);
+    const int kd = full_k * kn::estep_full_padded_dim(d);
+    const cublasComputeType_t compute = m.math == kn::EStepMath::TF32
+                                            ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                            : CUBLAS_COMPUTE_32F;
+    const float one = 1.0f, zero = 0.0f;
+    for (idx_t off = 0; off < rows; off += full_rows) {
+        const int r = int(std::min(full_rows, rows - off));
+        check_cuda(
+            kn::gmm_estep_full_features(
+                m, r, x + size_t(off) * d, full_features.as<float>(), s),
+            "launching the full-covariance feature rows");
+        // cuBLAS is column-major: a row-major a x b matrix (ld b) is its
+        // b x a transpose. Z (r x kd, row-major) is thus the column-major
+        // kd x r matrix Z^T = W^T F_d^T, where W^T is W (d x kd row-major)
+        // read as kd x d (ld kd) and F_d^T the first d columns of the
+        // feature rows read as d x r (ld cols): gemm(N, N), m = kd, n = r,
+        // k = d.
+        check_cublas(
+            cublasGemmEx(
+                cublas.get(),
+                CUBLAS_OP_N,
+                CUBLAS_OP_N,
+                kd,
+                r,
+                d,
+                &one,
+                m.products,
+                CUDA_R_32F,
+                kd,
+                full_features.as<const void>(),
+                CUDA_R_32F,
+                lay.cols,
+                &zero,
+                full_z.as<void>(),
+                CUDA_R_32F,
+                kd,
+                compute,
+                CUBLAS_GEMM_DEFAULT),
+            "the whitening GEMM (points x Cholesky factors) of the "
+            "full-covariance E-step");
+        check_cuda(
+            kn::gmm_estep_full_responsibilities(
+                m,
+                r,
+                full_z.as<const float>(),
+                full_resp.as<float>(),
+                full_log_z.as<double>(),
+                full_ll.as<double>(),
+                s),
+            "launching the full-covariance responsibilities");
+        // S (k x cols, row-major) is the column-major cols x k matrix
+        // S^T = F^T R: F^T is the feature rows read as cols x r (ld cols),
+        // R (r x k row-major) read as k x r (ld k) and transposed:
+        // gemm(N, T), m = cols, n = k, k = r. beta = 1 adds to the rows
+        // since the last fold.
+        check_cublas(
+            cublasGemmEx(
+                cublas.get(),
+                CUBLAS_OP_N,
+                CUBLAS_OP_T,
+                lay.cols,
+                full_k,
+                r,
+                &one,
+                full_features.as<const void>(),
+                CUDA_R_32F,
+                lay.cols,
+                full_resp.as<const void>(),
+                CUDA_R_32F,
+                full_k,
+                full_pending > 0 ? &one : &zero,
+                full_stats.as<void>(),
+                CUDA_R_32F,
+                lay.cols,
+                compute,
+                CUBLAS_GEMM_DEFAULT),
+            "the statistics GEMM (responsibilities x features) of the "
+            "full-covariance E-step");
+        full_pending += r;
+        if (full_estep_must_fold(full_pending)) {
+            flush_full_statistics();
+        }
+    }
+}
+
+void GpuEStep::Impl::flush_full_statistics() {
+    if (full_pending == 0) {
+        return;
+    }
+    const int64_t count =
+        int64_t(full_k) * kn::estep_full_feature_layout(d).cols;
+    check_cuda(
+        kn::gmm_estep_full_add_statistics(
+            count,
+            full_stats.as<const float>(),
+            full_acc.as<double>(),
+            compute_stream.get()),
+        "launching the full-covariance statistics accumulation");
+    full_pending = 0;
+}
+
+void GpuEStep::Impl::download_full(
+    const GaussianMixture& model, idx_t rows, GmmSufficientStats* stats) {
+    FAISS_THROW_IF_NOT_FMT(
+        model_full && model.covariance == CovarianceType::Full &&
+            model.d == d && model.k == full_k &&
+            stats->sum_outer.size() == size_t(full_k) * d * d,
+        "GpuEStep::download: full model (d=%d, k=%d) and statistics "
+        "(%zu second-moment values) are not those of the last launch "
+        "(d=%d, k=%d)",
+        model.d,
+        model.k,
+        stats->sum_outer.size(),
+        d,
+        full_k);
+    cudaStream_t s = compute_stream.get();
+    check_cuda(
+        cudaMemcpyAsync(
+            dl_full.as<void>(),
+            full_acc.as<void>(),
+            full_acc.bytes(),
+            cudaMemcpyDeviceToHost,
+            s),
+        "downloading the full-covariance statistics");
+    check_cuda(
+        cudaMemcpyAsync(
+            dl_full_ll.as<void>(),
+            full_ll.as<void>(),
+            8,
+            cudaMemcpyDeviceToHost,
+            s),
+        "downloading the log-likelihood");
+    check_cuda(cudaStreamSynchronize(s), "running the E-step");
+    read_kernel_ms();
+    const kn::FullFeatureLayout lay = kn::estep_full_feature_layout(d);
+    const double* acc = dl_full.doubles();
+    const float* c = h_center.data();
+    const int k = full_k;
+    stats->n += rows;
+    stats->log_likelihood += dl_full_ll.doubles()[0];
+    // Row j of the accumulator: sum r x' (x' = x - c), N_j, and the packed
+    // sum r x' x'^T. About the old mean mu_j (m' = mu_j - c):
+    //   sum r (x' - m')(x' - m')^T = S2 - m' S1^T - S1 m'^T + N m' m'^T,
+    // in double, both triangles filled.
+#pragma omp parallel for schedule(                                             \
+    dynamic) if (size_t(k) * d * d >= kParallelFullValues)
+    for (int j = 0; j < k; j++) {
+        const double* row = acc + size_t(j) * lay.cols;
+        const double nk = row[lay.one];
+        const float* mu = model.means.data() + size_t(j) * d;
+        std::vector<double> mc(d);
+        for (int l = 0; l < d; l++) {
+            mc[l] = double(mu[l]) - double(c[l]);
+        }
+        stats->count[j] += nk;
+        double* sx = stats->sum_x.data() + size_t(j) * d;
+        for (int l = 0; l < d; l++) {
+            sx[l] += row[l] + nk * double(c[l]);
+        }
+        double* so = stats->sum_outer.data() + size_t(j) * d * d;
+        const double* s2 = row + lay.pairs;
+        for (int a = 0; a < d; a++) {
+            const double* s2a =
+                s2 + (int64_t(a) * d - int64_t(a) * (a - 1) / 2);
+            for (int b = a; b < d; b++) {
+                const double v = s2a[b - a] - mc[a] * row[b] - row[a] * mc[b] +
+                                 nk * mc[a] * mc[b];
+                so[size_t(a) * d + b] += v;
+                if (b != a) {
+                    so[size_t(b) * d + a] += v;
+                }
+            }
+        }
+    }
+}
+
+} // namespace gpu
+} // namespace faiss_gmm

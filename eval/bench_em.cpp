@@ -14,6 +14,18 @@
  * A streaming run (host data through a forced device budget) prints the
  * achieved host-to-device rate beside the measured pinned-copy peak.
  *
+ * Full covariance (--cov full; kernels/gmm_estep_full.h): the E-step is a
+ * whitening product Z = X'[U_1 .. U_K] (N x D by D x K D, cuBLAS, in row
+ * chunks), the responsibilities from the squared norms of z - o, and the
+ * statistics product R^T [x' | 1 | x'x'^T]. Its GEMM column is that
+ * unavoidable whitening product alone, N x D by D x (K D) at the row's
+ * precision (one cublasGemmEx per chunk of rows into a 4 GB output), and
+ * the line also prints the same product as K strided-batched GEMMs
+ * (cublasGemmStridedBatchedEx, A stride 0) for comparison. bf16 rows are
+ * skipped for full models (they run as tf32). Iterations include the host
+ * M-step (covariances and LAPACK Cholesky factors) and the statistics
+ * download.
+ *
  * bf16 rows also print the published time of the public Flash-GMM H100
  * kernels for the shapes DESIGN.md lists (ratio public / ours). Rows run
  * with the library's GpuEmConfig::hopper_estep (on: the sm_90a kernels on
@@ -119,6 +131,21 @@ bench_model(int d, int k, CovarianceType cov, const float* x, int64_t n) {
         m.weights[j] = 1.0f / k;
     }
     std::fill(m.variances.begin(), m.variances.end(), 12.0f);
+    if (cov == CovarianceType::Full) {
+        // 12 I plus a small symmetric coupling of neighbouring dimensions,
+        // so that the factors are not diagonal.
+        for (int j = 0; j < k; j++) {
+            float* c = m.covariances.data() + size_t(j) * d * d;
+            std::fill(c, c + size_t(d) * d, 0.0f);
+            for (int l = 0; l < d; l++) {
+                c[size_t(l) * d + l] = 12.0f;
+                if (l + 1 < d) {
+                    c[size_t(l) * d + l + 1] = c[size_t(l + 1) * d + l] = 3.0f;
+                }
+            }
+        }
+        m.update_precision_cholesky(0);
+    }
     m.variance_floor = 1e-3f;
     m.is_trained = true;
     return m;
@@ -209,6 +236,81 @@ double gemm_ms(
 }
 
 /**
+ * Median time of the full-covariance whitening product as K strided-batched
+ * GEMMs: for each component j, Z[:, j D .. j D + D) = X U_j (X: N x D, A
+ * stride 0 in cuBLAS terms; U_j: D x D at chol_dev + j D^2; Z row-major
+ * with row stride K D, chunks of rows so that Z stays under 4 GB). cuBLAS
+ * is column-major: the row-major Z chunk is the column-major (K D) x rows
+ * matrix whose batch j is U_j^T X^T: gemm(N, N), m = D, n = rows, k = D,
+ * A = U_j (ld D), B = X (ld D), C = Z + j D (ld K D). fp32 or tf32.
+ */
+double batched_gemm_ms(
+    cublasHandle_t h,
+    EStepPrecision p,
+    const Shape& s,
+    const float* x_dev,
+    const float* chol_dev,
+    int reps) {
+    const int64_t kd = int64_t(s.k) * s.d;
+    const int64_t rows =
+        std::min<int64_t>(s.n, int64_t((4ull << 30) / (4 * kd)));
+    float* c = nullptr;
+    CUDA_OK(cudaMalloc(&c, size_t(rows) * kd * 4));
+    const float alpha = 1, beta = 0;
+    const cublasComputeType_t ct = p == EStepPrecision::TF32
+                                       ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                       : CUBLAS_COMPUTE_32F;
+    auto run = [&]() {
+        for (int64_t r0 = 0; r0 < s.n; r0 += rows) {
+            const int64_t nr = std::min(rows, s.n - r0);
+            CUBLAS_OK(cublasGemmStridedBatchedEx(
+                h,
+                CUBLAS_OP_N,
+                CUBLAS_OP_N,
+                s.d,
+                int(nr),
+                s.d,
+                &alpha,
+                chol_dev,
+                CUDA_R_32F,
+                s.d,
+                int64_t(s.d) * s.d,
+                x_dev + size_t(r0) * s.d,
+                CUDA_R_32F,
+                s.d,
+                0,
+                &beta,
+                c,
+                CUDA_R_32F,
+                int(kd),
+                s.d,
+                s.k,
+                ct,
+                CUBLAS_GEMM_DEFAULT));
+        }
+    };
+    cudaEvent_t e0, e1;
+    CUDA_OK(cudaEventCreate(&e0));
+    CUDA_OK(cudaEventCreate(&e1));
+    run();
+    CUDA_OK(cudaDeviceSynchronize());
+    std::vector<double> t;
+    for (int r = 0; r < reps; r++) {
+        CUDA_OK(cudaEventRecord(e0));
+        run();
+        CUDA_OK(cudaEventRecord(e1));
+        CUDA_OK(cudaEventSynchronize(e1));
+        float ms = 0;
+        CUDA_OK(cudaEventElapsedTime(&ms, e0, e1));
+        t.push_back(ms);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaFree(c);
+    return median(t);
+}
+
+/**
  * E-step time (ms, bf16) of the public Flash-GMM kernels on one H100 for
  * the shapes of DESIGN.md's table (spherical / diagonal); 0 when the shape
  * is not listed or the public kernel does not run it (d > 128).
@@ -232,7 +334,8 @@ double public_kernel_ms(const Shape& s, CovarianceType cov) {
 }
 
 constexpr const char* kUsage =
-    "usage: bench_em [--shapes N,D,K;N,D,K...] [--cov spherical,diagonal]\n"
+    "usage: bench_em [--shapes N,D,K;N,D,K...]\n"
+    "                [--cov spherical,diagonal,full]\n"
     "                [--prec bf16,tf32,fp32] [--reps 5] [--device 0]\n"
     "                [--stream N,D,K] [--stream-budget-gb 4]\n"
     "                [--stream-prec bf16] [--no-stream] [--no-gemm]\n"
@@ -240,6 +343,12 @@ constexpr const char* kUsage =
     "--no-hopper: GpuEmConfig::hopper_estep = false for every row (by\n"
     "default the sm_90a E-step kernels run on an H100 / H200).\n"
     "--compare-sm80: bf16 rows also time the sm_80 fused kernels.\n"
+    "--cov full: full covariance (not in the default list); its GEMM is\n"
+    "the whitening product N x D by D x (K D) at the row's precision, and\n"
+    "the line adds the same product as K strided-batched GEMMs. bf16 rows\n"
+    "are skipped (full models run bf16 as tf32). For the issue's shapes:\n"
+    "--shapes \"1000000,128,256;1000000,128,1024\" --cov full\n"
+    "--prec tf32,fp32 --no-stream\n"
     "--gemm-path: GpuEmConfig::force_gemm_path (every model on the\n"
     "cuBLAS-based path; by default bf16 models of logits depth <= 256 run\n"
     "the fused kernels, all others the cuBLAS-based path).\n"
@@ -326,6 +435,7 @@ int main(int argc, char** argv) {
         EStepPrecision p;
         double estep, iter, gemm, mem_mb;
         double sm80;    ///< E-step of the sm_80 kernels (0: not measured)
+        double batched; ///< full: the whitening product as batched GEMMs
         double public_; ///< public kernel's time (0: not listed)
     };
     std::vector<Row> rows;
@@ -338,8 +448,22 @@ int main(int argc, char** argv) {
         CUDA_OK(
             cudaMemcpy(x_dev, x.data(), x.size() * 4, cudaMemcpyHostToDevice));
         for (CovarianceType cov : covs) {
+            const bool full = cov == CovarianceType::Full;
             const GaussianMixture model0 =
                 bench_model(s.d, s.k, cov, x.data(), s.n);
+            // Full: the factors U_j on the device, as the batched GEMM's A
+            // and, read as a (K D) x D row-major matrix, as the single
+            // GEMM's B (the values do not matter to the timing).
+            float* chol_dev = nullptr;
+            if (full && do_gemm) {
+                CUDA_OK(cudaMalloc(
+                    &chol_dev, model0.precision_cholesky.size() * 4));
+                CUDA_OK(cudaMemcpy(
+                    chol_dev,
+                    model0.precision_cholesky.data(),
+                    model0.precision_cholesky.size() * 4,
+                    cudaMemcpyHostToDevice));
+            }
             if (!means_dev) {
                 CUDA_OK(cudaMalloc(&means_dev, model0.means.size() * 4));
                 CUDA_OK(cudaMemcpy(
@@ -349,6 +473,13 @@ int main(int argc, char** argv) {
                     cudaMemcpyHostToDevice));
             }
             for (EStepPrecision p : precs) {
+                if (full && p == EStepPrecision::BF16) {
+                    fprintf(
+                        stderr,
+                        "note: full covariance runs bf16 as tf32: bf16 row "
+                        "skipped\n");
+                    continue;
+                }
                 // E-step (median over the timed iterations), iteration
                 // time and device memory of one EM run with this config.
                 auto measure = [&](bool use_hopper, Row* row) {
@@ -387,7 +518,7 @@ int main(int argc, char** argv) {
                     row->iter = median(ti);
                     row->mem_mb = estep.device_bytes() / 1e6;
                 };
-                Row row{s, cov, p, 0, 0, 0, 0, 0, 0};
+                Row row{s, cov, p, 0, 0, 0, 0, 0, 0, 0};
                 measure(hopper, &row);
                 if (p == EStepPrecision::BF16) {
                     row.public_ = public_kernel_ms(s, cov);
@@ -397,7 +528,13 @@ int main(int argc, char** argv) {
                         row.sm80 = old.estep;
                     }
                 }
-                if (do_gemm) {
+                if (do_gemm && full) {
+                    const Shape whiten{s.n, s.d, s.k * s.d};
+                    row.gemm =
+                        gemm_ms(handle, p, whiten, x_dev, chol_dev, reps);
+                    row.batched =
+                        batched_gemm_ms(handle, p, s, x_dev, chol_dev, reps);
+                } else if (do_gemm) {
                     row.gemm = gemm_ms(handle, p, s, x_dev, means_dev, reps);
                 }
                 printf(
@@ -418,9 +555,23 @@ int main(int argc, char** argv) {
                     row.mem_mb,
                     row.sm80,
                     row.public_);
+                if (full) {
+                    printf(
+                        "  full: GEMM = whitening product %" PRId64
+                        " x %d by %d x %d; as %d batched GEMMs %.2f ms "
+                        "(E/batched %.2f)\n",
+                        s.n,
+                        s.d,
+                        s.d,
+                        s.k * s.d,
+                        s.k,
+                        row.batched,
+                        row.batched > 0 ? row.estep / row.batched : 0);
+                }
                 fflush(stdout);
                 rows.push_back(row);
             }
+            cudaFree(chol_dev);
         }
         cudaFree(means_dev);
         cudaFree(x_dev);

@@ -279,7 +279,9 @@ void GpuIndexIVFGMM::copyFrom(const IndexIVFGMM* cpu) {
     FAISS_THROW_IF_NOT_FMT(
         cpu->gmm.covariance != CovarianceType::Full &&
             cpu->build_params.gmm.covariance != CovarianceType::Full,
-        "%s: full covariance: the GPU index is not built yet",
+        "%s: full covariance: the GPU index's assignment and probing "
+        "score spherical and diagonal models only (a full model serves "
+        "in the CPU IndexIVFGMM)",
         who);
     FAISS_THROW_IF_NOT_FMT(
         cpu->quantizer && cpu->invlists && cpu->codes_index,
@@ -394,8 +396,10 @@ void GpuIndexIVFGMM::train(idx_t n, const float* x) {
     build_params.check("GpuIndexIVFGMM::train");
     FAISS_THROW_IF_NOT_MSG(
         build_params.gmm.covariance != CovarianceType::Full,
-        "GpuIndexIVFGMM::train: full covariance: GPU training is not built "
-        "yet");
+        "GpuIndexIVFGMM::train: full covariance: the GPU index's "
+        "assignment and probing score spherical and diagonal models only "
+        "(train a full model with gpu::train_gmm_gpu and serve it in the "
+        "CPU IndexIVFGMM)");
     check_finite(n, d, x, "GpuIndexIVFGMM::train");
     DeviceScope scope(impl_->config.device);
     GpuEmConfig em;
@@ -483,8 +487,9 @@ void GpuIndexIVFGMM::set_gmm(const GaussianMixture& model) {
         model.is_trained, "GpuIndexIVFGMM::set_gmm: model is not trained");
     FAISS_THROW_IF_NOT_MSG(
         model.covariance != CovarianceType::Full,
-        "GpuIndexIVFGMM::set_gmm: full covariance: the GPU index is not "
-        "built yet");
+        "GpuIndexIVFGMM::set_gmm: full covariance: the GPU index's "
+        "assignment and probing score spherical and diagonal models only "
+        "(a full model serves in the CPU IndexIVFGMM)");
     FAISS_THROW_IF_NOT_FMT(
         nentries() == 0,
         "GpuIndexIVFGMM::set_gmm: the index holds %zu entries; reset() "

@@ -18,6 +18,12 @@
  * counts unique vectors, which the GPU cannot bound before its scan),
  * selectors, range search and codes other than flat floats.
  *
+ * Full covariance is refused (train, set_gmm and copyFrom throw, naming
+ * it): the index's spill assignment and posterior probing
+ * (kernels/ivf_assign.h, gpu/impl/GpuModel) score spherical and diagonal
+ * models only. A full model trains on the GPU with gpu::train_gmm_gpu
+ * (GpuEmTrainer.h) and serves in the CPU IndexIVFGMM.
+ *
  * Naming: Gpu* classes follow FAISS GPU (config struct, copyFrom / copyTo,
  * camelCase for those two, as faiss::gpu::GpuIndexIVF); everything they
  * share with the CPU index keeps the CPU names.

@@ -6,12 +6,17 @@ arguments, converts arrays and shapes the results as scikit-learn does.
 
 Differences from sklearn.mixture.GaussianMixture, on purpose or for now:
 
-- covariance_type: 'spherical', 'diag' and 'tied_spherical' (one variance
-  shared by every component). sklearn's 'tied' (one full matrix shared by
-  the components) and 'full' are not implemented and raise ValueError.
-- reg_covar is a variance *floor* relative to the data's mean per-dimension
-  variance (every variance >= reg_covar * mean(var(X, axis=0))), where
-  sklearn *adds* reg_covar to every variance. Both default to 1e-6.
+- covariance_type: 'spherical', 'diag', 'full' (sklearn's shapes:
+  covariances_ and precisions_cholesky_ (n_components, n_features,
+  n_features)) and 'tied_spherical' (one variance shared by every
+  component). sklearn's 'tied' (one full matrix shared by the components)
+  is not implemented and raises ValueError.
+- reg_covar is relative to the data's mean per-dimension variance v =
+  mean(var(X, axis=0)): for 'spherical', 'diag' and 'tied_spherical' it is a
+  variance *floor* (every variance >= reg_covar * v), where sklearn *adds*
+  reg_covar to every variance; for 'full', reg_covar * v is *added* to the
+  diagonal of every covariance, as sklearn adds reg_covar. Both default to
+  1e-6.
 - Computation is float32 (logits) with double-precision sufficient
   statistics; attributes are float32 arrays.
 - init_params: 'kmeans' (FAISS's k-means: random seeds, then Lloyd steps),
@@ -85,7 +90,12 @@ NotFittedError = _NotFittedError
 ConvergenceWarning = _ConvergenceWarning
 
 #: sklearn name -> C++ name (GmmParameters.covariance)
-_COVARIANCE = {"spherical": "spherical", "diag": "diagonal", "tied_spherical": "tied"}
+_COVARIANCE = {
+    "spherical": "spherical",
+    "diag": "diagonal",
+    "full": "full",
+    "tied_spherical": "tied",
+}
 #: sklearn name -> C++ name (GmmParameters.init)
 _INIT = {"kmeans": "kmeans", "k-means++": "kmeans++", "random_from_data": "random"}
 _DEVICES = ("auto", "cpu", "cuda")
@@ -145,11 +155,12 @@ class GaussianMixture(*_BASES):  # type: ignore[misc]
     Parameters
     ----------
     n_components : int, default 1
-    covariance_type : {'spherical', 'diag', 'tied_spherical'}, default 'diag'
+    covariance_type : {'spherical', 'diag', 'full', 'tied_spherical'}, default 'diag'
     tol : float, default 1e-3
         Stop when the mean log-likelihood per sample gains less than this.
     reg_covar : float, default 1e-6
-        Variance floor relative to the mean per-dimension variance of X.
+        Variance floor relative to the mean per-dimension variance of X
+        ('full': added to every covariance's diagonal, relative likewise).
     max_iter : int, default 100
     n_init : int, default 1
         Runs with seeds random_state, +1, ...; the best lower bound is kept.
@@ -176,7 +187,9 @@ class GaussianMixture(*_BASES):  # type: ignore[misc]
     ----------
     weights_ (n_components,), means_ (n_components, n_features),
     covariances_ ((n_components,) spherical / tied_spherical,
-    (n_components, n_features) diag), precisions_, precisions_cholesky_,
+    (n_components, n_features) diag, (n_components, n_features,
+    n_features) full), precisions_, precisions_cholesky_ (full: upper
+    triangular U with precision U U^T, as sklearn's),
     converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_,
     model_ (the C++ GaussianMixtureModel).
     """
@@ -241,16 +254,16 @@ class GaussianMixture(*_BASES):  # type: ignore[misc]
         integer("kmeans_niter", 0)
         real("tol")
         real("reg_covar")
-        if self.covariance_type in ("tied", "full"):
-            kind = "one full covariance shared by all components" if self.covariance_type == "tied" else "one full covariance per component"
+        if self.covariance_type == "tied":
             raise ValueError(
-                f"covariance_type={self.covariance_type!r} ({kind}) is not implemented by "
-                "faiss_gmm; use 'spherical', 'diag' or 'tied_spherical'"
+                "covariance_type='tied' (one full covariance shared by all components) is "
+                "not implemented by faiss_gmm; use 'spherical', 'diag', 'full' or "
+                "'tied_spherical'"
             )
         if self.covariance_type not in _COVARIANCE:
             raise ValueError(
                 f"covariance_type={self.covariance_type!r} is not one of 'spherical', 'diag', "
-                "'tied_spherical'"
+                "'full', 'tied_spherical'"
             )
         if self.init_params == "random":
             raise ValueError(
@@ -281,8 +294,22 @@ class GaussianMixture(*_BASES):  # type: ignore[misc]
         return p
 
     def _variances_from(self, values: np.ndarray, name: str, d: int) -> np.ndarray:
-        """C++ variance layout from sklearn-shaped covariances / precisions."""
+        """C++ variance layout from sklearn-shaped covariances / precisions
+        ('full': covariances from (K, d, d) precision matrices)."""
         K = self.n_components
+        if self.covariance_type == "full":
+            values = np.asarray(values, dtype=np.float64)
+            if values.shape != (K, d, d):
+                raise ValueError(f"{name} must have shape {(K, d, d)}, got {values.shape}")
+            if not np.isfinite(values).all():
+                raise ValueError(f"{name} must hold finite values")
+            if not np.allclose(values, values.transpose(0, 2, 1), rtol=1e-6, atol=0):
+                raise ValueError(f"{name} must hold symmetric matrices")
+            try:
+                np.linalg.cholesky(values)
+            except np.linalg.LinAlgError:
+                raise ValueError(f"{name} must hold positive-definite matrices") from None
+            return values
         shape = (K, d) if self.covariance_type == "diag" else (K,)
         values = np.asarray(values, dtype=np.float64)
         if values.shape != shape:
@@ -315,6 +342,13 @@ class GaussianMixture(*_BASES):  # type: ignore[misc]
             sq = np.zeros((K, d))
             np.add.at(sq, labels, (X - means[labels]).astype(np.float64) ** 2)
             per_dim = sq / np.maximum(counts, 1)[:, None]
+            if self.covariance_type == "full":
+                full = np.empty((K, d, d))
+                for j in range(K):
+                    diff = (X[labels == j] - means[j]).astype(np.float64)
+                    full[j] = diff.T @ diff / max(counts[j], 1)
+                    if counts[j] < 2:  # as the C++ init: the data's variances
+                        full[j] = np.diag(X.var(axis=0, dtype=np.float64))
         if self.weights_init is not None:
             weights = np.asarray(self.weights_init, dtype=np.float64)
             if weights.shape != (K,) or not (np.isfinite(weights).all() and (weights >= 0).all()):
@@ -324,6 +358,24 @@ class GaussianMixture(*_BASES):  # type: ignore[misc]
         else:
             weights = np.maximum(counts, 1e-10)
         weights = weights / weights.sum()
+        if self.covariance_type == "full":
+            if self.precisions_init is not None:
+                # used as given (sklearn's first E-step uses them as given)
+                covariances = np.linalg.inv(
+                    self._variances_from(self.precisions_init, "precisions_init", d)
+                )
+                covariances = 0.5 * (covariances + covariances.transpose(0, 2, 1))
+            else:
+                # the floor added to the diagonal, as every M-step adds it
+                covariances = full + floor * np.eye(d)
+            model = _core.GaussianMixtureModel(d, K, "full")
+            model.set_parameters(
+                weights.astype(np.float32),
+                means,
+                np.ascontiguousarray(covariances, dtype=np.float32),
+                floor,
+            )
+            return model
         if self.precisions_init is not None:
             variances = 1.0 / self._variances_from(self.precisions_init, "precisions_init", d)
         elif self.covariance_type == "diag":
@@ -389,9 +441,19 @@ class GaussianMixture(*_BASES):  # type: ignore[misc]
         self.n_features_in_ = d
         self.weights_ = model.weights
         self.means_ = model.means
-        self.covariances_ = model.variances
-        self.precisions_ = 1.0 / self.covariances_
-        self.precisions_cholesky_ = np.sqrt(self.precisions_)
+        if self.covariance_type == "full":
+            self.covariances_ = model.covariances
+            self.precisions_cholesky_ = model.precision_cholesky
+            # sklearn: precisions_[k] = U_k U_k^T
+            self.precisions_ = np.einsum(
+                "kij,klj->kil",
+                self.precisions_cholesky_.astype(np.float64),
+                self.precisions_cholesky_.astype(np.float64),
+            ).astype(np.float32)
+        else:
+            self.covariances_ = model.variances
+            self.precisions_ = 1.0 / self.covariances_
+            self.precisions_cholesky_ = np.sqrt(self.precisions_)
         self.variance_floor_ = model.variance_floor
         self.n_iter_ = len(ll)
         self.lower_bounds_ = list(ll)
@@ -497,10 +559,17 @@ class GaussianMixture(*_BASES):  # type: ignore[misc]
         w = self.weights_.astype(np.float64)
         counts = rng.multinomial(n_samples, w / w.sum())
         labels = np.repeat(np.arange(self.n_components), counts)
-        std = np.sqrt(self.covariances_)
-        std = std[labels] if std.ndim == 2 else std[labels][:, None]
         noise = rng.standard_normal((n_samples, self.means_.shape[1]))
-        X = (self.means_[labels] + noise * std).astype(np.float32)
+        if self.covariance_type == "full":
+            # x = mu + L z with Sigma = L L^T
+            chol = np.linalg.cholesky(self.covariances_.astype(np.float64))
+            X = (self.means_[labels] + np.einsum("nij,nj->ni", chol[labels], noise)).astype(
+                np.float32
+            )
+        else:
+            std = np.sqrt(self.covariances_)
+            std = std[labels] if std.ndim == 2 else std[labels][:, None]
+            X = (self.means_[labels] + noise * std).astype(np.float32)
         return X, labels.astype(np.int64)
 
     # -------------------------------------------------------------- pickle

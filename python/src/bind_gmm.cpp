@@ -29,6 +29,18 @@ nb::ndarray<nb::numpy, float> copy_out(
     return out.array;
 }
 
+/// Raises ValueError unless the model has full covariance.
+void require_full(const GaussianMixture& model, const char* what) {
+    if (model.covariance != CovarianceType::Full) {
+        throw nb::value_error((std::string(what) +
+                               " exists for full "
+                               "covariance only; this "
+                               "model is " +
+                               covariance_type_name(model.covariance))
+                                  .c_str());
+    }
+}
+
 FloatRows
 model_rows(const GaussianMixture& model, const InArray& x, const char* name) {
     if (!model.is_trained) {
@@ -84,7 +96,7 @@ void bind_parameters(nb::module_& m) {
             [](GmmParameters& p, const std::string& name) {
                 p.covariance = covariance_type_from_name(name);
             },
-            "'spherical', 'diagonal' or 'tied' (tied spherical)")
+            "'spherical', 'diagonal', 'tied' (tied spherical) or 'full'")
         .def_rw("niter", &GmmParameters::niter, "most EM iterations")
         .def_rw(
             "tol",
@@ -132,8 +144,8 @@ void bind_model(nb::module_& m) {
         m,
         "GaussianMixtureModel",
         "The C++ model (faiss_gmm::GaussianMixture): K components in d "
-        "dimensions, spherical, diagonal or tied-spherical. Arrays are "
-        "returned as copies; scoring releases the GIL.")
+        "dimensions, spherical, diagonal, tied-spherical or full. Arrays "
+        "are returned as copies; scoring releases the GIL.")
         .def(
             "__init__",
             [](GM* self, int d, int k, const std::string& covariance) {
@@ -171,7 +183,37 @@ void bind_model(nb::module_& m) {
                 }
                 return copy_out(g.variances, {size_t(g.k), size_t(g.d)});
             },
-            "(k,) variances (spherical, tied) or (k, d) (diagonal)",
+            "(k,) variances (spherical, tied) or (k, d) (diagonal; full: "
+            "the covariances' diagonals)",
+            nb::rv_policy::move)
+        .def_prop_ro(
+            "covariances",
+            [](const GM& g) {
+                require_full(g, "covariances");
+                return copy_out(
+                    g.covariances, {size_t(g.k), size_t(g.d), size_t(g.d)});
+            },
+            "(k, d, d) covariance matrices (full covariance only)",
+            nb::rv_policy::move)
+        .def_prop_ro(
+            "precision_cholesky",
+            [](const GM& g) {
+                require_full(g, "precision_cholesky");
+                return copy_out(
+                    g.precision_cholesky,
+                    {size_t(g.k), size_t(g.d), size_t(g.d)});
+            },
+            "(k, d, d) upper-triangular U_k with Sigma_k^-1 = U_k U_k^T "
+            "(scikit-learn's precisions_cholesky_; full covariance only)",
+            nb::rv_policy::move)
+        .def_prop_ro(
+            "log_det_cholesky",
+            [](const GM& g) {
+                require_full(g, "log_det_cholesky");
+                return copy_out(
+                    g.log_det_cholesky, {g.log_det_cholesky.size()});
+            },
+            "(k,) sum_i log U_k[i][i] = -1/2 log det Sigma_k (full only)",
             nb::rv_policy::move)
         .def_prop_ro(
             "iteration_stats",
@@ -206,16 +248,26 @@ void bind_model(nb::module_& m) {
                 const float* w = float_values(weights, "weights", {int64_t(k)});
                 const float* mu =
                     float_values(means, "means", {int64_t(k), int64_t(d)});
+                const bool full = g.covariance == CovarianceType::Full;
                 const float* var =
-                    g.variances_per_component() == 1
+                    full ? float_values(
+                               variances,
+                               "variances",
+                               {int64_t(k), int64_t(d), int64_t(d)})
+                    : g.variances_per_component() == 1
                         ? float_values(variances, "variances", {int64_t(k)})
                         : float_values(
                               variances, "variances", {int64_t(k), int64_t(d)});
                 GM next = g;
                 next.weights.assign(w, w + k);
                 next.means.assign(mu, mu + k * d);
-                next.variances.assign(
-                    var, var + k * g.variances_per_component());
+                if (full) {
+                    next.covariances.assign(var, var + k * d * d);
+                    next.update_precision_cholesky();
+                } else {
+                    next.variances.assign(
+                        var, var + k * g.variances_per_component());
+                }
                 next.variance_floor = variance_floor;
                 next.iteration_stats.clear();
                 next.check_consistency();
@@ -227,7 +279,9 @@ void bind_model(nb::module_& m) {
             nb::arg("variances"),
             nb::arg("variance_floor") = 0.0f,
             "Install parameters (float32 arrays, checked: weights "
-            "sum to 1, variances > 0); the model becomes trained.")
+            "sum to 1, variances > 0; full covariance: variances are the "
+            "(k, d, d) covariances, symmetric positive definite, their "
+            "Cholesky factors computed here); the model becomes trained.")
         .def(
             "log_joint",
             [](const GM& g, const InArray& x) {

@@ -255,7 +255,69 @@ struct Model {
     }
 };
 
+/// Throws naming the first parameter of the generative model out of range.
+void check_model_parameters(const SyntheticParameters& p) {
+    FAISS_THROW_IF_NOT_FMT(
+        p.d > 0 && p.n_clusters > 0,
+        "SyntheticGenerator: bad sizes d=%d n_clusters=%d",
+        p.d,
+        p.n_clusters);
+    FAISS_THROW_IF_NOT_FMT(
+        p.low_rank > 0 && p.low_rank <= p.d,
+        "SyntheticGenerator: low_rank=%d must be in 1..d=%d",
+        p.low_rank,
+        p.d);
+    FAISS_THROW_IF_NOT_FMT(
+        p.background_fraction >= 0 && p.background_fraction <= 1,
+        "SyntheticGenerator: background_fraction=%g must be in [0, 1]",
+        p.background_fraction);
+    FAISS_THROW_IF_NOT_FMT(
+        p.background_dof > 0,
+        "SyntheticGenerator: background_dof=%g must be positive",
+        p.background_dof);
+    FAISS_THROW_IF_NOT_FMT(
+        p.size_zipf_exponent >= 0,
+        "SyntheticGenerator: size_zipf_exponent=%g must be >= 0",
+        p.size_zipf_exponent);
+}
+
 } // namespace
+
+struct SyntheticGenerator::Impl {
+    Model model;
+    uint64_t seed;
+    explicit Impl(const SyntheticParameters& p)
+        : model((check_model_parameters(p), p)), seed(uint64_t(p.seed)) {}
+};
+
+SyntheticGenerator::SyntheticGenerator(const SyntheticParameters& params)
+    : impl_(std::make_unique<const Impl>(params)) {}
+
+SyntheticGenerator::~SyntheticGenerator() = default;
+
+int SyntheticGenerator::d() const {
+    return impl_->model.d;
+}
+
+void SyntheticGenerator::draw(
+    Part part, int64_t first, int64_t n, float* out) const {
+    FAISS_THROW_IF_NOT_FMT(
+        first >= 0 && n >= 0,
+        "SyntheticGenerator::draw: rows [%lld, %lld + %lld) out of range",
+        (long long)first,
+        (long long)first,
+        (long long)n);
+    const Stream stream = part == Part::Base    ? kBase
+                          : part == Part::Query ? kQuery
+                                                : kTrain;
+    const Model& model = impl_->model;
+    const int d = model.d;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        Rng rng(impl_->seed, stream, uint64_t(first + i));
+        model.sample(rng, out + i * d);
+    }
+}
 
 Dataset make_synthetic(const SyntheticParameters& p) {
     FAISS_THROW_IF_NOT_FMT(

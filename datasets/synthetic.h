@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include <datasets/dataset.h>
 
@@ -52,6 +53,37 @@ struct SyntheticParameters {
 /// Generates base, queries (and train when n_train > 0) and the exact
 /// ground truth. Same parameters -> identical bytes.
 Dataset make_synthetic(const SyntheticParameters& params = {});
+
+/**
+ * make_synthetic's generator without the data set: row i of the base,
+ * query or train matrix depends only on the parameters and i, so rows can
+ * be drawn in batches, in any order and in parallel, and a data set larger
+ * than memory can be streamed (the rows are make_synthetic's bytes). The
+ * n_base / n_query / n_train / groundtruth_k fields are not used.
+ */
+class SyntheticGenerator {
+   public:
+    /// Which matrix a row belongs to.
+    enum class Part { Base, Query, Train };
+
+    /// Builds the generative model (checks d, n_clusters, low_rank,
+    /// background_fraction, background_dof, size_zipf_exponent).
+    explicit SyntheticGenerator(const SyntheticParameters& params);
+    ~SyntheticGenerator();
+    SyntheticGenerator(const SyntheticGenerator&) = delete;
+    SyntheticGenerator& operator=(const SyntheticGenerator&) = delete;
+
+    /// Rows [first, first + n) of `part` into out (n x d floats), drawn in
+    /// parallel (OpenMP).
+    void draw(Part part, int64_t first, int64_t n, float* out) const;
+
+    /// dimension
+    int d() const;
+
+   private:
+    struct Impl;
+    std::unique_ptr<const Impl> impl_;
+};
 
 } // namespace datasets
 } // namespace faiss_gmm

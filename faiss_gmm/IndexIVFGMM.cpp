@@ -16,6 +16,8 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <functional>
+#include <future>
 #include <limits>
 #include <memory>
 #include <typeinfo>
@@ -35,6 +37,7 @@
 
 #include <faiss_gmm/CoarseProbe.h>
 #include <faiss_gmm/ListAssignment.h>
+#include <faiss_gmm/impl/AddProgress.h>
 #include <faiss_gmm/impl/ClassName.h>
 #include <faiss_gmm/impl/DedupScan.h>
 #include <faiss_gmm/impl/FastScanCodes.h>
@@ -420,7 +423,13 @@ void IndexIVFGMM::assign_lists(idx_t n, const float* x, idx_t* lists) const {
     check_usable("IndexIVFGMM::assign_lists");
     FAISS_THROW_IF_NOT_MSG(
         gmm.is_trained, "IndexIVFGMM::assign_lists: index is not trained");
-    faiss_gmm::assign_lists(gmm, *quantizer, build_params.spill, n, x, lists);
+    if (assigner_) {
+        build_params.spill.check("IndexIVFGMM::assign_lists");
+        assigner_->assign(gmm, *quantizer, build_params.spill, n, x, lists);
+    } else {
+        faiss_gmm::assign_lists(
+            gmm, *quantizer, build_params.spill, n, x, lists);
+    }
 }
 
 void IndexIVFGMM::add_assigned(
@@ -471,6 +480,10 @@ void IndexIVFGMM::add_assigned(
     spill_records.nentries += n_entries;
 }
 
+void IndexIVFGMM::set_assigner(std::shared_ptr<ListAssigner> assigner) {
+    assigner_ = std::move(assigner);
+}
+
 void IndexIVFGMM::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
     check_usable("IndexIVFGMM::add_with_ids");
     FAISS_THROW_IF_NOT_MSG(
@@ -488,35 +501,127 @@ void IndexIVFGMM::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
     invalidate_id_locations();
     const idx_t first_id = idx_t(ntotal);
     const size_t nentries0 = nentries();
-    const idx_t bs = std::min(n, kAddBlockSize);
-    std::vector<idx_t> lists(int64_t(bs) * m);
-    for (idx_t i0 = 0; i0 < n; i0 += bs) {
-        const idx_t nb = std::min(bs, n - i0);
-        const float* xb = x + int64_t(i0) * d;
-        assign_lists(nb, xb, lists.data());
-        add_assigned(
-            nb, xb, xids ? xids + i0 : nullptr, first_id + i0, lists.data(), m);
-        if (verbose && n > bs) {
-            printf(
-                "\rIndexIVFGMM::add_with_ids: %" PRId64 " / %" PRId64
-                " vectors",
-                int64_t(i0 + nb),
-                int64_t(n));
-            fflush(stdout);
+
+    CpuListAssigner cpu_assigner;
+    ListAssigner& assigner =
+        assigner_ ? *assigner_ : static_cast<ListAssigner&>(cpu_assigner);
+    const idx_t requested = assigner.batch_size();
+    FAISS_THROW_IF_NOT_FMT(
+        requested >= 1,
+        "IndexIVFGMM::add_with_ids: assigner %s has batch_size %" PRId64
+        " (must be >= 1)",
+        assigner.name().c_str(),
+        int64_t(requested));
+    const idx_t bs = std::min(n, requested);
+    const bool overlap = assigner.overlaps_encoding() && n > bs;
+    std::vector<idx_t> lists[2];
+    lists[0].resize(size_t(bs) * m);
+    if (overlap) {
+        lists[1].resize(size_t(bs) * m);
+    }
+    // Milliseconds spent in assign() and in encoding + storing, and how
+    // long encoding waited for an overlapped assignment.
+    double assign_ms = 0, encode_ms = 0, wait_ms = 0;
+    const auto assign_batch = [&](idx_t i0, idx_t* out) {
+        const double a0 = faiss::getmillisecs();
+        assigner.assign(
+            gmm,
+            *quantizer,
+            build_params.spill,
+            std::min(bs, n - i0),
+            x + int64_t(i0) * d,
+            out);
+        return faiss::getmillisecs() - a0;
+    };
+    impl::AddProgress progress(verbose, "IndexIVFGMM::add_with_ids", n);
+    if (!overlap) {
+        for (idx_t i0 = 0; i0 < n; i0 += bs) {
+            assign_ms += assign_batch(i0, lists[0].data());
+            const double e0 = faiss::getmillisecs();
+            add_assigned_blocks(
+                std::min(bs, n - i0),
+                x + int64_t(i0) * d,
+                xids ? xids + i0 : nullptr,
+                first_id + i0,
+                lists[0].data(),
+                m,
+                [&](idx_t done) { progress.update(i0 + done); });
+            encode_ms += faiss::getmillisecs() - e0;
+        }
+    } else {
+        assign_ms += assign_batch(0, lists[0].data());
+        for (idx_t i0 = 0, b = 0; i0 < n; i0 += bs, b ^= 1) {
+            // The helper thread assigns batch i0 + bs into lists[b ^ 1]
+            // while this thread encodes batch i0 from lists[b]. The future
+            // is declared after the buffers: if encoding throws, its
+            // destructor waits for the helper before the buffers go.
+            std::future<double> next;
+            if (i0 + bs < n) {
+                next = std::async(
+                    std::launch::async,
+                    assign_batch,
+                    i0 + bs,
+                    lists[b ^ 1].data());
+            }
+            const double e0 = faiss::getmillisecs();
+            add_assigned_blocks(
+                std::min(bs, n - i0),
+                x + int64_t(i0) * d,
+                xids ? xids + i0 : nullptr,
+                first_id + i0,
+                lists[b].data(),
+                m,
+                [&](idx_t done) { progress.update(i0 + done); });
+            const double e1 = faiss::getmillisecs();
+            encode_ms += e1 - e0;
+            if (next.valid()) {
+                assign_ms += next.get();
+                wait_ms += faiss::getmillisecs() - e1;
+            }
         }
     }
+    progress.finish();
     if (verbose) {
         printf(
-            "%sIndexIVFGMM::add_with_ids: %" PRId64
+            "IndexIVFGMM::add_with_ids: %" PRId64
             " vectors in %zu entries (spill %s, max_assign %d), "
-            "replication now %.3f, %.2f s\n",
-            n > bs ? "\n" : "",
+            "replication now %.3f, %.2f s: assignment on %s %.2f s%s, "
+            "encoding and storing %.2f s",
             int64_t(n),
             nentries() - nentries0,
             spill_rule_name(build_params.spill.rule),
             m,
             replication_factor(),
-            (faiss::getmillisecs() - t0) / 1000);
+            (faiss::getmillisecs() - t0) / 1000,
+            assigner.name().c_str(),
+            assign_ms / 1000,
+            overlap ? " (beside encoding)" : "",
+            encode_ms / 1000);
+        if (overlap) {
+            printf(", %.2f s waiting for assignment", wait_ms / 1000);
+        }
+        printf("\n");
+    }
+}
+
+void IndexIVFGMM::add_assigned_blocks(
+    idx_t n,
+    const float* x,
+    const idx_t* xids,
+    idx_t first_sequential_id,
+    const idx_t* lists,
+    int m,
+    const std::function<void(idx_t)>& done) {
+    for (idx_t i0 = 0; i0 < n; i0 += kAddBlockSize) {
+        const idx_t nb = std::min(kAddBlockSize, n - i0);
+        add_assigned(
+            nb,
+            x + int64_t(i0) * d,
+            xids ? xids + i0 : nullptr,
+            first_sequential_id + i0,
+            lists + int64_t(i0) * m,
+            m);
+        done(i0 + nb);
     }
 }
 

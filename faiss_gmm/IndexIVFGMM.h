@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -21,6 +22,8 @@
 #include <faiss_gmm/faiss_compat.h>
 
 namespace faiss_gmm {
+
+struct ListAssigner;
 
 namespace impl {
 class CodeScanView;
@@ -152,9 +155,30 @@ struct IndexIVFGMM : faiss::IndexIVF {
     void train_residual(idx_t n, const float* x) override;
 #endif
 
-    /// Store each vector in the lists chosen by build_params.spill; ids are
-    /// xids or ntotal, ntotal + 1, ... when xids is null.
+    /**
+     * Store each vector in the lists chosen by build_params.spill; ids are
+     * xids or ntotal, ntotal + 1, ... when xids is null. The lists come
+     * from the assigner (set_assigner; the CPU rule by default) in batches
+     * of its batch_size(); an assigner that overlaps_encoding() assigns the
+     * next batch on a helper thread while the OpenMP threads encode the
+     * current one. verbose: a progress line (vectors, rate, ETA) and a
+     * summary with the time spent assigning and encoding. A throw part way
+     * leaves the batches stored before it in the index.
+     */
     void add_with_ids(idx_t n, const float* x, const idx_t* xids) override;
+
+    /**
+     * Install the strategy that chooses the lists of added vectors
+     * (add_with_ids, update_vectors, assign_lists), e.g. a
+     * gpu::GpuListAssigner that assigns on a GPU; null restores the CPU
+     * rule (assign_lists). Runtime only: write_index does not save it and
+     * clone_index does not copy it.
+     */
+    void set_assigner(std::shared_ptr<ListAssigner> assigner);
+    /// The installed assigner (null: the CPU rule).
+    std::shared_ptr<ListAssigner> get_assigner() const {
+        return assigner_;
+    }
 
     /// One list per vector, given by coarse_idx (-1: not stored); keeps the
     /// spill records in sync for callers that bypass add_with_ids.
@@ -171,7 +195,7 @@ struct IndexIVFGMM : faiss::IndexIVF {
      * Lists of each vector under the current spill rule, without adding:
      * lists[i * max_assign ...] for i < n, primary first, -1 padded.
      * The same choice add_with_ids() makes (see assign_lists in
-     * ListAssignment.h).
+     * ListAssignment.h), by the installed assigner.
      */
     void assign_lists(idx_t n, const float* x, idx_t* lists) const;
 
@@ -374,6 +398,16 @@ struct IndexIVFGMM : faiss::IndexIVF {
         idx_t first_sequential_id,
         const idx_t* lists,
         int m);
+    /// add_assigned in blocks of bounded memory; done(vectors stored so
+    /// far) after each block.
+    void add_assigned_blocks(
+        idx_t n,
+        const float* x,
+        const idx_t* xids,
+        idx_t first_sequential_id,
+        const idx_t* lists,
+        int m,
+        const std::function<void(idx_t)>& done);
     /// Every search parameter of one call, resolved against the defaults
     /// and checked (nprobe capped at nlist).
     SearchParametersIVFGMM resolve_search_parameters(
@@ -398,6 +432,8 @@ struct IndexIVFGMM : faiss::IndexIVF {
     void adopt_codes(faiss::IndexIVF* codes);
 
     IdLocationCache id_location_cache_;
+    /// chooses the lists of added vectors (null: assign_lists on the CPU)
+    std::shared_ptr<ListAssigner> assigner_;
     /// the scanned index of a fast-scan PQ (impl/FastScanCodes.h)
     std::unique_ptr<impl::CodeScanView> scan_view_;
 };

@@ -143,6 +143,16 @@ void assign_lists(
     }
 }
 
+void CpuListAssigner::assign(
+    const GaussianMixture& gmm,
+    const faiss::Index& quantizer,
+    const SpillParameters& spill,
+    idx_t n,
+    const float* x,
+    idx_t* lists) {
+    assign_lists(gmm, quantizer, spill, n, x, lists);
+}
+
 int top_candidates_needed(
     const SpillParameters& spill, size_t nlist, bool* by_log_joint) {
     switch (spill.rule) {

@@ -4,7 +4,8 @@
  * (candidates from an exact CPU scan of the model) and for the GPU index
  * (candidates from its fused top-m kernel, finished by the same rules), so
  * that both build the very same lists; the GPU kernels are tested against
- * assign_lists.
+ * assign_lists. IndexIVFGMM::add takes its lists from a ListAssigner (the
+ * CPU rule by default; gpu::GpuListAssigner runs the kernel for it).
  *
  * Rules (SpillParameters):
  *  - None: the argmax of the posterior (or the nearest mean when
@@ -23,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include <faiss/Index.h>
 
@@ -91,5 +93,74 @@ void lists_from_top_candidates(
  */
 int top_candidates_needed(
     const SpillParameters& spill, size_t nlist, bool* by_log_joint);
+
+/**
+ * Where IndexIVFGMM::add_with_ids (and IndexIVFGMM::assign_lists) get the
+ * lists of a batch of vectors: a strategy the user installs with
+ * IndexIVFGMM::set_assigner. Without one, the index runs assign_lists on
+ * the CPU (CpuListAssigner). gpu::GpuListAssigner (faiss_gmm/gpu/) finds
+ * the candidates with the GPU's fused top-m kernel; every implementation
+ * must give the lists assign_lists gives, up to floating-point ties.
+ *
+ * add_with_ids hands over batch_size() vectors per call. When
+ * overlaps_encoding() is true, it assigns the next batch on a helper thread
+ * while its OpenMP threads encode and store the current one, so assign()
+ * must not rely on running on the caller's thread. Calls never overlap for
+ * one index, but an assigner shared by several indexes may be called
+ * concurrently: implementations with state serialise their calls.
+ */
+struct ListAssigner {
+    virtual ~ListAssigner() = default;
+
+    /**
+     * The lists of n vectors, as assign_lists (same parameters).
+     *
+     * @param gmm       the index's trained model
+     * @param quantizer the index's exact L2 index over gmm's means
+     * @param spill     the rule (checked by the caller)
+     * @param n         vectors
+     * @param x         n x d vectors (host memory)
+     * @param lists     n x spill.max_assign output, primary first, -1 padded
+     */
+    virtual void assign(
+        const GaussianMixture& gmm,
+        const faiss::Index& quantizer,
+        const SpillParameters& spill,
+        idx_t n,
+        const float* x,
+        idx_t* lists) = 0;
+
+    /// Vectors per assign() call that add_with_ids hands over (>= 1).
+    virtual idx_t batch_size() const = 0;
+
+    /// True when assign() leaves the CPU's cores mostly idle (device work),
+    /// so that add_with_ids runs it beside the encoding of the last batch.
+    virtual bool overlaps_encoding() const {
+        return false;
+    }
+
+    /// Where the lists are computed, for progress lines ("CPU", "GPU 0").
+    virtual std::string name() const = 0;
+};
+
+/** assign_lists on the CPU: the default assigner of IndexIVFGMM. */
+struct CpuListAssigner : ListAssigner {
+    /// Vectors per add_with_ids batch (bounds the memory of encoding).
+    static constexpr idx_t kDefaultBatchSize = 65536;
+
+    void assign(
+        const GaussianMixture& gmm,
+        const faiss::Index& quantizer,
+        const SpillParameters& spill,
+        idx_t n,
+        const float* x,
+        idx_t* lists) override;
+    idx_t batch_size() const override {
+        return kDefaultBatchSize;
+    }
+    std::string name() const override {
+        return "CPU";
+    }
+};
 
 } // namespace faiss_gmm

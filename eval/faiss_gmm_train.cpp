@@ -53,7 +53,7 @@ const char* kUsage =
     "  --data FILE        .fvecs .bvecs .fbin .u8bin .i8bin (required)\n"
     "  --rows N           use the first N rows of FILE (default: all)\n"
     "  --k K              number of components = IVF lists (required)\n"
-    "  --covariance C     spherical (default), diagonal or tied\n"
+    "  --covariance C     spherical (default), diagonal, tied or full\n"
     "  --niter N          EM iterations (default 20)\n"
     "  --tol X            stop when the mean log-likelihood gains < X\n"
     "                     (default 1e-4; 0: run all iterations)\n"

@@ -77,7 +77,9 @@ IndexMemory ivf_memory(const faiss::IndexIVF& ivf) {
         }
         m.coarse += float_bytes(
             gmm->gmm.weights.size() + gmm->gmm.means.size() +
-            gmm->gmm.variances.size());
+            gmm->gmm.variances.size() + gmm->gmm.covariances.size() +
+            gmm->gmm.precision_cholesky.size() +
+            gmm->gmm.log_det_cholesky.size());
         // its code index shares the quantizer and keeps no entries
         code = gmm->codes_index;
     }

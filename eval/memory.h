@@ -28,7 +28,8 @@ struct IndexMemory {
     /// lists holding the vector (int32 each)
     int64_t spill_records = 0;
     /// coarse quantizer (centroids or means) and, for IndexIVFGMM, the
-    /// mixture's weights, means and variances
+    /// mixture's weights, means and variances (full covariance: also the
+    /// covariances and their Cholesky factors)
     int64_t coarse = 0;
     /// the code's trained parameters: SQ ranges, PQ codebooks and IVF-PQ
     /// precomputed tables (PQ, fast-scan PQ); other codes (RaBitQ...) make

@@ -117,8 +117,10 @@ struct GmmIterationStats {
     double log_likelihood = 0; ///< mean log-likelihood per point, before M
     double time_s = 0;         ///< wall time of the iteration, seconds
     float min_weight = 0;      ///< smallest mixture weight after the M-step
-    float min_variance = 0;    ///< smallest variance after the M-step
-    int n_reseeded = 0;        ///< components re-seeded in this iteration
+    /// smallest variance after the M-step (full: smallest diagonal entry
+    /// of a covariance)
+    float min_variance = 0;
+    int n_reseeded = 0; ///< components re-seeded in this iteration
 };
 
 /// Largest covariance array a full-covariance model may hold: 8 GiB

@@ -693,8 +693,8 @@ void initialize_gmm(
     if (params.verbose) {
         printf(
             "GMM init: %s on %" PRId64 " points, d = %d, k = %d, %s, "
-            "nearest means by %s: %.2f s; variance floor %.3g (reg_covar "
-            "%g x mean data variance %.4g)\n",
+            "nearest means by %s: %.2f s; %s %.3g (reg_covar %g x mean "
+            "data variance %.4g)\n",
             gmm_init_name(params.init),
             int64_t(n),
             d,
@@ -704,6 +704,9 @@ void initialize_gmm(
             : assign_index                         ? "the given index"
                                                    : "a CPU IndexFlatL2",
             (faiss::getmillisecs() - t0) / 1000,
+            model->covariance == CovarianceType::Full
+                ? "added to every covariance's diagonal"
+                : "variance floor",
             floor,
             params.reg_covar,
             data_var);

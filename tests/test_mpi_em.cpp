@@ -96,7 +96,8 @@ void expect_close(
 /// Rank 0's model equals this rank's, bit for bit, on every rank.
 bool same_bits_as_rank0(const GaussianMixture& m) {
     bool ok = true;
-    for (const std::vector<float>* v : {&m.weights, &m.means, &m.variances}) {
+    for (const std::vector<float>* v :
+         {&m.weights, &m.means, &m.variances, &m.covariances}) {
         std::vector<float> root = *v;
         MPI_Bcast(root.data(), int(root.size()), MPI_FLOAT, 0, MPI_COMM_WORLD);
         ok = ok && std::memcmp(root.data(), v->data(), v->size() * 4) == 0;
@@ -142,6 +143,7 @@ void check_matches_one_process(const Case& c, idx_t n, int d, int k) {
         EXPECT_EQ(model.means, reference.means);
         EXPECT_EQ(model.variances, reference.variances);
         EXPECT_EQ(model.weights, reference.weights);
+        EXPECT_EQ(model.covariances, reference.covariances);
     }
     // Several ranks change only the summation order of the statistics
     // (and with it how BLAS blocks the products), amplified by every EM
@@ -151,6 +153,10 @@ void check_matches_one_process(const Case& c, idx_t n, int d, int k) {
     expect_close(model.means, reference.means, kRankTol, 1, "means");
     expect_close(
         model.variances, reference.variances, kRankTol, 0, "variances");
+    // full: off-diagonal entries may be ~0; relative to the data's variance
+    // (~1 per dimension here)
+    expect_close(
+        model.covariances, reference.covariances, kRankTol, 1, "covariances");
     EXPECT_EQ(model.variance_floor, reference.variance_floor);
     for (size_t it = 0; it < reference.iteration_stats.size(); it++) {
         const double a = model.iteration_stats[it].log_likelihood;
@@ -191,6 +197,11 @@ TEST(MpiEm, SphericalSubsampledMatchesOneProcess) {
 
 TEST(MpiEm, DiagonalAllRowsMatchesOneProcess) {
     check_matches_one_process({CovarianceType::Diagonal, 0}, 3001, 9, 12);
+}
+
+TEST(MpiEm, FullCovarianceAllRowsMatchesOneProcess) {
+    // the D x D second moments are summed over the ranks too
+    check_matches_one_process({CovarianceType::Full, 0}, 2400, 6, 8);
 }
 
 TEST(MpiEm, RankWithoutRows) {

@@ -19,8 +19,8 @@
  *                  two are what IVF users pick); 1 <= nlist <= 2^24
  *     covariance:= "sph" (spherical, the default) | "diag" (diagonal)
  *                | "tied" (tied spherical: one variance for all lists)
- *                | "full" (full covariance: k * d^2 floats; CPU only for
- *                  now, the GPU index and trainer refuse it)
+ *                | "full" (full covariance: k * d^2 floats; the
+ *                  GpuIndexIVFGMM refuses it, the CPU index serves it)
  *     option    := "_m" int         max lists per vector, primary included
  *                                   (key max_assign, in [1, 1024] and
  *                                   <= nlist)

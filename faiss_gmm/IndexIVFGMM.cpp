@@ -16,6 +16,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <exception>
 #include <functional>
 #include <future>
 #include <limits>
@@ -56,6 +57,8 @@ using HeapForL2 = faiss::CMax<float, idx_t>;
 
 /// Vectors per block in add(): bounds the temporary memory of encoding.
 constexpr idx_t kAddBlockSize = 65536;
+/// Vectors per encode_vectors call of add(), one OpenMP thread each.
+constexpr idx_t kEncodePiece = 1024;
 /// Queries per block in search(): bounds the coarse buffers.
 constexpr idx_t kSearchBlockSize = 16384;
 
@@ -441,15 +444,55 @@ void IndexIVFGMM::add_assigned(
     int m) {
     const faiss::IndexIVF& code = codes();
     const size_t cs = code_size;
-    // each copy a is encoded against its own list lists[i * m + a]
+    // Each copy a is encoded against its own list lists[i * m + a], at
+    // encoded[(a * n + i) * cs]; copies in no list (-1) are not encoded.
+    // The code's encode_vectors runs on pieces of kEncodePiece vectors, one
+    // thread each: FAISS encoders have serial parts (IndexIVFPQ computes
+    // the residuals on one thread) that would otherwise bound the rate.
     std::vector<uint8_t> encoded(size_t(n) * m * cs);
-    std::vector<idx_t> column(n);
-    for (int a = 0; a < m; a++) {
-        for (idx_t i = 0; i < n; i++) {
-            column[i] = lists[int64_t(i) * m + a];
+    const idx_t pieces = (n + kEncodePiece - 1) / kEncodePiece;
+    std::exception_ptr failure;
+#pragma omp parallel for schedule(dynamic) if (pieces * m > 1)
+    for (int64_t t = 0; t < int64_t(pieces) * m; t++) {
+        const int a = int(t / pieces);
+        const idx_t i0 = (t % pieces) * kEncodePiece;
+        const idx_t nb = std::min(kEncodePiece, n - i0);
+        try {
+            std::vector<idx_t> rows, column;
+            for (idx_t i = i0; i < i0 + nb; i++) {
+                const idx_t l = lists[int64_t(i) * m + a];
+                if (l >= 0) {
+                    rows.push_back(i);
+                    column.push_back(l);
+                }
+            }
+            uint8_t* out = encoded.data() + (size_t(a) * n + i0) * cs;
+            if (rows.size() == size_t(nb)) {
+                code.encode_vectors(
+                    nb, x + int64_t(i0) * d, column.data(), out);
+            } else if (!rows.empty()) {
+                // the copies in a list, gathered, encoded and scattered
+                const size_t nr = rows.size();
+                std::vector<float> xs(nr * d);
+                for (size_t j = 0; j < nr; j++) {
+                    std::copy_n(x + int64_t(rows[j]) * d, d, &xs[j * d]);
+                }
+                std::vector<uint8_t> piece(nr * cs);
+                code.encode_vectors(
+                    idx_t(nr), xs.data(), column.data(), piece.data());
+                for (size_t j = 0; j < nr; j++) {
+                    std::copy_n(&piece[j * cs], cs, out + (rows[j] - i0) * cs);
+                }
+            }
+        } catch (...) {
+#pragma omp critical(faiss_gmm_encode_failure)
+            if (!failure) {
+                failure = std::current_exception();
+            }
         }
-        code.encode_vectors(
-            n, x, column.data(), encoded.data() + size_t(a) * n * cs);
+    }
+    if (failure) {
+        std::rethrow_exception(failure);
     }
     size_t n_entries = 0, n_vectors = 0;
 #pragma omp parallel reduction(+ : n_entries, n_vectors)

@@ -17,7 +17,9 @@
  *  4. k-means: faiss::Clustering on the same sample with the GPU assignment
  *     index (the GMM trainer's k-means init), FAISS's "IVF<nlist>,<code>"
  *     trained on the sample, and the same pipelined add: nearest centroid on
- *     the GPU (the same kernel, L2 top-1), IndexIVF::add_core on the CPU;
+ *     the GPU (the same kernel, L2 top-1), encoding and storing on the CPU
+ *     as IndexIVFGMM::add does (FAISS's encode_vectors in pieces over the
+ *     OpenMP threads, each list stored by one thread);
  *  5. search of both indexes at each --nprobe on the CPU (all --nq queries
  *     in one call, --rerank candidates): recall@k of the codes' ranking and
  *     after an exact re-ranking of the candidates against the base held in
@@ -41,6 +43,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <future>
 #include <limits>
 #include <memory>
@@ -650,6 +653,57 @@ Result build_gmm(
     return r;
 }
 
+/**
+ * FAISS's IndexIVF::add_core for vectors with their lists given (one each,
+ * ids ntotal, ntotal + 1, ...), with the encoding split in pieces over the
+ * OpenMP threads as IndexIVFGMM::add does (IndexIVFPQ::add_core computes
+ * the residuals and stores the entries on one thread): the k-means index
+ * is built the way the GMM index is.
+ */
+void add_preassigned(
+    faiss::IndexIVF& index, int64_t n, const float* x, const idx_t* lists) {
+    const size_t cs = index.code_size;
+    const int d = index.d;
+    constexpr int64_t kPiece = 1024;
+    const int64_t pieces = (n + kPiece - 1) / kPiece;
+    std::vector<uint8_t> codes(size_t(n) * cs);
+    std::exception_ptr failure;
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t p = 0; p < pieces; p++) {
+        const int64_t i0 = p * kPiece;
+        try {
+            index.encode_vectors(
+                std::min(kPiece, n - i0),
+                x + i0 * d,
+                lists + i0,
+                codes.data() + i0 * cs);
+        } catch (...) {
+#pragma omp critical(bench_scale_encode_failure)
+            if (!failure) {
+                failure = std::current_exception();
+            }
+        }
+    }
+    if (failure) {
+        std::rethrow_exception(failure);
+    }
+    const idx_t first = index.ntotal;
+#pragma omp parallel
+    {
+        // each thread stores the lists l with l % nt == rank, in input order
+        const int nt = omp_get_num_threads();
+        const int rank = omp_get_thread_num();
+        for (int64_t i = 0; i < n; i++) {
+            const idx_t l = lists[i];
+            if (l >= 0 && l % nt == rank) {
+                index.invlists->add_entry(
+                    size_t(l), first + i, codes.data() + i * cs);
+            }
+        }
+    }
+    index.ntotal += n;
+}
+
 Result build_kmeans(
     const Options& o,
     bool gpu,
@@ -723,7 +777,7 @@ Result build_kmeans(
                 std::launch::async, assign_batch, i0 + bs, lists[b ^ 1].data());
         }
         const int64_t nb = std::min(bs, o.n - i0);
-        index->add_core(nb, base + i0 * o.d, nullptr, lists[b].data());
+        add_preassigned(*index, nb, base + i0 * o.d, lists[b].data());
         const double e1 = now_s();
         if (next.valid()) {
             assign_s += next.get();

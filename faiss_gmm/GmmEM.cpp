@@ -459,6 +459,7 @@ void CpuEStep::compute_full(
     std::vector<float> resp(size_t(bs) * k);      // log-joint, then r_ik
     std::vector<double> weighted(size_t(bs) * d); // sqrt(r) (x' - m'_j)
     std::vector<double> count(k, 0.0), sum1(size_t(k) * d, 0.0); // r, r x'
+    std::vector<double> m(d); // mu_j - center of the current component
     const int nt = omp_get_max_threads();
     std::vector<double> thread_ll(nt);
     double ll = 0;
@@ -485,7 +486,11 @@ void CpuEStep::compute_full(
         // exact zeros), weighted by sqrt(r) about the old mean, into one
         // dsyrk; N_k and sum r x' in the same pass, all in double.
         for (int j = 0; j < k; j++) {
-            const float* m = terms.shifted_means.data() + size_t(j) * d;
+            // the old mean minus the center, exactly (as the other types)
+            const float* mu = model.means.data() + size_t(j) * d;
+            for (int l = 0; l < d; l++) {
+                m[l] = double(mu[l]) - center[l];
+            }
             double* s1 = sum1.data() + size_t(j) * d;
             idx_t nnz = 0;
             for (idx_t i = 0; i < nb; i++) {

@@ -1290,10 +1290,10 @@ max_relative_covariance_error(int d, const float* got, const double* want) {
  * the points have no posterior above 0.9), 20 iterations. Documented
  * tolerances, with the deviations measured 2026-12-07 (OpenBLAS 0.3.21,
  * printed by the test) in brackets: mean log-likelihood 2e-6 relative per
- * iteration (2.1e-7), weights 2e-5 absolute (1.1e-6), means 1e-4 absolute
- * at a data scale of ~2 (4.5e-6), covariance entries 1e-4 of
- * sqrt(Sigma_aa Sigma_bb) (1.6e-6), precision factors 1e-4 of the largest
- * entry (5.5e-6); the trained model's log-joint 1e-4 relative.
+ * iteration (1.3e-7), weights 2e-5 absolute (2.9e-7), means 1e-4 absolute
+ * at a data scale of ~2 (1.2e-6), covariance entries 1e-4 of
+ * sqrt(Sigma_aa Sigma_bb) (5.2e-7), precision factors 1e-4 of the largest
+ * entry (5.0e-6); the trained model's log-joint 1e-4 relative.
  */
 TEST(GaussianMixtureFull, EmMatchesFloat64Reference) {
     const int d = 8, k = 4;
@@ -1729,10 +1729,10 @@ TEST(GaussianMixtureFull, ReseedsEmptyComponentAndScoresEverywhere) {
  * 2000 x 128 descriptors, K = 6, 20 iterations, against the float64
  * textbook EM from the same initial model. Documented tolerances, with the
  * deviations measured 2026-12-07 in brackets (printed by the test): mean
- * log-likelihood 1e-6 relative per iteration (1.8e-8), weights 1e-5
- * absolute (7.4e-9: SIFT's components barely overlap in 128 dimensions),
- * means 1e-3 absolute at values 0..255 (7.0e-6), covariance entries 1e-4 of
- * sqrt(Sigma_aa Sigma_bb) (2.1e-6).
+ * log-likelihood 1e-6 relative per iteration (1.9e-8), weights 1e-5
+ * absolute (2.6e-8: SIFT's components barely overlap in 128 dimensions),
+ * means 1e-3 absolute at values 0..255 (1.3e-5), covariance entries 1e-4 of
+ * sqrt(Sigma_aa Sigma_bb) (4.2e-6).
  */
 TEST(GaussianMixtureFull, RealSiftEmMatchesFloat64Reference) {
     const std::string path =

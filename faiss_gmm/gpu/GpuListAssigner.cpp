@@ -30,77 +30,6 @@ void check_cuda(cudaError_t err, const char* what) {
     throw_on_cuda_error(err, what, kOwner);
 }
 
-/// Pinned host memory owned by its scope, grown on demand.
-class PinnedHost {
-   public:
-    PinnedHost() = default;
-    PinnedHost(const PinnedHost&) = delete;
-    PinnedHost& operator=(const PinnedHost&) = delete;
-    ~PinnedHost() {
-        release();
-    }
-    /// At least `bytes` (contents are not kept when it grows).
-    void reserve(size_t bytes, const char* what) {
-        if (bytes <= bytes_) {
-            return;
-        }
-        release();
-        void* p = nullptr;
-        const cudaError_t err = cudaMallocHost(&p, bytes);
-        if (err != cudaSuccess) {
-            cudaGetLastError();
-            FAISS_THROW_FMT(
-                "%s: allocating %zu bytes of pinned host memory for %s "
-                "failed: %s",
-                kOwner,
-                bytes,
-                what,
-                cudaGetErrorString(err));
-        }
-        ptr_ = p;
-        bytes_ = bytes;
-    }
-    void release() {
-        if (ptr_) {
-            cudaFreeHost(ptr_);
-        }
-        ptr_ = nullptr;
-        bytes_ = 0;
-    }
-    template <class T>
-    T* as() const {
-        return static_cast<T*>(ptr_);
-    }
-    size_t bytes() const {
-        return bytes_;
-    }
-
-   private:
-    void* ptr_ = nullptr;
-    size_t bytes_ = 0;
-};
-
-/// A CUDA event without timing, owned by its scope.
-class SyncEvent {
-   public:
-    SyncEvent() {
-        check_cuda(
-            cudaEventCreateWithFlags(&event_, cudaEventDisableTiming),
-            "creating an event");
-    }
-    SyncEvent(const SyncEvent&) = delete;
-    SyncEvent& operator=(const SyncEvent&) = delete;
-    ~SyncEvent() {
-        cudaEventDestroy(event_);
-    }
-    cudaEvent_t get() const {
-        return event_;
-    }
-
-   private:
-    cudaEvent_t event_ = nullptr;
-};
-
 /// The parameters of the model that the device copy depends on.
 bool same_model(const GaussianMixture& a, const GaussianMixture& b) {
     return a.d == b.d && a.k == b.k && a.covariance == b.covariance &&
@@ -131,15 +60,15 @@ struct GpuListAssigner::Impl {
     // released on it in the destructor (release()).
     std::unique_ptr<GpuIndexContext> ctx; // its stream runs the kernel
     std::unique_ptr<ScopedStream> copy_stream;
-    std::unique_ptr<SyncEvent> copied[2];   // staging b copied to the device
-    std::unique_ptr<SyncEvent> consumed[2]; // kernel done reading chunk b
+    std::unique_ptr<ScopedEvent> copied[2];   // staging b copied to the device
+    std::unique_ptr<ScopedEvent> consumed[2]; // kernel done reading chunk b
     GpuModel model;
     GaussianMixture uploaded; // host copy of the model on the device
     bool has_model = false;
     DeviceAllocation chunks;  // 2 x chunk_rows x d floats
     DeviceAllocation outputs; // the candidates of one batch
-    PinnedHost staging;       // 2 x chunk_rows x d floats
-    PinnedHost results;       // the candidates, downloaded
+    PinnedAllocation staging; // 2 x chunk_rows x d floats
+    PinnedAllocation results; // the candidates, downloaded
 
     explicit Impl(const GpuListAssignerConfig& cfg) : config(cfg) {
         config.check();
@@ -152,8 +81,8 @@ struct GpuListAssigner::Impl {
         ctx = std::make_unique<GpuIndexContext>(config.device);
         copy_stream = std::make_unique<ScopedStream>(kOwner);
         for (int b = 0; b < 2; b++) {
-            copied[b] = std::make_unique<SyncEvent>();
-            consumed[b] = std::make_unique<SyncEvent>();
+            copied[b] = std::make_unique<ScopedEvent>(false, kOwner);
+            consumed[b] = std::make_unique<ScopedEvent>(false, kOwner);
         }
     }
 
@@ -238,10 +167,11 @@ struct GpuListAssigner::Impl {
         Carver carve(outputs.as<char>());
         const kn::AssignOutput out = plan(carve);
         // host: two pinned staging chunks, the downloaded candidates
-        staging.reserve(2 * chunk_floats * sizeof(float), "staging vectors");
+        staging.reserve(
+            2 * chunk_floats * sizeof(float), "staging vectors", kOwner);
         const size_t result_bytes =
             size_t(n) * top * 8 + (log_joint ? size_t(n) * 8 : 0);
-        results.reserve(result_bytes, "the candidates");
+        results.reserve(result_bytes, "the candidates", kOwner);
         int32_t* h_index = results.as<int32_t>();
         float* h_score = reinterpret_cast<float*>(h_index + size_t(n) * top);
         float* h_log_norm = log_joint ? h_score + size_t(n) * top : nullptr;

@@ -120,5 +120,55 @@ ScopedStream::~ScopedStream() {
     cudaStreamDestroy(stream_);
 }
 
+PinnedAllocation::~PinnedAllocation() {
+    release();
+}
+
+void PinnedAllocation::reserve(
+    size_t bytes, const char* what, const char* owner) {
+    if (bytes > bytes_) {
+        allocate(bytes, what, owner);
+    }
+}
+
+void PinnedAllocation::allocate(
+    size_t bytes, const char* what, const char* owner) {
+    release();
+    void* ptr = nullptr;
+    const cudaError_t err = cudaMallocHost(&ptr, bytes);
+    if (err != cudaSuccess) {
+        cudaGetLastError();
+        FAISS_THROW_FMT(
+            "%s: allocating %zu bytes of pinned host memory for %s failed: "
+            "%s",
+            owner,
+            bytes,
+            what,
+            cudaGetErrorString(err));
+    }
+    ptr_ = ptr;
+    bytes_ = bytes;
+}
+
+void PinnedAllocation::release() {
+    if (ptr_) {
+        cudaFreeHost(ptr_);
+    }
+    ptr_ = nullptr;
+    bytes_ = 0;
+}
+
+ScopedEvent::ScopedEvent(bool timing, const char* owner) {
+    throw_on_cuda_error(
+        cudaEventCreateWithFlags(
+            &event_, timing ? cudaEventDefault : cudaEventDisableTiming),
+        "creating an event",
+        owner);
+}
+
+ScopedEvent::~ScopedEvent() {
+    cudaEventDestroy(event_);
+}
+
 } // namespace gpu
 } // namespace faiss_gmm

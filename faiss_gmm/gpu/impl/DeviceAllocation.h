@@ -1,6 +1,7 @@
 /**
  * Scoped CUDA resources shared by faiss_gmm's GPU code: error checks that
- * throw, the current-device scope, device allocations and streams.
+ * throw, the current-device scope, device and pinned host allocations,
+ * streams and events.
  * Internal (not installed): the GPU sources include it, users do not.
  */
 
@@ -117,6 +118,68 @@ class ScopedStream {
 
    private:
     cudaStream_t stream_ = nullptr;
+};
+
+/// Pinned (page-locked) host memory owned by its scope (cudaMallocHost /
+/// cudaFreeHost).
+class PinnedAllocation {
+   public:
+    PinnedAllocation() = default;
+    ~PinnedAllocation();
+    PinnedAllocation(const PinnedAllocation&) = delete;
+    PinnedAllocation& operator=(const PinnedAllocation&) = delete;
+
+    /**
+     * Make the allocation hold at least `bytes`: a larger request frees the
+     * memory and allocates anew (contents are not kept), a smaller one
+     * keeps what is there.
+     *
+     * @param bytes size wanted
+     * @param what  what the memory is for, named when the allocation fails
+     * @param owner component named first in that error
+     */
+    void
+    reserve(size_t bytes, const char* what, const char* owner = kGpuIndexOwner);
+    /// Free the memory, then allocate `bytes`. Parameters as reserve().
+    void allocate(
+        size_t bytes, const char* what, const char* owner = kGpuIndexOwner);
+    /// Free the memory.
+    void release();
+    /// the host pointer, typed
+    template <class T>
+    T* as() const {
+        return static_cast<T*>(ptr_);
+    }
+    /// bytes allocated
+    size_t bytes() const {
+        return bytes_;
+    }
+
+   private:
+    void* ptr_ = nullptr;
+    size_t bytes_ = 0;
+};
+
+/// A CUDA event owned by its scope.
+class ScopedEvent {
+   public:
+    /**
+     * @param timing false: created with cudaEventDisableTiming
+     * @param owner  component named first in an error message
+     */
+    explicit ScopedEvent(
+        bool timing = false, const char* owner = kGpuIndexOwner);
+    ~ScopedEvent();
+    ScopedEvent(const ScopedEvent&) = delete;
+    ScopedEvent& operator=(const ScopedEvent&) = delete;
+
+    /// the event
+    cudaEvent_t get() const {
+        return event_;
+    }
+
+   private:
+    cudaEvent_t event_ = nullptr;
 };
 
 } // namespace gpu

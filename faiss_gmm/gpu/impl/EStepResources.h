@@ -73,69 +73,25 @@ class DeviceBuffer : public DeviceAllocation {
     }
 };
 
-/// Pinned host allocation owned by its scope.
-class PinnedBuffer {
+/// A pinned host allocation that names the E-step in its errors.
+class PinnedBuffer : public PinnedAllocation {
    public:
-    PinnedBuffer() = default;
-    PinnedBuffer(const PinnedBuffer&) = delete;
-    PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-    ~PinnedBuffer() {
-        if (ptr_) {
-            cudaFreeHost(ptr_);
-        }
-    }
+    /// PinnedAllocation::allocate, the E-step named as the owner.
     void allocate(size_t bytes, const char* what) {
-        if (ptr_) {
-            cudaFreeHost(ptr_);
-            ptr_ = nullptr;
-        }
-        cudaError_t err = cudaMallocHost(&ptr_, bytes);
-        if (err != cudaSuccess) {
-            ptr_ = nullptr;
-            cudaGetLastError();
-            FAISS_THROW_FMT(
-                "GPU E-step: allocating %zu bytes of pinned host memory "
-                "for %s failed: %s",
-                bytes,
-                what,
-                cudaGetErrorString(err));
-        }
+        PinnedAllocation::allocate(bytes, what, kEStepOwner);
     }
     float* data() const {
-        return static_cast<float*>(ptr_);
+        return as<float>();
     }
     double* doubles() const {
-        return static_cast<double*>(ptr_);
+        return as<double>();
     }
-    template <class T>
-    T* as() const {
-        return static_cast<T*>(ptr_);
-    }
-
-   private:
-    void* ptr_ = nullptr;
 };
 
-/// A CUDA event owned by its scope (timing or not).
-class Event {
+/// A CUDA event (timing or not) that names the E-step in its errors.
+class Event : public ScopedEvent {
    public:
-    explicit Event(bool timing = false) {
-        check_cuda(
-            cudaEventCreateWithFlags(
-                &e_, timing ? cudaEventDefault : cudaEventDisableTiming),
-            "creating an event");
-    }
-    Event(const Event&) = delete;
-    Event& operator=(const Event&) = delete;
-    ~Event() {
-        cudaEventDestroy(e_);
-    }
-    cudaEvent_t get() const {
-        return e_;
-    }
-
-   private:
-    cudaEvent_t e_ = nullptr;
+    explicit Event(bool timing = false) : ScopedEvent(timing, kEStepOwner) {}
 };
 
 /// The kernels' name of an E-step precision.

@@ -13,8 +13,8 @@
 #include <faiss_gmm/gpu/GpuEmTrainer.h>
 #include <faiss_gmm/gpu/impl/DeviceAllocation.h>
 #include <faiss_gmm/gpu/impl/GpuIndexContext.h>
+#include <faiss_gmm/gpu/impl/GpuListAssignment.h>
 #include <faiss_gmm/gpu/impl/GpuModel.h>
-#include <faiss_gmm/gpu/impl/GpuWorkspace.h>
 #include <kernels/ivf_assign.h>
 
 namespace faiss_gmm {
@@ -153,19 +153,8 @@ struct GpuListAssigner::Impl {
 
         // device: two chunks of vectors, the batch's candidates
         chunks.reserve(2 * chunk_floats * sizeof(float), "vectors", kOwner);
-        const auto plan = [&](Carver& c) {
-            kn::AssignOutput out;
-            out.top_index = c.take<int32_t>(size_t(n) * top);
-            out.top_score = c.take<float>(size_t(n) * top);
-            out.log_norm = log_joint ? c.take<float>(n) : nullptr;
-            out.nearest = log_joint ? c.take<int32_t>(n) : nullptr;
-            return out;
-        };
-        Carver measure(nullptr);
-        plan(measure);
-        outputs.reserve(measure.bytes(), "the candidates", kOwner);
-        Carver carve(outputs.as<char>());
-        const kn::AssignOutput out = plan(carve);
+        const kn::AssignOutput out = reserve_assign_output(
+            outputs, n, top, log_joint, "the candidates", kOwner);
         // host: two pinned staging chunks, the downloaded candidates
         staging.reserve(
             2 * chunk_floats * sizeof(float), "staging vectors", kOwner);
@@ -178,15 +167,8 @@ struct GpuListAssigner::Impl {
         int32_t* h_nearest =
             log_joint ? reinterpret_cast<int32_t*>(h_log_norm + n) : nullptr;
 
-        kn::AssignModel am;
-        am.d = d;
-        am.k = gmm.k;
-        am.diagonal = model.diagonal;
-        am.means = model.means;
-        am.log_const = model.log_const;
-        am.inv_var = model.inv_var;
-        const float temperature =
-            spill.rule == SpillRule::Posterior ? spill.temperature : 1.0f;
+        const kn::AssignModel am = assign_model(gmm, model);
+        const float temperature = assign_temperature(spill);
         const cudaStream_t compute = ctx->stream();
         const cudaStream_t copy = copy_stream->get();
 

@@ -11,6 +11,44 @@ namespace gpu {
 
 namespace kn = faiss_gmm::kernels;
 
+kn::AssignOutput reserve_assign_output(
+    DeviceAllocation& buffer,
+    idx_t nb,
+    int top,
+    bool log_joint,
+    const char* what,
+    const char* owner) {
+    const auto plan = [&](Carver& c) {
+        kn::AssignOutput out;
+        out.top_index = c.take<int32_t>(size_t(nb) * top);
+        out.top_score = c.take<float>(size_t(nb) * top);
+        out.log_norm = log_joint ? c.take<float>(nb) : nullptr;
+        out.nearest = log_joint ? c.take<int32_t>(nb) : nullptr;
+        return out;
+    };
+    Carver measure(nullptr);
+    plan(measure);
+    buffer.reserve(measure.bytes(), what, owner);
+    Carver carve(buffer.as<char>());
+    return plan(carve);
+}
+
+kn::AssignModel
+assign_model(const GaussianMixture& gmm, const GpuModel& model) {
+    kn::AssignModel am;
+    am.d = gmm.d;
+    am.k = gmm.k;
+    am.diagonal = model.diagonal;
+    am.means = model.means;
+    am.log_const = model.log_const;
+    am.inv_var = model.inv_var;
+    return am;
+}
+
+float assign_temperature(const SpillParameters& spill) {
+    return spill.rule == SpillRule::Posterior ? spill.temperature : 1.0f;
+}
+
 void gpu_assign_lists(
     const GpuIndexContext& ctx,
     const GaussianMixture& gmm,
@@ -31,36 +69,16 @@ void gpu_assign_lists(
     }
     bool log_joint = true;
     const int top = top_candidates_needed(spill, size_t(gmm.k), &log_joint);
-    const auto plan = [&](Carver& c) {
-        kn::AssignOutput out;
-        out.top_index = c.take<int32_t>(size_t(nb) * top);
-        out.top_score = c.take<float>(size_t(nb) * top);
-        out.log_norm = log_joint ? c.take<float>(nb) : nullptr;
-        out.nearest = log_joint ? c.take<int32_t>(nb) : nullptr;
-        return out;
-    };
-    Carver measure(nullptr);
-    plan(measure);
-    workspace.reserve(measure.bytes(), "the add batch assignment");
-    Carver carve(workspace.as<char>());
-    const kn::AssignOutput out = plan(carve);
-    kn::AssignModel am;
-    am.d = gmm.d;
-    am.k = gmm.k;
-    am.diagonal = model.diagonal;
-    am.means = model.means;
-    am.log_const = model.log_const;
-    am.inv_var = model.inv_var;
-    const float temperature =
-        spill.rule == SpillRule::Posterior ? spill.temperature : 1.0f;
+    const kn::AssignOutput out = reserve_assign_output(
+        workspace, nb, top, log_joint, "the add batch assignment");
     throw_on_cuda_error(
         kn::ivf_assign_top(
-            am,
+            assign_model(gmm, model),
             log_joint ? kn::AssignScore::LogJoint : kn::AssignScore::L2,
             int64_t(nb),
             xd,
             top,
-            temperature,
+            assign_temperature(spill),
             out,
             ctx.stream()),
         "launching the list assignment kernel");

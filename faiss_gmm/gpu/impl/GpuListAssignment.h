@@ -17,9 +17,32 @@
 #include <faiss_gmm/gpu/impl/DeviceAllocation.h>
 #include <faiss_gmm/gpu/impl/GpuIndexContext.h>
 #include <faiss_gmm/gpu/impl/GpuModel.h>
+#include <kernels/ivf_assign.h>
 
 namespace faiss_gmm {
 namespace gpu {
+
+/**
+ * The kernel's outputs for nb vectors (top candidates each; with log_joint
+ * also each vector's log-normaliser and nearest mean), carved in that order
+ * from `buffer`, which is grown as needed (what, owner: as
+ * DeviceAllocation::reserve).
+ */
+kernels::AssignOutput reserve_assign_output(
+    DeviceAllocation& buffer,
+    idx_t nb,
+    int top,
+    bool log_joint,
+    const char* what,
+    const char* owner = kGpuIndexOwner);
+
+/// The kernel's view of gmm's device copy `model`.
+kernels::AssignModel
+assign_model(const GaussianMixture& gmm, const GpuModel& model);
+
+/// The kernel's temperature under `spill`: spill.temperature for the
+/// posterior rule, 1 for the others.
+float assign_temperature(const SpillParameters& spill);
 
 /**
  * lists (nb x spill.max_assign, as assign_lists lays them out) of nb

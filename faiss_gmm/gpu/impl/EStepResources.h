@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstddef>
+#include <initializer_list>
+#include <vector>
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -73,6 +75,40 @@ class DeviceBuffer : public DeviceAllocation {
     }
 };
 
+/// A host array of floats and the device buffer it is copied to, named
+/// for errors.
+struct FloatUpload {
+    DeviceBuffer* dst;
+    const std::vector<float>* src;
+    const char* what;
+};
+
+/// Queues on stream s the copy of each host array (all of it) to its
+/// device buffer.
+inline void
+upload_floats(std::initializer_list<FloatUpload> copies, cudaStream_t s) {
+    for (const FloatUpload& c : copies) {
+        check_cuda(
+            cudaMemcpyAsync(
+                c.dst->as<void>(),
+                c.src->data(),
+                c.src->size() * 4,
+                cudaMemcpyHostToDevice,
+                s),
+            c.what);
+    }
+}
+
+/// Queues on stream s the zeroing of each accumulator (all its bytes).
+inline void zero_accumulators(
+    std::initializer_list<DeviceBuffer*> accumulators, cudaStream_t s) {
+    for (DeviceBuffer* acc : accumulators) {
+        check_cuda(
+            cudaMemsetAsync(acc->as<void>(), 0, acc->bytes(), s),
+            "zeroing the accumulators");
+    }
+}
+
 /// A pinned host allocation that names the E-step in its errors.
 class PinnedBuffer : public PinnedAllocation {
    public:
@@ -105,6 +141,13 @@ inline kernels::EStepMath to_kernel_math(EStepPrecision p) {
         return kernels::EStepMath::BF16;
     }
     FAISS_THROW_FMT("unknown EStepPrecision %d", int(p));
+}
+
+/// The cuBLAS compute type of the E-step's GEMMs at a precision: tf32
+/// tensor cores for TF32, fp32 otherwise (bf16 inputs accumulate in fp32).
+inline cublasComputeType_t cublas_compute_type(kernels::EStepMath math) {
+    return math == kernels::EStepMath::TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                            : CUBLAS_COMPUTE_32F;
 }
 
 } // namespace detail

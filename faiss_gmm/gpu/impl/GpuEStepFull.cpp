@@ -186,27 +186,15 @@ void GpuEStep::Impl::upload_full_model(
         k,
         k * d * d);
     cudaStream_t s = compute_stream.get();
-    const struct {
-        DeviceBuffer* dst;
-        const std::vector<float>* src;
-        const char* what;
-    } copies[] = {
-        {&full_means, &model.means, "uploading the means"},
-        {&full_weights, &model.weights, "uploading the weights"},
-        {&full_cholesky,
-         &model.precision_cholesky,
-         "uploading the precision Cholesky factors"},
-    };
-    for (const auto& c : copies) {
-        check_cuda(
-            cudaMemcpyAsync(
-                c.dst->as<void>(),
-                c.src->data(),
-                c.src->size() * 4,
-                cudaMemcpyHostToDevice,
-                s),
-            c.what);
-    }
+    upload_floats(
+        {
+            {&full_means, &model.means, "uploading the means"},
+            {&full_weights, &model.weights, "uploading the weights"},
+            {&full_cholesky,
+             &model.precision_cholesky,
+             "uploading the precision Cholesky factors"},
+        },
+        s);
     if (new_center) {
         upload_center(model);
     }
@@ -228,11 +216,7 @@ void GpuEStep::Impl::prepare_full_model() {
             full_const.as<float>(),
             s),
         "launching the full-covariance model preparation");
-    for (DeviceBuffer* acc : {&full_acc, &full_ll}) {
-        check_cuda(
-            cudaMemsetAsync(acc->as<void>(), 0, acc->bytes(), s),
-            "zeroing the accumulators");
-    }
+    zero_accumulators({&full_acc, &full_ll}, s);
     full_pending = 0;
 }
 
@@ -241,9 +225,7 @@ void GpuEStep::Impl::run_full_passes(idx_t rows, const float* x) {
     const kn::FullEStepModel m = full_kernel_model();
     const kn::FullFeatureLayout lay = kn::estep_full_feature_layout(d);
     const int kd = full_k * kn::estep_full_padded_dim(d);
-    const cublasComputeType_t compute = m.math == kn::EStepMath::TF32
-                                            ? CUBLAS_COMPUTE_32F_FAST_TF32
-                                            : CUBLAS_COMPUTE_32F;
+    const cublasComputeType_t compute = cublas_compute_type(m.math);
     const float one = 1.0f, zero = 0.0f;
     for (idx_t off = 0; off < rows; off += full_rows) {
         const int r = int(std::min(full_rows, rows - off));

@@ -28,27 +28,15 @@ namespace kn = faiss_gmm::kernels;
 void GpuEStep::Impl::upload_model(
     const GaussianMixture& model, bool new_center) {
     cudaStream_t s = compute_stream.get();
-    const struct {
-        DeviceBuffer* dst;
-        const std::vector<float>* src;
-        const char* what;
-    } copies[] = {
-        {&model_means[current], &model.means, "uploading the means"},
-        {&model_variances[current],
-         &model.variances,
-         "uploading the variances"},
-        {&model_weights[current], &model.weights, "uploading the weights"},
-    };
-    for (const auto& c : copies) {
-        check_cuda(
-            cudaMemcpyAsync(
-                c.dst->as<void>(),
-                c.src->data(),
-                c.src->size() * 4,
-                cudaMemcpyHostToDevice,
-                s),
-            c.what);
-    }
+    upload_floats(
+        {
+            {&model_means[current], &model.means, "uploading the means"},
+            {&model_variances[current],
+             &model.variances,
+             "uploading the variances"},
+            {&model_weights[current], &model.weights, "uploading the weights"},
+        },
+        s);
     if (new_center) {
         upload_center(model);
     }
@@ -119,11 +107,7 @@ void GpuEStep::Impl::prepare_model() {
             row_norm.as<float>(),
             s),
         "launching the model preparation");
-    for (DeviceBuffer* acc : {&acc_count, &acc_sum1, &acc_sum2, &acc_ll}) {
-        check_cuda(
-            cudaMemsetAsync(acc->as<void>(), 0, acc->bytes(), s),
-            "zeroing the accumulators");
-    }
+    zero_accumulators({&acc_count, &acc_sum1, &acc_sum2, &acc_ll}, s);
 }
 
 kn::MStepSummary

@@ -34,9 +34,7 @@ void GpuEStep::Impl::run_gemm_passes(
     const kn::EStepAccumulators a = accumulators();
     const bool bf16 = m.math == kn::EStepMath::BF16;
     const cudaDataType_t in_type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
-    const cublasComputeType_t compute = m.math == kn::EStepMath::TF32
-                                            ? CUBLAS_COMPUTE_32F_FAST_TF32
-                                            : CUBLAS_COMPUTE_32F;
+    const cublasComputeType_t compute = cublas_compute_type(m.math);
     // P overwrites the logits in place unless it has its own type.
     void* probs = kn::estep_gemm_separate_probabilities(m.math)
                       ? gemm_probs.as<void>()

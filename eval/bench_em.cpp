@@ -43,6 +43,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -151,6 +152,31 @@ bench_model(int d, int k, CovarianceType cov, const float* x, int64_t n) {
     return m;
 }
 
+/**
+ * Median time (ms) of run() over reps runs after one warm-up run, CUDA
+ * events on the default stream.
+ */
+double median_ms(int reps, const std::function<void()>& run) {
+    cudaEvent_t e0, e1;
+    CUDA_OK(cudaEventCreate(&e0));
+    CUDA_OK(cudaEventCreate(&e1));
+    run();
+    CUDA_OK(cudaDeviceSynchronize());
+    std::vector<double> t;
+    for (int r = 0; r < reps; r++) {
+        CUDA_OK(cudaEventRecord(e0));
+        run();
+        CUDA_OK(cudaEventRecord(e1));
+        CUDA_OK(cudaEventSynchronize(e1));
+        float ms = 0;
+        CUDA_OK(cudaEventElapsedTime(&ms, e0, e1));
+        t.push_back(ms);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    return median(t);
+}
+
 /// Median time of one N x D x K GEMM at the given precision (row chunks so
 /// that the output stays under 4 GB; the chunks are timed together).
 double gemm_ms(
@@ -212,27 +238,11 @@ double gemm_ms(
                 CUBLAS_GEMM_DEFAULT));
         }
     };
-    cudaEvent_t e0, e1;
-    CUDA_OK(cudaEventCreate(&e0));
-    CUDA_OK(cudaEventCreate(&e1));
-    run();
-    CUDA_OK(cudaDeviceSynchronize());
-    std::vector<double> t;
-    for (int r = 0; r < reps; r++) {
-        CUDA_OK(cudaEventRecord(e0));
-        run();
-        CUDA_OK(cudaEventRecord(e1));
-        CUDA_OK(cudaEventSynchronize(e1));
-        float ms = 0;
-        CUDA_OK(cudaEventElapsedTime(&ms, e0, e1));
-        t.push_back(ms);
-    }
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
+    const double ms = median_ms(reps, run);
     cudaFree(a);
     cudaFree(b);
     cudaFree(c);
-    return median(t);
+    return ms;
 }
 
 /**
@@ -289,25 +299,9 @@ double batched_gemm_ms(
                 CUBLAS_GEMM_DEFAULT));
         }
     };
-    cudaEvent_t e0, e1;
-    CUDA_OK(cudaEventCreate(&e0));
-    CUDA_OK(cudaEventCreate(&e1));
-    run();
-    CUDA_OK(cudaDeviceSynchronize());
-    std::vector<double> t;
-    for (int r = 0; r < reps; r++) {
-        CUDA_OK(cudaEventRecord(e0));
-        run();
-        CUDA_OK(cudaEventRecord(e1));
-        CUDA_OK(cudaEventSynchronize(e1));
-        float ms = 0;
-        CUDA_OK(cudaEventElapsedTime(&ms, e0, e1));
-        t.push_back(ms);
-    }
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
+    const double ms = median_ms(reps, run);
     cudaFree(c);
-    return median(t);
+    return ms;
 }
 
 /**

@@ -577,19 +577,25 @@ void IndexIVFGMM::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
         return faiss::getmillisecs() - a0;
     };
     impl::AddProgress progress(verbose, "IndexIVFGMM::add_with_ids", n);
+    // Encodes and stores batch i0 from its lists; returns when it ended.
+    const auto encode_batch = [&](idx_t i0, const idx_t* batch_lists) {
+        const double e0 = faiss::getmillisecs();
+        add_assigned_blocks(
+            std::min(bs, n - i0),
+            x + int64_t(i0) * d,
+            xids ? xids + i0 : nullptr,
+            first_id + i0,
+            batch_lists,
+            m,
+            [&](idx_t done) { progress.update(i0 + done); });
+        const double e1 = faiss::getmillisecs();
+        encode_ms += e1 - e0;
+        return e1;
+    };
     if (!overlap) {
         for (idx_t i0 = 0; i0 < n; i0 += bs) {
             assign_ms += assign_batch(i0, lists[0].data());
-            const double e0 = faiss::getmillisecs();
-            add_assigned_blocks(
-                std::min(bs, n - i0),
-                x + int64_t(i0) * d,
-                xids ? xids + i0 : nullptr,
-                first_id + i0,
-                lists[0].data(),
-                m,
-                [&](idx_t done) { progress.update(i0 + done); });
-            encode_ms += faiss::getmillisecs() - e0;
+            encode_batch(i0, lists[0].data());
         }
     } else {
         assign_ms += assign_batch(0, lists[0].data());
@@ -606,17 +612,7 @@ void IndexIVFGMM::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
                     i0 + bs,
                     lists[b ^ 1].data());
             }
-            const double e0 = faiss::getmillisecs();
-            add_assigned_blocks(
-                std::min(bs, n - i0),
-                x + int64_t(i0) * d,
-                xids ? xids + i0 : nullptr,
-                first_id + i0,
-                lists[b].data(),
-                m,
-                [&](idx_t done) { progress.update(i0 + done); });
-            const double e1 = faiss::getmillisecs();
-            encode_ms += e1 - e0;
+            const double e1 = encode_batch(i0, lists[b].data());
             if (next.valid()) {
                 assign_ms += next.get();
                 wait_ms += faiss::getmillisecs() - e1;

@@ -1281,6 +1281,55 @@ max_relative_covariance_error(int d, const float* got, const double* want) {
     return worst;
 }
 
+/// How far a full model trained by run_em is from the float64 EM replayed
+/// from its initial model.
+struct ReferenceDeviation {
+    std::vector<double> ll; ///< the reference's log-likelihood per iteration
+    std::vector<double> r;  ///< its responsibilities of the last E-step
+    /// largest relative log-likelihood deviation of an iteration
+    double worst_ll = 0;
+    /// largest deviation of a weight, a mean, a covariance entry
+    /// (max_relative_covariance_error) after the last iteration
+    double worst_w = 0, worst_mu = 0, worst_cov = 0;
+};
+
+/**
+ * Replays niter iterations of ref (built from the model's initial state) on
+ * the n points x and compares them with model's iteration_stats, then the
+ * final parameters.
+ */
+ReferenceDeviation replay_reference(
+    FullReferenceEM& ref,
+    const GaussianMixture& model,
+    int niter,
+    idx_t n,
+    const float* x) {
+    const int d = model.d, k = model.k;
+    ReferenceDeviation dev;
+    for (int it = 0; it < niter; it++) {
+        const double ll = ref.e_step(n, x, &dev.r);
+        const double got = model.iteration_stats[it].log_likelihood;
+        dev.worst_ll =
+            std::max(dev.worst_ll, std::abs(got - ll) / std::abs(ll));
+        dev.ll.push_back(ll);
+        ref.m_step(n, x, dev.r);
+    }
+    for (int j = 0; j < k; j++) {
+        dev.worst_w =
+            std::max(dev.worst_w, std::abs(model.weights[j] - ref.w[j]));
+        const size_t off = size_t(j) * d * d;
+        dev.worst_cov = std::max(
+            dev.worst_cov,
+            max_relative_covariance_error(
+                d, model.covariances.data() + off, ref.cov.data() + off));
+    }
+    for (size_t i = 0; i < ref.mu.size(); i++) {
+        dev.worst_mu =
+            std::max(dev.worst_mu, std::abs(model.means[i] - ref.mu[i]));
+    }
+    return dev;
+}
+
 } // namespace
 
 /**
@@ -1316,15 +1365,14 @@ TEST(GaussianMixtureFull, EmMatchesFloat64Reference) {
     run_em(&model, &estep, params);
     ASSERT_EQ(model.iteration_stats.size(), size_t(params.niter));
 
-    std::vector<double> r;
-    double worst_ll = 0;
+    const ReferenceDeviation dev =
+        replay_reference(ref, model, params.niter, n, x.data());
     for (int it = 0; it < params.niter; it++) {
-        const double ll = ref.e_step(n, x.data(), &r);
         const double got = model.iteration_stats[it].log_likelihood;
-        worst_ll = std::max(worst_ll, std::abs(got - ll) / std::abs(ll));
-        EXPECT_NEAR(got, ll, 2e-6 * std::abs(ll)) << "iteration " << it;
-        ref.m_step(n, x.data(), r);
+        EXPECT_NEAR(got, dev.ll[it], 2e-6 * std::abs(dev.ll[it]))
+            << "iteration " << it;
     }
+    const std::vector<double>& r = dev.r;
     // the comparison means something: many points are shared
     idx_t soft = 0;
     for (idx_t i = 0; i < n; i++) {
@@ -1332,19 +1380,9 @@ TEST(GaussianMixtureFull, EmMatchesFloat64Reference) {
             *std::max_element(r.begin() + i * k, r.begin() + (i + 1) * k) < 0.9;
     }
     EXPECT_GT(soft, n / 10) << "responsibilities are nearly hard";
-    double worst_w = 0, worst_mu = 0, worst_cov = 0, worst_u = 0;
-    for (int j = 0; j < k; j++) {
-        worst_w = std::max(worst_w, std::abs(model.weights[j] - ref.w[j]));
-    }
-    for (size_t i = 0; i < ref.mu.size(); i++) {
-        worst_mu = std::max(worst_mu, std::abs(model.means[i] - ref.mu[i]));
-    }
+    double worst_u = 0;
     for (int j = 0; j < k; j++) {
         const size_t off = size_t(j) * d * d;
-        worst_cov = std::max(
-            worst_cov,
-            max_relative_covariance_error(
-                d, model.covariances.data() + off, ref.cov.data() + off));
         // the reference's U = L^-T from its own Cholesky factor
         std::vector<double> l(
             ref.cov.begin() + off, ref.cov.begin() + off + d * d);
@@ -1381,14 +1419,14 @@ TEST(GaussianMixtureFull, EmMatchesFloat64Reference) {
         params.niter,
         long(soft),
         long(n),
-        worst_ll,
-        worst_w,
-        worst_mu,
-        worst_cov,
+        dev.worst_ll,
+        dev.worst_w,
+        dev.worst_mu,
+        dev.worst_cov,
         worst_u);
-    EXPECT_LE(worst_w, 2e-5);
-    EXPECT_LE(worst_mu, 1e-4);
-    EXPECT_LE(worst_cov, 1e-4);
+    EXPECT_LE(dev.worst_w, 2e-5);
+    EXPECT_LE(dev.worst_mu, 1e-4);
+    EXPECT_LE(dev.worst_cov, 1e-4);
     EXPECT_LE(worst_u, 1e-4);
     model.check_consistency();
     // and the trained model scores as the reference does
@@ -1757,27 +1795,8 @@ TEST(GaussianMixtureFull, RealSiftEmMatchesFloat64Reference) {
     CpuEStep estep(n, x.data(), d, 512);
     run_em(&model, &estep, params);
     ASSERT_EQ(model.iteration_stats.size(), size_t(params.niter));
-    std::vector<double> r;
-    double worst_ll = 0, last_ll = 0;
-    for (int it = 0; it < params.niter; it++) {
-        last_ll = ref.e_step(n, x.data(), &r);
-        const double got = model.iteration_stats[it].log_likelihood;
-        worst_ll =
-            std::max(worst_ll, std::abs(got - last_ll) / std::abs(last_ll));
-        ref.m_step(n, x.data(), r);
-    }
-    double worst_w = 0, worst_mu = 0, worst_cov = 0;
-    for (int j = 0; j < k; j++) {
-        worst_w = std::max(worst_w, std::abs(model.weights[j] - ref.w[j]));
-        const size_t off = size_t(j) * d * d;
-        worst_cov = std::max(
-            worst_cov,
-            max_relative_covariance_error(
-                d, model.covariances.data() + off, ref.cov.data() + off));
-    }
-    for (size_t i = 0; i < ref.mu.size(); i++) {
-        worst_mu = std::max(worst_mu, std::abs(model.means[i] - ref.mu[i]));
-    }
+    const ReferenceDeviation dev =
+        replay_reference(ref, model, params.niter, n, x.data());
     printf(
         "SIFT %ld x %d, k = %d, full EM vs float64 reference after %d "
         "iterations: last log-lik %.4f (reference %.4f), worst %.2e rel "
@@ -1788,14 +1807,14 @@ TEST(GaussianMixtureFull, RealSiftEmMatchesFloat64Reference) {
         k,
         params.niter,
         model.iteration_stats.back().log_likelihood,
-        last_ll,
-        worst_ll,
-        worst_w,
-        worst_mu,
-        worst_cov);
-    EXPECT_LE(worst_ll, 1e-6);
-    EXPECT_LE(worst_w, 1e-5);
-    EXPECT_LE(worst_mu, 1e-3);
-    EXPECT_LE(worst_cov, 1e-4);
+        dev.ll.back(),
+        dev.worst_ll,
+        dev.worst_w,
+        dev.worst_mu,
+        dev.worst_cov);
+    EXPECT_LE(dev.worst_ll, 1e-6);
+    EXPECT_LE(dev.worst_w, 1e-5);
+    EXPECT_LE(dev.worst_mu, 1e-3);
+    EXPECT_LE(dev.worst_cov, 1e-4);
     model.check_consistency();
 }

@@ -7,6 +7,35 @@
 namespace faiss_gmm {
 namespace gpu {
 
+namespace {
+
+/**
+ * alloc(&ptr, bytes)'s pointer, or a FaissException "<owner>: allocating
+ * <bytes> bytes of <kind> for <what> failed: <CUDA error>".
+ */
+void* allocate_or_throw(
+    cudaError_t (*alloc)(void**, size_t),
+    size_t bytes,
+    const char* kind,
+    const char* what,
+    const char* owner) {
+    void* ptr = nullptr;
+    const cudaError_t err = alloc(&ptr, bytes);
+    if (err != cudaSuccess) {
+        cudaGetLastError();
+        FAISS_THROW_FMT(
+            "%s: allocating %zu bytes of %s for %s failed: %s",
+            owner,
+            bytes,
+            kind,
+            what,
+            cudaGetErrorString(err));
+    }
+    return ptr;
+}
+
+} // namespace
+
 void throw_on_cuda_error(cudaError_t err, const char* what, const char* owner) {
     if (err != cudaSuccess) {
         cudaGetLastError(); // clear a sticky launch error for the next call
@@ -79,18 +108,7 @@ void DeviceAllocation::allocate(
     if (bytes == 0) {
         return;
     }
-    void* ptr = nullptr;
-    const cudaError_t err = cudaMalloc(&ptr, bytes);
-    if (err != cudaSuccess) {
-        cudaGetLastError();
-        FAISS_THROW_FMT(
-            "%s: allocating %zu bytes of device memory for %s failed: %s",
-            owner,
-            bytes,
-            what,
-            cudaGetErrorString(err));
-    }
-    ptr_ = ptr;
+    ptr_ = allocate_or_throw(cudaMalloc, bytes, "device memory", what, owner);
     bytes_ = bytes;
 }
 
@@ -134,19 +152,8 @@ void PinnedAllocation::reserve(
 void PinnedAllocation::allocate(
     size_t bytes, const char* what, const char* owner) {
     release();
-    void* ptr = nullptr;
-    const cudaError_t err = cudaMallocHost(&ptr, bytes);
-    if (err != cudaSuccess) {
-        cudaGetLastError();
-        FAISS_THROW_FMT(
-            "%s: allocating %zu bytes of pinned host memory for %s failed: "
-            "%s",
-            owner,
-            bytes,
-            what,
-            cudaGetErrorString(err));
-    }
-    ptr_ = ptr;
+    ptr_ = allocate_or_throw(
+        cudaMallocHost, bytes, "pinned host memory", what, owner);
     bytes_ = bytes;
 }
 

@@ -255,29 +255,38 @@ struct Model {
     }
 };
 
-/// Throws naming the first parameter of the generative model out of range.
-void check_model_parameters(const SyntheticParameters& p) {
+/**
+ * Throws naming the first parameter of the generative model out of range.
+ *
+ * @param who the function named first in the message
+ */
+void check_model_parameters(const SyntheticParameters& p, const char* who) {
     FAISS_THROW_IF_NOT_FMT(
         p.d > 0 && p.n_clusters > 0,
-        "SyntheticGenerator: bad sizes d=%d n_clusters=%d",
+        "%s: bad sizes d=%d n_clusters=%d",
+        who,
         p.d,
         p.n_clusters);
     FAISS_THROW_IF_NOT_FMT(
         p.low_rank > 0 && p.low_rank <= p.d,
-        "SyntheticGenerator: low_rank=%d must be in 1..d=%d",
+        "%s: low_rank=%d must be in 1..d=%d",
+        who,
         p.low_rank,
         p.d);
     FAISS_THROW_IF_NOT_FMT(
         p.background_fraction >= 0 && p.background_fraction <= 1,
-        "SyntheticGenerator: background_fraction=%g must be in [0, 1]",
+        "%s: background_fraction=%g must be in [0, 1]",
+        who,
         p.background_fraction);
     FAISS_THROW_IF_NOT_FMT(
         p.background_dof > 0,
-        "SyntheticGenerator: background_dof=%g must be positive",
+        "%s: background_dof=%g must be positive",
+        who,
         p.background_dof);
     FAISS_THROW_IF_NOT_FMT(
         p.size_zipf_exponent >= 0,
-        "SyntheticGenerator: size_zipf_exponent=%g must be >= 0",
+        "%s: size_zipf_exponent=%g must be >= 0",
+        who,
         p.size_zipf_exponent);
 }
 
@@ -287,7 +296,8 @@ struct SyntheticGenerator::Impl {
     Model model;
     uint64_t seed;
     explicit Impl(const SyntheticParameters& p)
-        : model((check_model_parameters(p), p)), seed(uint64_t(p.seed)) {}
+        : model((check_model_parameters(p, "SyntheticGenerator"), p)),
+          seed(uint64_t(p.seed)) {}
 };
 
 SyntheticGenerator::SyntheticGenerator(const SyntheticParameters& params)
@@ -330,23 +340,8 @@ Dataset make_synthetic(const SyntheticParameters& p) {
         (long long)p.n_base,
         (long long)p.n_query,
         (long long)p.n_train);
-    FAISS_THROW_IF_NOT_FMT(
-        p.low_rank > 0 && p.low_rank <= p.d,
-        "make_synthetic: low_rank=%d must be in 1..d=%d",
-        p.low_rank,
-        p.d);
-    FAISS_THROW_IF_NOT_FMT(
-        p.background_fraction >= 0 && p.background_fraction <= 1,
-        "make_synthetic: background_fraction=%g must be in [0, 1]",
-        p.background_fraction);
-    FAISS_THROW_IF_NOT_FMT(
-        p.background_dof > 0,
-        "make_synthetic: background_dof=%g must be positive",
-        p.background_dof);
-    FAISS_THROW_IF_NOT_FMT(
-        p.size_zipf_exponent >= 0,
-        "make_synthetic: size_zipf_exponent=%g must be >= 0",
-        p.size_zipf_exponent);
+    // the model's parameters (its sizes were checked with the data's above)
+    check_model_parameters(p, "make_synthetic");
     FAISS_THROW_IF_NOT_FMT(
         p.groundtruth_k > 0 && p.groundtruth_k <= p.n_base,
         "make_synthetic: groundtruth_k=%d must be in 1..n_base=%lld",

@@ -98,6 +98,10 @@ bool same_bits_as_rank0(const GaussianMixture& m) {
     bool ok = true;
     for (const std::vector<float>* v :
          {&m.weights, &m.means, &m.variances, &m.covariances}) {
+        if (v->empty()) {
+            continue; // covariances: empty unless the model is Full (and
+                      // memcmp must not see the empty vector's null data)
+        }
         std::vector<float> root = *v;
         MPI_Bcast(root.data(), int(root.size()), MPI_FLOAT, 0, MPI_COMM_WORLD);
         ok = ok && std::memcmp(root.data(), v->data(), v->size() * 4) == 0;

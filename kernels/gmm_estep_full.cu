@@ -77,8 +77,9 @@ __device__ __forceinline__ int pair_row_start(int a, int d) {
 /**
  * Step 0. CTA j (one per component): reads mu_j, w_j, U_j (row-major upper
  * triangular) and c; writes column block j of W (products[l][j d_pad + c] =
- * U_j[l][c], zero for c >= d, tf32-rounded for TF32), o_j[c] = sum_{l <= c}
- * (mu_jl - c_l) U_j[l][c] (double sums, zero for c >= d) and the constant
+ * U_j[l][c] for l <= c < d, zero elsewhere, tf32-rounded for TF32), o_j[c]
+ * = sum_{l <= c} (mu_jl - c_l) U_j[l][c] (double sums of the same rounded
+ * factor, zero for c >= d) and the constant
  * log2(e) (log w_j + sum_l log U_j[l][l] - d/2 log 2 pi) (-inf for w_j <= 0).
  * Threads run along the columns c of U_j: its rows are read coalesced.
  */
@@ -94,13 +95,13 @@ __global__ void __launch_bounds__(kModelThreads) full_prepare_model_kernel(
     float* __restrict__ products,
     float* __restrict__ offsets,
     float* __restrict__ log2_const) {
-    extern __shared__ float mu_c[]; // d floats: mu_j - c
+    extern __shared__ double mu_c[]; // d values: mu_j - c, exact in double
     __shared__ double logdet_part[kModelThreads];
     const int j = blockIdx.x;
     const float* u = chol + int64_t(j) * d * d;
     double logdet = 0;
     for (int l = threadIdx.x; l < d; l += kModelThreads) {
-        mu_c[l] = means[int64_t(j) * d + l] - center[l];
+        mu_c[l] = double(means[int64_t(j) * d + l]) - double(center[l]);
         logdet += log(double(u[int64_t(l) * d + l]));
     }
     logdet_part[threadIdx.x] = logdet;
@@ -109,15 +110,19 @@ __global__ void __launch_bounds__(kModelThreads) full_prepare_model_kernel(
     for (int c = threadIdx.x; c < d_pad; c += kModelThreads) {
         double o = 0;
         if (c < d) {
+            // the factor as the whitening GEMM sees it (tf32-rounded for
+            // TF32), so that U's rounding cancels in z - o = (x' - m') U
             for (int l = 0; l <= c; l++) {
-                o += double(mu_c[l]) * double(u[int64_t(l) * d + c]);
+                o += mu_c[l] * double(store_value(u[int64_t(l) * d + c], tf32));
             }
         }
         offsets[int64_t(j) * d_pad + c] = float(o);
     }
     for (int l = 0; l < d; l++) {
         for (int c = threadIdx.x; c < d_pad; c += kModelThreads) {
-            const float v = c < d ? u[int64_t(l) * d + c] : 0.0f;
+            // upper triangle only: the offsets sum l <= c, so a stray
+            // lower-triangle value must not reach the product either
+            const float v = c < d && c >= l ? u[int64_t(l) * d + c] : 0.0f;
             products[int64_t(l) * ld + int64_t(j) * d_pad + c] =
                 store_value(v, tf32);
         }
@@ -269,8 +274,12 @@ __global__ void __launch_bounds__(kRowThreads) full_responsibilities_kernel(
     if (threadIdx.x == 0) {
         log_z[i] = double(log2z) * kLn2;
     }
+    // a row no component can explain (every logit -inf) gets no
+    // responsibility instead of NaNs; its log-likelihood -inf reaches the
+    // host, which refuses it
+    const bool explained = log2z > -INFINITY;
     for (int j = threadIdx.x; j < k; j += kRowThreads) {
-        rrow[j] = store_value(exp2f(rrow[j] - log2z), tf32);
+        rrow[j] = explained ? store_value(exp2f(rrow[j] - log2z), tf32) : 0.0f;
     }
 }
 
@@ -349,7 +358,7 @@ cudaError_t gmm_estep_full_prepare_model(
         !center || !products || !offsets || !log2_const) {
         return cudaErrorInvalidValue;
     }
-    full_prepare_model_kernel<<<k, kModelThreads, size_t(d) * 4, stream>>>(
+    full_prepare_model_kernel<<<k, kModelThreads, size_t(d) * 8, stream>>>(
         d,
         k,
         estep_full_padded_dim(d),

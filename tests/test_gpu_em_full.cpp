@@ -348,9 +348,14 @@ TEST(GpuEStepFullPlan, ChunkRows) {
         gpu::detail::full_estep_chunk_budget(size_t(8) << 30),
         gpu::detail::kFullChunkBytes);
     EXPECT_EQ(gpu::detail::full_estep_chunk_budget(1000), 500u);
-    EXPECT_FALSE(
-        gpu::detail::full_estep_must_fold(gpu::detail::kFullFoldRows - 1));
-    EXPECT_TRUE(gpu::detail::full_estep_must_fold(gpu::detail::kFullFoldRows));
+    // Folded before a chunk that would take the product past kFullFoldRows
+    // rows, never when it is empty.
+    using gpu::detail::full_estep_must_fold;
+    using gpu::detail::kFullFoldRows;
+    EXPECT_FALSE(full_estep_must_fold(0, kFullFoldRows));
+    EXPECT_FALSE(full_estep_must_fold(kFullFoldRows - 100, 100));
+    EXPECT_TRUE(full_estep_must_fold(kFullFoldRows - 100, 101));
+    EXPECT_TRUE(full_estep_must_fold(40000, 40000));
 }
 
 TEST(GpuEStepFullPlan, Precision) {

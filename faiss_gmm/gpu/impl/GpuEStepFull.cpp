@@ -272,6 +272,9 @@ void GpuEStep::Impl::run_full_passes(idx_t rows, const float* x) {
                 full_ll.as<double>(),
                 s),
             "launching the full-covariance responsibilities");
+        if (full_estep_must_fold(full_pending, r)) {
+            flush_full_statistics(); // (full_pending is 0 again: beta 0)
+        }
         // S (k x cols, row-major) is the column-major cols x k matrix
         // S^T = F^T R: F^T is the feature rows read as cols x r (ld cols),
         // R (r x k row-major) read as k x r (ld k) and transposed:
@@ -301,9 +304,6 @@ void GpuEStep::Impl::run_full_passes(idx_t rows, const float* x) {
             "the statistics GEMM (responsibilities x features) of the "
             "full-covariance E-step");
         full_pending += r;
-        if (full_estep_must_fold(full_pending)) {
-            flush_full_statistics();
-        }
     }
 }
 

@@ -69,11 +69,13 @@ inline size_t full_estep_chunk_budget(size_t left_bytes) {
 
 /**
  * Whether the statistics product must be folded into the double
- * accumulators after a chunk, given the rows it has summed since the last
- * fold (that chunk included).
+ * accumulators before a chunk of next_rows rows is added to it, given the
+ * rows it has summed since the last fold: when it holds some and the chunk
+ * would take it past kFullFoldRows (chunks hold at most kFullFoldRows
+ * rows, so one product never sums more rows in fp32).
  */
-inline bool full_estep_must_fold(idx_t pending_rows) {
-    return pending_rows >= kFullFoldRows;
+inline bool full_estep_must_fold(idx_t pending_rows, idx_t next_rows) {
+    return pending_rows > 0 && pending_rows + next_rows > kFullFoldRows;
 }
 
 /**

@@ -323,7 +323,7 @@ struct GpuEStep::Impl {
      * The full-covariance E-step of rows points x (device), in sub-chunks
      * of full_rows rows: features, Z = F[:, 0:d] W (cuBLAS), the
      * responsibilities and ln Z, S (+)= R^T F (cuBLAS), folded into the
-     * double accumulator every kFullFoldRows rows.
+     * double accumulator before it would sum more than kFullFoldRows rows.
      */
     void run_full_passes(idx_t rows, const float* x);
 

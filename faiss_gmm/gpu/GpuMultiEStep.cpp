@@ -261,26 +261,32 @@ void GpuMultiEStep::compute(
                     im.comms[g],
                     s),
                 "all-reducing N_k (ncclAllReduce)");
-            check_nccl(
-                ncclAllReduce(
-                    ds.sum1,
-                    ds.sum1,
-                    ds.sum1_size,
-                    ncclDouble,
-                    ncclSum,
-                    im.comms[g],
-                    s),
-                "all-reducing sum r x (ncclAllReduce)");
-            check_nccl(
-                ncclAllReduce(
-                    ds.sum2,
-                    ds.sum2,
-                    ds.sum2_size,
-                    ncclDouble,
-                    ncclSum,
-                    im.comms[g],
-                    s),
-                "all-reducing the second moments (ncclAllReduce)");
+            // A full model's statistics are all in `count` (sum1 and sum2
+            // are empty, the same on every device): no empty reductions.
+            if (ds.sum1_size > 0) {
+                check_nccl(
+                    ncclAllReduce(
+                        ds.sum1,
+                        ds.sum1,
+                        ds.sum1_size,
+                        ncclDouble,
+                        ncclSum,
+                        im.comms[g],
+                        s),
+                    "all-reducing sum r x (ncclAllReduce)");
+            }
+            if (ds.sum2_size > 0) {
+                check_nccl(
+                    ncclAllReduce(
+                        ds.sum2,
+                        ds.sum2,
+                        ds.sum2_size,
+                        ncclDouble,
+                        ncclSum,
+                        im.comms[g],
+                        s),
+                    "all-reducing the second moments (ncclAllReduce)");
+            }
             check_nccl(
                 ncclAllReduce(
                     ds.log_likelihood,

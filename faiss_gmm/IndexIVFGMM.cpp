@@ -556,7 +556,8 @@ void IndexIVFGMM::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
         assigner.name().c_str(),
         int64_t(requested));
     const idx_t bs = std::min(n, requested);
-    const bool overlap = assigner.overlaps_encoding() && n > bs;
+    const bool overlap =
+        assigner.overlaps_encoding(gmm, build_params.spill) && n > bs;
     std::vector<idx_t> lists[2];
     lists[0].resize(size_t(bs) * m);
     if (overlap) {

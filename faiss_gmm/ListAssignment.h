@@ -133,9 +133,13 @@ struct ListAssigner {
     /// Vectors per assign() call that add_with_ids hands over (>= 1).
     virtual idx_t batch_size() const = 0;
 
-    /// True when assign() leaves the CPU's cores mostly idle (device work),
-    /// so that add_with_ids runs it beside the encoding of the last batch.
-    virtual bool overlaps_encoding() const {
+    /// True when assign() of this model and rule leaves the CPU's cores
+    /// mostly idle (device work), so that add_with_ids runs it beside the
+    /// encoding of the last batch; false where it would compete with the
+    /// encoding threads for the cores (a CPU rule).
+    virtual bool overlaps_encoding(
+        const GaussianMixture& /*gmm*/,
+        const SpillParameters& /*spill*/) const {
         return false;
     }
 

@@ -72,7 +72,8 @@ struct RecordingAssigner : ListAssigner {
     idx_t batch_size() const override {
         return batch;
     }
-    bool overlaps_encoding() const override {
+    bool overlaps_encoding(
+        const GaussianMixture&, const SpillParameters&) const override {
         return overlap;
     }
     std::string name() const override {

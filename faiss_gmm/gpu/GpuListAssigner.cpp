@@ -37,6 +37,23 @@ bool same_model(const GaussianMixture& a, const GaussianMixture& b) {
            a.variances == b.variances;
 }
 
+/**
+ * The candidates per vector that the device kernel finds for this model and
+ * rule (top_candidates_needed; *log_joint as it sets it), or 0 where the
+ * rule stays on the CPU: SOAR and RAIR (they need the vectors), full
+ * covariance (the kernel scores spherical and diagonal models) and more
+ * than kernels::kAssignMaxTop candidates.
+ */
+int device_candidates(
+    const GaussianMixture& gmm, const SpillParameters& spill, bool* log_joint) {
+    if (spill.rule == SpillRule::Soar || spill.rule == SpillRule::Rair ||
+        gmm.covariance == CovarianceType::Full) {
+        return 0;
+    }
+    const int top = top_candidates_needed(spill, size_t(gmm.k), log_joint);
+    return top > kn::kAssignMaxTop ? 0 : top;
+}
+
 } // namespace
 
 void GpuListAssignerConfig::check() const {
@@ -272,13 +289,8 @@ void GpuListAssigner::assign(
     std::lock_guard<std::mutex> lock(impl_->mutex);
     const double t0 = faiss::getmillisecs();
     bool log_joint = true;
-    const bool kernel_rule = spill.rule != SpillRule::Soar &&
-                             spill.rule != SpillRule::Rair &&
-                             gmm.covariance != CovarianceType::Full;
-    const int top =
-        kernel_rule ? top_candidates_needed(spill, size_t(gmm.k), &log_joint)
-                    : 0;
-    if (!kernel_rule || top > kn::kAssignMaxTop) {
+    const int top = device_candidates(gmm, spill, &log_joint);
+    if (top == 0) {
         assign_lists(gmm, quantizer, spill, n, x, lists);
         impl_->stats.cpu_vectors += n;
     } else if (n > 0) {
@@ -287,6 +299,12 @@ void GpuListAssigner::assign(
         impl_->stats.gpu_vectors += n;
     }
     impl_->stats.seconds += (faiss::getmillisecs() - t0) / 1000;
+}
+
+bool GpuListAssigner::overlaps_encoding(
+    const GaussianMixture& gmm, const SpillParameters& spill) const {
+    bool log_joint = true;
+    return device_candidates(gmm, spill, &log_joint) > 0;
 }
 
 idx_t GpuListAssigner::batch_size() const {

@@ -89,10 +89,13 @@ class GpuListAssigner : public ListAssigner {
         const float* x,
         idx_t* lists) override;
     idx_t batch_size() const override;
-    /// true: the CPU only stages copies and applies the rule
-    bool overlaps_encoding() const override {
-        return true;
-    }
+    /// whether assign() runs on the device for this model and rule (the
+    /// CPU then only stages copies and applies the rule); false where it
+    /// falls back to the CPU rule (SOAR, RAIR, full covariance, more than
+    /// kernels::kAssignMaxTop candidates)
+    bool overlaps_encoding(
+        const GaussianMixture& gmm,
+        const SpillParameters& spill) const override;
     /// "GPU <device>"
     std::string name() const override;
 

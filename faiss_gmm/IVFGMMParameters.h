@@ -57,9 +57,12 @@ SpillRule spill_rule_from_name(const std::string& name);
 
 /// Where train() runs EM.
 enum class TrainDevice : int {
-    Auto = 0, ///< the GPU when one is usable and built in, else the CPU
-    Cpu = 1,  ///< GaussianMixture::train
-    Gpu = 2,  ///< gpu::train_gmm_gpu; throws when no GPU is usable
+    /// the GPU when one is usable and built in, else the CPU; full
+    /// covariance stays on the CPU (its GPU E-step has not yet run on a
+    /// device: kernels/README.md), unless Gpu is asked for
+    Auto = 0,
+    Cpu = 1, ///< GaussianMixture::train
+    Gpu = 2, ///< gpu::train_gmm_gpu; throws when no GPU is usable
 };
 /// "auto" / "cpu" / "gpu".
 const char* train_device_name(TrainDevice device);

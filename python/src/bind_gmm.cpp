@@ -21,6 +21,17 @@ namespace python {
 
 namespace {
 
+/// Whether EM runs on the GPU: use_gpu's answer, except that device "auto"
+/// keeps full covariance on the CPU until its GPU E-step has been validated
+/// on a device (as IndexIVFGMM's train_device=auto does).
+bool em_on_gpu(
+    const std::string& device, int gpu_device, CovarianceType covariance) {
+    if (device == "auto" && covariance == CovarianceType::Full) {
+        return false;
+    }
+    return use_gpu(device, gpu_device);
+}
+
 /// A copy of values as a numpy array of the given shape.
 nb::ndarray<nb::numpy, float> copy_out(
     const std::vector<float>& values, std::initializer_list<size_t> shape) {
@@ -371,7 +382,8 @@ void bind_training(nb::module_& m) {
            const std::string& precision) {
             FloatRows r = float_rows(x, "x", -1);
             check_precision(precision);
-            const bool on_gpu = use_gpu(device, gpu_device);
+            const bool on_gpu =
+                em_on_gpu(device, gpu_device, params.covariance);
             GaussianMixture model(r.d, k, params.covariance);
             {
                 nb::gil_scoped_release release;
@@ -414,7 +426,8 @@ void bind_training(nb::module_& m) {
                 throw nb::value_error(
                     "params.covariance differs from the model's");
             }
-            const bool on_gpu = use_gpu(device, gpu_device);
+            const bool on_gpu =
+                em_on_gpu(device, gpu_device, params.covariance);
             nb::gil_scoped_release release;
             run_em_from_model(&model, r, params, on_gpu, gpu_device, precision);
         },

@@ -25,7 +25,8 @@
  * K (D (D + 1) / 2 + D + 1) floats and doubles of statistics. Its M-step runs
  * on the host (gmm_m_step, shared with the CPU trainer: covariances, floor,
  * LAPACK Cholesky factors, re-seeding) after a download of the statistics,
- * every iteration.
+ * every iteration. Not yet run on a device: IndexIVFGMM's train_device=auto
+ * keeps full models on the CPU until it has been (kernels/README.md).
  */
 
 #pragma once

@@ -58,14 +58,22 @@ SpillRule spill_rule_from_name(const std::string& name);
 /// Where train() runs EM.
 enum class TrainDevice : int {
     /// the GPU when one is usable and built in, else the CPU; full
-    /// covariance stays on the CPU (its GPU E-step has not yet run on a
-    /// device: kernels/README.md), unless Gpu is asked for
+    /// covariance stays on the CPU for now (auto_device_may_train_on_gpu),
+    /// unless Gpu is asked for
     Auto = 0,
     Cpu = 1, ///< GaussianMixture::train
     Gpu = 2, ///< gpu::train_gmm_gpu; throws when no GPU is usable
 };
 /// "auto" / "cpu" / "gpu".
 const char* train_device_name(TrainDevice device);
+
+/// Whether an automatic device choice (train_device=auto, Python
+/// device='auto') may train a model of this covariance on a GPU: not full
+/// covariance until its GPU E-step has run on a device (kernels/README.md,
+/// "Full covariance"). The one place that rule lives.
+inline bool auto_device_may_train_on_gpu(CovarianceType covariance) {
+    return covariance != CovarianceType::Full;
+}
 /// Inverse of train_device_name; throws naming the string when unknown.
 TrainDevice train_device_from_name(const std::string& name);
 

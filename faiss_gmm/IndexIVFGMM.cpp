@@ -299,12 +299,11 @@ void IndexIVFGMM::train(idx_t n, const float* x) {
         device != TrainDevice::Gpu || gpu_usable,
         "IndexIVFGMM::train: train_device=gpu but %s",
         no_gpu_reason);
-    // Auto keeps full covariance on the CPU until its GPU E-step has been
-    // validated on a device (kernels/README.md, "Full covariance").
     const bool on_gpu =
-        gpu_usable && (device == TrainDevice::Gpu ||
-                       (device == TrainDevice::Auto &&
-                        build_params.gmm.covariance != CovarianceType::Full));
+        gpu_usable &&
+        (device == TrainDevice::Gpu ||
+         (device == TrainDevice::Auto &&
+          auto_device_may_train_on_gpu(build_params.gmm.covariance)));
 
     GmmParameters params = build_params.gmm;
     params.verbose = params.verbose || verbose;

@@ -21,12 +21,11 @@ namespace python {
 
 namespace {
 
-/// Whether EM runs on the GPU: use_gpu's answer, except that device "auto"
-/// keeps full covariance on the CPU until its GPU E-step has been validated
-/// on a device (as IndexIVFGMM's train_device=auto does).
+/// Whether EM runs on the GPU: use_gpu's answer, where device "auto" also
+/// asks auto_device_may_train_on_gpu (as IndexIVFGMM's train_device=auto).
 bool em_on_gpu(
     const std::string& device, int gpu_device, CovarianceType covariance) {
-    if (device == "auto" && covariance == CovarianceType::Full) {
+    if (device == "auto" && !auto_device_may_train_on_gpu(covariance)) {
         return false;
     }
     return use_gpu(device, gpu_device);

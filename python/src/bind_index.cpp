@@ -4,7 +4,6 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
-#include <cxxabi.h>
 #include <memory>
 #include <string>
 #include <typeinfo>
@@ -24,6 +23,7 @@
 #include <faiss_gmm/IVFGMMParameters.h>
 #include <faiss_gmm/IVFGMMStats.h>
 #include <faiss_gmm/IndexIVFGMM.h>
+#include <faiss_gmm/impl/ClassName.h>
 #include <faiss_gmm/index_factory.h>
 #include <faiss_gmm/index_io.h>
 
@@ -36,16 +36,6 @@ namespace python {
 namespace {
 
 using IndexPtr = std::unique_ptr<faiss::Index>;
-
-/// "faiss::IndexPreTransform", "faiss_gmm::IndexIVFGMM", ...
-std::string class_name(const faiss::Index& index) {
-    int status = 0;
-    const char* mangled = typeid(index).name();
-    char* name = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
-    std::string out = status == 0 && name ? name : mangled;
-    std::free(name);
-    return out;
-}
 
 /// Search keyword arguments as ("key", "value text") pairs.
 std::vector<std::pair<std::string, std::string>>
@@ -120,7 +110,7 @@ search_parameters(const faiss::Index& index, const nb::kwargs& kwargs) {
     bad_parameter(
         std::string("search parameters given for an index that takes "
                     "none (") +
-        class_name(index) + ")");
+        impl::class_name(index) + ")");
 }
 
 nb::dict stats_dict(const IndexIVFGMMStats& s) {
@@ -296,7 +286,7 @@ void bind_base_index(nb::module_& m) {
         .def("__repr__", [](nb::handle self) {
             const auto& i = nb::cast<const Index&>(self);
             return "<" + nb::cast<std::string>(nb::type_name(self.type())) +
-                   " (" + class_name(i) + ") d=" + std::to_string(i.d) +
+                   " (" + impl::class_name(i) + ") d=" + std::to_string(i.d) +
                    " ntotal=" + std::to_string(i.ntotal) + ">";
         });
 }

@@ -16,10 +16,11 @@
  *
  * Full covariance (--cov full; kernels/gmm_estep_full.h): the E-step is a
  * whitening product Z = X'[U_1 .. U_K] (N x D by D x K D, cuBLAS, in row
- * chunks), the responsibilities from the squared norms of z - o, and the
- * statistics product R^T [x' | 1 | x'x'^T]. Its GEMM column is that
- * unavoidable whitening product alone, N x D by D x (K D) at the row's
- * precision (one cublasGemmEx per chunk of rows into a 4 GB output), and
+ * chunks), the responsibilities from the squared norms of z - o, the
+ * statistics product R^T [x' | 1] and the second moments of the whitened
+ * residuals (K strided-batched products of the whitening's size). Its GEMM
+ * column is that unavoidable whitening product alone, N x D by D x (K D) at the
+ * row's precision (one cublasGemmEx per chunk of rows into a 4 GB output), and
  * the line also prints the same product as K strided-batched GEMMs
  * (cublasGemmStridedBatchedEx, A stride 0) for comparison. bf16 rows are
  * skipped for full models (they run as tf32). Iterations include the host

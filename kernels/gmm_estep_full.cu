@@ -3,10 +3,11 @@
 // per-component model preparation and the per-row work around them, all
 // memory-bound:
 // * prepare-model: one CTA per component (d x d values of U_j);
-// * features: one CTA per point row (the packed outer product, coalesced);
+// * features: grid-stride over the chunk's [x' | 1] rows;
 // * responsibilities: one CTA per point row, its warps over the components,
 //   each component's d_pad whitened floats read by a group of lanes with
 //   float4 loads, reduced by shuffles; online log-sum-exp in registers;
+// * weighted residuals: grid-stride float4 over Z, in place;
 // * add-statistics: element-wise fp32 -> double accumulation.
 
 #include <kernels/gmm_estep_full.h>
@@ -22,8 +23,10 @@ namespace {
 
 /// Threads of the prepare-model CTAs (one CTA per component).
 constexpr int kModelThreads = 128;
-/// Threads of the feature CTAs (one CTA per point row).
+/// Threads of the feature CTAs (grid-stride over the feature values).
 constexpr int kFeatureThreads = 256;
+/// Threads of the weighted-residual CTAs (grid-stride over float4 of Z).
+constexpr int kResidualThreads = 256;
 /// Threads of the responsibilities CTAs (one CTA per point row).
 constexpr int kRowThreads = 32 * kEStepFullRowWarps;
 /// Threads of the add-statistics CTAs.
@@ -67,11 +70,6 @@ lse_merge(float& m, float& s, float m2, float s2) {
     }
     s = s * exp2f(m - mn) + s2 * exp2f(m2 - mn);
     m = mn;
-}
-
-/// First column of row a of the packed upper triangle (d columns).
-__device__ __forceinline__ int pair_row_start(int a, int d) {
-    return a * d - a * (a - 1) / 2;
 }
 
 /**
@@ -140,49 +138,31 @@ __global__ void __launch_bounds__(kModelThreads) full_prepare_model_kernel(
 }
 
 /**
- * Step 1. CTA i (one per point row): x'_i = x_i - c into shared memory, then
- * the feature row [x' | 1 | 0.. | packed x'_a x'_b | 0..] written with
- * consecutive threads on consecutive columns. A pair column p maps back to
- * (a, b) by the inverse of pair_row_start (a square root, then at most a
- * step or two of correction in integers).
+ * Step 1. Grid-stride over the rows x cols feature values: column l < d is
+ * x'_il = x_il - c_l, column d is 1, the padding columns 0 (tf32-rounded
+ * for TF32). Consecutive threads write consecutive columns.
  */
 __global__ void __launch_bounds__(kFeatureThreads) full_features_kernel(
+    int64_t rows,
     int d,
-    FullFeatureLayout lay,
+    int cols,
     bool tf32,
     const float* __restrict__ x,
     const float* __restrict__ center,
     float* __restrict__ features) {
-    extern __shared__ float xc[]; // d floats: x'_i
-    const int64_t i = blockIdx.x;
-    for (int l = threadIdx.x; l < d; l += kFeatureThreads) {
-        xc[l] = x[i * d + l] - center[l];
-    }
-    __syncthreads();
-    float* f = features + i * lay.cols;
-    for (int col = threadIdx.x; col < lay.cols; col += kFeatureThreads) {
+    const int64_t total = rows * cols;
+    for (int64_t e = int64_t(blockIdx.x) * kFeatureThreads + threadIdx.x;
+         e < total;
+         e += int64_t(gridDim.x) * kFeatureThreads) {
+        const int64_t i = e / cols;
+        const int col = int(e - i * cols);
         float v = 0;
         if (col < d) {
-            v = xc[col];
-        } else if (col == lay.one) {
+            v = x[i * d + col] - center[col];
+        } else if (col == d) {
             v = 1;
-        } else if (col >= lay.pairs && col < lay.pairs + lay.npairs) {
-            const int p = col - lay.pairs;
-            // pair_row_start(a) <= p < pair_row_start(a + 1)
-            const float t = float(2 * d + 1);
-            int a =
-                int((t - sqrtf(fmaxf(t * t - 8.0f * float(p), 0.0f))) * 0.5f);
-            a = min(max(a, 0), d - 1);
-            while (a > 0 && pair_row_start(a, d) > p) {
-                a--;
-            }
-            while (a + 1 < d && pair_row_start(a + 1, d) <= p) {
-                a++;
-            }
-            const int b = a + (p - pair_row_start(a, d));
-            v = xc[a] * xc[b];
         }
-        f[col] = store_value(v, tf32);
+        features[e] = store_value(v, tf32);
     }
 }
 
@@ -283,6 +263,39 @@ __global__ void __launch_bounds__(kRowThreads) full_responsibilities_kernel(
     }
 }
 
+/**
+ * Step 4a. Grid-stride over the float4 slots of Z (rows x k x d_pad / 4):
+ * slot (i, j, q) becomes sqrt(r_ij) (z_ij - o_j) on those 4 coordinates,
+ * tf32-rounded for TF32. Padding coordinates stay 0 (z and o are 0 there).
+ */
+__global__ void __launch_bounds__(kResidualThreads)
+    full_weighted_residuals_kernel(
+        int64_t rows,
+        int k,
+        int slots,
+        bool tf32,
+        const float* __restrict__ resp,
+        const float4* __restrict__ offsets,
+        float4* __restrict__ z) {
+    const int64_t per_row = int64_t(k) * slots;
+    const int64_t total = rows * per_row;
+    for (int64_t e = int64_t(blockIdx.x) * kResidualThreads + threadIdx.x;
+         e < total;
+         e += int64_t(gridDim.x) * kResidualThreads) {
+        const int64_t i = e / per_row;
+        const int64_t jq = e - i * per_row; // j * slots + q
+        const int j = int(jq / slots);
+        const float w = sqrtf(__ldg(resp + i * k + j));
+        const float4 o = __ldg(offsets + jq);
+        float4 v = z[e];
+        v.x = store_value(w * (v.x - o.x), tf32);
+        v.y = store_value(w * (v.y - o.y), tf32);
+        v.z = store_value(w * (v.z - o.z), tf32);
+        v.w = store_value(w * (v.w - o.w), tf32);
+        z[e] = v;
+    }
+}
+
 /// Step 5. acc[e] += stats[e], grid-stride.
 __global__ void __launch_bounds__(kAddThreads) full_add_statistics_kernel(
     int64_t count, const float* __restrict__ stats, double* __restrict__ acc) {
@@ -317,6 +330,13 @@ int lanes_per_component(int d_pad) {
     return g;
 }
 
+/// Blocks of a grid-stride kernel over `count` items: enough for one item
+/// per thread, at most kMaxBlocks, at least 1.
+unsigned grid_stride_blocks(int64_t count, int threads) {
+    return unsigned(std::max<int64_t>(
+        1, std::min<int64_t>((count + threads - 1) / threads, kMaxBlocks)));
+}
+
 } // namespace
 
 int estep_full_padded_dim(int d) {
@@ -327,10 +347,12 @@ int estep_full_padded_dim(int d) {
 FullFeatureLayout estep_full_feature_layout(int d) {
     FullFeatureLayout lay;
     lay.one = d;
-    lay.pairs = (d + 1 + 3) / 4 * 4;
-    lay.npairs = int(int64_t(d) * (d + 1) / 2);
-    lay.cols = (lay.pairs + lay.npairs + 3) / 4 * 4;
+    lay.cols = (d + 1 + 3) / 4 * 4;
     return lay;
+}
+
+int64_t estep_full_statistics_values(int d, int k) {
+    return int64_t(k) * estep_full_feature_layout(d).cols + int64_t(k) * d * d;
 }
 
 int64_t estep_full_row_bytes(int d, int k) {
@@ -389,17 +411,13 @@ cudaError_t gmm_estep_full_features(
     if (rows == 0) {
         return cudaSuccess;
     }
+    const int cols = estep_full_feature_layout(m.d).cols;
     full_features_kernel<<<
-        unsigned(rows),
+        grid_stride_blocks(rows * cols, kFeatureThreads),
         kFeatureThreads,
-        size_t(m.d) * 4,
+        0,
         stream>>>(
-        m.d,
-        estep_full_feature_layout(m.d),
-        m.math == EStepMath::TF32,
-        x,
-        m.center,
-        features);
+        rows, m.d, cols, m.math == EStepMath::TF32, x, m.center, features);
     return cudaGetLastError();
 }
 
@@ -446,6 +464,42 @@ cudaError_t gmm_estep_full_responsibilities(
     return gmm_estep_sum_partials(rows, log_z, log_likelihood, stream);
 }
 
+cudaError_t gmm_estep_full_weighted_residuals(
+    const FullEStepModel& m,
+    int64_t rows,
+    const float* resp,
+    float* z,
+    cudaStream_t stream) {
+    cudaError_t err = check_model(m);
+    if (err != cudaSuccess) {
+        return err;
+    }
+    if (rows < 0 || rows > 0x7fffffff || (rows > 0 && (!resp || !z))) {
+        return cudaErrorInvalidValue;
+    }
+    if ((reinterpret_cast<uintptr_t>(z) & 15) != 0 ||
+        (reinterpret_cast<uintptr_t>(m.offsets) & 15) != 0) {
+        return cudaErrorMisalignedAddress;
+    }
+    if (rows == 0) {
+        return cudaSuccess;
+    }
+    const int slots = estep_full_padded_dim(m.d) / 4;
+    full_weighted_residuals_kernel<<<
+        grid_stride_blocks(rows * m.k * slots, kResidualThreads),
+        kResidualThreads,
+        0,
+        stream>>>(
+        rows,
+        m.k,
+        slots,
+        m.math == EStepMath::TF32,
+        resp,
+        reinterpret_cast<const float4*>(m.offsets),
+        reinterpret_cast<float4*>(z));
+    return cudaGetLastError();
+}
+
 cudaError_t gmm_estep_full_add_statistics(
     int64_t count, const float* stats, double* acc, cudaStream_t stream) {
     if (count < 0 || (count > 0 && (!stats || !acc))) {
@@ -454,12 +508,11 @@ cudaError_t gmm_estep_full_add_statistics(
     if (count == 0) {
         return cudaSuccess;
     }
-    const int blocks = int(std::max<int64_t>(
-        1,
-        std::min<int64_t>(
-            (count + kAddThreads - 1) / kAddThreads, kMaxBlocks)));
-    full_add_statistics_kernel<<<blocks, kAddThreads, 0, stream>>>(
-        count, stats, acc);
+    full_add_statistics_kernel<<<
+        grid_stride_blocks(count, kAddThreads),
+        kAddThreads,
+        0,
+        stream>>>(count, stats, acc);
     return cudaGetLastError();
 }
 

@@ -17,30 +17,41 @@
  *   0. once per model, gmm_estep_full_prepare_model: the product matrix
  *      W = [U_1 | ... | U_K] (d x K d_pad), the offsets o_j and the
  *      constants log2(e) (log w_j + sum_i log U_j[i][i] - d/2 log 2 pi);
- *   1. gmm_estep_full_features: the feature rows F_i = [x'_i | 1 | x'_i
- *      x'_i^T (upper triangle, packed)] (estep_full_feature_layout);
+ *   1. gmm_estep_full_features: the feature rows F_i = [x'_i | 1]
+ *      (estep_full_feature_layout);
  *   2. cuBLAS: Z = F[:, 0:d] . W (rows x K d_pad, fp32): z_ij = x'_i^T U_j;
  *   3. gmm_estep_full_responsibilities: per point, l_ij = const_j -
  *      1/2 ||z_ij - o_j||^2 (a sum of squares: never negative, no
  *      cancellation between expanded terms), online log-sum-exp over j,
  *      R = exp(l - log Z) (rows x K) and ln Z per point for the
  *      log-likelihood (summed in a fixed order);
- *   4. cuBLAS: S += R^T F (K x feature columns, fp32): N_k (the column of
- *      ones), sum r x' and the packed second moments sum r x' x'^T, all from
- *      the same responsibilities, in one product that uses the symmetry
- *      (d (d + 1) / 2 columns instead of d^2) and reads the chunk's features
- *      once, instead of K row-scaled copies of the chunk for a batched GEMM
- *      (rows x K x d floats written and read: 8x the features' traffic at
- *      d = 128, K = 1024);
- *   5. gmm_estep_full_add_statistics: S into double accumulators (every
- *      few chunks: S sums at most a bounded number of rows in fp32).
+ *   4. cuBLAS: S += R^T F (K x feature columns, fp32): sum r x' and N_k
+ *      (the column of ones);
+ *   4a. gmm_estep_full_weighted_residuals: Z becomes, in place, Y with
+ *      y_ij = sqrt(r_ij) (z_ij - o_j) = sqrt(r_ij) U_j^T (x_i - mu_j);
+ *   4b. cuBLAS, K strided-batched products: M_j += Y_j^T Y_j (d x d, fp32),
+ *      the second moments about the component's own (old) mean in its
+ *      whitened coordinates, sum_i r_ij U_j^T (x_i - mu_j)(x_i - mu_j)^T U_j;
+ *      the host maps them back, U_j^-T M_j U_j^-1, in double. Why not
+ *      sum r x' x'^T about the one centre c (one product of d (d + 1) / 2
+ *      columns, half the work): moving those to mu_j subtracts
+ *      N_j (mu_j - c)(mu_j - c)^T, whose error grows as (|mu_j - c| /
+ *      sigma_j)^2 in fp32 / tf32 (measured: a 1M x 128, K = 256 tf32
+ *      E-step on uniformly spread clusters gave covariances that were not
+ *      positive definite); whitened residuals are of unit scale;
+ *   5. gmm_estep_full_add_statistics: [S | M] into double accumulators
+ *      (every few chunks: they sum at most a bounded number of rows in
+ *      fp32).
  *
  * Arithmetic (EStepMath): FP32 (cuBLAS SGEMM, the reference) or TF32
  * (inputs rounded to tf32, nearest with ties away, as the other E-steps
- * round their component matrix: W, the features and R; products
- * accumulated in fp32). BF16 is refused: the whitened differences
- * z - o cancel, which bf16's 8-bit mantissa does not survive; the host maps
- * a bf16 configuration to TF32 for full models.
+ * round their component matrix: W, the features, R and Y; products
+ * accumulated in fp32). What tf32 keeps: x' enters step 2 with a 10-bit
+ * mantissa, so z - o carries about 2^-11 |x'| / sigma_j of error (linear in the
+ * distance from c, as the diagonal GEMM path's logits); step 4b sums unit-scale
+ * residuals. BF16 is refused: the whitened differences z - o cancel, which
+ * bf16's 8-bit mantissa does not survive; the host maps a bf16 configuration to
+ * TF32 for full models.
  */
 
 #pragma once
@@ -67,22 +78,24 @@ constexpr int kEStepFullMaxDim = 1024;
 int estep_full_padded_dim(int d);
 
 /**
- * Columns of a feature row F_i (row-major, `cols` floats per row; every
- * section starts on a multiple of 4 floats):
- *   [0, d)                     x'_i
- *   one                        1 (so that S gives N_k)
- *   [pairs, pairs + npairs)    x'_ia x'_ib for a <= b, row-major upper
- *                              triangle: (a, b) at pairs + a d - a (a - 1)
- *                              / 2 + (b - a)
- *   other columns up to cols   0
+ * Columns of a feature row F_i (row-major, `cols` floats per row):
+ *   [0, d)            x'_i
+ *   one               1 (so that S gives N_k)
+ *   other columns     0 (cols is a multiple of 4)
  */
 struct FullFeatureLayout {
-    int one = 0;    ///< column of the constant 1 (= d)
-    int pairs = 0;  ///< first column of the second moments
-    int npairs = 0; ///< d (d + 1) / 2
-    int cols = 0;   ///< columns of a feature row (and of S)
+    int one = 0;  ///< column of the constant 1 (= d)
+    int cols = 0; ///< columns of a feature row (and of a row of S)
 };
 FullFeatureLayout estep_full_feature_layout(int d);
+
+/**
+ * Values of the statistics (fp32 product and double accumulator alike):
+ * S, k rows of estep_full_feature_layout(d).cols (sum r x', N_k, zeros),
+ * then M, k blocks of d x d (sum r (x - mu_j)^T U_j ... about mu_j, in the
+ * whitened coordinates of step 4b).
+ */
+int64_t estep_full_statistics_values(int d, int k);
 
 /// Device bytes per chunk row of the chunk buffers: Z (k d_pad floats),
 /// R (k floats), the features (cols floats) and one double of ln Z.
@@ -126,8 +139,8 @@ cudaError_t gmm_estep_full_prepare_model(
 
 /**
  * Step 1. x = rows x d fp32 (row-major); features = rows x
- * estep_full_feature_layout(d).cols fp32, the products x'_a x'_b formed in
- * fp32 and, for TF32, every value rounded to tf32.
+ * estep_full_feature_layout(d).cols fp32, x' formed in fp32 and, for TF32,
+ * rounded to tf32.
  */
 cudaError_t gmm_estep_full_features(
     const FullEStepModel& model,
@@ -150,6 +163,18 @@ cudaError_t gmm_estep_full_responsibilities(
     float* resp,
     double* log_z,
     double* log_likelihood,
+    cudaStream_t stream);
+
+/**
+ * Step 4a. resp = rows x k (step 3's output); z = rows x k d_pad (step 2's
+ * output), overwritten with y_ij = sqrt(r_ij) (z_ij - o_j) (tf32-rounded for
+ * TF32; padding coordinates stay 0). z and model.offsets 16-byte aligned.
+ */
+cudaError_t gmm_estep_full_weighted_residuals(
+    const FullEStepModel& model,
+    int64_t rows,
+    const float* resp,
+    float* z,
     cudaStream_t stream);
 
 /// Step 5. acc[e] += stats[e] for e < count (fp32 into double, element-wise).

@@ -69,12 +69,14 @@ std::vector<double> cholesky_lower(const double* a, int d) {
 }
 
 /**
- * A full-covariance model: weights 0.3..2 (normalised), means around an
- * offset of 5 (exercises the centring), covariances A A^T / d + diag(0.3 ..
- * 1) with A standard normal (random orientations, condition numbers of a
- * few tens), factors by update_precision_cholesky.
+ * A full-covariance model: weights 0.3..2 (normalised), means 5 +
+ * mean_spread N(0, 1) per coordinate (the offset exercises the centring),
+ * covariances A A^T / d + diag(0.3 .. 1) with A standard normal (random
+ * orientations, condition numbers of a few tens, sigma about 1), factors
+ * by update_precision_cholesky.
  */
-GaussianMixture random_full_model(int d, int k, uint64_t seed) {
+GaussianMixture
+random_full_model(int d, int k, uint64_t seed, double mean_spread = 1.5) {
     GaussianMixture model(d, k, CovarianceType::Full);
     std::mt19937_64 rng(seed);
     std::normal_distribution<double> normal;
@@ -89,7 +91,7 @@ GaussianMixture random_full_model(int d, int k, uint64_t seed) {
         model.weights[j] = float(w[j] / wsum);
     }
     for (auto& m : model.means) {
-        m = float(5.0 + 1.5 * normal(rng));
+        m = float(5.0 + mean_spread * normal(rng));
     }
     std::vector<double> a(size_t(d) * d);
     for (int j = 0; j < k; j++) {
@@ -277,8 +279,14 @@ GmmSufficientStats gpu_full_stats(
     return s;
 }
 
-void check_full_shape(idx_t n, int d, int k, uint64_t seed, idx_t chunk = 0) {
-    const GaussianMixture model = random_full_model(d, k, seed);
+void check_full_shape(
+    idx_t n,
+    int d,
+    int k,
+    uint64_t seed,
+    idx_t chunk = 0,
+    double mean_spread = 1.5) {
+    const GaussianMixture model = random_full_model(d, k, seed, mean_spread);
     const std::vector<float> x = sample_full(model, n, seed + 1);
     const GmmSufficientStats ref = reference_full_stats(model, n, x.data());
     for (EStepPrecision p :
@@ -289,11 +297,12 @@ void check_full_shape(idx_t n, int d, int k, uint64_t seed, idx_t chunk = 0) {
         snprintf(
             what,
             sizeof(what),
-            "full n=%ld d=%d k=%d chunk=%ld %s",
+            "full n=%ld d=%d k=%d chunk=%ld spread=%g %s",
             long(n),
             d,
             k,
             long(chunk),
+            mean_spread,
             gpu::estep_precision_name(p));
         expect_close(g, ref, tolerance(p), what);
     }
@@ -309,29 +318,29 @@ TEST(GpuEStepFullPlan, FeatureLayout) {
         const kernels::FullFeatureLayout lay =
             kernels::estep_full_feature_layout(d);
         EXPECT_EQ(lay.one, d);
-        EXPECT_GE(lay.pairs, d + 1);
-        EXPECT_EQ(lay.pairs % 4, 0) << d;
-        EXPECT_EQ(lay.npairs, d * (d + 1) / 2);
-        EXPECT_GE(lay.cols, lay.pairs + lay.npairs);
-        EXPECT_LT(lay.cols, lay.pairs + lay.npairs + 4);
+        EXPECT_GE(lay.cols, d + 1);
+        EXPECT_LT(lay.cols, d + 5);
         EXPECT_EQ(lay.cols % 4, 0) << d;
+        // S (k rows of cols) then M (k blocks of d x d)
+        EXPECT_EQ(
+            kernels::estep_full_statistics_values(d, 3),
+            int64_t(3) * lay.cols + int64_t(3) * d * d);
         const int d_pad = kernels::estep_full_padded_dim(d);
         EXPECT_GE(d_pad, d);
         EXPECT_EQ(d_pad % kernels::kEStepFullDimAlign, 0);
         EXPECT_LT(d_pad, d + kernels::kEStepFullDimAlign);
     }
-    // d = 128, K = 1024: Z 512 KiB, R 4 KiB, features 132 + 8256 floats,
-    // ln Z.
+    // d = 128, K = 1024: Z 512 KiB, R 4 KiB, features 132 floats, ln Z.
     const int64_t rb = kernels::estep_full_row_bytes(128, 1024);
-    EXPECT_EQ(rb, int64_t(1024) * 128 * 4 + 1024 * 4 + 8388 * 4 + 8);
+    EXPECT_EQ(rb, int64_t(1024) * 128 * 4 + 1024 * 4 + 132 * 4 + 8);
 }
 
 TEST(GpuEStepFullPlan, ChunkRows) {
     using gpu::detail::full_estep_chunk_rows;
     const int64_t rb = kernels::estep_full_row_bytes(128, 1024);
-    // 1 GiB of chunk buffers at d = 128, K = 1024: 1856 rows.
+    // 1 GiB of chunk buffers at d = 128, K = 1024: 1984 rows.
     EXPECT_EQ(
-        full_estep_chunk_rows(rb, gpu::detail::kFullChunkBytes, 1000000), 1856);
+        full_estep_chunk_rows(rb, gpu::detail::kFullChunkBytes, 1000000), 1984);
     EXPECT_EQ(
         full_estep_chunk_rows(rb, gpu::detail::kFullChunkBytes, 1000), 1000);
     // Multiples of 64 from 64 rows on, at least one row.
@@ -365,6 +374,72 @@ TEST(GpuEStepFullPlan, Precision) {
     EXPECT_EQ(full_estep_precision(EStepPrecision::BF16), EStepPrecision::TF32);
 }
 
+TEST(GpuEStepFullPlan, FactorValueAsTheProductRoundsIt) {
+    using gpu::detail::full_estep_factor_value;
+    // 1 + 2^-11 is a tie between tf32 neighbours 1 and 1 + 2^-10: away
+    // from zero; 1 + 2^-12 rounds down; FP32 keeps every value.
+    const float tie = 1.0f + std::ldexp(1.0f, -11);
+    EXPECT_EQ(
+        full_estep_factor_value(tie, EStepPrecision::TF32),
+        1.0f + std::ldexp(1.0f, -10));
+    EXPECT_EQ(
+        full_estep_factor_value(-tie, EStepPrecision::BF16),
+        -(1.0f + std::ldexp(1.0f, -10)));
+    EXPECT_EQ(
+        full_estep_factor_value(
+            1.0f + std::ldexp(1.0f, -12), EStepPrecision::TF32),
+        1.0f);
+    EXPECT_EQ(full_estep_factor_value(tie, EStepPrecision::FP32), tie);
+    EXPECT_TRUE(
+        std::isinf(full_estep_factor_value(INFINITY, EStepPrecision::TF32)));
+}
+
+TEST(GpuEStepFullPlan, UnwhitenedMomentsInvertTheWhitening) {
+    // M = U^T S U for a random SPD S and the factor U of a random model:
+    // add_unwhitened_moments gives back S (added to what out holds).
+    const int d = 7;
+    const GaussianMixture model = random_full_model(d, 1, 5);
+    std::vector<double> u(
+        model.precision_cholesky.begin(), model.precision_cholesky.end());
+    std::mt19937_64 rng(6);
+    std::normal_distribution<double> normal;
+    std::vector<double> a(size_t(d) * d), s(size_t(d) * d, 0.0);
+    for (auto& v : a) {
+        v = normal(rng);
+    }
+    for (int r = 0; r < d; r++) {
+        for (int c = 0; c < d; c++) {
+            for (int t = 0; t < d; t++) {
+                s[size_t(r) * d + c] +=
+                    a[size_t(r) * d + t] * a[size_t(c) * d + t];
+            }
+        }
+    }
+    // M = U^T S U (U row-major upper triangular)
+    std::vector<double> su(size_t(d) * d, 0.0), m(size_t(d) * d, 0.0);
+    for (int r = 0; r < d; r++) {
+        for (int c = 0; c < d; c++) {
+            for (int t = 0; t <= c; t++) {
+                su[size_t(r) * d + c] +=
+                    s[size_t(r) * d + t] * u[size_t(t) * d + c];
+            }
+        }
+    }
+    for (int r = 0; r < d; r++) {
+        for (int c = 0; c < d; c++) {
+            for (int t = 0; t <= r; t++) {
+                m[size_t(r) * d + c] +=
+                    u[size_t(t) * d + r] * su[size_t(t) * d + c];
+            }
+        }
+    }
+    std::vector<double> out(size_t(d) * d, 1.0);
+    gpu::detail::add_unwhitened_moments(d, u.data(), m.data(), out.data());
+    for (size_t e = 0; e < out.size(); e++) {
+        EXPECT_NEAR(out[e], 1.0 + s[e], 1e-9 * (1.0 + std::fabs(s[e]))) << e;
+    }
+}
+
 TEST(GpuEStepFullPlan, LaunchersRefuseBadArguments) {
     // Argument checks run before any launch: no device needed.
     kernels::FullEStepModel m;
@@ -391,6 +466,14 @@ TEST(GpuEStepFullPlan, LaunchersRefuseBadArguments) {
     EXPECT_EQ(
         kernels::gmm_estep_full_responsibilities(
             m, 1, dummy, nullptr, nullptr, nullptr, nullptr),
+        cudaErrorInvalidValue);
+    EXPECT_EQ(
+        kernels::gmm_estep_full_weighted_residuals(
+            m, 1, nullptr, dummy, nullptr),
+        cudaErrorInvalidValue);
+    EXPECT_EQ(
+        kernels::gmm_estep_full_weighted_residuals(
+            m, -1, dummy, dummy, nullptr),
         cudaErrorInvalidValue);
     EXPECT_EQ(
         kernels::gmm_estep_full_add_statistics(-1, nullptr, nullptr, nullptr),
@@ -441,6 +524,16 @@ TEST(GpuEStepFull, StatisticsFoldedAcrossRows) {
     check_full_shape(gpu::detail::kFullFoldRows * 2 + 1000, 5, 4, 71);
 }
 
+TEST(GpuEStepFull, StatisticsWellSeparatedComponents) {
+    FAISS_GMM_SKIP_WITHOUT_GPU();
+    // Means about 30 sigma from the mixture's centre: second moments taken
+    // about the one centre and moved to each mean would lose (30)^2 x 2^-11
+    // of the covariance in tf32; the whitened residuals keep the usual
+    // tolerance (kernels/gmm_estep_full.h, step 4b).
+    check_full_shape(4000, 16, 8, 111, 0, 30.0);
+    check_full_shape(3000, 64, 4, 121, 0, 30.0);
+}
+
 TEST(GpuEStepFull, DeviceStatisticsAndMStep) {
     FAISS_GMM_SKIP_WITHOUT_GPU();
     const GaussianMixture model = random_full_model(12, 6, 81);
@@ -454,9 +547,9 @@ TEST(GpuEStepFull, DeviceStatisticsAndMStep) {
     EXPECT_NE(ds.count, nullptr);
     EXPECT_EQ(ds.sum1_size, 0u);
     EXPECT_EQ(ds.sum2_size, 0u);
-    const kernels::FullFeatureLayout lay =
-        kernels::estep_full_feature_layout(model.d);
-    EXPECT_EQ(ds.count_size, size_t(model.k) * lay.cols);
+    EXPECT_EQ(
+        ds.count_size,
+        size_t(kernels::estep_full_statistics_values(model.d, model.k)));
     // The device_m_step of a full model: the host M-step on the statistics.
     GmmParameters params;
     params.covariance = CovarianceType::Full;

@@ -245,8 +245,8 @@ GpuEStep::DeviceStatistics GpuEStep::device_statistics() const {
     const Impl& im = *impl_;
     DeviceStatistics ds;
     if (im.model_full) {
-        // One accumulator holds every full-covariance statistic (N_k,
-        // sum r x', the packed second moments: kernels/gmm_estep_full.h);
+        // One accumulator holds every full-covariance statistic (sum r x',
+        // N_k, the whitened second moments: kernels/gmm_estep_full.h);
         // it is exposed whole as `count`, sum1 and sum2 are empty.
         ds.count = im.full_acc.as<double>();
         ds.count_size = im.full_acc.bytes() / sizeof(double);

@@ -18,15 +18,17 @@
  * Full covariance (kernels/gmm_estep_full.h, impl/GpuEStepFull.cpp): the
  * E-step whitens each chunk of points by every component's precision
  * Cholesky factor in one cuBLAS product (chunk x D by D x K D), forms the
- * responsibilities from the squared norms, and takes N_k, sum r x and the
- * second moments from one more product, R^T [x' | 1 | x' x'^T]; fp32, or
- * tf32 for the tf32 and bf16 precisions. Chunk buffers of at most 1 GiB
- * (and half of the budget left), plus the model's 2 K D^2 floats and
- * K (D (D + 1) / 2 + D + 1) floats and doubles of statistics. Its M-step runs
- * on the host (gmm_m_step, shared with the CPU trainer: covariances, floor,
- * LAPACK Cholesky factors, re-seeding) after a download of the statistics,
- * every iteration. Not yet run on a device: IndexIVFGMM's train_device=auto
- * keeps full models on the CPU until it has been (kernels/README.md).
+ * responsibilities from the squared norms, N_k and sum r x from one more
+ * product, R^T [x' | 1], and each component's second moments about its own
+ * mean from its whitened residuals (K strided-batched products), mapped
+ * back in double on the host; fp32, or tf32 for the tf32 and bf16
+ * precisions. Chunk buffers of at most 1 GiB (and half of the budget left),
+ * plus the model's 2 K D^2 floats and K (D^2 + D + 1) floats and doubles
+ * of statistics. Its M-step runs on the host (gmm_m_step, shared with the
+ * CPU trainer: covariances, floor, LAPACK Cholesky factors, re-seeding)
+ * after a download of the statistics, every iteration. IndexIVFGMM's
+ * train_device=auto keeps full models on the CPU (kernels/README.md says
+ * what the device runs measured).
  */
 
 #pragma once

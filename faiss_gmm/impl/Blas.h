@@ -49,6 +49,20 @@ int strmm_(
     const int* lda,
     float* b,
     const int* ldb);
+/// B := alpha op(A)^-1 B or alpha B op(A)^-1, A triangular (full
+/// covariance: whitened moments back to the data's coordinates)
+int dtrsm_(
+    const char* side,
+    const char* uplo,
+    const char* transa,
+    const char* diag,
+    const int* m,
+    const int* n,
+    const double* alpha,
+    const double* a,
+    const int* lda,
+    double* b,
+    const int* ldb);
 /// C := alpha A A^T + beta C (or A^T A), one triangle of C (full
 /// covariance second moments)
 int dsyrk_(

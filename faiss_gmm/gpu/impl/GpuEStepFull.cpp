@@ -12,8 +12,10 @@
  * flops per product (34 TFLOP at 1M x 128, K = 1024): a small fraction of
  * an iteration even single-threaded on the host, it keeps the CPU and GPU
  * trainers on one M-step (same arithmetic, same re-seeding), and the
- * download of K (d (d + 1) / 2 + d + 1) doubles (69 MB at K = 1024,
- * d = 128) takes a few milliseconds.
+ * download of K (d^2 + d + 1) doubles (135 MB at K = 1024, d = 128) takes
+ * a few milliseconds. The second moments come down in whitened
+ * coordinates; mapping them back (two triangular solves per component,
+ * 2 K d^3 flops in double) runs on the host threads with the download.
  */
 
 #include <faiss_gmm/gpu/impl/GpuEStepImpl.h>
@@ -109,7 +111,7 @@ void GpuEStep::Impl::allocate_full(const GaussianMixture& model) {
     full_rows = 0;
     const kn::FullFeatureLayout lay = kn::estep_full_feature_layout(d);
     const size_t kd = size_t(k) * d_pad;
-    const size_t stats_values = size_t(k) * lay.cols;
+    const size_t stats_values = size_t(kn::estep_full_statistics_values(d, k));
     full_means.allocate(size_t(k) * d * 4, "the model means", &device_bytes);
     full_weights.allocate(size_t(k) * 4, "the model weights", &device_bytes);
     full_cholesky.allocate(
@@ -303,6 +305,42 @@ void GpuEStep::Impl::run_full_passes(idx_t rows, const float* x) {
                 CUBLAS_GEMM_DEFAULT),
             "the statistics GEMM (responsibilities x features) of the "
             "full-covariance E-step");
+        check_cuda(
+            kn::gmm_estep_full_weighted_residuals(
+                m, r, full_resp.as<const float>(), full_z.as<float>(), s),
+            "launching the full-covariance weighted residuals");
+        // M_j (+)= Y_j^T Y_j: Y (r x kd, row-major) is the column-major
+        // kd x r matrix Y^T; component j's block is its rows [j d_pad,
+        // j d_pad + d), a d x r matrix at offset j d_pad (ld kd):
+        // gemm(N, T), m = n = d, k = r, K batches d_pad apart, outputs d x d
+        // (symmetric) d^2 apart after S.
+        check_cublas(
+            cublasGemmStridedBatchedEx(
+                cublas.get(),
+                CUBLAS_OP_N,
+                CUBLAS_OP_T,
+                d,
+                d,
+                r,
+                &one,
+                full_z.as<const void>(),
+                CUDA_R_32F,
+                kd,
+                kn::estep_full_padded_dim(d),
+                full_z.as<const void>(),
+                CUDA_R_32F,
+                kd,
+                kn::estep_full_padded_dim(d),
+                full_pending > 0 ? &one : &zero,
+                full_stats.as<float>() + size_t(full_k) * lay.cols,
+                CUDA_R_32F,
+                d,
+                int64_t(d) * d,
+                full_k,
+                compute,
+                CUBLAS_GEMM_DEFAULT),
+            "the second-moment GEMMs (whitened residuals, one per component) "
+            "of the full-covariance E-step");
         full_pending += r;
     }
 }
@@ -311,8 +349,7 @@ void GpuEStep::Impl::flush_full_statistics() {
     if (full_pending == 0) {
         return;
     }
-    const int64_t count =
-        int64_t(full_k) * kn::estep_full_feature_layout(d).cols;
+    const int64_t count = kn::estep_full_statistics_values(d, full_k);
     check_cuda(
         kn::gmm_estep_full_add_statistics(
             count,
@@ -362,39 +399,35 @@ void GpuEStep::Impl::download_full(
     const int k = full_k;
     stats->n += rows;
     stats->log_likelihood += dl_full_ll.doubles()[0];
-    // Row j of the accumulator: sum r x' (x' = x - c), N_j, and the packed
-    // sum r x' x'^T. About the old mean mu_j (m' = mu_j - c):
-    //   sum r (x' - m')(x' - m')^T = S2 - m' S1^T - S1 m'^T + N m' m'^T,
-    // in double, both triangles filled.
+    // Row j of S: sum r x' (x' = x - c) and N_j; block j of M: the
+    // whitened second moments about the old mean mu_j, mapped back with the
+    // factor the product used (kernels/gmm_estep_full.h, step 4b).
+    const double* moments = acc + size_t(k) * lay.cols;
+    const EStepPrecision prec = config.precision;
 #pragma omp parallel for schedule(                                             \
     dynamic) if (size_t(k) * d * d >= kParallelFullValues)
     for (int j = 0; j < k; j++) {
         const double* row = acc + size_t(j) * lay.cols;
         const double nk = row[lay.one];
-        const float* mu = model.means.data() + size_t(j) * d;
-        std::vector<double> mc(d);
-        for (int l = 0; l < d; l++) {
-            mc[l] = double(mu[l]) - double(c[l]);
-        }
         stats->count[j] += nk;
         double* sx = stats->sum_x.data() + size_t(j) * d;
         for (int l = 0; l < d; l++) {
             sx[l] += row[l] + nk * double(c[l]);
         }
-        double* so = stats->sum_outer.data() + size_t(j) * d * d;
-        const double* s2 = row + lay.pairs;
-        for (int a = 0; a < d; a++) {
-            const double* s2a =
-                s2 + (int64_t(a) * d - int64_t(a) * (a - 1) / 2);
-            for (int b = a; b < d; b++) {
-                const double v = s2a[b - a] - mc[a] * row[b] - row[a] * mc[b] +
-                                 nk * mc[a] * mc[b];
-                so[size_t(a) * d + b] += v;
-                if (b != a) {
-                    so[size_t(b) * d + a] += v;
-                }
-            }
+        const float* uj = model.precision_cholesky.data() + size_t(j) * d * d;
+        std::vector<double> u(size_t(d) * d), mj(size_t(d) * d);
+        for (size_t e = 0; e < u.size(); e++) {
+            u[e] = double(full_estep_factor_value(uj[e], prec));
         }
+        std::copy(
+            moments + size_t(j) * d * d,
+            moments + size_t(j + 1) * d * d,
+            mj.begin());
+        add_unwhitened_moments(
+            d,
+            u.data(),
+            mj.data(),
+            stats->sum_outer.data() + size_t(j) * d * d);
     }
 }
 

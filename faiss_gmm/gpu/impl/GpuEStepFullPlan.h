@@ -8,10 +8,13 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include <faiss_gmm/gpu/GpuEmTrainer.h>
+#include <faiss_gmm/impl/Blas.h>
 
 namespace faiss_gmm {
 namespace gpu {
@@ -20,8 +23,8 @@ namespace detail {
 /**
  * Largest chunk buffers of the full-covariance E-step, bytes (and at most
  * half of the budget left after the model): the whitened points Z (rows x
- * K x d floats) dominate. 1 GiB gives 1856 rows at d = 128, K = 1024 (the
- * Z product then has 1856 x 131072 outputs, depth 128) and 6464 rows at
+ * K x d floats) dominate. 1 GiB gives 1984 rows at d = 128, K = 1024 (the
+ * Z product then has 1984 x 131072 outputs, depth 128) and 8064 rows at
  * K = 256.
  */
 constexpr size_t kFullChunkBytes = size_t(1) << 30;
@@ -87,6 +90,56 @@ inline bool full_estep_must_fold(idx_t pending_rows, idx_t next_rows) {
 inline EStepPrecision full_estep_precision(EStepPrecision configured) {
     return configured == EStepPrecision::FP32 ? EStepPrecision::FP32
                                               : EStepPrecision::TF32;
+}
+
+/**
+ * A precision Cholesky value as the whitening product multiplies by it:
+ * unchanged for FP32, the nearest tf32 value (ties away from zero) for
+ * TF32, exactly as kernels/gmm_estep_full.cu rounds the product matrix.
+ */
+inline float full_estep_factor_value(float u, EStepPrecision p) {
+    if (full_estep_precision(p) != EStepPrecision::TF32 || !std::isfinite(u)) {
+        return u;
+    }
+    uint32_t bits;
+    std::memcpy(&bits, &u, 4);
+    bits = (bits + 0x1000u) & 0xffffe000u;
+    float v;
+    std::memcpy(&v, &bits, 4);
+    return v;
+}
+
+/**
+ * Second moments about a component's mean from their whitened form: with u
+ * the component's factor as the product used it (d x d row-major, upper
+ * triangular, double) and m = sum r U^T (x - mu)(x - mu)^T U (d x d,
+ * symmetric), adds U^-T m U^-1 to out (d x d, both triangles, symmetrised).
+ * m is overwritten. Two triangular solves in double (LAPACK's dtrsm): read
+ * column-major, u is L = U^T (lower), and U^-T m U^-1 = L^-1 m L^-T.
+ */
+inline void
+add_unwhitened_moments(int d, const double* u, double* m, double* out) {
+    const double one = 1.0;
+    dtrsm_(
+        "Left",
+        "Lower",
+        "No transpose",
+        "Non-unit",
+        &d,
+        &d,
+        &one,
+        u,
+        &d,
+        m,
+        &d);
+    dtrsm_(
+        "Right", "Lower", "Transpose", "Non-unit", &d, &d, &one, u, &d, m, &d);
+    for (int a = 0; a < d; a++) {
+        for (int b = 0; b < d; b++) {
+            out[size_t(a) * d + b] +=
+                0.5 * (m[size_t(a) * d + b] + m[size_t(b) * d + a]);
+        }
+    }
 }
 
 } // namespace detail

@@ -241,16 +241,27 @@ struct Model {
         }
     }
 
+    /// Rows [first, first + n) of a stream into out (n x d), in parallel;
+    /// row i depends on (seed, stream, i) only.
+    void draw_rows(
+        uint64_t seed,
+        Stream stream,
+        int64_t first,
+        int64_t n,
+        float* out) const {
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            Rng rng(seed, stream, uint64_t(first + i));
+            sample(rng, out + i * d);
+        }
+    }
+
     FloatMatrix draw(uint64_t seed, Stream stream, int64_t n) const {
         FloatMatrix m;
         m.n = n;
         m.d = d;
         m.data.resize(n * d);
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < n; i++) {
-            Rng rng(seed, stream, i);
-            sample(rng, m.row(i));
-        }
+        draw_rows(seed, stream, 0, n, m.data.data());
         return m;
     }
 };
@@ -320,13 +331,7 @@ void SyntheticGenerator::draw(
     const Stream stream = part == Part::Base    ? kBase
                           : part == Part::Query ? kQuery
                                                 : kTrain;
-    const Model& model = impl_->model;
-    const int d = model.d;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        Rng rng(impl_->seed, stream, uint64_t(first + i));
-        model.sample(rng, out + i * d);
-    }
+    impl_->model.draw_rows(impl_->seed, stream, first, n, out);
 }
 
 Dataset make_synthetic(const SyntheticParameters& p) {

@@ -346,8 +346,13 @@ class GaussianMixture(*_BASES):  # type: ignore[misc]
             per_dim = sq / np.maximum(counts, 1)[:, None]
             if self.covariance_type == "full":
                 full = np.empty((K, d, d))
+                # the rows of each component from one sort (O(n log n), not
+                # a mask over all n rows per component)
+                order = np.argsort(labels, kind="stable")
+                bounds = np.searchsorted(labels[order], np.arange(K + 1))
                 for j in range(K):
-                    diff = (X[labels == j] - means[j]).astype(np.float64)
+                    rows = X[order[bounds[j] : bounds[j + 1]]]
+                    diff = (rows - means[j]).astype(np.float64)
                     full[j] = diff.T @ diff / max(counts[j], 1)
                     if counts[j] < 2:  # as the C++ init: the data's variances
                         full[j] = np.diag(X.var(axis=0, dtype=np.float64))

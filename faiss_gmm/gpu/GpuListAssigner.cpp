@@ -37,23 +37,6 @@ bool same_model(const GaussianMixture& a, const GaussianMixture& b) {
            a.variances == b.variances;
 }
 
-/**
- * The candidates per vector that the device kernel finds for this model and
- * rule (top_candidates_needed; *log_joint as it sets it), or 0 where the
- * rule stays on the CPU: SOAR and RAIR (they need the vectors), full
- * covariance (the kernel scores spherical and diagonal models) and more
- * than kernels::kAssignMaxTop candidates.
- */
-int device_candidates(
-    const GaussianMixture& gmm, const SpillParameters& spill, bool* log_joint) {
-    if (spill.rule == SpillRule::Soar || spill.rule == SpillRule::Rair ||
-        gmm.covariance == CovarianceType::Full) {
-        return 0;
-    }
-    const int top = top_candidates_needed(spill, size_t(gmm.k), log_joint);
-    return top > kn::kAssignMaxTop ? 0 : top;
-}
-
 } // namespace
 
 void GpuListAssignerConfig::check() const {

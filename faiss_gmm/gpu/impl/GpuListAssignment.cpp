@@ -49,6 +49,16 @@ float assign_temperature(const SpillParameters& spill) {
     return spill.rule == SpillRule::Posterior ? spill.temperature : 1.0f;
 }
 
+int device_candidates(
+    const GaussianMixture& gmm, const SpillParameters& spill, bool* log_joint) {
+    if (spill.rule == SpillRule::Soar || spill.rule == SpillRule::Rair ||
+        gmm.covariance == CovarianceType::Full) {
+        return 0;
+    }
+    const int top = top_candidates_needed(spill, size_t(gmm.k), log_joint);
+    return top > kn::kAssignMaxTop ? 0 : top;
+}
+
 void gpu_assign_lists(
     const GpuIndexContext& ctx,
     const GaussianMixture& gmm,
@@ -60,15 +70,12 @@ void gpu_assign_lists(
     const float* xd,
     DeviceAllocation& workspace,
     idx_t* lists) {
-    if (spill.rule == SpillRule::Soar || spill.rule == SpillRule::Rair ||
-        spill.max_assign > kn::kAssignMaxTop) {
-        // the residual losses (Soar, Rair) and very wide spills: the CPU
-        // rule itself
+    bool log_joint = true;
+    const int top = device_candidates(gmm, spill, &log_joint);
+    if (top == 0) {
         assign_lists(gmm, host_means, spill, nb, xh, lists);
         return;
     }
-    bool log_joint = true;
-    const int top = top_candidates_needed(spill, size_t(gmm.k), &log_joint);
     const kn::AssignOutput out = reserve_assign_output(
         workspace, nb, top, log_joint, "the add batch assignment");
     throw_on_cuda_error(

@@ -45,8 +45,20 @@ assign_model(const GaussianMixture& gmm, const GpuModel& model);
 float assign_temperature(const SpillParameters& spill);
 
 /**
+ * The candidates per vector that the device kernel finds for this model and
+ * rule (top_candidates_needed; *log_joint as it sets it), or 0 where the
+ * rule stays on the CPU: SOAR and RAIR (they need the vectors), full
+ * covariance (the kernel scores spherical and diagonal models) and more
+ * than kernels::kAssignMaxTop candidates. The one CPU-fallback rule of
+ * gpu_assign_lists and GpuListAssigner.
+ */
+int device_candidates(
+    const GaussianMixture& gmm, const SpillParameters& spill, bool* log_joint);
+
+/**
  * lists (nb x spill.max_assign, as assign_lists lays them out) of nb
- * vectors, given on the host (xh) and on the device (xd).
+ * vectors, given on the host (xh) and on the device (xd); on the CPU
+ * (assign_lists) where device_candidates is 0.
  *
  * @param gmm         the model (host)
  * @param host_means  an exact L2 index over gmm's means (CPU rules)

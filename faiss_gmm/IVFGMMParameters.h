@@ -69,8 +69,9 @@ const char* train_device_name(TrainDevice device);
 
 /// Whether an automatic device choice (train_device=auto, Python
 /// device='auto') may train a model of this covariance on a GPU: not full
-/// covariance until its GPU E-step has run on a device (kernels/README.md,
-/// "Full covariance"). The one place that rule lives.
+/// covariance until its GPU E-step's current design (whitened second
+/// moments) has run on a device (kernels/README.md, "Full covariance").
+/// The one place that rule lives.
 inline bool auto_device_may_train_on_gpu(CovarianceType covariance) {
     return covariance != CovarianceType::Full;
 }

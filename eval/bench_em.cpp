@@ -353,7 +353,7 @@ constexpr const char* kUsage =
 
 } // namespace
 
-int main(int argc, char** argv) {
+static int bench_em_main(int argc, char** argv) {
     std::vector<Shape> shapes = {
         {1000000, 128, 1024},
         {1000000, 128, 4096},
@@ -654,4 +654,14 @@ int main(int argc, char** argv) {
     }
     cublasDestroy(handle);
     return 0;
+}
+
+int main(int argc, char** argv) {
+    // a bad option value or an unusable device: one line, exit status 1
+    try {
+        return bench_em_main(argc, argv);
+    } catch (const std::exception& e) {
+        fprintf(stderr, "bench_em: %s\n", e.what());
+        return 1;
+    }
 }

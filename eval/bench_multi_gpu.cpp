@@ -66,7 +66,7 @@ float unit(uint64_t& s) {
 
 } // namespace
 
-int main(int argc, char** argv) {
+static int bench_multi_gpu_main(int argc, char** argv) {
     idx_t n = 100000000;
     int d = 96, k = 1024, iters = 5, nq = 10000, nprobe = 32;
     bool search = false;
@@ -309,4 +309,14 @@ int main(int argc, char** argv) {
         return 1;
     }
     return 0;
+}
+
+int main(int argc, char** argv) {
+    // a bad option value or an unusable device: one line, exit status 1
+    try {
+        return bench_multi_gpu_main(argc, argv);
+    } catch (const std::exception& e) {
+        fprintf(stderr, "bench_multi_gpu: %s\n", e.what());
+        return 1;
+    }
 }

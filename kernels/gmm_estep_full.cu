@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 
 namespace faiss_gmm {
 namespace kernels {
@@ -319,6 +320,39 @@ cudaError_t check_model(const FullEStepModel& m) {
     return cudaSuccess;
 }
 
+/**
+ * The per-chunk launchers' common checks: a valid model, 0 <= rows <=
+ * INT_MAX and, when rows > 0, every buffer non-null.
+ */
+cudaError_t check_chunk(
+    const FullEStepModel& m,
+    int64_t rows,
+    std::initializer_list<const void*> buffers) {
+    cudaError_t err = check_model(m);
+    if (err != cudaSuccess) {
+        return err;
+    }
+    if (rows < 0 || rows > 0x7fffffff) {
+        return cudaErrorInvalidValue;
+    }
+    for (const void* b : buffers) {
+        if (rows > 0 && !b) {
+            return cudaErrorInvalidValue;
+        }
+    }
+    return cudaSuccess;
+}
+
+/// Z and the offsets are read as float4 (cudaMalloc'd buffers are; row
+/// strides are multiples of 4 floats).
+cudaError_t check_float4_aligned(const float* z, const float* offsets) {
+    if ((reinterpret_cast<uintptr_t>(z) & 15) != 0 ||
+        (reinterpret_cast<uintptr_t>(offsets) & 15) != 0) {
+        return cudaErrorMisalignedAddress;
+    }
+    return cudaSuccess;
+}
+
 /// Lanes per component in step 3: the smallest power of two >= the float4
 /// slots of a component, at most 32.
 int lanes_per_component(int d_pad) {
@@ -401,12 +435,9 @@ cudaError_t gmm_estep_full_features(
     const float* x,
     float* features,
     cudaStream_t stream) {
-    cudaError_t err = check_model(m);
+    const cudaError_t err = check_chunk(m, rows, {x, features});
     if (err != cudaSuccess) {
         return err;
-    }
-    if (rows < 0 || rows > 0x7fffffff || (rows > 0 && (!x || !features))) {
-        return cudaErrorInvalidValue;
     }
     if (rows == 0) {
         return cudaSuccess;
@@ -429,19 +460,12 @@ cudaError_t gmm_estep_full_responsibilities(
     double* log_z,
     double* log_likelihood,
     cudaStream_t stream) {
-    cudaError_t err = check_model(m);
+    cudaError_t err = check_chunk(m, rows, {z, resp, log_z, log_likelihood});
+    if (err == cudaSuccess) {
+        err = check_float4_aligned(z, m.offsets);
+    }
     if (err != cudaSuccess) {
         return err;
-    }
-    if (rows < 0 || rows > 0x7fffffff ||
-        (rows > 0 && (!z || !resp || !log_z || !log_likelihood))) {
-        return cudaErrorInvalidValue;
-    }
-    // float4 loads of Z and of the offsets (cudaMalloc'd, row strides are
-    // multiples of 4 floats).
-    if ((reinterpret_cast<uintptr_t>(z) & 15) != 0 ||
-        (reinterpret_cast<uintptr_t>(m.offsets) & 15) != 0) {
-        return cudaErrorMisalignedAddress;
     }
     if (rows == 0) {
         return cudaSuccess;
@@ -470,16 +494,12 @@ cudaError_t gmm_estep_full_weighted_residuals(
     const float* resp,
     float* z,
     cudaStream_t stream) {
-    cudaError_t err = check_model(m);
+    cudaError_t err = check_chunk(m, rows, {resp, z});
+    if (err == cudaSuccess) {
+        err = check_float4_aligned(z, m.offsets);
+    }
     if (err != cudaSuccess) {
         return err;
-    }
-    if (rows < 0 || rows > 0x7fffffff || (rows > 0 && (!resp || !z))) {
-        return cudaErrorInvalidValue;
-    }
-    if ((reinterpret_cast<uintptr_t>(z) & 15) != 0 ||
-        (reinterpret_cast<uintptr_t>(m.offsets) & 15) != 0) {
-        return cudaErrorMisalignedAddress;
     }
     if (rows == 0) {
         return cudaSuccess;

@@ -322,12 +322,15 @@ cudaError_t check_model(const FullEStepModel& m) {
 
 /**
  * The per-chunk launchers' common checks: a valid model, 0 <= rows <=
- * INT_MAX and, when rows > 0, every buffer non-null.
+ * INT_MAX, when rows > 0 every buffer non-null, and float4_z (when given,
+ * a Z buffer read as float4) and the offsets 16-byte aligned (cudaMalloc'd
+ * buffers are; row strides are multiples of 4 floats).
  */
 cudaError_t check_chunk(
     const FullEStepModel& m,
     int64_t rows,
-    std::initializer_list<const void*> buffers) {
+    std::initializer_list<const void*> buffers,
+    const float* float4_z = nullptr) {
     cudaError_t err = check_model(m);
     if (err != cudaSuccess) {
         return err;
@@ -340,14 +343,8 @@ cudaError_t check_chunk(
             return cudaErrorInvalidValue;
         }
     }
-    return cudaSuccess;
-}
-
-/// Z and the offsets are read as float4 (cudaMalloc'd buffers are; row
-/// strides are multiples of 4 floats).
-cudaError_t check_float4_aligned(const float* z, const float* offsets) {
-    if ((reinterpret_cast<uintptr_t>(z) & 15) != 0 ||
-        (reinterpret_cast<uintptr_t>(offsets) & 15) != 0) {
+    if (float4_z && ((reinterpret_cast<uintptr_t>(float4_z) & 15) != 0 ||
+                     (reinterpret_cast<uintptr_t>(m.offsets) & 15) != 0)) {
         return cudaErrorMisalignedAddress;
     }
     return cudaSuccess;
@@ -436,11 +433,8 @@ cudaError_t gmm_estep_full_features(
     float* features,
     cudaStream_t stream) {
     const cudaError_t err = check_chunk(m, rows, {x, features});
-    if (err != cudaSuccess) {
+    if (err != cudaSuccess || rows == 0) {
         return err;
-    }
-    if (rows == 0) {
-        return cudaSuccess;
     }
     const int cols = estep_full_feature_layout(m.d).cols;
     full_features_kernel<<<
@@ -460,15 +454,9 @@ cudaError_t gmm_estep_full_responsibilities(
     double* log_z,
     double* log_likelihood,
     cudaStream_t stream) {
-    cudaError_t err = check_chunk(m, rows, {z, resp, log_z, log_likelihood});
-    if (err == cudaSuccess) {
-        err = check_float4_aligned(z, m.offsets);
-    }
-    if (err != cudaSuccess) {
+    cudaError_t err = check_chunk(m, rows, {z, resp, log_z, log_likelihood}, z);
+    if (err != cudaSuccess || rows == 0) {
         return err;
-    }
-    if (rows == 0) {
-        return cudaSuccess;
     }
     const int d_pad = estep_full_padded_dim(m.d);
     full_responsibilities_kernel<<<unsigned(rows), kRowThreads, 0, stream>>>(
@@ -494,15 +482,9 @@ cudaError_t gmm_estep_full_weighted_residuals(
     const float* resp,
     float* z,
     cudaStream_t stream) {
-    cudaError_t err = check_chunk(m, rows, {resp, z});
-    if (err == cudaSuccess) {
-        err = check_float4_aligned(z, m.offsets);
-    }
-    if (err != cudaSuccess) {
+    const cudaError_t err = check_chunk(m, rows, {resp, z}, z);
+    if (err != cudaSuccess || rows == 0) {
         return err;
-    }
-    if (rows == 0) {
-        return cudaSuccess;
     }
     const int slots = estep_full_padded_dim(m.d) / 4;
     full_weighted_residuals_kernel<<<

@@ -241,6 +241,26 @@ TEST(GpuIndexIVFGMM, AddInBatchesEqualsCpuAdd) {
     }
 }
 
+TEST(GpuIndexIVFGMM, MaxAssignPastKernelTopWithFewListsStaysOnGpu) {
+    FAISS_GMM_SKIP_WITHOUT_GPU();
+    // max_assign 20 is wider than the kernel's top lists, but 12 lists need
+    // only 12 candidates: the device kernel serves the rule
+    // (device_candidates) and gives the CPU's lists.
+    const int d = 16, nlist = 12;
+    const idx_t n = 3000;
+    const GaussianMixture model =
+        make_model(d, nlist, CovarianceType::Diagonal, 41);
+    const std::vector<float> x = sample(model, n, 42);
+    SpillParameters spill;
+    spill.rule = SpillRule::Posterior;
+    spill.max_assign = 20;
+    spill.tau = 0.001f;
+    Pair p = make_pair(model, spill);
+    p.cpu->add(n, x.data());
+    p.gpu->add(n, x.data());
+    expect_same_lists(*p.cpu, *p.gpu, x.data(), n);
+}
+
 TEST(GpuIndexIVFGMM, WiderSecondAddWidensRecords) {
     FAISS_GMM_SKIP_WITHOUT_GPU();
     const int d = 8, nlist = 16;

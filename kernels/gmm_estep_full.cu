@@ -265,7 +265,7 @@ __global__ void __launch_bounds__(kRowThreads) full_responsibilities_kernel(
 }
 
 /**
- * Step 4a. Grid-stride over the float4 slots of Z (rows x k x d_pad / 4):
+ * Step 5. Grid-stride over the float4 slots of Z (rows x k x d_pad / 4):
  * slot (i, j, q) becomes sqrt(r_ij) (z_ij - o_j) on those 4 coordinates,
  * tf32-rounded for TF32. Padding coordinates stay 0 (z and o are 0 there).
  */
@@ -297,7 +297,7 @@ __global__ void __launch_bounds__(kResidualThreads)
     }
 }
 
-/// Step 5. acc[e] += stats[e], grid-stride.
+/// Step 7. acc[e] += stats[e], grid-stride.
 __global__ void __launch_bounds__(kAddThreads) full_add_statistics_kernel(
     int64_t count, const float* __restrict__ stats, double* __restrict__ acc) {
     for (int64_t e = int64_t(blockIdx.x) * kAddThreads + threadIdx.x; e < count;

@@ -27,9 +27,9 @@
  *      log-likelihood (summed in a fixed order);
  *   4. cuBLAS: S += R^T F (K x feature columns, fp32): sum r x' and N_k
  *      (the column of ones);
- *   4a. gmm_estep_full_weighted_residuals: Z becomes, in place, Y with
+ *   5. gmm_estep_full_weighted_residuals: Z becomes, in place, Y with
  *      y_ij = sqrt(r_ij) (z_ij - o_j) = sqrt(r_ij) U_j^T (x_i - mu_j);
- *   4b. cuBLAS, K strided-batched products: M_j += Y_j^T Y_j (d x d, fp32),
+ *   6. cuBLAS, K strided-batched products: M_j += Y_j^T Y_j (d x d, fp32),
  *      the second moments about the component's own (old) mean in its
  *      whitened coordinates, sum_i r_ij U_j^T (x_i - mu_j)(x_i - mu_j)^T U_j;
  *      the host maps them back, U_j^-T M_j U_j^-1, in double. Why not
@@ -39,7 +39,7 @@
  *      sigma_j)^2 in fp32 / tf32 (measured: a 1M x 128, K = 256 tf32
  *      E-step on uniformly spread clusters gave covariances that were not
  *      positive definite); whitened residuals are of unit scale;
- *   5. gmm_estep_full_add_statistics: [S | M] into double accumulators
+ *   7. gmm_estep_full_add_statistics: [S | M] into double accumulators
  *      (every few chunks: they sum at most a bounded number of rows in
  *      fp32).
  *
@@ -48,7 +48,7 @@
  * round their component matrix: W, the features, R and Y; products
  * accumulated in fp32). What tf32 keeps: x' enters step 2 with a 10-bit
  * mantissa, so z - o carries about 2^-11 |x'| / sigma_j of error (linear in the
- * distance from c, as the diagonal GEMM path's logits); step 4b sums unit-scale
+ * distance from c, as the diagonal GEMM path's logits); step 6 sums unit-scale
  * residuals. BF16 is refused: the whitened differences z - o cancel, which
  * bf16's 8-bit mantissa does not survive; the host maps a bf16 configuration to
  * TF32 for full models.
@@ -93,7 +93,7 @@ FullFeatureLayout estep_full_feature_layout(int d);
  * Values of the statistics (fp32 product and double accumulator alike):
  * S, k rows of estep_full_feature_layout(d).cols (sum r x', N_k, zeros),
  * then M, k blocks of d x d (sum r (x - mu_j)^T U_j ... about mu_j, in the
- * whitened coordinates of step 4b).
+ * whitened coordinates of step 6).
  */
 int64_t estep_full_statistics_values(int d, int k);
 
@@ -166,7 +166,7 @@ cudaError_t gmm_estep_full_responsibilities(
     cudaStream_t stream);
 
 /**
- * Step 4a. resp = rows x k (step 3's output); z = rows x k d_pad (step 2's
+ * Step 5. resp = rows x k (step 3's output); z = rows x k d_pad (step 2's
  * output), overwritten with y_ij = sqrt(r_ij) (z_ij - o_j) (tf32-rounded for
  * TF32; padding coordinates stay 0). z and model.offsets 16-byte aligned.
  */
@@ -177,7 +177,7 @@ cudaError_t gmm_estep_full_weighted_residuals(
     float* z,
     cudaStream_t stream);
 
-/// Step 5. acc[e] += stats[e] for e < count (fp32 into double, element-wise).
+/// Step 7. acc[e] += stats[e] for e < count (fp32 into double, element-wise).
 cudaError_t gmm_estep_full_add_statistics(
     int64_t count, const float* stats, double* acc, cudaStream_t stream);
 

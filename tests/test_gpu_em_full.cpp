@@ -529,9 +529,19 @@ TEST(GpuEStepFull, StatisticsWellSeparatedComponents) {
     // Means about 30 sigma from the mixture's centre: second moments taken
     // about the one centre and moved to each mean would lose (30)^2 x 2^-11
     // of the covariance in tf32; the whitened residuals keep the usual
-    // tolerance (kernels/gmm_estep_full.h, step 4b).
+    // tolerance (kernels/gmm_estep_full.h, step 6).
     check_full_shape(4000, 16, 8, 111, 0, 30.0);
     check_full_shape(3000, 64, 4, 121, 0, 30.0);
+    // what the first design broke: the M-step's Cholesky factorisation of
+    // covariances from tf32 statistics
+    const GaussianMixture model = random_full_model(64, 4, 121, 30.0);
+    const std::vector<float> x = sample_full(model, 3000, 122);
+    const GmmSufficientStats g =
+        gpu_full_stats(model, 3000, x.data(), EStepPrecision::TF32);
+    GaussianMixture updated = model;
+    GmmParameters params;
+    params.covariance = CovarianceType::Full;
+    EXPECT_NO_THROW(gmm_m_step(&updated, g, params, 0));
 }
 
 TEST(GpuEStepFull, DeviceStatisticsAndMStep) {

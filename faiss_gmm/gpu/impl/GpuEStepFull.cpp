@@ -44,6 +44,14 @@ namespace {
 
 /// Model values above which the statistics conversion uses OpenMP threads.
 constexpr size_t kParallelFullValues = size_t(1) << 20;
+/**
+ * Largest d at which the per-component triangular solves of the download
+ * run in an OpenMP team, one solve per thread (OpenBLAS is expected to keep
+ * a solve this small on its calling thread; not measured); larger solves
+ * run one after another, each with BLAS's own threads, so that the two
+ * thread pools do not oversubscribe the cores.
+ */
+constexpr int kParallelSolveMaxDim = 256;
 
 } // namespace
 
@@ -365,12 +373,14 @@ void GpuEStep::Impl::download_full(
     FAISS_THROW_IF_NOT_FMT(
         model_full && model.covariance == CovarianceType::Full &&
             model.d == d && model.k == full_k &&
+            model.precision_cholesky.size() == size_t(full_k) * d * d &&
             stats->sum_outer.size() == size_t(full_k) * d * d,
-        "GpuEStep::download: full model (d=%d, k=%d) and statistics "
-        "(%zu second-moment values) are not those of the last launch "
-        "(d=%d, k=%d)",
+        "GpuEStep::download: full model (d=%d, k=%d, %zu precision "
+        "Cholesky values) and statistics (%zu second-moment values) are "
+        "not those of the last launch (d=%d, k=%d)",
         model.d,
         model.k,
+        model.precision_cholesky.size(),
         stats->sum_outer.size(),
         d,
         full_k);
@@ -401,11 +411,11 @@ void GpuEStep::Impl::download_full(
     stats->log_likelihood += dl_full_ll.doubles()[0];
     // Row j of S: sum r x' (x' = x - c) and N_j; block j of M: the
     // whitened second moments about the old mean mu_j, mapped back with the
-    // factor the product used (kernels/gmm_estep_full.h, step 4b).
+    // factor the product used (kernels/gmm_estep_full.h, step 6).
     const double* moments = acc + size_t(k) * lay.cols;
     const EStepPrecision prec = config.precision;
-#pragma omp parallel for schedule(                                             \
-    dynamic) if (size_t(k) * d * d >= kParallelFullValues)
+#pragma omp parallel for schedule(dynamic) if (                                \
+    size_t(k) * d * d >= kParallelFullValues && d <= kParallelSolveMaxDim)
     for (int j = 0; j < k; j++) {
         const double* row = acc + size_t(j) * lay.cols;
         const double nk = row[lay.one];

@@ -33,8 +33,9 @@ constexpr size_t kFullChunkBytes = size_t(1) << 30;
  * The statistics product S += R^T F sums in fp32 over at most this many
  * rows before it is added into the double accumulators (and restarted):
  * as many as the GEMM path's single product sums (kernels/README.md), so
- * that the fp32 error stays that path's; the fold (K x (d (d + 1) / 2 + d +
- * 1) doubles) then runs about every 64k rows, not after every chunk.
+ * that the fp32 error stays that path's; the fold (K x (d^2 + d + 1)
+ * doubles, kernels::estep_full_statistics_values) then runs about every
+ * 64k rows, not after every chunk.
  */
 constexpr idx_t kFullFoldRows = 65536;
 

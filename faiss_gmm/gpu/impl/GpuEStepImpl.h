@@ -99,7 +99,8 @@ struct GpuEStep::Impl {
     // model as uploaded (means, weights, precision Cholesky factors), its
     // E-step form (product matrix W, offsets, constants), chunk buffers of
     // full_rows rows (features, Z, responsibilities, ln Z), the fp32
-    // statistics product (k x feature columns) and its double accumulator.
+    // statistics (S: k x feature columns, then M: k x d x d whitened
+    // second moments) and their double accumulator.
     // model_full selects this path for launch, download and the EM loop.
     bool model_full = false;
     int full_k = -1;
@@ -322,8 +323,10 @@ struct GpuEStep::Impl {
     /**
      * The full-covariance E-step of rows points x (device), in sub-chunks
      * of full_rows rows: features, Z = F[:, 0:d] W (cuBLAS), the
-     * responsibilities and ln Z, S (+)= R^T F (cuBLAS), folded into the
-     * double accumulator before it would sum more than kFullFoldRows rows.
+     * responsibilities and ln Z, S (+)= R^T F (cuBLAS), the weighted
+     * residuals in place of Z and M_j (+)= Y_j^T Y_j (cuBLAS, K strided
+     * batches), folded into the double accumulator before they would sum
+     * more than kFullFoldRows rows.
      */
     void run_full_passes(idx_t rows, const float* x);
 

@@ -31,6 +31,7 @@
 #include <faiss_gmm/IndexIVFGMM.h>
 #include <faiss_gmm/gpu/GpuEmTrainer.h>
 #include <faiss_gmm/gpu/GpuIndexIVFGMM.h>
+#include <faiss_gmm/gpu/impl/GpuListAssignment.h>
 #include <faiss_gmm/impl/ListPruning.h>
 #include <faiss_gmm/index_io.h>
 #include <kernels/list_pruning.h>
@@ -238,6 +239,28 @@ TEST(GpuIndexIVFGMM, AddInBatchesEqualsCpuAdd) {
             EXPECT_EQ(std::vector<idx_t>(c, c + n_l).size(), g.size());
             with_ids.cpu->invlists->release_ids(l, c);
         }
+    }
+}
+
+TEST(GpuListAssignment, DeviceCandidatesDecideGpuOrCpu) {
+    // Host policy, no device needed: the candidates the device kernel
+    // finds per vector, or 0 where the rule stays on the CPU.
+    bool log_joint = false;
+    SpillParameters spill;
+    spill.rule = SpillRule::Posterior;
+    spill.max_assign = 20;
+    GaussianMixture few(8, 12, CovarianceType::Diagonal);
+    EXPECT_EQ(gpu::device_candidates(few, spill, &log_joint), 12);
+    EXPECT_TRUE(log_joint);
+    GaussianMixture many(8, 50, CovarianceType::Spherical);
+    EXPECT_EQ(gpu::device_candidates(many, spill, &log_joint), 0); // 20 > 16
+    spill.max_assign = 3;
+    EXPECT_EQ(gpu::device_candidates(many, spill, &log_joint), 3);
+    GaussianMixture full(8, 12, CovarianceType::Full);
+    EXPECT_EQ(gpu::device_candidates(full, spill, &log_joint), 0);
+    for (SpillRule cpu_rule : {SpillRule::Soar, SpillRule::Rair}) {
+        spill.rule = cpu_rule;
+        EXPECT_EQ(gpu::device_candidates(many, spill, &log_joint), 0);
     }
 }
 

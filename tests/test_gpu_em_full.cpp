@@ -544,6 +544,30 @@ TEST(GpuEStepFull, StatisticsWellSeparatedComponents) {
     EXPECT_NO_THROW(gmm_m_step(&updated, g, params, 0));
 }
 
+TEST(GpuEStepFull, BudgetBelowTheModelIsAnError) {
+    FAISS_GMM_SKIP_WITHOUT_GPU();
+    // d = 128, k = 1024: the factors, the product matrix (64 MiB each) and
+    // the statistics (1024 x (128 x 128 + 129) x 12 bytes, 190 MiB) exceed
+    // a 256 MiB budget that the E-step's own plan (its reserve for a
+    // diagonal model of 4096 components, the chunks of 2000 host rows) fits.
+    const int d = 128, k = 1024;
+    const GaussianMixture model = random_full_model(d, k, 131);
+    const std::vector<float> x = sample_full(model, 2000, 132);
+    gpu::GpuEmConfig config;
+    config.max_device_memory = size_t(256) << 20;
+    gpu::GpuEStep estep(2000, x.data(), d, false, config);
+    GmmSufficientStats s(d, k, CovarianceType::Full);
+    try {
+        estep.compute(model, &s);
+        ADD_FAILURE() << "a 256 MiB budget held the full-covariance buffers";
+    } catch (const faiss::FaissException& e) {
+        EXPECT_NE(
+            std::string(e.what()).find("full-covariance model"),
+            std::string::npos)
+            << e.what();
+    }
+}
+
 TEST(GpuEStepFull, DeviceStatisticsAndMStep) {
     FAISS_GMM_SKIP_WITHOUT_GPU();
     const GaussianMixture model = random_full_model(12, 6, 81);

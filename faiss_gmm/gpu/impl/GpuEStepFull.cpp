@@ -120,6 +120,29 @@ void GpuEStep::Impl::allocate_full(const GaussianMixture& model) {
     const kn::FullFeatureLayout lay = kn::estep_full_feature_layout(d);
     const size_t kd = size_t(k) * d_pad;
     const size_t stats_values = size_t(kn::estep_full_statistics_values(d, k));
+    const int64_t row_bytes = kn::estep_full_row_bytes(d, k);
+    // Model, product matrix, offsets, constants (fp32), the statistics
+    // product (fp32) and accumulator (fp64), the log-likelihood: what any
+    // chunk needs beside its rows. An explicit budget must hold them and one
+    // row; without one, an allocation that fails names itself.
+    const size_t model_bytes = (size_t(k) * d * (1 + size_t(d)) +
+                                2 * size_t(k) + size_t(d) * kd + kd) *
+                                   4 +
+                               stats_values * 12 + 8;
+    FAISS_THROW_IF_NOT_FMT(
+        config.max_device_memory == 0 ||
+            device_bytes + model_bytes + size_t(row_bytes) <=
+                config.max_device_memory,
+        "GPU E-step: device memory budget %zu bytes is smaller than the "
+        "full-covariance model and statistics (d = %d, k = %d: %zu bytes), "
+        "one chunk row (%" PRId64 " bytes) and what the E-step holds "
+        "already (%zu bytes)",
+        config.max_device_memory,
+        d,
+        k,
+        model_bytes,
+        row_bytes,
+        device_bytes);
     full_means.allocate(size_t(k) * d * 4, "the model means", &device_bytes);
     full_weights.allocate(size_t(k) * 4, "the model weights", &device_bytes);
     full_cholesky.allocate(
@@ -148,7 +171,6 @@ void GpuEStep::Impl::allocate_full(const GaussianMixture& model) {
                                    ? config.max_device_memory - device_bytes
                                    : 0)
                             : budget();
-    const int64_t row_bytes = kn::estep_full_row_bytes(d, k);
     const idx_t rows = full_estep_chunk_rows(
         row_bytes, full_estep_chunk_budget(left), std::max<idx_t>(chunk, 1));
     full_features.allocate(

@@ -69,8 +69,10 @@ const char* train_device_name(TrainDevice device);
 
 /// Whether an automatic device choice (train_device=auto, Python
 /// device='auto') may train a model of this covariance on a GPU: not full
-/// covariance until its GPU E-step's current design (whitened second
-/// moments) has run on a device (kernels/README.md, "Full covariance").
+/// covariance yet. Its GPU E-step passes its tests on an H100 (and is 1.5 s
+/// an iteration at 1M x 128, K = 1024, tf32: kernels/README.md, "Full
+/// covariance"), but making it the automatic choice moves tests that are
+/// not labelled gpu onto the GPU on a GPU machine, and that has not run.
 /// The one place that rule lives.
 inline bool auto_device_may_train_on_gpu(CovarianceType covariance) {
     return covariance != CovarianceType::Full;

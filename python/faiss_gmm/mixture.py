@@ -174,9 +174,9 @@ class GaussianMixture(*_BASES):  # type: ignore[misc]
         > 0 prints one line per EM iteration (from C++).
     device : {'auto', 'cpu', 'cuda'}, default 'auto'
         'auto' trains on GPU 0 when this build has CUDA and a device is
-        usable (except 'full', which 'auto' keeps on the CPU until its GPU
-        E-step has been validated on a device); scoring methods always run
-        on the CPU.
+        usable, except 'full', which 'auto' keeps on the CPU for now
+        ('cuda' trains it on the GPU); scoring methods always run on the
+        CPU.
     precision : {'fp32', 'tf32', 'bf16'}, default 'fp32'
         Arithmetic of the GPU E-step's products (ignored on the CPU).
     gpu_device : int, default 0

@@ -647,13 +647,16 @@ void GaussianMixture::update_precision_cholesky(float diagonal_add) {
     precision_cholesky.resize(size_t(k) * dd);
     log_det_cholesky.resize(k);
     variances.resize(size_t(k) * d);
-    // One component after the other: LAPACK runs its own threads (an
-    // OpenMP team calling it would compete with them).
-    int bad_component = -1, bad_minor = 0;
-    float bad_value = 0;
+    // info[j]: 0, -1 (a non-finite value), or LAPACK's code (> 0: the
+    // leading minor that is not positive definite; -2: L singular)
+    std::vector<int> info(k, 0);
+    const bool team = impl::lapack_per_component_in_team(k, d);
+    const impl::OpenBlasOneThread blas_one_thread(team);
+#pragma omp parallel if (team)
     {
         std::vector<double> a(dd);
-        for (int j = 0; j < k && bad_component < 0; j++) {
+#pragma omp for schedule(dynamic)
+        for (int j = 0; j < k; j++) {
             float* cov = covariances.data() + size_t(j) * dd;
             float* u = precision_cholesky.data() + size_t(j) * dd;
             bool finite = true;
@@ -671,24 +674,20 @@ void GaussianMixture::update_precision_cholesky(float diagonal_add) {
                 a[e] = cov[e];
                 finite = finite && std::isfinite(cov[e]);
             }
-            int info = finite ? 0 : -1;
-            if (finite) {
-                // Column-major a = Sigma_j (symmetric): L in its lower
-                // triangle, then L^-1 there.
-                dpotrf_("Lower", &d, a.data(), &d, &info);
-                int info_inv = 0;
-                if (info == 0) {
-                    dtrtri_("Lower", "Non-unit", &d, a.data(), &d, &info_inv);
-                    info = info_inv == 0 ? 0 : -2;
-                }
+            if (!finite) {
+                info[j] = -1;
+                continue;
             }
-            if (info != 0) {
-                bad_component = j;
-                bad_minor = info;
-                bad_value = cov[0];
-                for (int l = 1; l < d; l++) {
-                    bad_value = std::min(bad_value, cov[size_t(l) * d + l]);
-                }
+            // Column-major a = Sigma_j (symmetric): L in its lower
+            // triangle, then L^-1 there.
+            dpotrf_("Lower", &d, a.data(), &d, &info[j]);
+            if (info[j] != 0) {
+                continue;
+            }
+            int info_inv = 0;
+            dtrtri_("Lower", "Non-unit", &d, a.data(), &d, &info_inv);
+            if (info_inv != 0) {
+                info[j] = -2;
                 continue;
             }
             // The column-major lower triangle holding L^-1, read row-major,
@@ -705,7 +704,17 @@ void GaussianMixture::update_precision_cholesky(float diagonal_add) {
             log_det_cholesky[j] = float(log_det);
         }
     }
-    if (bad_component >= 0) {
+    // the first bad component, whatever the threads' order
+    const int bad_component =
+        int(std::find_if(info.begin(), info.end(), [](int v) { return v; }) -
+            info.begin());
+    if (bad_component < k) {
+        const int bad_minor = info[bad_component];
+        const float* cov = covariances.data() + size_t(bad_component) * dd;
+        float bad_value = cov[0];
+        for (int l = 1; l < d; l++) {
+            bad_value = std::min(bad_value, cov[size_t(l) * d + l]);
+        }
         if (bad_minor == -1) {
             FAISS_THROW_FMT(
                 "full-covariance GMM: covariance of component %d holds a "

@@ -1585,6 +1585,54 @@ TEST(GaussianMixtureFull, CholeskyRoundTrip) {
     }
 }
 
+TEST(GaussianMixtureFull, ManyComponentsFactorAsOneAtATime) {
+    // k d^2 = 2^20: the factorisations run in an OpenMP team
+    // (impl::lapack_per_component_in_team) and give each component's
+    // one-component result; the error names the first bad component.
+    const int d = 128, k = 64;
+    GaussianMixture many(d, k, CovarianceType::Full);
+    std::mt19937 rng(7);
+    std::normal_distribution<float> normal;
+    for (int j = 0; j < k; j++) {
+        float* cov = many.covariances.data() + size_t(j) * d * d;
+        for (int r = 0; r < d; r++) {
+            for (int c = 0; c < r; c++) {
+                cov[r * d + c] = cov[c * d + r] = 0.02f * normal(rng);
+            }
+            cov[r * d + r] = 1.0f + 0.05f * float(j % 5);
+        }
+    }
+    const std::vector<float> covariances = many.covariances;
+    many.update_precision_cholesky();
+    for (int j : {0, 17, 63}) {
+        GaussianMixture one(d, 1, CovarianceType::Full);
+        std::copy(
+            covariances.begin() + size_t(j) * d * d,
+            covariances.begin() + size_t(j + 1) * d * d,
+            one.covariances.begin());
+        one.update_precision_cholesky();
+        for (size_t e = 0; e < size_t(d) * d; e++) {
+            // equal up to the BLAS's own threading of one factorisation
+            const float v = one.precision_cholesky[e];
+            ASSERT_NEAR(
+                many.precision_cholesky[size_t(j) * d * d + e],
+                v,
+                1e-5f * (1 + std::abs(v)))
+                << "component " << j << " value " << e;
+        }
+        EXPECT_NEAR(one.log_det_cholesky[0], many.log_det_cholesky[j], 1e-4);
+    }
+    GaussianMixture bad(d, k, CovarianceType::Full);
+    bad.covariances = covariances;
+    for (int j : {40, 5, 50}) {
+        float* cov = bad.covariances.data() + size_t(j) * d * d;
+        cov[0 * d + 1] = cov[1 * d + 0] = 3.0f; // not positive definite
+    }
+    const std::string msg =
+        exception_message([&] { bad.update_precision_cholesky(); });
+    EXPECT_NE(msg.find("component 5 "), std::string::npos) << msg;
+}
+
 TEST(GaussianMixtureFull, ErrorsNameTheComponentAndSizes) {
     const int d = 4, k = 3;
     GaussianMixture gmm(d, k, CovarianceType::Full);

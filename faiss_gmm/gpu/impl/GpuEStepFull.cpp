@@ -40,21 +40,6 @@ namespace gpu {
 using namespace detail;
 namespace kn = faiss_gmm::kernels;
 
-namespace {
-
-/// Model values above which the statistics conversion uses OpenMP threads.
-constexpr size_t kParallelFullValues = size_t(1) << 20;
-/**
- * Largest d at which the per-component triangular solves of the download
- * run in an OpenMP team, one solve per thread (OpenBLAS is expected to keep
- * a solve this small on its calling thread; not measured); larger solves
- * run one after another, each with BLAS's own threads, so that the two
- * thread pools do not oversubscribe the cores.
- */
-constexpr int kParallelSolveMaxDim = 256;
-
-} // namespace
-
 kn::EStepMath GpuEStep::Impl::full_math() const {
     return to_kernel_math(full_estep_precision(config.precision));
 }
@@ -436,8 +421,9 @@ void GpuEStep::Impl::download_full(
     // factor the product used (kernels/gmm_estep_full.h, step 6).
     const double* moments = acc + size_t(k) * lay.cols;
     const EStepPrecision prec = config.precision;
-#pragma omp parallel for schedule(dynamic) if (                                \
-    size_t(k) * d * d >= kParallelFullValues && d <= kParallelSolveMaxDim)
+    const bool team = faiss_gmm::impl::lapack_per_component_in_team(k, d);
+    const faiss_gmm::impl::OpenBlasOneThread blas_one_thread(team);
+#pragma omp parallel for schedule(dynamic) if (team)
     for (int j = 0; j < k; j++) {
         const double* row = acc + size_t(j) * lay.cols;
         const double nk = row[lay.one];

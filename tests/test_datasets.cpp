@@ -24,6 +24,7 @@
 #include <faiss/impl/FaissAssert.h>
 #include <gtest/gtest.h>
 
+#include "test_scratch.h"
 #include <datasets/groundtruth.h>
 #include <datasets/hdf5_io.h>
 #include <datasets/registry.h>
@@ -35,14 +36,7 @@ using namespace faiss_gmm::datasets;
 
 namespace {
 
-/// A fresh folder under FAISS_GMM_TEST_TMPDIR for one test.
-std::string temp_dir(const std::string& name) {
-    const fs::path dir =
-        fs::path(FAISS_GMM_TEST_TMPDIR) / "test_datasets.tmp" / name;
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    return dir.string();
-}
+using faiss_gmm::test::fresh_scratch_dir;
 
 /// n x d random integers in [lo, hi] as floats (exact in every format).
 FloatMatrix random_integers(int64_t n, int d, int lo, int hi, unsigned seed) {
@@ -130,7 +124,7 @@ class DatasetsTest : public ::testing::Test {
    protected:
     void SetUp() override {
         // Computed ground truth must not be cached in shared data folders.
-        cache_dir_ = temp_dir("gt_cache");
+        cache_dir_ = fresh_scratch_dir("gt_cache");
         setenv("FAISS_GMM_CACHE_DIR", cache_dir_.c_str(), 1);
     }
     std::string cache_dir_;
@@ -139,7 +133,7 @@ class DatasetsTest : public ::testing::Test {
 } // namespace
 
 TEST_F(DatasetsTest, EveryVectorFormatRoundTrips) {
-    const std::string dir = temp_dir("round_trip");
+    const std::string dir = fresh_scratch_dir("round_trip");
     const FloatMatrix bytes = random_integers(37, 5, 0, 255, 1);
     const FloatMatrix signed_bytes = random_integers(37, 5, -128, 127, 2);
     const FloatMatrix floats = random_floats(37, 5, 3);
@@ -221,7 +215,7 @@ TEST_F(DatasetsTest, EveryVectorFormatRoundTrips) {
 }
 
 TEST_F(DatasetsTest, RowRangesReadOnlyTheRange) {
-    const std::string dir = temp_dir("ranges");
+    const std::string dir = fresh_scratch_dir("ranges");
     const FloatMatrix x = random_integers(100, 7, 0, 255, 4);
     for (const char* ext : {".fvecs", ".bvecs", ".fbin", ".u8bin"}) {
         SCOPED_TRACE(ext);
@@ -238,7 +232,7 @@ TEST_F(DatasetsTest, RowRangesReadOnlyTheRange) {
 }
 
 TEST_F(DatasetsTest, ChunkedReaderVisitsEveryRowOnce) {
-    const std::string dir = temp_dir("chunks");
+    const std::string dir = fresh_scratch_dir("chunks");
     const FloatMatrix x = random_floats(50, 6, 5);
     for (const char* ext : {".fvecs", ".fbin"}) {
         SCOPED_TRACE(ext);
@@ -274,7 +268,7 @@ TEST_F(DatasetsTest, ChunkedReaderVisitsEveryRowOnce) {
 }
 
 TEST_F(DatasetsTest, MalformedFilesThrowWithFileAndOffset) {
-    const std::string dir = temp_dir("malformed");
+    const std::string dir = fresh_scratch_dir("malformed");
     const FloatMatrix x = random_floats(10, 4, 6);
     const std::string good = dir + "/good.fvecs";
     write_vectors(good, x);
@@ -368,7 +362,7 @@ TEST_F(DatasetsTest, MalformedFilesThrowWithFileAndOffset) {
 }
 
 TEST_F(DatasetsTest, GroundTruthFilesRoundTrip) {
-    const std::string dir = temp_dir("gt_files");
+    const std::string dir = fresh_scratch_dir("gt_files");
     GroundTruth gt;
     gt.nq = 6;
     gt.k = 4;
@@ -448,7 +442,7 @@ void write_hdf5_with(
 } // namespace
 
 TEST_F(DatasetsTest, AnnBenchmarksHdf5RoundTripAndBadKeys) {
-    const std::string dir = temp_dir("hdf5");
+    const std::string dir = fresh_scratch_dir("hdf5");
     AnnBenchmarksData data;
     data.train = random_floats(30, 8, 7);
     data.test = random_floats(5, 8, 8);
@@ -539,7 +533,7 @@ TEST_F(DatasetsTest, GroundTruthEqualsDoubleBruteForce) {
     EXPECT_EQ(compute_groundtruth(ints, q2, 100).ids, expected.ids);
 
     // Streaming from a file gives the same result.
-    const std::string dir = temp_dir("gt_stream");
+    const std::string dir = fresh_scratch_dir("gt_stream");
     write_vectors(dir + "/base.u8bin", ints);
     const GroundTruth streamed =
         compute_groundtruth_from_file(dir + "/base.u8bin", q2, 100);
@@ -625,7 +619,7 @@ TEST_F(DatasetsTest, GroundTruthGpuEqualsCpu) {
             .ids,
         expected.ids);
     // Streamed from a file, with a prefix of the rows.
-    const std::string dir = temp_dir("gt_gpu");
+    const std::string dir = fresh_scratch_dir("gt_gpu");
     write_vectors(dir + "/base.u8bin", ints);
     EXPECT_EQ(
         compute_groundtruth_from_file(
@@ -646,7 +640,7 @@ TEST_F(DatasetsTest, GroundTruthGpuEqualsCpu) {
 }
 
 TEST_F(DatasetsTest, GroundTruthCacheIsKeyedByData) {
-    const std::string dir = temp_dir("gt_cache_key");
+    const std::string dir = fresh_scratch_dir("gt_cache_key");
     FloatMatrix base = random_floats(500, 8, 13);
     const FloatMatrix query = random_floats(10, 8, 14);
     const std::string cache = dir + "/gt.bin";
@@ -741,7 +735,7 @@ TEST_F(DatasetsTest, SyntheticIsDeterministicAndShaped) {
 }
 
 TEST_F(DatasetsTest, LoadDatasetFromDirectories) {
-    const std::string dir = temp_dir("texmex_dir");
+    const std::string dir = fresh_scratch_dir("texmex_dir");
     const FloatMatrix base = random_integers(800, 12, 0, 255, 15);
     const FloatMatrix query = random_integers(30, 12, 0, 255, 16);
     const GroundTruth gt = brute_force(base, query, 10);
@@ -771,7 +765,7 @@ TEST_F(DatasetsTest, LoadDatasetFromDirectories) {
 
     // big-ann-benchmarks layout, TEXMEX <name>_ prefixes, a learn set, no
     // ground truth: it is computed.
-    const std::string bin_dir = temp_dir("bin_dir");
+    const std::string bin_dir = fresh_scratch_dir("bin_dir");
     write_vectors(bin_dir + "/base.10K.fbin", base);
     write_vectors(bin_dir + "/query.public.fbin", query);
     write_vectors(bin_dir + "/set_learn.fvecs", random_floats(50, 12, 17));
@@ -797,7 +791,7 @@ TEST_F(DatasetsTest, LoadDatasetFromDirectories) {
             load_dataset(bin_dir, "");
         }).find("several base"),
         std::string::npos);
-    const std::string empty_dir = temp_dir("empty_dir");
+    const std::string empty_dir = fresh_scratch_dir("empty_dir");
     EXPECT_NE(
         exception_message([&] { load_dataset(empty_dir, ""); }).find("no base"),
         std::string::npos);
@@ -805,7 +799,7 @@ TEST_F(DatasetsTest, LoadDatasetFromDirectories) {
 }
 
 TEST_F(DatasetsTest, LoadAnnBenchmarksRegisteredFile) {
-    const std::string root = temp_dir("root");
+    const std::string root = fresh_scratch_dir("root");
     fs::create_directories(root + "/deep-image-96-angular");
     AnnBenchmarksData data;
     data.train = random_floats(400, 96, 18);
@@ -922,7 +916,7 @@ TEST_F(DatasetsTest, RegistryIsConsistent) {
     EXPECT_NE(msg.find("sift1m"), std::string::npos);
     EXPECT_NE(msg.find("deep100m"), std::string::npos);
     // A registered set that is not downloaded says how to get it.
-    const std::string root = temp_dir("empty_root");
+    const std::string root = fresh_scratch_dir("empty_root");
     const std::string missing =
         exception_message([&] { load_dataset("deep1m", root); });
     EXPECT_NE(missing.find("download.sh deep1m"), std::string::npos) << missing;
@@ -936,7 +930,7 @@ TEST_F(DatasetsTest, RegistryIsConsistent) {
 TEST_F(DatasetsTest, DownloadScriptPlansAndRejectsUnknownNames) {
     const std::string script =
         std::string(FAISS_GMM_SOURCE_DIR) + "/datasets/download.sh";
-    const std::string root = temp_dir("download_root");
+    const std::string root = fresh_scratch_dir("download_root");
     const std::string log = root + "/log.txt";
     auto run = [&](const std::string& args) {
         const int status = std::system(

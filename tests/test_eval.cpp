@@ -23,6 +23,7 @@
 #include <faiss/impl/FaissException.h>
 #include <faiss/utils/distances.h>
 
+#include "test_scratch.h"
 #include <datasets/groundtruth.h>
 #include <datasets/synthetic.h>
 #include <datasets/vector_io.h>
@@ -46,12 +47,7 @@ namespace {
 
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-std::string test_dir(const std::string& name) {
-    std::string dir = std::string(FAISS_GMM_TEST_TMPDIR) + "/test_eval_" + name;
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-    return dir;
-}
+using faiss_gmm::test::fresh_scratch_dir;
 
 /// Splits one CSV line, honouring double-quoted fields.
 std::vector<std::string> split_csv_line(const std::string& line) {
@@ -349,7 +345,7 @@ TEST(EvalSummary, RatiosAndMatchedCost) {
 TEST(EvalWriters, CsvAndJson) {
     fe::EvalReport report = two_index_report();
     report.indexes[1].name = "odd \"name\", with comma";
-    std::string dir = test_dir("writers");
+    std::string dir = fresh_scratch_dir("writers");
     fe::write_results_csv(report, dir + "/results.csv");
     auto rows = read_csv(dir + "/results.csv");
     ASSERT_EQ(rows.size(), 8u);
@@ -575,7 +571,7 @@ TEST(EvalAblation, PresetAndTable) {
     EXPECT_NE(table.find("k-means + closure"), std::string::npos);
     EXPECT_NE(table.find("2.00"), std::string::npos); // unique ratio
     EXPECT_NE(table.find("1.33"), std::string::npos); // entries ratio
-    std::string dir = test_dir("ablation");
+    std::string dir = fresh_scratch_dir("ablation");
     fe::write_ablation_csv(report, u, e, dir + "/ablation.csv");
     auto rows = read_csv(dir + "/ablation.csv");
     ASSERT_EQ(rows.size(), 2u);
@@ -624,7 +620,7 @@ TEST(EvalCli, OptionErrors) {
 TEST(EvalCli, TinySyntheticEndToEnd) {
     // the tiny set written as a TEXMEX folder and run through the CLI
     const fd::Dataset& data = tiny_dataset();
-    std::string data_dir = test_dir("tiny_data");
+    std::string data_dir = fresh_scratch_dir("tiny_data");
     fd::write_fvecs(
         data_dir + "/base.fvecs", data.base.data.data(), data.base.n, 16);
     fd::write_fvecs(
@@ -635,7 +631,7 @@ TEST(EvalCli, TinySyntheticEndToEnd) {
         data.groundtruth.nq,
         data.groundtruth.k);
 
-    std::string out_dir = test_dir("tiny_out");
+    std::string out_dir = fresh_scratch_dir("tiny_out");
     const std::vector<std::string> indexes = {
         "IVF16,Flat", "IVF16_GMM_nospill,Flat", "IVF16_GMM,Flat"};
     std::vector<std::string> args = {
@@ -1011,12 +1007,12 @@ TEST(EvalCli, PruningBaselinesAndSweep) {
 
     // a default run (pruning on) adds the k-means lists with that pruning
     const fd::Dataset& data = tiny_dataset();
-    std::string data_dir = test_dir("tiny_data_pruning");
+    std::string data_dir = fresh_scratch_dir("tiny_data_pruning");
     fd::write_fvecs(
         data_dir + "/base.fvecs", data.base.data.data(), data.base.n, 16);
     fd::write_fvecs(
         data_dir + "/query.fvecs", data.query.data.data(), data.query.n, 16);
-    const std::string out_dir = test_dir("tiny_out_pruning");
+    const std::string out_dir = fresh_scratch_dir("tiny_out_pruning");
     // runs the CLI on the tiny set with extra arguments; returns stdout
     auto run = [&](std::vector<std::string> extra) {
         std::vector<std::string> args = {
@@ -1232,7 +1228,7 @@ TEST(EvalCodes, TinySyntheticEveryCode) {
     }
     EXPECT_TRUE(std::isfinite(cmp[0].ratio[0][0])) << "Flat reaches 0.90";
 
-    const std::string out_dir = test_dir("codes");
+    const std::string out_dir = fresh_scratch_dir("codes");
     fe::ReportPresets presets;
     presets.codes = codes;
     std::ostringstream out;

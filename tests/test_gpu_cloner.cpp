@@ -39,6 +39,7 @@
 #include <faiss_gmm/index_factory.h>
 #include <faiss_gmm/index_io.h>
 
+#include "test_scratch.h"
 #include "test_utils.h"
 
 using namespace faiss_gmm;
@@ -177,9 +178,7 @@ void expect_same_results(const SearchResult& a, const SearchResult& b) {
     }
 }
 
-std::string tmp_file(const std::string& name) {
-    return std::string(FAISS_GMM_TEST_TMPDIR) + "/test_gpu_cloner_" + name;
-}
+using faiss_gmm::test::scratch_file;
 
 } // namespace
 
@@ -374,7 +373,7 @@ TEST(GpuCloner, WriteAndReadThroughTheCpuFormat) {
     std::unique_ptr<IndexIVFGMM> cpu = filled_cpu_index(d, 16, n, x);
     std::unique_ptr<faiss::Index> g(gpu::index_cpu_to_gpu(cpu.get()));
 
-    const std::string fname = tmp_file("gpu_index.bin");
+    const std::string fname = scratch_file("gpu_index.bin");
     gpu::write_index_gpu(g.get(), fname.c_str());
     std::unique_ptr<faiss::Index> read(read_index(fname.c_str()));
     auto* cpu_read = dynamic_cast<IndexIVFGMM*>(read.get());

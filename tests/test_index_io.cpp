@@ -32,6 +32,7 @@
 #include <faiss_gmm/index_factory.h>
 #include <faiss_gmm/index_io.h>
 
+#include "test_scratch.h"
 #include "test_utils.h"
 
 // A new field in these structs must be saved by faiss_gmm/index_io.cpp and
@@ -56,9 +57,7 @@ using Bytes = std::vector<uint8_t>;
 constexpr int kDim = 8;
 constexpr size_t kNb = 1200;
 
-std::string tmp_path(const std::string& name) {
-    return std::string(FAISS_GMM_TEST_TMPDIR) + "/test_index_io_" + name;
-}
+using faiss_gmm::test::scratch_file;
 
 /// n points around 6 separated centres, so that some lie between components.
 std::vector<float> clustered_data(size_t n, int d, unsigned seed) {
@@ -325,7 +324,7 @@ TEST(IndexIO, GmmRoundTrip) {
     expect_same_gmm(gmm, faiss_gmm::read_gmm(&reader));
     EXPECT_EQ(reader.rp, reader.data.size());
 
-    const std::string path = tmp_path("gmm.bin");
+    const std::string path = scratch_file("gmm.bin");
     faiss_gmm::write_gmm(gmm, path.c_str());
     expect_same_gmm(gmm, faiss_gmm::read_gmm(path.c_str()));
 
@@ -525,7 +524,7 @@ TEST(IndexIO, IndexIVFGMMRoundTripIsExact) {
     }
 
     // through a file
-    const std::string path = tmp_path("ivfgmm.bin");
+    const std::string path = scratch_file("ivfgmm.bin");
     faiss_gmm::write_index(index.get(), path.c_str());
     std::unique_ptr<faiss::Index> from_file(
         faiss_gmm::read_index(path.c_str()));
@@ -610,7 +609,7 @@ TEST(IndexIO, WrappedIndexesRoundTrip) {
             EXPECT_EQ(idmap2->rev_map.size(), kNb);
         }
 
-        const std::string path = tmp_path("wrapped.bin");
+        const std::string path = scratch_file("wrapped.bin");
         faiss_gmm::write_index(index.get(), path.c_str());
         std::unique_ptr<faiss::Index> from_file(
             faiss_gmm::read_index(path.c_str()));
@@ -685,7 +684,7 @@ TEST(IndexIO, FaissIndexesAreDelegated) {
         EXPECT_EQ(serialize(copy.get()), bytes);
         expect_same_search(*index, *copy, x.data(), 20);
 
-        const std::string path = tmp_path("faiss.bin");
+        const std::string path = scratch_file("faiss.bin");
         faiss_gmm::write_index(index.get(), path.c_str());
         std::unique_ptr<faiss::Index> from_file(
             faiss_gmm::read_index(path.c_str()));
@@ -800,7 +799,7 @@ TEST(IndexIO, EveryTruncationThrows) {
 
     // a truncated file
     const Bytes bytes = serialize(plain.get());
-    const std::string path = tmp_path("truncated.bin");
+    const std::string path = scratch_file("truncated.bin");
     FILE* f = fopen(path.c_str(), "wb");
     ASSERT_NE(f, nullptr);
     fwrite(bytes.data(), 1, bytes.size() / 2, f);

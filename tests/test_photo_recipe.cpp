@@ -12,6 +12,7 @@
 #include <faiss/impl/FaissAssert.h>
 #include <gtest/gtest.h>
 
+#include "test_scratch.h"
 #include <datasets/debian_photos.h>
 #include <datasets/numpy_random.h>
 #include <datasets/registry.h>
@@ -22,13 +23,7 @@ using namespace faiss_gmm::datasets;
 
 namespace {
 
-std::string temp_dir(const std::string& name) {
-    const fs::path dir =
-        fs::path(FAISS_GMM_TEST_TMPDIR) / "test_photo_recipe.tmp" / name;
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    return dir.string();
-}
+using faiss_gmm::test::fresh_scratch_dir;
 
 template <typename F>
 std::string exception_message(F f) {
@@ -69,7 +64,7 @@ TEST(Sha256, FipsVectors) {
     EXPECT_EQ(
         h.hex_digest(),
         "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
-    const std::string path = temp_dir("sha") + "/abc.txt";
+    const std::string path = fresh_scratch_dir("sha") + "/abc.txt";
     write_file(path, "abc");
     EXPECT_EQ(sha256_file(path), sha256_hex("abc"));
     EXPECT_NE(
@@ -165,7 +160,7 @@ TEST(PhotoRecipe, MalformedLinesNameTheLine) {
 TEST(PhotoRecipe, CachedPhotosAreCheckedAndNotFetched) {
     // A package already in the cache (photos + stamp): nothing is run, the
     // photos come back with their provenance, and a changed photo throws.
-    const std::string cache = temp_dir("cache");
+    const std::string cache = fresh_scratch_dir("cache");
     const std::string photo = "fake photo bytes";
     const std::string text =
         "package\tfakepkg\t1.0-1\tfakepkg_1.0-1_all.deb\t" +
@@ -202,7 +197,7 @@ TEST(PhotoRecipe, RegistryEntrySaysHowToMakeIt) {
     for (const DatasetFile& f : info.files) {
         EXPECT_EQ(f.url, "build:make_sift_debian") << f.role;
     }
-    const std::string root = temp_dir("empty_root");
+    const std::string root = fresh_scratch_dir("empty_root");
     const std::string msg =
         exception_message([&] { load_dataset("sift-debian", root); });
     EXPECT_NE(msg.find("make_sift_debian --data-root"), std::string::npos)

@@ -26,6 +26,7 @@
 #include <faiss_gmm/index_factory.h>
 #include <faiss_gmm/index_io.h>
 
+#include "test_scratch.h"
 #include "test_utils.h"
 
 using faiss_gmm::idx_t;
@@ -35,9 +36,7 @@ namespace {
 
 constexpr int kDim = 8;
 
-std::string tmp_path(const std::string& name) {
-    return std::string(FAISS_GMM_TEST_TMPDIR) + "/test_robustness_" + name;
-}
+using faiss_gmm::test::scratch_file;
 
 /// The message of the FaissException f throws (fails the test when none).
 template <class F>
@@ -77,15 +76,15 @@ TEST(Robustness, FailedWritesThrowAndKeepTheOldFile) {
         EXPECT_NE(msg.find("/dev/full"), std::string::npos) << msg;
     }
     // no such directory
-    const std::string missing = tmp_path("no/such/dir/index.bin");
+    const std::string missing = scratch_file("no/such/dir/index.bin");
     EXPECT_NE(
         error_of([&] {
             faiss_gmm::write_index(index.get(), missing.c_str());
         }).find("cannot open"),
         std::string::npos);
     // a write that fails half way leaves the previous file as it was
-    const std::string path = tmp_path("kept.bin");
-    const std::string copy = tmp_path("kept_copy.bin");
+    const std::string path = scratch_file("kept.bin");
+    const std::string copy = scratch_file("kept_copy.bin");
     faiss_gmm::write_index(index.get(), path.c_str());
     faiss_gmm::write_index(index.get(), copy.c_str());
     IndexIVFGMM empty(kDim, 8);
@@ -196,7 +195,7 @@ TEST(Robustness, ParsingIsStrict) {
 }
 
 TEST(Robustness, TrainToolFailsOnBadOptionsAndFullDisk) {
-    const std::string data = tmp_path("tool.fvecs");
+    const std::string data = scratch_file("tool.fvecs");
     {
         const std::vector<float> x =
             faiss_gmm::test::overlapping_blobs(300, kDim, 4, 9);

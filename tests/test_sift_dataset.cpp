@@ -25,6 +25,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "test_scratch.h"
 #include <datasets/numpy_random.h>
 #include <datasets/registry.h>
 #include <datasets/sift_dataset.h>
@@ -36,13 +37,7 @@ using namespace faiss_gmm::datasets;
 
 namespace {
 
-std::string temp_dir(const std::string& name) {
-    const fs::path dir =
-        fs::path(FAISS_GMM_TEST_TMPDIR) / "test_sift_dataset.tmp" / name;
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    return dir.string();
-}
+using faiss_gmm::test::fresh_scratch_dir;
 
 std::vector<char> read_bytes(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
@@ -84,10 +79,7 @@ void draw_photo(const std::string& path, uint64_t seed) {
 class SiftDatasetTest : public ::testing::Test {
    protected:
     void SetUp() override {
-        // ctest runs the tests of this file as parallel processes.
-        photo_dir_ = temp_dir(
-            std::string("photos_") +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+        photo_dir_ = fresh_scratch_dir("photos");
         for (int i = 0; i < 3; i++) {
             SiftPhoto p;
             p.name = "photo" + std::to_string(i) + ".png";
@@ -122,7 +114,7 @@ std::vector<Row> rows_of(const FloatMatrix& m) {
 } // namespace
 
 TEST_F(SiftDatasetTest, TwoBuildsAreByteIdentical) {
-    const std::string a = temp_dir("a"), b = temp_dir("b");
+    const std::string a = fresh_scratch_dir("a"), b = fresh_scratch_dir("b");
     const SiftDatasetSummary sa = build_sift_dataset(photos_, params_, a);
     const SiftDatasetSummary sb = build_sift_dataset(photos_, params_, b);
     ASSERT_EQ(sa.files.size(), 6u); // query learn base gt gt_dist manifest
@@ -136,7 +128,7 @@ TEST_F(SiftDatasetTest, TwoBuildsAreByteIdentical) {
 }
 
 TEST_F(SiftDatasetTest, TexmexLayoutAndDocumentedSplit) {
-    const std::string dir = temp_dir("layout");
+    const std::string dir = fresh_scratch_dir("layout");
     const SiftDatasetSummary s = build_sift_dataset(photos_, params_, dir);
 
     // The descriptors the photos give, distinct, in byte order.
@@ -201,7 +193,7 @@ TEST_F(SiftDatasetTest, TexmexLayoutAndDocumentedSplit) {
 }
 
 TEST_F(SiftDatasetTest, GroundTruthIsBruteForce) {
-    const std::string dir = temp_dir("gt");
+    const std::string dir = fresh_scratch_dir("gt");
     build_sift_dataset(photos_, params_, dir);
     const FloatMatrix query = read_vectors(dir + "/query.bvecs");
     const FloatMatrix base = read_vectors(dir + "/base.bvecs");
@@ -230,7 +222,7 @@ TEST_F(SiftDatasetTest, GroundTruthIsBruteForce) {
 TEST_F(SiftDatasetTest, TooFewDescriptorsThrows) {
     params_.n_query = 1000000;
     try {
-        build_sift_dataset(photos_, params_, temp_dir("few"));
+        build_sift_dataset(photos_, params_, fresh_scratch_dir("few"));
         FAIL() << "no exception";
     } catch (const std::exception& e) {
         EXPECT_NE(std::string(e.what()).find("distinct"), std::string::npos)
@@ -239,8 +231,8 @@ TEST_F(SiftDatasetTest, TooFewDescriptorsThrows) {
 }
 
 TEST_F(SiftDatasetTest, ToolBuildsOnceThenFindsItsCache) {
-    const std::string out = temp_dir("tool_out");
-    const std::string log = temp_dir("tool_log") + "/log.txt";
+    const std::string out = fresh_scratch_dir("tool_out");
+    const std::string log = fresh_scratch_dir("tool_log") + "/log.txt";
     auto run = [&](const std::string& extra) {
         const std::string cmd = std::string(MAKE_SIFT_DEBIAN) + " --images " +
                                 photo_dir_ + " --out " + out +

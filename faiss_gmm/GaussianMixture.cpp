@@ -15,6 +15,7 @@
 #include <faiss_gmm/impl/Blas.h>
 #include <faiss_gmm/impl/EnumNames.h>
 #include <faiss_gmm/impl/GmmScoring.h>
+#include <faiss_gmm/impl/RowTeam.h>
 
 namespace faiss_gmm {
 
@@ -45,15 +46,19 @@ std::vector<float> mixture_mean(const GaussianMixture& model) {
 }
 
 /**
- * Log-joint values of the model, block by block: owns the component terms
- * and the operand buffers, so a scan over many points allocates once.
- * Points and means are shifted by the mixture's mean inside the products,
- * so that data far from the origin does not lose the distances' digits in
- * the fp32 expansion.
+ * Log-joint values of the model over n points, block by block, in one team
+ * of row ranges (impl/RowTeam.h): owns the component terms (shared) and
+ * each range's operand and logit buffers, so a scan allocates once. Points
+ * and means are shifted by the mixture's mean inside the products, so that
+ * data far from the origin does not lose the distances' digits in the fp32
+ * expansion.
  */
-struct LogJointBlocks {
-    explicit LogJointBlocks(const GaussianMixture& model)
-        : center(mixture_mean(model)),
+struct LogJointScan {
+    LogJointScan(const GaussianMixture& model, idx_t n)
+        : n(n),
+          k(model.k),
+          team(impl::row_team_size(n, model.k)),
+          center(mixture_mean(model)),
           full(model.covariance == CovarianceType::Full),
           terms(
               full ? nullptr
@@ -63,63 +68,81 @@ struct LogJointBlocks {
               full ? std::make_unique<impl::FullComponentTerms>(
                          model, center.data())
                    : nullptr),
-          block_rows(impl::scoring_block_rows(model.k)),
-          operand(
+          block_rows(impl::rows_per_thread_block(
+              impl::scoring_block_rows(model.k), team, n)),
+          operand_floats(
               full ? full_terms->work_floats(block_rows)
                    : size_t(block_rows) * terms->gemm_dim),
-          row_norms(full ? 0 : block_rows) {}
+          operand(team * operand_floats),
+          row_norms(full ? 0 : team * size_t(block_rows)),
+          logits(team * size_t(block_rows) * model.k) {}
 
-    /// logits (nb x k) = log pi_j + log N(x_i | j), nb <= block_rows.
-    void compute(idx_t nb, const float* x, float* logits) {
+    /**
+     * Calls per_block(r, i0, nb, logits) for consecutive blocks of the n
+     * points x, logits (nb x k) = log pi_j + log N(x_i | j) of rows i0 ..
+     * i0 + nb - 1, from range r < team of the team (in parallel across
+     * ranges: per_block writes only its rows or range r's own sums, and
+     * must not throw).
+     */
+    template <class PerBlock>
+    void run(const float* x, PerBlock&& per_block) {
+        impl::run_row_team(team, n, [&](int r, idx_t begin, idx_t end) {
+            float* r_operand = operand.data() + r * operand_floats;
+            float* r_logits = logits.data() + size_t(r) * block_rows * k;
+            for (idx_t i0 = begin; i0 < end; i0 += block_rows) {
+                const idx_t nb = std::min(block_rows, end - i0);
+                compute(
+                    r, nb, x + size_t(i0) * center.size(), r_operand, r_logits);
+                per_block(r, i0, nb, r_logits);
+            }
+        });
+    }
+
+    const idx_t n; ///< points of the scan
+    const int k;   ///< components
+    /// ranges of the team (impl::row_team_size)
+    const int team;
+    const std::vector<float> center; ///< mixture mean, d
+    const bool full;                 ///< full covariance
+
+   private:
+    /// logits (nb x k) of a block of range r, nb <= block_rows.
+    void compute(int r, idx_t nb, const float* x, float* work, float* out) {
         if (full) {
-            full_terms->log_joint_block(
-                nb, x, center.data(), operand.data(), logits);
+            full_terms->log_joint_block(nb, x, center.data(), work, out);
             return;
         }
         const impl::ComponentTerms& terms = *this->terms;
-        impl::prepare_operand(
-            terms, nb, x, center.data(), operand.data(), row_norms.data());
-        impl::block_products(terms, nb, operand.data(), logits);
-        const int k = terms.k;
-#pragma omp parallel for schedule(static) if (impl::worth_parallel(nb, k))
+        float* norms = row_norms.data() + size_t(r) * block_rows;
+        impl::prepare_operand(terms, nb, x, center.data(), work, norms);
+        impl::block_products(terms, nb, work, out);
         for (idx_t i = 0; i < nb; i++) {
-            float* row = logits + size_t(i) * k;
-            impl::products_to_distances(terms, row_norms[i], row);
+            float* row = out + size_t(i) * k;
+            impl::products_to_distances(terms, norms[i], row);
             impl::distances_to_log_joint(terms, row, row);
         }
     }
 
-    const std::vector<float> center; ///< mixture mean, d
-    const bool full;                 ///< full covariance
     /// the model in GEMM form (spherical, tied, diagonal)
     const std::unique_ptr<impl::ComponentTerms> terms;
     /// the model through its Cholesky factors (full)
     const std::unique_ptr<impl::FullComponentTerms> full_terms;
-    const idx_t block_rows;       ///< rows per block
-    std::vector<float> operand;   ///< block_rows x gemm_dim, or full work
-    std::vector<float> row_norms; ///< block_rows (not full)
+    const idx_t block_rows;       ///< rows per block of one range
+    const size_t operand_floats;  ///< operand / work floats of one range
+    std::vector<float> operand;   ///< team x operand_floats
+    std::vector<float> row_norms; ///< team x block_rows (not full)
+    std::vector<float> logits;    ///< team x block_rows x k
 };
 
-/// Calls per_block(i0, nb, logits) for consecutive blocks of the n points.
-template <class PerBlock>
-void scan_log_joint(
-    const GaussianMixture& model,
-    idx_t n,
-    const float* x,
-    PerBlock&& per_block) {
+/// Checks the model and the arguments of a scan over n points x.
+bool check_scan(const GaussianMixture& model, idx_t n, const float* x) {
     impl::check_model_shape(model);
     FAISS_THROW_IF_NOT_FMT(n >= 0, "n = %" PRId64 " < 0", int64_t(n));
     if (n == 0) {
-        return;
+        return false;
     }
     FAISS_THROW_IF_NOT_MSG(x, "x is null");
-    LogJointBlocks blocks(model);
-    std::vector<float> logits(size_t(blocks.block_rows) * model.k);
-    for (idx_t i0 = 0; i0 < n; i0 += blocks.block_rows) {
-        idx_t nb = std::min(blocks.block_rows, n - i0);
-        blocks.compute(nb, x + size_t(i0) * model.d, logits.data());
-        per_block(i0, nb, logits.data());
-    }
+    return true;
 }
 
 } // namespace
@@ -757,15 +780,22 @@ void GaussianMixture::train(
 }
 
 void GaussianMixture::log_joint(idx_t n, const float* x, float* out) const {
-    scan_log_joint(*this, n, x, [&](idx_t i0, idx_t nb, const float* logits) {
+    if (!check_scan(*this, n, x)) {
+        return;
+    }
+    LogJointScan scan(*this, n);
+    scan.run(x, [&](int, idx_t i0, idx_t nb, const float* logits) {
         std::copy(logits, logits + size_t(nb) * k, out + size_t(i0) * k);
     });
 }
 
 void GaussianMixture::log_density(idx_t n, const float* x, float* out) const {
+    if (!check_scan(*this, n, x)) {
+        return;
+    }
     const int kk = k;
-    scan_log_joint(*this, n, x, [&](idx_t i0, idx_t nb, float* logits) {
-#pragma omp parallel for schedule(static) if (impl::worth_parallel(nb, kk))
+    LogJointScan scan(*this, n);
+    scan.run(x, [&](int, idx_t i0, idx_t nb, float* logits) {
         for (idx_t i = 0; i < nb; i++) {
             out[i0 + i] = impl::softmax_row(kk, logits + size_t(i) * kk);
         }
@@ -775,26 +805,21 @@ void GaussianMixture::log_density(idx_t n, const float* x, float* out) const {
 double GaussianMixture::mean_log_likelihood(idx_t n, const float* x) const {
     FAISS_THROW_IF_NOT_FMT(
         n > 0, "mean log-likelihood of n = %" PRId64 " points", int64_t(n));
+    check_scan(*this, n, x);
     const int kk = k;
-    double total = 0;
-    std::vector<double> thread_total(omp_get_max_threads());
-    scan_log_joint(*this, n, x, [&](idx_t, idx_t nb, float* logits) {
-        // Per-thread sums added in thread order: deterministic for a given
-        // thread count (an OpenMP reduction is not).
-        std::fill(thread_total.begin(), thread_total.end(), 0.0);
-#pragma omp parallel if (impl::worth_parallel(nb, kk))
-        {
-            double t_total = 0;
-#pragma omp for schedule(static) nowait
-            for (idx_t i = 0; i < nb; i++) {
-                t_total += impl::softmax_row(kk, logits + size_t(i) * kk);
-            }
-            thread_total[omp_get_thread_num()] = t_total;
-        }
-        for (double t_total : thread_total) {
-            total += t_total;
+    LogJointScan scan(*this, n);
+    // Per-range sums added in range order: deterministic for a given thread
+    // count (an OpenMP reduction is not).
+    std::vector<double> range_total(scan.team, 0.0);
+    scan.run(x, [&](int r, idx_t, idx_t nb, float* logits) {
+        for (idx_t i = 0; i < nb; i++) {
+            range_total[r] += impl::softmax_row(kk, logits + size_t(i) * kk);
         }
     });
+    double total = 0;
+    for (double t : range_total) {
+        total += t;
+    }
     return total / n;
 }
 
@@ -811,36 +836,34 @@ void GaussianMixture::top_posteriors(
         temperature > 0 && std::isfinite(temperature),
         "top_posteriors: temperature = %g must be > 0 and finite",
         temperature);
+    if (!check_scan(*this, n, x)) {
+        return;
+    }
     const int kk = k;
     const float inv_t = 1.0f / temperature;
-    scan_log_joint(*this, n, x, [&](idx_t i0, idx_t nb, float* logits) {
-#pragma omp parallel if (impl::worth_parallel(nb, kk))
-        {
-            std::vector<int> order(kk);
-#pragma omp for schedule(static)
-            for (idx_t i = 0; i < nb; i++) {
-                float* row = logits + size_t(i) * kk;
-                std::iota(order.begin(), order.end(), 0);
-                // Highest first; ties by component index, so results do not
-                // depend on the sort implementation.
-                std::partial_sort(
-                    order.begin(),
-                    order.begin() + m,
-                    order.end(),
-                    [row](int a, int b) {
-                        return row[a] > row[b] || (row[a] == row[b] && a < b);
-                    });
-                if (inv_t != 1.0f) {
-                    for (int j = 0; j < kk; j++) {
-                        row[j] *= inv_t;
-                    }
+    LogJointScan scan(*this, n);
+    std::vector<int> orders(size_t(scan.team) * kk); // one per range
+    scan.run(x, [&](int r, idx_t i0, idx_t nb, float* logits) {
+        int* order = orders.data() + size_t(r) * kk;
+        for (idx_t i = 0; i < nb; i++) {
+            float* row = logits + size_t(i) * kk;
+            std::iota(order, order + kk, 0);
+            // Highest first; ties by component index, so results do not
+            // depend on the sort implementation.
+            std::partial_sort(
+                order, order + m, order + kk, [row](int a, int b) {
+                    return row[a] > row[b] || (row[a] == row[b] && a < b);
+                });
+            if (inv_t != 1.0f) {
+                for (int j = 0; j < kk; j++) {
+                    row[j] *= inv_t;
                 }
-                impl::softmax_row(kk, row);
-                size_t out = size_t(i0 + i) * m;
-                for (int r = 0; r < m; r++) {
-                    posteriors[out + r] = row[order[r]];
-                    components[out + r] = order[r];
-                }
+            }
+            impl::softmax_row(kk, row);
+            size_t out = size_t(i0 + i) * m;
+            for (int c = 0; c < m; c++) {
+                posteriors[out + c] = row[order[c]];
+                components[out + c] = order[c];
             }
         }
     });

@@ -18,6 +18,7 @@
 #include <faiss/utils/utils.h>
 
 #include <faiss_gmm/impl/GmmScoring.h>
+#include <faiss_gmm/impl/RowTeam.h>
 
 namespace faiss_gmm {
 
@@ -300,50 +301,53 @@ void CpuEStep::compute(
     // gives sum r x', sum r q and N_k.
     const int nq = spherical ? 1 : d;
     const int sd = d + nq + 1;
-    const idx_t bs = std::min<idx_t>(block_size, n);
 
-    std::vector<float> operand(size_t(bs) * gd), row_norms(bs);
-    std::vector<float> resp(size_t(bs) * k); // products, then r_ik
-    std::vector<double> resp_double;         // dense blocks only
-    std::vector<double> stats_operand(size_t(bs) * sd);
-    std::vector<double> moments(size_t(k) * sd, 0.0); // R^T stats_operand
-    // Per-thread partial results, combined in thread order: deterministic
-    // for a given thread count (an OpenMP reduction is not).
-    const int nt = omp_get_max_threads();
-    std::vector<double> thread_ll(nt);
-    std::vector<idx_t> thread_nnz(nt);
-    std::vector<std::vector<double>> thread_moments(nt); // sparse blocks
-    double ll = 0;
+    // One team over row ranges, each range end to end (products,
+    // log-sum-exp, statistics) in blocks of its own with BLAS on its thread
+    // (impl/RowTeam.h says why).
+    const int nt = impl::row_team_size(n, k);
+    const idx_t bs = impl::rows_per_thread_block(block_size, nt, n);
+    // Per-range buffers, allocated here (nothing throws in the team).
+    std::vector<float> operand(size_t(nt) * bs * gd),
+        row_norms(size_t(nt) * bs);
+    std::vector<float> resp(size_t(nt) * bs * k); // products, then r_ik
+    std::vector<double> resp_double(size_t(nt) * bs * k);
+    std::vector<double> stats_operand(size_t(nt) * bs * sd);
+    // R^T stats_operand and the log-likelihood per range, summed in range
+    // order after the team (deterministic for a thread count).
+    std::vector<double> thread_moments(size_t(nt) * k * sd, 0.0);
+    std::vector<double> thread_ll(nt, 0.0);
 
-    for (idx_t i0 = 0; i0 < n; i0 += bs) {
-        const idx_t nb = std::min(bs, n - i0);
-        impl::prepare_operand(
-            terms,
-            nb,
-            x + size_t(i0) * d,
-            center.data(),
-            operand.data(),
-            row_norms.data());
-        impl::block_products(terms, nb, operand.data(), resp.data());
-        std::fill(thread_ll.begin(), thread_ll.end(), 0.0);
-        std::fill(thread_nnz.begin(), thread_nnz.end(), 0);
-        const bool parallel = impl::worth_parallel(nb, k);
-#pragma omp parallel if (parallel)
-        {
-            double t_ll = 0;
-            idx_t t_nnz = 0;
-#pragma omp for schedule(static) nowait
+    impl::run_row_team(nt, n, [&](int t, idx_t begin, idx_t end) {
+        float* t_operand = operand.data() + size_t(t) * bs * gd;
+        float* t_row_norms = row_norms.data() + size_t(t) * bs;
+        float* t_resp = resp.data() + size_t(t) * bs * k;
+        double* t_resp_double = resp_double.data() + size_t(t) * bs * k;
+        double* t_stats_operand = stats_operand.data() + size_t(t) * bs * sd;
+        double* moments = thread_moments.data() + size_t(t) * k * sd;
+        double t_ll = 0;
+        for (idx_t i0 = begin; i0 < end; i0 += bs) {
+            const idx_t nb = std::min(bs, end - i0);
+            impl::prepare_operand(
+                terms,
+                nb,
+                x + size_t(i0) * d,
+                center.data(),
+                t_operand,
+                t_row_norms);
+            impl::block_products(terms, nb, t_operand, t_resp);
+            idx_t nnz = 0;
             for (idx_t i = 0; i < nb; i++) {
-                float* row = resp.data() + size_t(i) * k;
-                impl::products_to_distances(terms, row_norms[i], row);
+                float* row = t_resp + size_t(i) * k;
+                impl::products_to_distances(terms, t_row_norms[i], row);
                 impl::distances_to_log_joint(terms, row, row);
                 t_ll += impl::softmax_row(k, row);
                 for (int j = 0; j < k; j++) {
-                    t_nnz += row[j] != 0;
+                    nnz += row[j] != 0;
                 }
 
-                const float* xc = operand.data() + size_t(i) * gd; // x'
-                double* so = stats_operand.data() + size_t(i) * sd;
+                const float* xc = t_operand + size_t(i) * gd; // x'
+                double* so = t_stats_operand + size_t(i) * sd;
                 double norm = 0;
                 for (int l = 0; l < d; l++) {
                     double v = xc[l];
@@ -359,58 +363,40 @@ void CpuEStep::compute(
                 }
                 so[d + nq] = 1;
             }
-            thread_ll[omp_get_thread_num()] = t_ll;
-            thread_nnz[omp_get_thread_num()] = t_nnz;
-        }
-        idx_t nnz = 0;
-        for (int t = 0; t < nt; t++) {
-            ll += thread_ll[t];
-            nnz += thread_nnz[t];
-        }
-        if (nnz * 8 < nb * k) {
-            // Mostly exact zeros (far components underflow): add r * operand
-            // row for the non-zero r only, into per-thread accumulators.
-#pragma omp parallel if (parallel)
-            {
-                std::vector<double>& acc = thread_moments[omp_get_thread_num()];
-                if (acc.empty()) {
-                    acc.assign(size_t(k) * sd, 0.0);
-                }
-#pragma omp for schedule(static)
+            if (nnz * 8 < nb * k) {
+                // Mostly exact zeros (far components underflow): add
+                // r * operand row for the non-zero r only.
                 for (idx_t i = 0; i < nb; i++) {
-                    const float* row = resp.data() + size_t(i) * k;
-                    const double* so = stats_operand.data() + size_t(i) * sd;
+                    const float* row = t_resp + size_t(i) * k;
+                    const double* so = t_stats_operand + size_t(i) * sd;
                     for (int j = 0; j < k; j++) {
                         if (row[j] == 0) {
                             continue;
                         }
                         const double r = row[j];
-                        double* a = acc.data() + size_t(j) * sd;
+                        double* a = moments + size_t(j) * sd;
                         for (int c = 0; c < sd; c++) {
                             a[c] += r * so[c];
                         }
                     }
                 }
+            } else {
+                const size_t ne = size_t(nb) * k;
+                for (size_t e = 0; e < ne; e++) {
+                    t_resp_double[e] = t_resp[e];
+                }
+                impl::dgemm_atb_accumulate(
+                    nb, k, sd, t_resp_double, t_stats_operand, moments);
             }
-        } else {
-            resp_double.resize(size_t(bs) * k);
-            const size_t ne = size_t(nb) * k;
-#pragma omp parallel for schedule(static) if (parallel)
-            for (size_t e = 0; e < ne; e++) {
-                resp_double[e] = resp[e];
-            }
-            impl::dgemm_atb_accumulate(
-                nb,
-                k,
-                sd,
-                resp_double.data(),
-                stats_operand.data(),
-                moments.data());
         }
-    }
+        thread_ll[t] = t_ll;
+    });
+    double ll = 0;
+    std::vector<double> moments(size_t(k) * sd, 0.0);
     for (int t = 0; t < nt; t++) {
-        const std::vector<double>& acc = thread_moments[t];
-        for (size_t e = 0; e < acc.size(); e++) {
+        ll += thread_ll[t];
+        const double* acc = thread_moments.data() + size_t(t) * k * sd;
+        for (size_t e = 0; e < moments.size(); e++) {
             moments[e] += acc[e];
         }
     }

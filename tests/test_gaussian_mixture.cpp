@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <faiss/impl/FaissException.h>
 
@@ -512,6 +513,81 @@ TEST(GaussianMixture, EStepDoesNotDependOnBlockSize) {
                 whole.sum_sq[i],
                 tiny.sum_sq[i],
                 1e-4 * (1 + std::abs(whole.sum_sq[i])));
+        }
+    }
+}
+
+TEST(GaussianMixture, EStepAndScoringDoNotDependOnThreadCount) {
+    // Enough work (n k >= 2^16) for one team of row ranges
+    // (impl/RowTeam.h): 3 ranges of an odd n, each in several blocks, give
+    // what one thread gives, to the fp32 rounding of the logits (blocks of
+    // other sizes round their products differently, as in
+    // EStepDoesNotDependOnBlockSize); so do scans called from inside a
+    // parallel region (a thread then runs every range itself).
+    const int d = 12, k = 24, m = 3;
+    const idx_t n = 20011;
+    const std::vector<float> x = make_blobs(n, d, 8, 17);
+    const int threads_before = omp_get_max_threads();
+    for (CovarianceType cov :
+         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+        SCOPED_TRACE(covariance_type_name(cov));
+        const GaussianMixture gmm = trained_model(cov, n, x, d, k);
+        GmmSufficientStats stats[2] = {
+            GmmSufficientStats(d, k, cov), GmmSufficientStats(d, k, cov)};
+        std::vector<float> density[2], post[2];
+        std::vector<idx_t> comp[2];
+        for (int run = 0; run < 2; run++) {
+            omp_set_num_threads(run == 0 ? 1 : 3);
+            CpuEStep(n, x.data(), d, 1000).compute(gmm, &stats[run]);
+            density[run].resize(n);
+            gmm.log_density(n, x.data(), density[run].data());
+            post[run].resize(size_t(n) * m);
+            comp[run].resize(size_t(n) * m);
+            gmm.top_posteriors(
+                n, x.data(), m, post[run].data(), comp[run].data());
+        }
+        omp_set_num_threads(threads_before);
+        EXPECT_EQ(stats[1].n, n);
+        EXPECT_NEAR(
+            stats[0].log_likelihood,
+            stats[1].log_likelihood,
+            1e-6 * std::abs(stats[0].log_likelihood));
+        for (int j = 0; j < k; j++) {
+            EXPECT_NEAR(stats[0].count[j], stats[1].count[j], 1e-3);
+        }
+        for (size_t i = 0; i < stats[0].sum_x.size(); i++) {
+            EXPECT_NEAR(
+                stats[0].sum_x[i],
+                stats[1].sum_x[i],
+                1e-5 * (1 + std::abs(stats[0].sum_x[i])));
+        }
+        for (size_t i = 0; i < stats[0].sum_sq.size(); i++) {
+            EXPECT_NEAR(
+                stats[0].sum_sq[i],
+                stats[1].sum_sq[i],
+                1e-4 * (1 + std::abs(stats[0].sum_sq[i])));
+        }
+        for (idx_t i = 0; i < n; i++) {
+            ASSERT_NEAR(density[0][i], density[1][i], 1e-3) << "row " << i;
+        }
+        EXPECT_EQ(comp[0], comp[1]);
+        for (size_t e = 0; e < post[0].size(); e++) {
+            ASSERT_NEAR(post[0][e], post[1][e], 1e-4) << "entry " << e;
+        }
+        // Two halves scored by the two threads of a parallel region.
+        std::vector<float> nested(n);
+        const idx_t half = n / 2;
+#pragma omp parallel num_threads(2)
+        {
+            const idx_t begin = omp_get_thread_num() == 0 ? 0 : half;
+            const idx_t end = omp_get_thread_num() == 0 ? half : n;
+            gmm.log_density(
+                end - begin,
+                x.data() + size_t(begin) * d,
+                nested.data() + begin);
+        }
+        for (idx_t i = 0; i < n; i++) {
+            ASSERT_NEAR(density[0][i], nested[i], 1e-3) << "row " << i;
         }
     }
 }

@@ -441,42 +441,50 @@ void CpuEStep::compute_full(
         stats->sum_outer.size(),
         size_t(k) * dd);
     const idx_t bs = std::min<idx_t>(block_size, n);
-    std::vector<float> work(terms.work_floats(bs));
-    std::vector<float> resp(size_t(bs) * k);      // log-joint, then r_ik
-    std::vector<double> weighted(size_t(bs) * d); // sqrt(r) (x' - m'_j)
+    // Two teams per block, BLAS on each calling thread (impl/RowTeam.h says
+    // why): row ranges for the logits and the log-sum-exp, then components
+    // for the statistics, each component's sums (one dsyrk) owned by one
+    // thread, so no thread needs a copy of the k d^2 statistics.
+    const int rows_team = impl::row_team_size(bs, k);
+    const int components_team =
+        rows_team > 1 ? std::min(k, omp_get_max_threads()) : 1;
+    const idx_t range_rows = (bs + rows_team - 1) / rows_team;
+    std::vector<float> work(rows_team * terms.work_floats(range_rows));
+    std::vector<float> resp(size_t(bs) * k); // log-joint, then r_ik
+    // sqrt(r) (x' - m'_j), one buffer per thread of the components' team
+    std::vector<double> weighted(size_t(components_team) * bs * d);
     std::vector<double> count(k, 0.0), sum1(size_t(k) * d, 0.0); // r, r x'
-    std::vector<double> m(d); // mu_j - center of the current component
-    const int nt = omp_get_max_threads();
-    std::vector<double> thread_ll(nt);
-    double ll = 0;
+    std::vector<double> range_ll(rows_team, 0.0);
+    const impl::OpenBlasOneThread blas_on_calling_thread(
+        rows_team > 1 || components_team > 1);
 
     for (idx_t i0 = 0; i0 < n; i0 += bs) {
         const idx_t nb = std::min(bs, n - i0);
-        terms.log_joint_block(
-            nb, x + size_t(i0) * d, center.data(), work.data(), resp.data());
-        const float* xc = work.data(); // x' of the block (log_joint_block)
-        std::fill(thread_ll.begin(), thread_ll.end(), 0.0);
-#pragma omp parallel if (impl::worth_parallel(nb, k))
-        {
-            double t_ll = 0;
-#pragma omp for schedule(static) nowait
-            for (idx_t i = 0; i < nb; i++) {
-                t_ll += impl::softmax_row(k, resp.data() + size_t(i) * k);
+        const float* xb = x + size_t(i0) * d;
+        impl::run_row_team(rows_team, nb, [&](int r, idx_t begin, idx_t end) {
+            if (begin == end) {
+                return;
             }
-            thread_ll[omp_get_thread_num()] = t_ll;
-        }
-        for (int t = 0; t < nt; t++) {
-            ll += thread_ll[t];
-        }
+            float* logits = resp.data() + size_t(begin) * k;
+            terms.log_joint_block(
+                end - begin,
+                xb + size_t(begin) * d,
+                center.data(),
+                work.data() + r * terms.work_floats(range_rows),
+                logits);
+            for (idx_t i = 0; i < end - begin; i++) {
+                range_ll[r] += impl::softmax_row(k, logits + size_t(i) * k);
+            }
+        });
         // Per component: the rows with r > 0 (far components underflow to
         // exact zeros), weighted by sqrt(r) about the old mean, into one
         // dsyrk; N_k and sum r x' in the same pass, all in double.
+#pragma omp parallel for schedule(dynamic)                                     \
+    num_threads(components_team) if (components_team > 1)
         for (int j = 0; j < k; j++) {
-            // the old mean minus the center, exactly (as the other types)
+            double* w0 =
+                weighted.data() + size_t(omp_get_thread_num()) * bs * d;
             const float* mu = model.means.data() + size_t(j) * d;
-            for (int l = 0; l < d; l++) {
-                m[l] = double(mu[l]) - center[l];
-            }
             double* s1 = sum1.data() + size_t(j) * d;
             idx_t nnz = 0;
             for (idx_t i = 0; i < nb; i++) {
@@ -485,18 +493,25 @@ void CpuEStep::compute_full(
                     continue;
                 }
                 const double sr = std::sqrt(double(r));
-                const float* xi = xc + size_t(i) * d;
-                double* w = weighted.data() + size_t(nnz) * d;
+                const float* xi = xb + size_t(i) * d;
+                double* w = w0 + size_t(nnz) * d;
                 for (int l = 0; l < d; l++) {
-                    s1[l] += double(r) * xi[l];
-                    w[l] = sr * (double(xi[l]) - m[l]);
+                    // x' exactly as log_joint_block forms it (in float);
+                    // the old mean minus the center exactly, in double
+                    const float xc = xi[l] - center[l];
+                    s1[l] += double(r) * xc;
+                    w[l] = sr * (double(xc) - (double(mu[l]) - center[l]));
                 }
                 count[j] += r;
                 nnz++;
             }
             impl::dsyrk_ata_lower_accumulate(
-                nnz, d, weighted.data(), stats->sum_outer.data() + j * dd);
+                nnz, d, w0, stats->sum_outer.data() + j * dd);
         }
+    }
+    double ll = 0;
+    for (double range : range_ll) {
+        ll += range;
     }
 
     stats->n += n;

@@ -52,14 +52,15 @@ struct GmmEStep {
  * block and component over its rows with r > 0, in double. Memory
  * O(block_size * (k + 3 d)) plus the statistics' k * d^2 doubles.
  *
- * Threads (spherical, tied, diagonal): one OpenMP team over contiguous row
- * ranges, each range end to end in blocks of block_size / threads rows with
- * BLAS on its own thread, its statistics summed in range order
- * (impl/RowTeam.h: alternating OpenMP regions with OpenBLAS's threads was up
- * to 4.8x slower on 2 cores). Full covariance: BLAS runs its own threads on
- * the products and the per-row work stays on the calling thread. Every sum
- * is formed in a fixed order, so the result is deterministic for a given
- * thread count.
+ * Threads, always with BLAS on each calling thread (impl/RowTeam.h:
+ * alternating OpenMP regions with OpenBLAS's own threads was up to 4.8x
+ * slower on 2 cores). Spherical, tied, diagonal: one OpenMP team over
+ * contiguous row ranges, each range end to end in blocks of
+ * block_size / threads rows, its statistics summed in range order. Full
+ * covariance, per block: row ranges for the logits and log-sum-exp, then one
+ * thread per component for its statistics (so no thread holds a copy of the
+ * k d^2 second moments). Every sum is formed in a fixed order, so the result
+ * is deterministic for a given thread count.
  */
 struct CpuEStep : GmmEStep {
     idx_t n;            ///< number of points

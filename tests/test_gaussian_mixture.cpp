@@ -529,7 +529,9 @@ TEST(GaussianMixture, EStepAndScoringDoNotDependOnThreadCount) {
     const std::vector<float> x = make_blobs(n, d, 8, 17);
     const int threads_before = omp_get_max_threads();
     for (CovarianceType cov :
-         {CovarianceType::Spherical, CovarianceType::Diagonal}) {
+         {CovarianceType::Spherical,
+          CovarianceType::Diagonal,
+          CovarianceType::Full}) {
         SCOPED_TRACE(covariance_type_name(cov));
         const GaussianMixture gmm = trained_model(cov, n, x, d, k);
         GmmSufficientStats stats[2] = {
@@ -538,7 +540,7 @@ TEST(GaussianMixture, EStepAndScoringDoNotDependOnThreadCount) {
         std::vector<idx_t> comp[2];
         for (int run = 0; run < 2; run++) {
             omp_set_num_threads(run == 0 ? 1 : 3);
-            CpuEStep(n, x.data(), d, 1000).compute(gmm, &stats[run]);
+            CpuEStep(n, x.data(), d, 3000).compute(gmm, &stats[run]);
             density[run].resize(n);
             gmm.log_density(n, x.data(), density[run].data());
             post[run].resize(size_t(n) * m);
@@ -566,6 +568,13 @@ TEST(GaussianMixture, EStepAndScoringDoNotDependOnThreadCount) {
                 stats[0].sum_sq[i],
                 stats[1].sum_sq[i],
                 1e-4 * (1 + std::abs(stats[0].sum_sq[i])));
+        }
+        ASSERT_EQ(stats[0].sum_outer.size(), stats[1].sum_outer.size());
+        for (size_t i = 0; i < stats[0].sum_outer.size(); i++) {
+            EXPECT_NEAR(
+                stats[0].sum_outer[i],
+                stats[1].sum_outer[i],
+                1e-4 * (1 + std::abs(stats[0].sum_outer[i])));
         }
         for (idx_t i = 0; i < n; i++) {
             ASSERT_NEAR(density[0][i], density[1][i], 1e-3) << "row " << i;

@@ -17,7 +17,11 @@ iterations: lower bound 2.6e-8, weights 2.7e-7, means 6.5e-6, covariances
 7.0e-6, precisions 6.7e-6, precision Cholesky factors 9.3e-6.
 """
 
+import pathlib
 import pickle
+import re
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -280,3 +284,18 @@ def test_sklearn_estimator_checks(estimator):
     failed = [(r["check_name"], str(r["exception"])) for r in results if r["status"] == "failed"]
     assert failed == []
     assert sum(r["status"] == "passed" for r in results) >= 35
+
+
+def test_bench_sklearn_runs_and_agrees():
+    """python/bench/bench_sklearn.py at a small size: one line per
+    covariance type, and the two fits' log-likelihoods agree (same init)."""
+    script = pathlib.Path(__file__).parents[1] / "bench" / "bench_sklearn.py"
+    args = ["--n", "3000", "--d", "8", "--k", "4", "--iters", "5", "--repeats", "1"]
+    out = subprocess.run(
+        [sys.executable, str(script), *args], check=True, capture_output=True, text=True
+    ).stdout
+    for cov in ("diag", "full"):
+        line = next(row for row in out.splitlines() if row.startswith(cov + ":"))
+        found = re.search(r"log-likelihood (\S+) vs (\S+);", line)
+        ours, theirs = float(found.group(1)), float(found.group(2))
+        assert abs(ours - theirs) <= 1e-5 * abs(theirs), line

@@ -7,6 +7,7 @@
 #include <faiss/impl/FaissAssert.h>
 
 #include <faiss_gmm/IVFGMMParameters.h>
+#include <faiss_gmm/impl/BlasCore.h>
 
 #include <datasets/registry.h>
 #include <eval/ablation.h>
@@ -425,6 +426,11 @@ int eval_main(
                    std::chrono::steady_clock::now() - t0)
                    .count()
             << " s)\n";
+        out << "BLAS: " << impl::blas_description() << "\n";
+        const std::string blas_advice = impl::slow_blas_advice();
+        if (!blas_advice.empty()) {
+            out << "warning: " << blas_advice << "\n";
+        }
         int64_t nlist =
             options.nlist > 0 ? options.nlist : default_nlist(data.base.n);
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <mutex>
 #include <random>
 #include <unordered_set>
 
@@ -17,6 +18,7 @@
 #include <faiss/utils/distances.h>
 #include <faiss/utils/utils.h>
 
+#include <faiss_gmm/impl/BlasCore.h>
 #include <faiss_gmm/impl/GmmScoring.h>
 #include <faiss_gmm/impl/RowTeam.h>
 
@@ -953,6 +955,15 @@ void run_em(
     EmProgress progress(params);
     model->check_consistency();
     model->iteration_stats.clear();
+    if (params.verbose) {
+        static std::once_flag said; // once per process
+        std::call_once(said, [] {
+            const std::string advice = impl::slow_blas_advice();
+            if (!advice.empty()) {
+                std::printf("EM: %s\n", advice.c_str());
+            }
+        });
+    }
     GmmSufficientStats stats(model->d, model->k, model->covariance);
     for (int it = 0; it < params.niter; it++) {
         double t0 = faiss::getmillisecs();

@@ -23,6 +23,7 @@
 #include <faiss/impl/FaissAssert.h>
 
 #include <faiss_gmm/IndexIVFGMM.h>
+#include <faiss_gmm/impl/BlasCore.h>
 #include <faiss_gmm/index_factory.h>
 #include <faiss_gmm/index_io.h>
 
@@ -263,3 +264,25 @@ TEST(Robustness, ConcurrentSearchesCountExactly) {
 }
 
 } // namespace
+
+TEST(Robustness, SlowBlasKernelsAreNamedWithTheFix) {
+    using faiss_gmm::impl::slow_blas_advice;
+    // OpenBLAS's SSE3 fallback on a CPU with AVX-512 / AVX2: the variable
+    // to set, naming the kernels.
+    const std::string avx512 = slow_blas_advice("Prescott", true, true, false);
+    EXPECT_NE(avx512.find("Prescott"), std::string::npos) << avx512;
+    EXPECT_NE(avx512.find("OPENBLAS_CORETYPE=SkylakeX"), std::string::npos)
+        << avx512;
+    const std::string avx2 = slow_blas_advice("Nehalem", true, false, false);
+    EXPECT_NE(avx2.find("OPENBLAS_CORETYPE=Haswell"), std::string::npos)
+        << avx2;
+    // Nothing to say: the user chose, the kernels fit, the CPU is old, or
+    // the BLAS is not OpenBLAS.
+    EXPECT_EQ(slow_blas_advice("Prescott", true, true, true), "");
+    EXPECT_EQ(slow_blas_advice("SkylakeX", true, true, false), "");
+    EXPECT_EQ(slow_blas_advice("Haswell", true, false, false), "");
+    EXPECT_EQ(slow_blas_advice("Prescott", false, false, false), "");
+    EXPECT_EQ(slow_blas_advice("", true, true, false), "");
+    // This process's BLAS is described either way.
+    EXPECT_FALSE(faiss_gmm::impl::blas_description().empty());
+}
